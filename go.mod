@@ -1,0 +1,3 @@
+module ustack
+
+go 1.26

@@ -1,0 +1,98 @@
+package stack
+
+import (
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"ustack/timers"
+)
+
+// Link is where IPv4 packets enter and leave the stack: a TUN device in
+// production, an in-memory pipe in tests.
+type Link interface {
+	// ReadPacket blocks until a packet arrives and copies it into b.
+	ReadPacket(b []byte) (int, error)
+	// WritePacket sends one packet; b is not retained after it returns.
+	WritePacket(b []byte) error
+	// MTU is the largest IPv4 packet the link carries.
+	MTU() int
+	Close() error
+}
+
+// Options are the stack's tunables. Start from DefaultOptions: the zero value
+// of some fields (SynLinearTimeouts) is meaningful.
+type Options struct {
+	// Addr is the stack's own IPv4 address.
+	Addr netip.Addr
+	// Clock supplies the time; nil means the wall clock.
+	Clock timers.Clock
+
+	FinTimeout        time.Duration // net.ipv4.tcp_fin_timeout
+	TimeWait          time.Duration // TIME_WAIT length (Linux: fixed 60 s)
+	SynRetries        int           // net.ipv4.tcp_syn_retries
+	SynLinearTimeouts int           // net.ipv4.tcp_syn_linear_timeouts
+	SynAckRetries     int           // net.ipv4.tcp_synack_retries
+	Retries2          int           // net.ipv4.tcp_retries2
+	Somaxconn         int           // net.core.somaxconn
+	KeepaliveIdle     time.Duration // net.ipv4.tcp_keepalive_time
+	KeepaliveIntvl    time.Duration // net.ipv4.tcp_keepalive_intvl
+	KeepaliveProbes   int           // net.ipv4.tcp_keepalive_probes
+
+	// RecvBuffer and SendBuffer are the per-connection buffer sizes in bytes.
+	RecvBuffer int
+	SendBuffer int
+
+	// Timestamps, SACK and WindowScaling mirror net.ipv4.tcp_timestamps,
+	// tcp_sack and tcp_window_scaling.
+	Timestamps    bool
+	SACK          bool
+	WindowScaling bool
+
+	// Packet, when set, sees every packet in (out=false) and out (out=true),
+	// including the loopback path. pkt is only valid during the call.
+	Packet func(out bool, pkt []byte)
+	// Trace, when set, logs every state transition with the segment that
+	// caused it.
+	Trace *slog.Logger
+}
+
+// DefaultOptions returns Linux's defaults (see ../shared/spec/behaviours.md).
+func DefaultOptions() Options {
+	return Options{
+		Addr:              netip.MustParseAddr("10.0.0.2"),
+		FinTimeout:        60 * time.Second,
+		TimeWait:          60 * time.Second,
+		SynRetries:        6,
+		SynLinearTimeouts: 4,
+		SynAckRetries:     5,
+		Retries2:          15,
+		Somaxconn:         4096,
+		KeepaliveIdle:     7200 * time.Second,
+		KeepaliveIntvl:    75 * time.Second,
+		KeepaliveProbes:   9,
+		RecvBuffer:        1 << 20,
+		SendBuffer:        1 << 20,
+		Timestamps:        true,
+		SACK:              true,
+		WindowScaling:     true,
+	}
+}
+
+// SocketInfo is one line of `ustack ss`.
+type SocketInfo struct {
+	State       string // ss's names: UNCONN, LISTEN, SYN-SENT, ESTAB, ...
+	RecvQ       int    // bytes received and not yet read (LISTEN: accept queue length)
+	SendQ       int    // bytes not yet acknowledged (LISTEN: backlog)
+	Local       netip.AddrPort
+	Peer        netip.AddrPort
+	Timer       string        // "on", "keepalive", "timewait", "persist", or ""
+	TimerLeft   time.Duration // until the timer fires
+	Retransmits int           // consecutive retransmissions of the running timer
+}
+
+// Counter is one named event count (drops, segments, resets...).
+type Counter struct {
+	Name  string
+	Value uint64
+}
