@@ -1,0 +1,104 @@
+package stack
+
+// counter indexes the stack's event counts. Every dropped packet is counted
+// under the reason it was dropped, as gVisor and Linux's nstat do.
+type counter int
+
+const (
+	cntIPIn counter = iota
+	cntIPOut
+	cntIPMalformed
+	cntIPChecksum
+	cntIPFragmentDropped
+	cntIPNotForUs
+	cntIPUnknownProto
+	cntICMPIn
+	cntICMPEchoReplies
+	cntICMPMalformed
+	cntTCPIn
+	cntTCPOut
+	cntTCPMalformed
+	cntTCPChecksum
+	cntTCPBadOptions
+	cntTCPNoSocket
+	cntTCPResetsSent
+	cntTCPResetsReceived
+	cntTCPActiveOpens
+	cntTCPPassiveOpens
+	cntTCPAttemptFails
+	cntTCPEstabResets
+	cntTCPRetransSegs
+	cntTCPFastRetrans
+	cntTCPTimeouts
+	cntTCPSynRetrans
+	cntTCPSynAckRetrans
+	cntTCPListenOverflows
+	cntTCPListenDrops
+	cntTCPSynQueueDrops
+	cntTCPOutOfWindow
+	cntTCPPAWSDrops
+	cntTCPChallengeACKs
+	cntTCPOOOQueued
+	cntTCPOOODropped
+	cntTCPDelayedACKs
+	cntTCPZeroWindowProbes
+	cntTCPKeepaliveProbes
+	cntTCPAbortOnData
+	cntTCPAbortOnClose
+	cntTCPAbortOnTimeout
+	cntTCPAbortOnLinger
+	cntTCPFinWait2Timeouts
+	cntTCPTimeWaitRecycled
+	cntTCPUnacceptableACK
+	cntTCPSelfConnect
+	numCounters
+)
+
+var counterNames = [numCounters]string{
+	cntIPIn:                "ip.in",
+	cntIPOut:               "ip.out",
+	cntIPMalformed:         "ip.drop.malformed",
+	cntIPChecksum:          "ip.drop.checksum",
+	cntIPFragmentDropped:   "ip.drop.fragment",
+	cntIPNotForUs:          "ip.drop.not_for_us",
+	cntIPUnknownProto:      "ip.drop.unknown_protocol",
+	cntICMPIn:              "icmp.in",
+	cntICMPEchoReplies:     "icmp.echo_replies",
+	cntICMPMalformed:       "icmp.drop.malformed",
+	cntTCPIn:               "tcp.in",
+	cntTCPOut:              "tcp.out",
+	cntTCPMalformed:        "tcp.drop.malformed",
+	cntTCPChecksum:         "tcp.drop.checksum",
+	cntTCPBadOptions:       "tcp.bad_options",
+	cntTCPNoSocket:         "tcp.no_socket",
+	cntTCPResetsSent:       "tcp.resets_sent",
+	cntTCPResetsReceived:   "tcp.resets_received",
+	cntTCPActiveOpens:      "tcp.active_opens",
+	cntTCPPassiveOpens:     "tcp.passive_opens",
+	cntTCPAttemptFails:     "tcp.attempt_fails",
+	cntTCPEstabResets:      "tcp.estab_resets",
+	cntTCPRetransSegs:      "tcp.retrans_segs",
+	cntTCPFastRetrans:      "tcp.fast_retrans",
+	cntTCPTimeouts:         "tcp.rto_timeouts",
+	cntTCPSynRetrans:       "tcp.syn_retrans",
+	cntTCPSynAckRetrans:    "tcp.synack_retrans",
+	cntTCPListenOverflows:  "tcp.listen_overflows",
+	cntTCPListenDrops:      "tcp.listen_drops",
+	cntTCPSynQueueDrops:    "tcp.syn_queue_drops",
+	cntTCPOutOfWindow:      "tcp.drop.out_of_window",
+	cntTCPPAWSDrops:        "tcp.drop.paws",
+	cntTCPChallengeACKs:    "tcp.challenge_acks",
+	cntTCPOOOQueued:        "tcp.ooo_queued",
+	cntTCPOOODropped:       "tcp.drop.ooo",
+	cntTCPDelayedACKs:      "tcp.delayed_acks",
+	cntTCPZeroWindowProbes: "tcp.zero_window_probes",
+	cntTCPKeepaliveProbes:  "tcp.keepalive_probes",
+	cntTCPAbortOnData:      "tcp.abort_on_data",
+	cntTCPAbortOnClose:     "tcp.abort_on_close",
+	cntTCPAbortOnTimeout:   "tcp.abort_on_timeout",
+	cntTCPAbortOnLinger:    "tcp.abort_on_linger",
+	cntTCPFinWait2Timeouts: "tcp.fin_wait2_timeouts",
+	cntTCPTimeWaitRecycled: "tcp.time_wait_recycled",
+	cntTCPUnacceptableACK:  "tcp.drop.unacceptable_ack",
+	cntTCPSelfConnect:      "tcp.self_connects_retried",
+}

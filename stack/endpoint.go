@@ -1,0 +1,786 @@
+package stack
+
+import (
+	"math/bits"
+	"syscall"
+	"time"
+
+	"ustack/hashtable"
+	"ustack/timers"
+)
+
+// endpoint is one TCP connection: Linux's struct tcp_sock, the TCB of
+// RFC 9293 section 3.3.1. All fields are guarded by Stack.mu.
+type endpoint struct {
+	s     *Stack
+	id    hashtable.FourTuple
+	state tcpState
+
+	owner  hashtable.OwnerID // bind-table entry this connection holds; 0: none (a listener's child)
+	parent *listener         // the listener, until accept()
+	active bool              // opened by connect() (errors go to the dialer)
+	orphan bool              // close() was called: no application any more
+
+	// Send sequence space (RFC 9293 3.3.1).
+	iss       seqnum
+	sndUna    seqnum
+	sndNxt    seqnum
+	sndMax    seqnum // highest sequence number sent; sndNxt rewinds on RTO
+	sndWnd    uint32 // peer's window, scaled
+	maxWnd    uint32
+	sndWl1    seqnum
+	sndWl2    seqnum
+	sndWscale uint8
+	sndBuf    ring // bytes from sndUna on: unacknowledged, then unsent
+	finQueued bool // a FIN follows the data in sndBuf
+	finSent   bool
+	sndFin    seqnum // sequence number of our FIN once sent
+
+	// Receive sequence space.
+	irs       seqnum
+	rcvNxt    seqnum
+	rcvWscale uint8
+	rcvAdv    seqnum // right edge of the window last advertised
+	rcvBuf    ring   // readable bytes, then out-of-order bytes at their offsets
+	ooo       []seqRange
+	peerFin   seqnum // sequence number of the peer's FIN, when finPending
+	finPend   bool   // a FIN arrived out of order, waiting for the hole to fill
+	finRecvd  bool   // the peer's FIN is consumed: reads end with EOF
+
+	// Negotiated options.
+	mss         int // largest payload the peer accepts, without our options
+	wsOK        bool
+	tsOK        bool
+	tsRecent    uint32
+	tsOff       uint32
+	sackOK      bool
+	lastAckSent seqnum
+
+	// Congestion control (RFC 5681) and NewReno recovery (RFC 6582).
+	cwnd       uint32
+	ssthresh   uint32
+	dupAcks    int
+	inRecovery bool
+	recover    seqnum
+
+	// Retransmission timer state (RFC 6298).
+	srtt      time.Duration
+	rttvar    time.Duration
+	rto       time.Duration
+	rttTiming bool
+	rttSeq    seqnum
+	rttStart  time.Time
+	backoff   int       // RTO expirations in a row
+	rtxStart  time.Time // when the current run of retransmissions began
+	retries   int       // SYN / SYN|ACK retransmissions so far
+	persist   bool      // rtxTimer is the persist timer (B21)
+	probes    int       // unanswered zero-window or keepalive probes
+	lastRecv  time.Time
+	isnOver   seqnum // ISN chosen by TIME_WAIT reuse (B37), if isnSet
+	isnSet    bool
+
+	// ACK policy (B22).
+	quickACKs  int
+	ackPending bool // an ACK is owed: delayed-ACK timer armed
+	ackNow     bool // an ACK is owed at the end of this input step
+	unacked    int  // bytes received since our last ACK
+	rcvMSS     int  // largest segment seen, for the "every second segment" rule
+	lastOOW    time.Time
+
+	rtxTimer    timers.Timer // retransmission, SYN retransmission, or persist
+	delackTimer timers.Timer
+	keepTimer   timers.Timer // keepalive, or the FIN_WAIT_2 timeout (B35)
+	waitTimer   timers.Timer // TIME_WAIT (B37)
+
+	// Application side.
+	softErr   syscall.Errno // reported once by the next read or write
+	hardErr   syscall.Errno // the connection failed: what writes report afterwards
+	shutRd    bool
+	shutWr    bool
+	keepalive bool
+	nodelay   bool
+	linger    int // SO_LINGER seconds; -1 off
+	rdWait    waiter
+	wrWait    waiter
+	gone      bool // removed from every table
+}
+
+// seqRange is a block of out-of-order data [start, end).
+type seqRange struct{ start, end seqnum }
+
+func (s *Stack) newEndpoint(id hashtable.FourTuple) *endpoint {
+	e := &endpoint{
+		s:         s,
+		id:        id,
+		sndBuf:    newRing(s.opts.SendBuffer),
+		rcvBuf:    newRing(s.opts.RecvBuffer),
+		rto:       rtoInitial,
+		mss:       536, // RFC 9293 3.7.1 default when the peer sends none
+		linger:    -1,
+		nodelay:   true, // Go's net package sets TCP_NODELAY on every TCPConn
+		rdWait:    newWaiter(),
+		wrWait:    newWaiter(),
+		quickACKs: maxQuickACKs,
+		tsOff:     s.tsOffset(id),
+	}
+	initTimer(&e.rtxTimer, e.onRetransmitTimer)
+	initTimer(&e.delackTimer, e.onDelackTimer)
+	initTimer(&e.keepTimer, e.onKeepTimer)
+	initTimer(&e.waitTimer, e.onTimeWaitTimer)
+	return e
+}
+
+// ourMSS is the MSS we announce: the link MTU less IPv4 and TCP headers.
+func (s *Stack) ourMSS() int { return s.mtu - 40 }
+
+// rcvWscaleFor picks our window scale like Linux's tcp_select_initial_window:
+// enough shift for the whole receive buffer to be advertised.
+func rcvWscaleFor(space int) uint8 {
+	shift := bits.Len(uint(space)) - 1 - 15
+	if shift < 0 {
+		return 0
+	}
+	if shift > 14 {
+		return 14
+	}
+	return uint8(shift)
+}
+
+// setState moves the connection to st and traces why.
+func (e *endpoint) setState(st tcpState, why string, sg *segment) {
+	if e.state == st {
+		return
+	}
+	e.s.trace(e, e.state, st, why, sg)
+	e.state = st
+	e.rdWait.notify()
+	e.wrWait.notify()
+}
+
+// effMSS is the payload that fits in one segment with our usual options.
+func (e *endpoint) effMSS() int {
+	m := e.mss
+	if e.tsOK {
+		m -= 12
+	}
+	if m < 1 {
+		m = 1
+	}
+	return m
+}
+
+// flight is the sequence space sent and not yet acknowledged.
+func (e *endpoint) flight() uint32 { return e.sndNxt.sub(e.sndUna) }
+
+// process is one step of the state machine: a segment arrives for this
+// connection (RFC 9293 3.10.7.3 for SYN-SENT, 3.10.7.4 otherwise).
+func (e *endpoint) process(now time.Time, sg *segment) {
+	switch e.state {
+	case stateSynSent:
+		e.synSentInput(now, sg)
+		e.afterInput(now)
+		return
+	case stateTimeWait:
+		e.timeWaitInput(now, sg)
+		return
+	case stateClosed:
+		e.s.sendResetFor(sg)
+		return
+	}
+	e.lastRecv = now
+	e.probes = 0
+
+	// PAWS (RFC 7323 5.3, Linux tcp_paws_discard): a segment whose TSval
+	// is older than TS.Recent is a duplicate from an old incarnation.
+	if e.tsOK && sg.opts.HasTS && !sg.has(flagRST) && int32(sg.opts.TSVal-e.tsRecent) < 0 {
+		e.s.inc(cntTCPPAWSDrops)
+		e.sendOOWAck(now)
+		return
+	}
+
+	// Step 1: sequence number acceptability, as Linux's tcp_sequence: the
+	// segment must end at or after RCV.NXT and start inside the window.
+	if !e.acceptable(sg) {
+		e.s.inc(cntTCPOutOfWindow)
+		switch {
+		case sg.has(flagRST):
+			// RFC 5961 3.2: out-of-window RST is dropped silently.
+		case sg.has(flagSYN):
+			e.challengeACK(now) // RFC 5961 4.2
+		default:
+			e.sendOOWAck(now) // RFC 9293: send an ACK, drop
+		}
+		return
+	}
+
+	// Step 2: RST (RFC 5961 3.2). Only an exact match resets (B40).
+	if sg.has(flagRST) {
+		if sg.seq == e.rcvNxt || (e.finRecvd && sg.seq == e.rcvNxt-1) {
+			e.s.inc(cntTCPResetsReceived)
+			e.resetByPeer(now, sg)
+		} else {
+			e.challengeACK(now)
+		}
+		return
+	}
+
+	// RFC 7323 4.3: remember the timestamp to echo.
+	if e.tsOK && sg.opts.HasTS && sg.seq.leq(e.lastAckSent) {
+		e.tsRecent = sg.opts.TSVal
+	}
+
+	// Step 4: SYN in a synchronized state gets a challenge ACK (RFC 5961
+	// 4.2, B41). The one exception is the SYN|ACK that completes a
+	// simultaneous open or a self-connect (B15, B16).
+	if sg.has(flagSYN) {
+		if e.state == stateSynRecv && e.active && sg.has(flagACK) && sg.seq.add(1) == e.rcvNxt && sg.ack == e.sndNxt {
+			e.setState(stateEstablished, "SYN|ACK in SYN-RECV (simultaneous open)", sg)
+			e.established(now, sg)
+			e.wrWait.notify()
+			return
+		}
+		e.challengeACK(now)
+		return
+	}
+
+	// Step 5: ACK.
+	if !sg.has(flagACK) {
+		return
+	}
+	if e.state == stateSynRecv {
+		if !(sg.ack.gt(e.sndUna) && sg.ack.leq(e.sndNxt)) {
+			e.s.inc(cntTCPUnacceptableACK)
+			e.s.sendResetFor(sg)
+			return
+		}
+		if !e.completePassiveOpen(now, sg) {
+			return // accept queue full (B11): the ACK is dropped
+		}
+	}
+	if !e.ackInput(now, sg) {
+		return
+	}
+	if e.gone {
+		return
+	}
+
+	// Step 7: data (B20). After close(), new data means nobody will ever
+	// read it: Linux resets (RFC 1122 4.2.2.13, B33).
+	if len(sg.payload) > 0 {
+		switch e.state {
+		case stateFinWait1, stateFinWait2:
+			if e.orphan && sg.seq.add(uint32(len(sg.payload))).gt(e.rcvNxt) {
+				e.s.inc(cntTCPAbortOnData)
+				e.s.sendResetFor(sg)
+				e.abort(now, syscall.ECONNRESET)
+				return
+			}
+			e.dataInput(now, sg)
+		case stateEstablished:
+			e.dataInput(now, sg)
+		default:
+			// CLOSE-WAIT, CLOSING, LAST-ACK: the peer already sent FIN;
+			// anything new is a protocol error, old data a duplicate.
+			e.scheduleACK(now, true)
+		}
+	}
+
+	// Step 8: FIN.
+	if sg.has(flagFIN) {
+		fin := sg.seq.add(uint32(len(sg.payload)))
+		if fin.geq(e.rcvNxt) && !e.finRecvd && !e.finPend {
+			e.finPend = true
+			e.peerFin = fin
+		}
+	}
+	e.maybeConsumeFin(now, sg)
+	e.afterInput(now)
+}
+
+// afterInput sends what the segment made due: data the ACK let out, and
+// the ACK itself if it is not riding on that data.
+func (e *endpoint) afterInput(now time.Time) {
+	if e.gone {
+		return
+	}
+	e.output(now)
+}
+
+// acceptable is Linux's tcp_sequence, a relaxed form of RFC 9293's table:
+// the segment may overlap the left edge, and must start by the right edge.
+func (e *endpoint) acceptable(sg *segment) bool {
+	end := sg.seq.add(sg.seqLen())
+	wnd := e.rcvAdv.sub(e.rcvNxt)
+	if e.rcvAdv.lt(e.rcvNxt) {
+		wnd = 0
+	}
+	if end.lt(e.rcvNxt) {
+		return false
+	}
+	if sg.seqLen() == 0 && end == e.rcvNxt {
+		return true
+	}
+	return sg.seq.leq(e.rcvNxt.add(wnd))
+}
+
+// completePassiveOpen moves a listener's child from SYN-RECV to ESTABLISHED
+// and into the accept queue; false when the queue is full.
+func (e *endpoint) completePassiveOpen(now time.Time, sg *segment) bool {
+	l := e.parent
+	if l == nil || e.active {
+		e.setState(stateEstablished, "ACK of SYN|ACK", sg)
+		e.established(now, sg)
+		return true
+	}
+	if l.full() {
+		// Linux (tcp_check_req, tcp_abort_on_overflow=0): drop the ACK and
+		// let the SYN|ACK timer try again.
+		e.s.inc(cntTCPListenOverflows)
+		e.s.inc(cntTCPListenDrops)
+		return false
+	}
+	delete(l.synQ, e)
+	l.acceptQ = append(l.acceptQ, e)
+	e.setState(stateEstablished, "ACK of SYN|ACK", sg)
+	e.established(now, sg)
+	l.wait.notify()
+	return true
+}
+
+// established runs on entering ESTABLISHED from a handshake.
+func (e *endpoint) established(now time.Time, sg *segment) {
+	e.retries = 0
+	e.backoff = 0
+	e.sndWnd = uint32(sg.wnd) << e.sndWscale
+	e.maxWnd = e.sndWnd
+	e.sndWl1, e.sndWl2 = sg.seq, sg.ack
+	e.s.timers.Stop(&e.rtxTimer)
+	if e.keepalive {
+		e.armKeepalive(now)
+	}
+}
+
+// ackInput processes SEG.ACK in a synchronized state (RFC 9293 3.10.7.4
+// fifth step, RFC 5681, RFC 6582); false means drop the segment.
+func (e *endpoint) ackInput(now time.Time, sg *segment) bool {
+	ack := sg.ack
+	if ack.gt(e.sndMax) {
+		// RFC 5961 5.2 (Linux 6.x): it acknowledges what we never sent.
+		e.s.inc(cntTCPUnacceptableACK)
+		e.challengeACK(now)
+		return false
+	}
+	if ack.lt(e.sndUna) {
+		if e.sndUna.sub(ack) > e.maxWnd {
+			e.s.inc(cntTCPUnacceptableACK)
+			e.challengeACK(now)
+			return false
+		}
+		return true // an old ACK: ignore it, keep the data
+	}
+
+	// RFC 9293: update the window from the newest segment only.
+	wnd := uint32(sg.wnd) << e.sndWscale
+	wndChanged := false
+	if e.sndWl1.lt(sg.seq) || (e.sndWl1 == sg.seq && e.sndWl2.leq(ack)) {
+		wndChanged = wnd != e.sndWnd
+		e.sndWnd = wnd
+		e.sndWl1, e.sndWl2 = sg.seq, ack
+		if wnd > e.maxWnd {
+			e.maxWnd = wnd
+		}
+		if wnd > 0 && e.persist {
+			e.persist = false
+			e.probes = 0
+			e.s.timers.Stop(&e.rtxTimer)
+		}
+	}
+
+	acked := ack.sub(e.sndUna)
+	if acked == 0 {
+		// A duplicate ACK (RFC 5681 2): no data, no window change, data
+		// outstanding.
+		if len(sg.payload) == 0 && !sg.has(flagFIN) && !wndChanged && e.sndMax.gt(e.sndUna) {
+			e.onDupAck(now)
+		}
+		return true
+	}
+
+	e.onNewAck(now, sg, acked)
+	return true
+}
+
+// onNewAck takes newly acknowledged bytes off the send queue and updates
+// the RTT estimate, the congestion window and the timers.
+func (e *endpoint) onNewAck(now time.Time, sg *segment, acked uint32) {
+	ack := sg.ack
+	dataAcked := int(acked)
+	finAcked := e.finSent && ack.gt(e.sndFin)
+	if finAcked {
+		dataAcked--
+	}
+	if dataAcked > e.sndBuf.Len() {
+		dataAcked = e.sndBuf.Len()
+	}
+	e.sndBuf.Discard(dataAcked)
+	if e.sndBuf.Len() == 0 {
+		e.sndBuf.release()
+	}
+	e.sndUna = ack
+	if e.sndNxt.lt(ack) {
+		e.sndNxt = ack
+	}
+
+	// RTT sample (RFC 6298 3; RFC 7323 4 with timestamps). Karn: never
+	// from a retransmitted segment, which backoff > 0 marks.
+	if e.tsOK && sg.opts.HasTS && sg.opts.TSEcr != 0 && e.backoff == 0 {
+		if d := int32(e.s.tsNow(now) + e.tsOff - sg.opts.TSEcr); d >= 0 {
+			e.rttSample(time.Duration(d) * time.Millisecond)
+		}
+	} else if e.rttTiming && ack.gt(e.rttSeq) {
+		e.rttSample(now.Sub(e.rttStart))
+	}
+	if e.rttTiming && ack.gt(e.rttSeq) {
+		e.rttTiming = false
+	}
+	e.backoff = 0
+	e.rtxStart = time.Time{}
+
+	e.congestionOnAck(now, acked)
+
+	if e.sndUna == e.sndMax {
+		e.s.timers.Stop(&e.rtxTimer)
+	} else if !e.persist {
+		e.s.schedule(&e.rtxTimer, now.Add(e.rto))
+	}
+	e.wrWait.notify()
+
+	if finAcked {
+		switch e.state {
+		case stateFinWait1:
+			e.setState(stateFinWait2, "ACK of FIN", sg)
+			if e.orphan {
+				e.armFinWait2(now)
+			}
+		case stateClosing:
+			e.enterTimeWait(now, "ACK of FIN", sg)
+		case stateLastAck:
+			e.setState(stateClosed, "ACK of FIN", sg)
+			e.destroy()
+		}
+	}
+}
+
+// rttSample feeds the RFC 6298 estimator; the minimum RTO is Linux's 200 ms.
+func (e *endpoint) rttSample(r time.Duration) {
+	if r <= 0 {
+		r = time.Microsecond
+	}
+	if e.srtt == 0 {
+		e.srtt = r
+		e.rttvar = r / 2
+	} else {
+		d := e.srtt - r
+		if d < 0 {
+			d = -d
+		}
+		e.rttvar = (3*e.rttvar + d) / 4
+		e.srtt = (7*e.srtt + r) / 8
+	}
+	v := 4 * e.rttvar
+	if v < rtoMin {
+		v = rtoMin // Linux: rttvar is never below tcp_rto_min
+	}
+	e.rto = min(max(e.srtt+v, rtoMin), rtoMax)
+}
+
+// dataInput stores in-window data and advances RCV.NXT (B20). Out-of-order
+// data waits in the receive buffer at its offset until the hole fills.
+func (e *endpoint) dataInput(now time.Time, sg *segment) {
+	seq, data := sg.seq, sg.payload
+	if len(data) > e.rcvMSS {
+		e.rcvMSS = len(data)
+	}
+	if seq.lt(e.rcvNxt) {
+		d := e.rcvNxt.sub(seq)
+		if d >= uint32(len(data)) {
+			e.scheduleACK(now, true) // a full duplicate: tell the peer at once
+			return
+		}
+		data, seq = data[d:], e.rcvNxt
+	}
+	off := int(seq.sub(e.rcvNxt))
+	space := e.rcvBuf.Free()
+	if e.shutRd && e.orphan {
+		space = 0
+	}
+	if off >= space {
+		e.s.inc(cntTCPOOODropped)
+		e.scheduleACK(now, true) // zero window: ACK to say so
+		return
+	}
+	if off+len(data) > space {
+		data = data[:space-off]
+	}
+	e.rcvBuf.writeAt(off, data)
+	if off > 0 {
+		if !e.addOOO(seqRange{seq, seq.add(uint32(len(data)))}) {
+			e.s.inc(cntTCPOOODropped)
+		} else {
+			e.s.inc(cntTCPOOOQueued)
+		}
+		e.scheduleACK(now, true) // RFC 5681 4.2: ACK out-of-order data at once
+		return
+	}
+	e.rcvBuf.commit(len(data))
+	e.rcvNxt = e.rcvNxt.add(uint32(len(data)))
+	filled := false
+	for len(e.ooo) > 0 && e.ooo[0].start.leq(e.rcvNxt) {
+		if r := e.ooo[0]; r.end.gt(e.rcvNxt) {
+			e.rcvBuf.commit(int(r.end.sub(e.rcvNxt)))
+			e.rcvNxt = r.end
+		}
+		e.ooo = e.ooo[1:]
+		filled = true
+	}
+	if len(e.ooo) == 0 {
+		e.ooo = nil
+	}
+	e.unacked += len(data)
+	e.rdWait.notify()
+	e.scheduleACK(now, filled) // RFC 5681 4.2: ACK at once when a hole fills
+}
+
+// addOOO records an out-of-order block, merging neighbours; false when the
+// queue already holds too many separate blocks.
+func (e *endpoint) addOOO(r seqRange) bool {
+	out := e.ooo[:0:0]
+	placed := false
+	for _, x := range e.ooo {
+		switch {
+		case x.end.lt(r.start):
+			out = append(out, x)
+		case r.end.lt(x.start):
+			if !placed {
+				out = append(out, r)
+				placed = true
+			}
+			out = append(out, x)
+		default:
+			r.start = seqMin(r.start, x.start)
+			r.end = seqMax(r.end, x.end)
+		}
+	}
+	if !placed {
+		out = append(out, r)
+	}
+	if len(out) > maxOOORanges {
+		return false
+	}
+	e.ooo = out
+	return true
+}
+
+// maybeConsumeFin takes the peer's FIN once every byte before it arrived
+// (RFC 9293 3.10.7.4 eighth step, Linux tcp_fin).
+func (e *endpoint) maybeConsumeFin(now time.Time, sg *segment) {
+	if !e.finPend || e.peerFin != e.rcvNxt || len(e.ooo) > 0 {
+		return
+	}
+	e.finPend = false
+	e.finRecvd = true
+	e.rcvNxt = e.rcvNxt.add(1)
+	e.rdWait.notify()
+	switch e.state {
+	case stateSynRecv, stateEstablished:
+		e.setState(stateCloseWait, "FIN", sg)
+		// Linux enters pingpong mode: the ACK is delayed so that an
+		// application closing right away sends FIN|ACK as one (B31).
+		e.quickACKs = 0
+		e.scheduleACK(now, false)
+	case stateFinWait1:
+		e.setState(stateClosing, "FIN (simultaneous close)", sg)
+		e.sendACK(now)
+	case stateFinWait2:
+		e.sendACK(now)
+		e.enterTimeWait(now, "FIN", sg)
+	}
+}
+
+// resetByPeer handles an acceptable RST (RFC 9293 3.10.7.4 second step).
+func (e *endpoint) resetByPeer(now time.Time, sg *segment) {
+	switch e.state {
+	case stateSynRecv:
+		if !e.active {
+			// A listener's child just goes away (Linux: the request
+			// socket is dropped).
+			e.setState(stateClosed, "RST", sg)
+			e.destroy()
+			return
+		}
+		e.fail(now, syscall.ECONNREFUSED, "RST", sg)
+	case stateCloseWait:
+		e.fail(now, syscall.EPIPE, "RST", sg)
+	case stateClosing, stateLastAck:
+		e.setState(stateClosed, "RST", sg)
+		e.destroy()
+	default:
+		e.s.inc(cntTCPEstabResets)
+		e.fail(now, syscall.ECONNRESET, "RST", sg)
+	}
+}
+
+// fail ends the connection with an error the application will see.
+func (e *endpoint) fail(now time.Time, errno syscall.Errno, why string, sg *segment) {
+	e.setState(stateClosed, why, sg)
+	e.softErr = errno
+	e.hardErr = errno
+	e.destroy()
+}
+
+// abort ends the connection locally (no segment is sent here).
+func (e *endpoint) abort(now time.Time, errno syscall.Errno) {
+	e.setState(stateClosed, "abort: "+errno.Error(), nil)
+	if !e.orphan {
+		e.softErr = errno
+	}
+	e.hardErr = errno
+	e.destroy()
+}
+
+// destroy removes the connection from every table and stops its timers;
+// the application, if any, still holds the endpoint to read its error.
+func (e *endpoint) destroy() {
+	if e.gone {
+		return
+	}
+	e.gone = true
+	s := e.s
+	e.state = stateClosed
+	s.est.Remove(e.id)
+	if e.owner != 0 {
+		s.bind.Unbind(e.owner, e.id.LocalPort)
+		e.owner = 0
+	}
+	if l := e.parent; l != nil {
+		delete(l.synQ, e)
+		l.removeFromAcceptQ(e)
+	}
+	s.timers.Stop(&e.rtxTimer)
+	s.timers.Stop(&e.delackTimer)
+	s.timers.Stop(&e.keepTimer)
+	s.timers.Stop(&e.waitTimer)
+	e.ooo = nil
+	if e.orphan {
+		e.rcvBuf = ring{}
+		e.sndBuf = ring{}
+	}
+	e.rdWait.notify()
+	e.wrWait.notify()
+}
+
+// enterTimeWait starts the 2MSL wait (B30, B37).
+func (e *endpoint) enterTimeWait(now time.Time, why string, sg *segment) {
+	e.setState(stateTimeWait, why, sg)
+	e.s.timers.Stop(&e.rtxTimer)
+	e.s.timers.Stop(&e.keepTimer)
+	e.s.timers.Stop(&e.delackTimer)
+	e.ackPending = false
+	e.s.schedule(&e.waitTimer, now.Add(e.s.opts.TimeWait))
+}
+
+// timeWaitInput is Linux's tcp_timewait_state_process (B37).
+func (e *endpoint) timeWaitInput(now time.Time, sg *segment) {
+	switch {
+	case sg.has(flagRST):
+		// RFC 1337 says ignore; Linux (tcp_rfc1337=0) kills the socket.
+		if sg.seq == e.rcvNxt || sg.seq == e.rcvNxt-1 {
+			e.destroy()
+		}
+	case sg.has(flagSYN) && !sg.has(flagACK) && sg.seq.gt(e.rcvNxt):
+		// A new incarnation may reuse the pair; its ISN starts beyond
+		// anything the old one sent (Linux tcp_timewait_state_process).
+		if l, ok := e.s.lis.Lookup(e.id.LocalAddr, e.id.LocalPort); ok {
+			isn := e.sndNxt.add(65535 + 2)
+			e.s.inc(cntTCPTimeWaitRecycled)
+			e.destroy()
+			l.synInput(now, sg, isn, true)
+			return
+		}
+		e.sendOOWAck(now)
+	case sg.has(flagFIN) || sg.seqLen() > 0 || !e.acceptable(sg):
+		// A retransmitted FIN (our ACK was lost): ACK again, restart 2MSL.
+		e.s.timers.Stop(&e.waitTimer)
+		e.s.schedule(&e.waitTimer, now.Add(e.s.opts.TimeWait))
+		e.sendACK(now)
+	}
+}
+
+// synSentInput is RFC 9293 3.10.7.3 with Linux's tcp_rcv_synsent_state_process (B13, B15).
+func (e *endpoint) synSentInput(now time.Time, sg *segment) {
+	if sg.has(flagACK) && (sg.ack.leq(e.iss) || sg.ack.gt(e.sndMax)) {
+		// An unacceptable ACK: RST seq=SEG.ACK, unless it is a RST.
+		if !sg.has(flagRST) {
+			e.s.inc(cntTCPUnacceptableACK)
+			e.s.sendResetFor(sg)
+		}
+		return
+	}
+	if sg.has(flagRST) {
+		if sg.has(flagACK) {
+			e.s.inc(cntTCPResetsReceived)
+			e.s.inc(cntTCPAttemptFails)
+			e.fail(now, syscall.ECONNREFUSED, "RST|ACK", sg)
+		}
+		return // RST without ACK: ignore (RFC 9293)
+	}
+	if !sg.has(flagSYN) {
+		return
+	}
+	e.irs = sg.seq
+	e.rcvNxt = sg.seq.add(1)
+	e.negotiate(&sg.opts, sg.has(flagACK))
+	if sg.opts.HasTS && e.tsOK {
+		e.tsRecent = sg.opts.TSVal
+	}
+	e.rcvAdv = e.rcvNxt.add(min(uint32(e.rcvBuf.Free()), 65535))
+	if sg.has(flagACK) {
+		e.sndUna = sg.ack
+		if e.rttTiming && e.retries == 0 {
+			e.rttSample(now.Sub(e.rttStart))
+		}
+		e.rttTiming = false
+		e.setState(stateEstablished, "SYN|ACK", sg)
+		e.established(now, sg)
+		e.sendACK(now)
+		return
+	}
+	// Simultaneous open (B15): SYN|ACK with the same ISN as our SYN.
+	e.setState(stateSynRecv, "SYN (simultaneous open)", sg)
+	e.sndWnd = uint32(sg.wnd)
+	e.sndNxt = e.iss
+	e.sendSYN(now, true)
+}
+
+// negotiate applies the options of the peer's SYN (RFC 7323 1.3, RFC 2018).
+// Window scaling and timestamps are used only if both sides offered them;
+// synAck says whether our SYN already offered ours.
+func (e *endpoint) negotiate(o *optionsT, synAck bool) {
+	opts := &e.s.opts
+	if o.HasMSS && o.MSS > 0 {
+		e.mss = min(int(o.MSS), e.s.ourMSS())
+	} else {
+		e.mss = min(536, e.s.ourMSS())
+	}
+	e.wsOK = opts.WindowScaling && o.HasWScale
+	if e.wsOK {
+		e.sndWscale = min(o.WScale, 14)
+		e.rcvWscale = rcvWscaleFor(opts.RecvBuffer)
+	} else {
+		e.sndWscale, e.rcvWscale = 0, 0
+	}
+	e.tsOK = opts.Timestamps && o.HasTS
+	e.sackOK = opts.SACK && o.SACKPermitted
+	e.cwnd = uint32(initialCwnd * e.effMSS())
+	e.ssthresh = 1 << 30
+}

@@ -1,0 +1,275 @@
+package stack
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"ustack/stack/header"
+	"ustack/timers"
+)
+
+// The test harness plays the peer (10.0.0.1) of a stack at 10.0.0.2 over a
+// MemLink on a virtual clock. Sequence numbers in seg are relative, as in
+// packetdrill: the peer's ISN is peerISN, ours is learned from our SYN or
+// SYN|ACK.
+
+var (
+	testStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	peerAddr  = [4]byte{10, 0, 0, 1}
+	stackAddr = [4]byte{10, 0, 0, 2}
+)
+
+const peerISN = 1000000
+
+type harness struct {
+	t      *testing.T
+	s      *Stack
+	link   *MemLink
+	clock  *timers.Virtual
+	port   uint16 // peer's port
+	ourISN uint32
+	known  bool // ourISN learned
+}
+
+func newHarness(t *testing.T, tweak ...func(*Options)) *harness {
+	t.Helper()
+	clock := timers.NewVirtual(testStart)
+	link := NewMemLink(1500)
+	o := DefaultOptions()
+	o.Clock = clock
+	for _, f := range tweak {
+		f(&o)
+	}
+	s, err := New(link, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return &harness{t: t, s: s, link: link, clock: clock, port: 40000}
+}
+
+// seg describes a segment; seq and ack are relative unless raw is set.
+type seg struct {
+	flags uint8
+	seq   uint32
+	ack   uint32
+	win   int // -1: do not check (outbound); inbound default 65535
+	data  []byte
+	n     int    // payload length, when data is nil (zero bytes)
+	opts  []byte // inbound raw options
+	raw   bool
+	port  uint16 // inbound source port override
+	dport uint16 // destination port; default 80
+}
+
+func (sg seg) payload() []byte {
+	if sg.data != nil {
+		return sg.data
+	}
+	return make([]byte, sg.n)
+}
+
+// linuxSYNOpts is what a Linux client puts in its SYN.
+func linuxSYNOpts(tsval uint32) []byte {
+	b := make([]byte, 40)
+	n := header.PutSYNOptions(b, 1460, 7, true, true, tsval, 0)
+	return b[:n]
+}
+
+// tsOpts is a data segment's timestamp option.
+func tsOpts(val, ecr uint32) []byte {
+	b := make([]byte, 40)
+	n := header.PutDataOptions(b, true, val, ecr, nil)
+	return b[:n]
+}
+
+// build makes an IPv4 packet from the peer carrying sg.
+func (h *harness) build(sg seg) []byte {
+	p := sg.payload()
+	port := h.port
+	if sg.port != 0 {
+		port = sg.port
+	}
+	dport := sg.dport
+	if dport == 0 {
+		dport = 80
+	}
+	seq, ack := sg.seq, sg.ack
+	if !sg.raw {
+		seq += peerISN
+		if sg.flags&flagACK != 0 {
+			ack += h.ourISN
+		}
+	}
+	win := sg.win
+	if win == 0 {
+		win = 65535
+	}
+	if win < 0 {
+		win = 0
+	}
+	olen := (len(sg.opts) + 3) &^ 3
+	pkt := make([]byte, 20+20+olen+len(p))
+	tcp := pkt[20:]
+	header.EncodeTCP(tcp, header.TCPFields{SrcPort: port, DstPort: dport, Seq: seq, Ack: ack, Flags: sg.flags, Window: uint16(win)}, olen)
+	copy(tcp[20:], sg.opts)
+	copy(tcp[20+olen:], p)
+	header.SetTCPChecksum(tcp, peerAddr, stackAddr)
+	header.EncodeIPv4(pkt, header.IPv4Fields{TotalLen: len(pkt), TTL: 64, Protocol: header.ProtoTCP, Src: peerAddr, Dst: stackAddr})
+	return pkt
+}
+
+// send injects sg as if the peer sent it.
+func (h *harness) send(sg seg) {
+	h.t.Helper()
+	h.s.Inject(h.build(sg))
+}
+
+// out returns the next segment the stack sent, failing if there is none.
+func (h *harness) out() header.TCP {
+	h.t.Helper()
+	pkts := h.link.Outbound()
+	if len(pkts) == 0 {
+		h.t.Fatalf("expected a segment, stack sent nothing")
+	}
+	for _, p := range pkts[1:] {
+		h.link.out = append(h.link.out, p) // keep the rest in order
+	}
+	ip := header.IPv4(pkts[0])
+	if err := ip.Validate(); err != nil {
+		h.t.Fatalf("stack sent a bad IPv4 packet: %v", err)
+	}
+	if ip.Protocol() != header.ProtoTCP {
+		h.t.Fatalf("stack sent protocol %d, want TCP", ip.Protocol())
+	}
+	tcp := header.TCP(ip.Payload())
+	if !header.TCPChecksumValid(ip.Src(), ip.Dst(), tcp) {
+		h.t.Fatalf("stack sent a bad TCP checksum")
+	}
+	return tcp
+}
+
+func describe(tcp header.TCP, ourISN, peer uint32) string {
+	return fmt.Sprintf("%s %d:%d(%d) ack %d win %d", flagString(tcp.Flags()),
+		tcp.Seq()-ourISN, tcp.Seq()-ourISN+uint32(len(tcp.Payload())), len(tcp.Payload()),
+		tcp.Ack()-peer, tcp.Window())
+}
+
+// expect checks the next outbound segment against want.
+func (h *harness) expect(want seg) header.TCP {
+	h.t.Helper()
+	tcp := h.out()
+	if !h.known && tcp.Flags()&flagSYN != 0 {
+		h.ourISN = tcp.Seq()
+		h.known = true
+	}
+	seq, ack := tcp.Seq(), tcp.Ack()
+	if !want.raw {
+		seq -= h.ourISN
+		if tcp.Flags()&flagACK != 0 {
+			ack -= peerISN
+		}
+	}
+	got := describe(tcp, h.ourISN, peerISN)
+	if !want.raw {
+		got = fmt.Sprintf("%s %d:%d(%d) ack %d win %d", flagString(tcp.Flags()), seq, seq+uint32(len(tcp.Payload())), len(tcp.Payload()), ack, tcp.Window())
+	} else {
+		got = fmt.Sprintf("%s %d:%d(%d) ack %d win %d", flagString(tcp.Flags()), seq, seq+uint32(len(tcp.Payload())), len(tcp.Payload()), ack, tcp.Window())
+	}
+	plen := len(want.payload())
+	wantS := fmt.Sprintf("%s %d:%d(%d) ack %d", flagString(want.flags), want.seq, want.seq+uint32(plen), plen, want.ack)
+	ok := tcp.Flags() == want.flags && seq == want.seq && ack == want.ack && len(tcp.Payload()) == plen
+	if want.win > 0 && int(tcp.Window()) != want.win {
+		ok = false
+	}
+	if want.win == -2 && tcp.Window() != 0 {
+		ok = false
+	}
+	if want.data != nil && string(tcp.Payload()) != string(want.data) {
+		ok = false
+	}
+	if !ok {
+		h.t.Fatalf("segment mismatch\n  want %s (win %d)\n   got %s", wantS, want.win, got)
+	}
+	if tcp.DstPort() != h.port && want.port == 0 && want.dport == 0 {
+		h.t.Fatalf("segment to port %d, want %d", tcp.DstPort(), h.port)
+	}
+	return tcp
+}
+
+// expectNone checks that the stack sent nothing.
+func (h *harness) expectNone() {
+	h.t.Helper()
+	if pkts := h.link.Outbound(); len(pkts) > 0 {
+		var b strings.Builder
+		for _, p := range pkts {
+			tcp := header.TCP(header.IPv4(p).Payload())
+			fmt.Fprintf(&b, "\n  %s", describe(tcp, h.ourISN, peerISN))
+		}
+		h.t.Fatalf("expected no segment, stack sent:%s", b.String())
+	}
+}
+
+// advance moves the virtual clock forward by d, firing every timer at its
+// own deadline on the way.
+func (h *harness) advance(d time.Duration) {
+	target := h.clock.Now().Add(d)
+	for {
+		next, ok := h.s.NextTimer()
+		if !ok || next.After(target) {
+			break
+		}
+		h.clock.Set(next)
+		h.s.RunTimers()
+	}
+	h.clock.Set(target)
+	h.s.RunTimers()
+}
+
+// now is the virtual time since the test started.
+func (h *harness) now() time.Duration { return h.clock.Now().Sub(testStart) }
+
+// listen opens a listener on port 80 with the given backlog.
+func (h *harness) listen(backlog int) *Listener {
+	h.t.Helper()
+	l, err := h.s.ListenTCP(netip.AddrPortFrom(netip.AddrFrom4(stackAddr), 80), backlog)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return l
+}
+
+// handshake runs a passive open from the peer's port and returns the
+// accepted connection (no options: plain 20-byte headers throughout).
+func (h *harness) handshake(l *Listener) *Conn {
+	h.t.Helper()
+	h.send(seg{flags: flagSYN, seq: 0, opts: []byte{2, 4, 0x05, 0xb4}})
+	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+	h.expectNone()
+	c, err := l.AcceptTCP()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return c
+}
+
+// state returns the state of the connection to the peer's current port.
+func (h *harness) state() string {
+	for _, si := range h.s.Sockets() {
+		if si.Peer.Port() == h.port {
+			return si.State
+		}
+	}
+	return "gone"
+}
+
+func (h *harness) wantState(st string) {
+	h.t.Helper()
+	if got := h.state(); got != st {
+		h.t.Fatalf("state %s, want %s", got, st)
+	}
+}

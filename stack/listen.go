@@ -1,0 +1,113 @@
+package stack
+
+import (
+	"time"
+
+	"ustack/hashtable"
+)
+
+// listener is a socket in LISTEN: its SYN queue of children in SYN-RECV and
+// its accept queue of established children (B10, B11, B12).
+type listener struct {
+	s       *Stack
+	addr    [4]byte
+	port    uint16
+	owner   hashtable.OwnerID
+	backlog int
+	synQ    map[*endpoint]struct{}
+	acceptQ []*endpoint
+	closed  bool
+	wait    waiter
+}
+
+// full is Linux's sk_acceptq_is_full: backlog+1 entries fit (B11).
+func (l *listener) full() bool { return len(l.acceptQ) > l.backlog }
+
+// process handles a segment for the listener (RFC 9293 3.10.7.2).
+func (l *listener) process(now time.Time, sg *segment) {
+	switch {
+	case sg.has(flagRST):
+		return
+	case sg.has(flagACK):
+		l.s.sendResetFor(sg) // B04: no connection for this ACK
+		return
+	case !sg.has(flagSYN):
+		return
+	}
+	l.synInput(now, sg, 0, false)
+}
+
+// synInput starts a passive open (B10): a child in SYN-RECV answers with
+// SYN|ACK. isn is used when useISN (TIME-WAIT reuse, B37).
+func (l *listener) synInput(now time.Time, sg *segment, isn seqnum, useISN bool) {
+	s := l.s
+	if l.full() {
+		// B11: a full accept queue drops SYNs silently; the client retries.
+		s.inc(cntTCPListenOverflows)
+		s.inc(cntTCPListenDrops)
+		return
+	}
+	if len(l.synQ) >= max(l.backlog, 128) {
+		s.inc(cntTCPSynQueueDrops)
+		return
+	}
+	e := s.newEndpoint(sg.tuple())
+	e.parent = l
+	if !useISN {
+		isn = s.isn(now, e.id)
+	}
+	e.iss = isn
+	e.sndUna, e.sndNxt, e.sndMax = isn, isn, isn
+	e.irs = sg.seq
+	e.rcvNxt = sg.seq.add(1)
+	e.negotiate(&sg.opts, true)
+	if e.tsOK {
+		e.tsRecent = sg.opts.TSVal
+	}
+	e.sndWnd = uint32(sg.wnd) // RFC 7323 2.2: a SYN's window is unscaled
+	e.lastRecv = now
+	if !s.est.Insert(e.id, e) {
+		return
+	}
+	l.synQ[e] = struct{}{}
+	s.inc(cntTCPPassiveOpens)
+	e.setState(stateSynRecv, "SYN", sg)
+	e.sendSYN(now, true)
+}
+
+func (l *listener) removeFromAcceptQ(e *endpoint) {
+	for i, c := range l.acceptQ {
+		if c == e {
+			l.acceptQ = append(l.acceptQ[:i], l.acceptQ[i+1:]...)
+			return
+		}
+	}
+}
+
+// closeLocked stops listening: children still in the accept queue are
+// reset (B12); those in SYN-RECV are dropped silently, as Linux frees its
+// request sockets.
+func (l *listener) closeLocked(now time.Time) {
+	if l.closed {
+		return
+	}
+	l.closed = true
+	s := l.s
+	s.lis.Remove(l.addr, l.port)
+	s.bind.Unbind(l.owner, l.port)
+	for _, c := range l.acceptQ {
+		c.parent = nil
+		c.orphan = true
+		c.sendRST(now)
+		s.inc(cntTCPAbortOnClose)
+		c.abort(now, errConnAborted)
+	}
+	l.acceptQ = nil
+	for c := range l.synQ {
+		c.parent = nil
+		c.orphan = true
+		c.destroy()
+	}
+	l.synQ = nil
+	l.wait.notify()
+}

@@ -1,0 +1,291 @@
+package stack
+
+import (
+	"time"
+
+	"ustack/stack/header"
+)
+
+// canSendData reports whether the state lets data and FIN (re)transmit.
+func (e *endpoint) canSendData() bool {
+	switch e.state {
+	case stateEstablished, stateCloseWait, stateFinWait1, stateClosing, stateLastAck:
+		return true
+	}
+	return false
+}
+
+// output sends what the send and congestion windows allow, then the ACK
+// still owed if no data segment carried it.
+func (e *endpoint) output(now time.Time) {
+	if e.canSendData() {
+		e.sendData(now)
+	}
+	if e.ackNow {
+		e.sendACK(now)
+	}
+}
+
+// sendData is the transmit loop (Linux tcp_write_xmit): segments of up to
+// one MSS from SND.NXT while the windows allow, the FIN after the last byte.
+func (e *endpoint) sendData(now time.Time) {
+	mss := e.dataRoom()
+	for {
+		dataEnd := e.sndUna.add(uint32(e.sndBuf.Len()))
+		if e.sndNxt.gt(dataEnd) {
+			break // our FIN is out, nothing follows it
+		}
+		avail := int(dataEnd.sub(e.sndNxt))
+		wnd := min(e.sndWnd, e.cwnd)
+		usable := 0
+		if f := e.flight(); wnd > f {
+			usable = int(wnd - f)
+		}
+		n := min(avail, usable, mss)
+		fin := e.finQueued && n == avail
+		if n == 0 && !(fin && (usable > 0 || e.sndWnd > 0 || e.flight() == 0)) {
+			break
+		}
+		if n > 0 && n < mss && e.flight() > 0 {
+			// Nagle (RFC 896) when enabled, and sender SWS avoidance
+			// (RFC 9293 3.8.6.2.1): a short segment waits for an ACK
+			// unless it is the last of the data.
+			if n < avail || (!e.nodelay && !fin) {
+				break
+			}
+		}
+		flags := flagACK
+		if n > 0 && n == avail {
+			flags |= flagPSH // Linux marks the last segment of a write
+		}
+		if fin {
+			flags |= flagFIN
+		}
+		seq := e.sndNxt
+		retransmit := seq.lt(e.sndMax)
+		e.sendSegment(now, seq, flags, int(seq.sub(e.sndUna)), n)
+		if retransmit {
+			e.s.inc(cntTCPRetransSegs)
+		} else if !e.rttTiming && !e.tsOK {
+			e.rttTiming, e.rttSeq, e.rttStart = true, seq, now
+		}
+		e.sndNxt = seq.add(uint32(n))
+		if fin {
+			e.finSent = true
+			e.sndFin = e.sndNxt
+			e.sndNxt = e.sndNxt.add(1)
+		}
+		e.sndMax = seqMax(e.sndMax, e.sndNxt)
+		if !e.rtxTimer.Pending() {
+			e.persist = false
+			e.s.schedule(&e.rtxTimer, now.Add(e.rto))
+		}
+		if fin {
+			break
+		}
+	}
+	// B21: data waits behind a zero window with nothing in flight to
+	// bring an ACK: the persist timer probes.
+	pending := e.sndUna.add(uint32(e.sndBuf.Len())).gt(e.sndNxt) || (e.finQueued && !e.finSent)
+	if e.sndWnd == 0 && pending && e.flight() == 0 && !e.rtxTimer.Pending() {
+		e.persist = true
+		e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
+	}
+}
+
+// dataRoom is the payload that fits in a data segment given the options it
+// will carry (timestamps, and SACK blocks while we hold out-of-order data).
+func (e *endpoint) dataRoom() int {
+	m := e.effMSS()
+	if e.sackOK && len(e.ooo) > 0 {
+		nb := min(len(e.ooo), maxSACKSent)
+		if e.tsOK {
+			nb = min(nb, 3)
+		}
+		m -= 4 + 8*nb
+	}
+	return max(m, 1)
+}
+
+// backedOffRTO is the RTO with exponential backoff (RFC 6298 5.5).
+func (e *endpoint) backedOffRTO() time.Duration {
+	d := e.rto
+	for i := 0; i < e.backoff && d < rtoMax; i++ {
+		d *= 2
+	}
+	return min(d, rtoMax)
+}
+
+// scheduleACK decides when to ACK received data (B22, Linux
+// __tcp_ack_snd_check): at once for out-of-order data, in quick-ACK mode
+// and for every second full-sized segment; otherwise after the delayed-ACK
+// timer, unless data leaving first carries the ACK.
+func (e *endpoint) scheduleACK(now time.Time, immediate bool) {
+	full := max(e.rcvMSS, e.effMSS())
+	switch {
+	case immediate:
+		e.ackNow = true
+	case e.quickACKs > 0:
+		e.quickACKs--
+		e.ackNow = true
+	case e.unacked >= 2*full:
+		e.ackNow = true
+	default:
+		if !e.delackTimer.Pending() {
+			e.s.schedule(&e.delackTimer, now.Add(delackMin))
+		}
+		e.ackPending = true
+	}
+}
+
+// sendACK sends a pure ACK now.
+func (e *endpoint) sendACK(now time.Time) {
+	e.sendSegment(now, e.sndNxt, flagACK, 0, 0)
+}
+
+// sendOOWAck answers an unacceptable segment with an ACK, at most twice a
+// second per connection (Linux tcp_oow_rate_limited).
+func (e *endpoint) sendOOWAck(now time.Time) {
+	if !e.lastOOW.IsZero() && now.Sub(e.lastOOW) < oowRateLimit {
+		return
+	}
+	e.lastOOW = now
+	e.sendACK(now)
+}
+
+// challengeACK is RFC 5961's reply to a suspicious RST, SYN or ACK (B40,
+// B41): an ACK that tells a genuine peer where we are.
+func (e *endpoint) challengeACK(now time.Time) {
+	if !e.lastOOW.IsZero() && now.Sub(e.lastOOW) < oowRateLimit {
+		return
+	}
+	e.s.inc(cntTCPChallengeACKs)
+	e.lastOOW = now
+	e.sendACK(now)
+}
+
+// sendRST aborts from our side: RST|ACK at SND.NXT (Linux
+// tcp_send_active_reset).
+func (e *endpoint) sendRST(now time.Time) {
+	e.sendSegment(now, e.sndNxt, flagRST|flagACK, 0, 0)
+}
+
+// sendSYN sends our SYN, or our SYN|ACK when synAck (passive open, or a
+// simultaneous open, which reuses the SYN's ISN).
+func (e *endpoint) sendSYN(now time.Time, synAck bool) {
+	flags := flagSYN
+	if synAck {
+		flags |= flagACK
+	}
+	e.sendSegment(now, e.iss, flags, 0, 0)
+	e.sndNxt = e.iss.add(1)
+	e.sndMax = seqMax(e.sndMax, e.sndNxt)
+	if e.retries == 0 {
+		e.rttTiming, e.rttSeq, e.rttStart = true, e.iss, now
+	}
+	e.s.schedule(&e.rtxTimer, now.Add(e.synTimeout()))
+}
+
+// sendSegment builds one segment with our options and sends it: seq and
+// flags as given, payload the n bytes at offset off of the send buffer.
+func (e *endpoint) sendSegment(now time.Time, seq seqnum, flags uint8, off, n int) {
+	s := e.s
+	tcp := s.txBuf[header.IPv4MinSize:]
+	opts := tcp[header.TCPMinSize:]
+	tsVal := s.tsNow(now) + e.tsOff
+	var optLen int
+	if flags&flagSYN != 0 {
+		wscale := -1
+		if e.wsOK || (flags&flagACK == 0 && s.opts.WindowScaling) {
+			wscale = int(rcvWscaleFor(s.opts.RecvBuffer))
+		}
+		sack, ts := e.sackOK, e.tsOK
+		var ecr uint32
+		if flags&flagACK == 0 { // our SYN offers what we support
+			sack, ts = s.opts.SACK, s.opts.Timestamps
+		} else {
+			ecr = e.tsRecent
+		}
+		optLen = header.PutSYNOptions(opts, uint16(s.ourMSS()), wscale, sack, ts, tsVal, ecr)
+	} else {
+		var blocks [maxSACKSent]header.SACKBlock
+		nb := 0
+		if e.sackOK && flags&flagACK != 0 {
+			nb = e.sackBlocks(blocks[:])
+		}
+		optLen = header.PutDataOptions(opts, e.tsOK, tsVal, e.tsRecent, blocks[:nb])
+	}
+	if n > 0 {
+		e.sndBuf.Peek(tcp[header.TCPMinSize+optLen:header.TCPMinSize+optLen+n], off)
+	}
+	var ack seqnum
+	if flags&flagACK != 0 {
+		ack = e.rcvNxt
+	}
+	wnd := e.selectWindow(flags&flagSYN != 0)
+	seg := tcp[:header.TCPMinSize+optLen+n]
+	header.EncodeTCP(seg, header.TCPFields{
+		SrcPort: e.id.LocalPort, DstPort: e.id.RemotePort,
+		Seq: uint32(seq), Ack: uint32(ack), Flags: flags, Window: wnd,
+	}, optLen)
+	header.SetTCPChecksum(seg, s.addr, e.id.RemoteAddr)
+	s.inc(cntTCPOut)
+	if flags&flagRST != 0 {
+		s.inc(cntTCPResetsSent)
+	}
+	if flags&flagACK != 0 {
+		e.lastAckSent = ack
+		e.ackNow = false
+		e.ackPending = false
+		e.unacked = 0
+		s.timers.Stop(&e.delackTimer)
+	}
+	s.ipOutput(s.txBuf[:header.IPv4MinSize+len(seg)], e.id.RemoteAddr, header.ProtoTCP)
+}
+
+// sackBlocks fills b with our out-of-order blocks for the peer (RFC 2018
+// 4: the most recently changed first; we send them highest first).
+func (e *endpoint) sackBlocks(b []header.SACKBlock) int {
+	max := len(b)
+	if e.tsOK {
+		max = 3 // 40 bytes of options: TS takes 12
+	}
+	n := 0
+	for i := len(e.ooo) - 1; i >= 0 && n < max; i-- {
+		b[n] = header.SACKBlock{Start: uint32(e.ooo[i].start), End: uint32(e.ooo[i].end)}
+		n++
+	}
+	return n
+}
+
+// selectWindow computes the window field (Linux tcp_select_window): free
+// receive space, scaled, never shrinking the right edge already offered.
+func (e *endpoint) selectWindow(syn bool) uint16 {
+	free := e.rcvBuf.Free()
+	if syn {
+		// RFC 7323 2.2: the window of a SYN is never scaled.
+		w := min(free, 65535)
+		e.rcvAdv = seqMax(e.rcvAdv, e.rcvNxt.add(uint32(w)))
+		return uint16(w)
+	}
+	// Receiver SWS avoidance (RFC 9293 3.8.6.2.2).
+	if free < e.s.opts.RecvBuffer/2 && free < e.s.ourMSS() {
+		free = 0
+	}
+	w := free >> e.rcvWscale
+	if w > 65535 {
+		w = 65535
+	}
+	edge := e.rcvNxt.add(uint32(w) << e.rcvWscale)
+	if edge.lt(e.rcvAdv) {
+		// Never shrink (RFC 9293 3.8.6.2.1): keep offering the old edge.
+		unit := uint32(1)<<e.rcvWscale - 1
+		w = int((e.rcvAdv.sub(e.rcvNxt) + unit) >> e.rcvWscale)
+		if w > 65535 {
+			w = 65535
+		}
+	} else {
+		e.rcvAdv = edge
+	}
+	return uint16(w)
+}

@@ -1,0 +1,360 @@
+// Package stack is ustack's IPv4 and TCP: packets come in from a Link, pass
+// through IPv4 input to ICMP echo or to the TCP demultiplexer (established
+// table, then listeners, then "no socket"), and reach sockets that Go code
+// uses as net.Listener and net.Conn.
+//
+// One mutex guards all protocol state. The TCP core takes the time as an
+// input (Options.Clock) and never sleeps: a real-time loop or a test drives
+// the timers through RunTimers.
+package stack
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	"ustack/hashtable"
+	"ustack/stack/header"
+	"ustack/timers"
+)
+
+// Stack is one TCP/IP stack instance bound to one link.
+type Stack struct {
+	mu     sync.Mutex
+	opts   Options
+	link   Link
+	clock  timers.Clock
+	addr   [4]byte
+	mtu    int
+	epoch  time.Time // origin of TCP timestamps
+	timers timers.Queue
+
+	est     *hashtable.Established[*endpoint]
+	lis     *hashtable.Listeners[*listener]
+	bind    *hashtable.Bind
+	nextID  hashtable.OwnerID
+	bound   map[hashtable.OwnerID]*Bound // bound-only sockets, for ss
+	isnSeed maphash.Seed
+
+	cnt [numCounters]uint64
+
+	// Packets to our own address wait here and are processed after the
+	// packet that produced them, so input never recurses (B16).
+	loop     [][]byte
+	loopFree [][]byte
+	txBuf    []byte // scratch for building one outgoing packet
+	ipID     uint16
+
+	wake      chan struct{} // timer loop: the earliest deadline moved
+	done      chan struct{}
+	closed    bool
+	startOnce sync.Once
+	loopsWG   sync.WaitGroup
+}
+
+// New creates a stack over link. It does not read from the link until Start.
+func New(link Link, opts Options) (*Stack, error) {
+	if !opts.Addr.Is4() {
+		return nil, fmt.Errorf("stack: address %v is not IPv4", opts.Addr)
+	}
+	if opts.Clock == nil {
+		opts.Clock = timers.Real{}
+	}
+	if opts.RecvBuffer <= 0 || opts.SendBuffer <= 0 {
+		return nil, errors.New("stack: RecvBuffer and SendBuffer must be positive (start from DefaultOptions)")
+	}
+	mtu := link.MTU()
+	if mtu < 576 || mtu > 65535 {
+		return nil, fmt.Errorf("stack: link MTU %d out of range [576, 65535]", mtu)
+	}
+	var seed [16]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, err
+	}
+	s := &Stack{
+		opts:    opts,
+		link:    link,
+		clock:   opts.Clock,
+		addr:    opts.Addr.As4(),
+		mtu:     mtu,
+		est:     hashtable.NewEstablished[*endpoint](),
+		lis:     hashtable.NewListeners[*listener](),
+		bind:    hashtable.NewBind(seed, 32768, 60999),
+		bound:   make(map[hashtable.OwnerID]*Bound),
+		isnSeed: maphash.MakeSeed(),
+		txBuf:   make([]byte, 65536),
+		wake:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
+	}
+	s.epoch = s.clock.Now()
+	return s, nil
+}
+
+// Addr is the stack's own address.
+func (s *Stack) Addr() netip.Addr { return s.opts.Addr }
+
+// Start begins reading packets from the link and, unless the clock is
+// virtual, running timers in real time.
+func (s *Stack) Start() error {
+	s.startOnce.Do(func() {
+		s.loopsWG.Add(1)
+		go s.readLoop()
+		if _, virtual := s.clock.(*timers.Virtual); !virtual {
+			s.loopsWG.Add(1)
+			go s.timerLoop()
+		}
+	})
+	return nil
+}
+
+// Close resets every connection (as a process exit would not: Linux sends
+// FIN for a clean close, but a stack going away cannot wait for the peer),
+// stops the loops and closes the link.
+func (s *Stack) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	now := s.clock.Now()
+	for _, l := range s.listenersLocked() {
+		l.closeLocked(now)
+	}
+	for _, e := range s.endpointsLocked() {
+		if e.state != stateTimeWait && e.state != stateSynSent {
+			e.sendRST(now)
+		}
+		e.abort(now, errConnAborted)
+	}
+	s.drainLoopLocked()
+	s.mu.Unlock()
+	close(s.done)
+	err := s.link.Close()
+	s.loopsWG.Wait()
+	return err
+}
+
+func (s *Stack) readLoop() {
+	defer s.loopsWG.Done()
+	buf := make([]byte, 65536)
+	for {
+		n, err := s.link.ReadPacket(buf)
+		if err != nil {
+			select {
+			case <-s.done:
+				return
+			default:
+			}
+			// A read error on a live link (device gone) ends the loop;
+			// connections time out on their own.
+			return
+		}
+		s.Inject(buf[:n])
+	}
+}
+
+// timerLoop sleeps until the earliest timer deadline, then runs timers.
+func (s *Stack) timerLoop() {
+	defer s.loopsWG.Done()
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		now := s.clock.Now()
+		s.runTimersLocked(now)
+		next, ok := s.timers.Next()
+		s.mu.Unlock()
+		d := time.Hour
+		if ok {
+			d = next.Sub(now)
+		}
+		t.Reset(d)
+		select {
+		case <-s.done:
+			return
+		case <-s.wake:
+		case <-t.C:
+		}
+	}
+}
+
+// Inject processes one inbound IPv4 packet, as if it arrived on the link.
+// The packet is not retained.
+func (s *Stack) Inject(pkt []byte) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	now := s.clock.Now()
+	if s.opts.Packet != nil {
+		s.opts.Packet(false, pkt)
+	}
+	s.ipInput(now, pkt)
+	s.drainLoopLocked()
+	s.mu.Unlock()
+}
+
+// RunTimers runs every timer due at the clock's current time. The real-time
+// loop calls it; tests on a virtual clock call it after moving the clock.
+func (s *Stack) RunTimers() {
+	s.mu.Lock()
+	s.runTimersLocked(s.clock.Now())
+	s.mu.Unlock()
+}
+
+func (s *Stack) runTimersLocked(now time.Time) {
+	s.timers.Expire(now)
+	s.drainLoopLocked()
+}
+
+// NextTimer returns the earliest pending timer deadline.
+func (s *Stack) NextTimer() (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.timers.Next()
+}
+
+// schedule arms t and wakes the timer loop if the earliest deadline moved.
+func (s *Stack) schedule(t *timers.Timer, at time.Time) {
+	first, ok := s.timers.Next()
+	s.timers.Schedule(t, at)
+	if !ok || at.Before(first) {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *Stack) inc(c counter) { s.cnt[c]++ }
+
+// Counters returns every counter, sorted by name.
+func (s *Stack) Counters() []Counter {
+	s.mu.Lock()
+	out := make([]Counter, 0, numCounters)
+	for i := range numCounters {
+		out = append(out, Counter{Name: counterNames[i], Value: s.cnt[i]})
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Counter returns one counter by name (0 if unknown); handy in tests.
+func (s *Stack) Counter(name string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, n := range counterNames {
+		if n == name {
+			return s.cnt[i]
+		}
+	}
+	return 0
+}
+
+// ipInput is IPv4 input (RFC 791, RFC 1122 3.2.1): checks, then protocol
+// demultiplexing. Every drop is counted.
+func (s *Stack) ipInput(now time.Time, pkt []byte) {
+	s.inc(cntIPIn)
+	ip := header.IPv4(pkt)
+	if err := ip.Validate(); err != nil {
+		if errors.Is(err, header.ErrIPv4Checksum) {
+			s.inc(cntIPChecksum) // B03
+		} else {
+			s.inc(cntIPMalformed) // B51
+		}
+		return
+	}
+	if ip.Dst() != s.addr {
+		s.inc(cntIPNotForUs)
+		return
+	}
+	if ip.IsFragment() {
+		// We do not reassemble; kernels set DF on TCP, so these are rare.
+		s.inc(cntIPFragmentDropped)
+		return
+	}
+	switch ip.Protocol() {
+	case header.ProtoTCP:
+		s.tcpInput(now, ip.Src(), ip.Dst(), ip.Payload())
+	case header.ProtoICMP:
+		s.icmpInput(ip)
+	default:
+		s.inc(cntIPUnknownProto)
+	}
+}
+
+// icmpInput answers echo requests (B50) and ignores the rest.
+func (s *Stack) icmpInput(ip header.IPv4) {
+	s.inc(cntICMPIn)
+	msg := ip.Payload()
+	if len(msg) < header.ICMPv4MinSize || !header.ICMPChecksumValid(msg) {
+		s.inc(cntICMPMalformed)
+		return
+	}
+	if header.ICMPv4(msg).Type() != header.ICMPEchoRequest {
+		return
+	}
+	n := header.IPv4MinSize + len(msg)
+	if n > s.mtu {
+		s.inc(cntICMPMalformed)
+		return
+	}
+	pkt := s.txBuf[:n]
+	copy(pkt[header.IPv4MinSize:], msg)
+	header.MakeEchoReply(pkt[header.IPv4MinSize:])
+	s.ipOutput(pkt, ip.Src(), header.ProtoICMP)
+	s.inc(cntICMPEchoReplies)
+}
+
+// ipOutput fills in the IPv4 header of pkt (whose payload starts at byte 20)
+// and sends it: to the link, or back into our own input for our own address.
+func (s *Stack) ipOutput(pkt []byte, dst [4]byte, proto uint8) {
+	s.ipID++
+	header.EncodeIPv4(pkt, header.IPv4Fields{
+		TotalLen: len(pkt),
+		ID:       s.ipID,
+		DF:       true,
+		TTL:      64,
+		Protocol: proto,
+		Src:      s.addr,
+		Dst:      dst,
+	})
+	s.inc(cntIPOut)
+	if s.opts.Packet != nil {
+		s.opts.Packet(true, pkt)
+	}
+	if dst == s.addr {
+		s.loopback(pkt)
+		return
+	}
+	// A write error (link gone, buffer full) is a lost packet: TCP
+	// retransmits, exactly as for loss on the wire.
+	_ = s.link.WritePacket(pkt)
+}
+
+func (s *Stack) loopback(pkt []byte) {
+	var b []byte
+	if n := len(s.loopFree); n > 0 {
+		b = s.loopFree[n-1][:0]
+		s.loopFree = s.loopFree[:n-1]
+	}
+	s.loop = append(s.loop, append(b, pkt...))
+}
+
+// drainLoopLocked processes looped-back packets until none are left.
+func (s *Stack) drainLoopLocked() {
+	for i := 0; i < len(s.loop); i++ {
+		pkt := s.loop[i]
+		s.ipInput(s.clock.Now(), pkt)
+		s.loopFree = append(s.loopFree, pkt)
+	}
+	s.loop = s.loop[:0]
+}

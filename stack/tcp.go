@@ -1,0 +1,265 @@
+package stack
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"ustack/hashtable"
+	"ustack/stack/header"
+	"ustack/timers"
+)
+
+// tcpState is a connection state of RFC 9293 section 3.3.2.
+type tcpState uint8
+
+const (
+	stateClosed tcpState = iota
+	stateListen
+	stateSynSent
+	stateSynRecv
+	stateEstablished
+	stateFinWait1
+	stateFinWait2
+	stateCloseWait
+	stateClosing
+	stateLastAck
+	stateTimeWait
+)
+
+// ssNames are the state names ss(8) prints.
+var ssNames = [...]string{
+	stateClosed:      "CLOSE",
+	stateListen:      "LISTEN",
+	stateSynSent:     "SYN-SENT",
+	stateSynRecv:     "SYN-RECV",
+	stateEstablished: "ESTAB",
+	stateFinWait1:    "FIN-WAIT-1",
+	stateFinWait2:    "FIN-WAIT-2",
+	stateCloseWait:   "CLOSE-WAIT",
+	stateClosing:     "CLOSING",
+	stateLastAck:     "LAST-ACK",
+	stateTimeWait:    "TIME-WAIT",
+}
+
+func (st tcpState) String() string { return ssNames[st] }
+
+// synchronized reports whether the state is past the handshake (RFC 9293
+// 3.5.2: "synchronized states").
+func (st tcpState) synchronized() bool { return st >= stateEstablished }
+
+// Linux's constants (include/net/tcp.h).
+const (
+	rtoInitial   = time.Second
+	rtoMin       = 200 * time.Millisecond
+	rtoMax       = 120 * time.Second
+	delackMin    = 40 * time.Millisecond // TCP_ATO_MIN
+	maxQuickACKs = 16                    // TCP_MAX_QUICKACKS
+	initialCwnd  = 10                    // IW10, RFC 6928
+	maxOOORanges = 32
+	oowRateLimit = 500 * time.Millisecond // tcp_invalid_ratelimit
+	maxSACKSent  = 4
+)
+
+// segment is one parsed inbound TCP segment; it lives on the stack.
+type segment struct {
+	src, dst         [4]byte
+	srcPort, dstPort uint16
+	seq, ack         seqnum
+	flags            uint8
+	wnd              uint16
+	payload          []byte
+	opts             header.TCPOptions
+}
+
+func (sg *segment) has(f uint8) bool { return sg.flags&f != 0 }
+
+// seqLen is the sequence space the segment occupies: data plus SYN and FIN.
+func (sg *segment) seqLen() uint32 {
+	n := uint32(len(sg.payload))
+	if sg.has(header.SYN) {
+		n++
+	}
+	if sg.has(header.FIN) {
+		n++
+	}
+	return n
+}
+
+func (sg *segment) tuple() hashtable.FourTuple {
+	return hashtable.FourTuple{LocalAddr: sg.dst, LocalPort: sg.dstPort, RemoteAddr: sg.src, RemotePort: sg.srcPort}
+}
+
+// LogValue renders the segment like tcpdump for traces.
+func (sg *segment) String() string {
+	return fmt.Sprintf("%s seq %d ack %d win %d len %d", flagString(sg.flags), uint32(sg.seq), uint32(sg.ack), sg.wnd, len(sg.payload))
+}
+
+// flagString writes flags the way packetdrill does (S, F, R, P, .).
+func flagString(f uint8) string {
+	var b [8]byte
+	n := 0
+	for _, x := range []struct {
+		bit uint8
+		c   byte
+	}{{header.SYN, 'S'}, {header.FIN, 'F'}, {header.RST, 'R'}, {header.PSH, 'P'}, {header.URG, 'U'}, {header.ECE, 'E'}, {header.CWR, 'W'}, {header.ACK, '.'}} {
+		if f&x.bit != 0 {
+			b[n] = x.c
+			n++
+		}
+	}
+	if n == 0 {
+		return "-"
+	}
+	return string(b[:n])
+}
+
+// tcpInput is the TCP demultiplexer: checksum, then the established table,
+// then the listener table, then the "no socket" rules B01-B05.
+func (s *Stack) tcpInput(now time.Time, src, dst [4]byte, b []byte) {
+	s.inc(cntTCPIn)
+	th := header.TCP(b)
+	if err := th.Validate(); err != nil {
+		s.inc(cntTCPMalformed)
+		return
+	}
+	if !header.TCPChecksumValid(src, dst, b) {
+		s.inc(cntTCPChecksum) // B03: silently, before anything else
+		return
+	}
+	sg := segment{
+		src: src, dst: dst,
+		srcPort: th.SrcPort(), dstPort: th.DstPort(),
+		seq: seqnum(th.Seq()), ack: seqnum(th.Ack()),
+		flags: th.Flags(), wnd: th.Window(),
+		payload: th.Payload(),
+	}
+	if err := header.ParseTCPOptions(th.Options(), &sg.opts); err != nil {
+		// Linux stops parsing at a malformed option and keeps what it
+		// had; so do we.
+		s.inc(cntTCPBadOptions)
+	}
+	if sg.srcPort == 0 || sg.dstPort == 0 {
+		s.inc(cntTCPMalformed)
+		return
+	}
+	if e, ok := s.est.Lookup(sg.tuple()); ok {
+		e.process(now, &sg)
+		return
+	}
+	if l, ok := s.lis.Lookup(dst, sg.dstPort); ok {
+		l.process(now, &sg)
+		return
+	}
+	s.inc(cntTCPNoSocket)
+	s.sendResetFor(&sg)
+}
+
+// sendResetFor answers a segment that has no connection (RFC 9293 3.10.7.1,
+// Linux tcp_v4_send_reset): never a RST for a RST (B05); RST seq=SEG.ACK for
+// a segment with ACK (B04); otherwise RST|ACK seq 0 acking the segment (B01).
+func (s *Stack) sendResetFor(sg *segment) {
+	if sg.has(header.RST) {
+		return
+	}
+	if sg.has(header.ACK) {
+		s.sendRaw(sg.dst, sg.src, sg.dstPort, sg.srcPort, sg.ack, 0, header.RST, 0)
+		return
+	}
+	s.sendRaw(sg.dst, sg.src, sg.dstPort, sg.srcPort, 0, sg.seq.add(sg.seqLen()), header.RST|header.ACK, 0)
+}
+
+// sendRaw sends an option-less segment that belongs to no connection.
+func (s *Stack) sendRaw(src, dst [4]byte, sport, dport uint16, seq, ack seqnum, flags uint8, wnd uint16) {
+	const n = header.IPv4MinSize + header.TCPMinSize
+	pkt := s.txBuf[:n]
+	tcp := pkt[header.IPv4MinSize:]
+	header.EncodeTCP(tcp, header.TCPFields{SrcPort: sport, DstPort: dport, Seq: uint32(seq), Ack: uint32(ack), Flags: flags, Window: wnd}, 0)
+	header.SetTCPChecksum(tcp, src, dst)
+	if flags&header.RST != 0 {
+		s.inc(cntTCPResetsSent)
+	}
+	s.inc(cntTCPOut)
+	s.ipOutput(pkt, dst, header.ProtoTCP)
+}
+
+// isn returns an initial sequence number per RFC 6528: a keyed hash of the
+// 4-tuple plus a clock ticking every 4 µs (B42).
+func (s *Stack) isn(now time.Time, id hashtable.FourTuple) seqnum {
+	var b [12]byte
+	copy(b[0:4], id.LocalAddr[:])
+	copy(b[4:8], id.RemoteAddr[:])
+	binary.BigEndian.PutUint16(b[8:], id.LocalPort)
+	binary.BigEndian.PutUint16(b[10:], id.RemotePort)
+	h := maphash.Bytes(s.isnSeed, b[:])
+	m := uint64(now.Sub(s.epoch)/(4*time.Microsecond)) + uint64(s.epoch.UnixNano()/4000)
+	return seqnum(uint32(h) + uint32(m))
+}
+
+// tsOffset randomizes each connection's TSval origin, as Linux's
+// secure_tcp_ts_off does, so timestamps do not reveal uptime.
+func (s *Stack) tsOffset(id hashtable.FourTuple) uint32 {
+	var b [12]byte
+	copy(b[0:4], id.RemoteAddr[:])
+	copy(b[4:8], id.LocalAddr[:])
+	binary.BigEndian.PutUint16(b[8:], id.RemotePort)
+	binary.BigEndian.PutUint16(b[10:], id.LocalPort)
+	return uint32(maphash.Bytes(s.isnSeed, b[:]) >> 32)
+}
+
+// tsNow is the TCP timestamp clock: milliseconds, like Linux's tcp_clock_ms.
+func (s *Stack) tsNow(now time.Time) uint32 {
+	return uint32(now.Sub(s.epoch) / time.Millisecond)
+}
+
+// trace logs a state transition with the segment that caused it.
+func (s *Stack) trace(e *endpoint, from, to tcpState, why string, sg *segment) {
+	if s.opts.Trace == nil {
+		return
+	}
+	attrs := []any{
+		slog.String("local", addrPort(e.id.LocalAddr, e.id.LocalPort).String()),
+		slog.String("peer", addrPort(e.id.RemoteAddr, e.id.RemotePort).String()),
+		slog.String("from", from.String()),
+		slog.String("to", to.String()),
+		slog.String("cause", why),
+	}
+	if sg != nil {
+		attrs = append(attrs, slog.String("segment", sg.String()))
+	}
+	s.opts.Trace.Info("tcp state", attrs...)
+}
+
+func addrPort(a [4]byte, p uint16) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4(a), p)
+}
+
+// initTimer binds an endpoint timer to its handler.
+func initTimer(t *timers.Timer, f func(now time.Time)) { t.Init(f) }
+
+// Flag names used throughout the state machine.
+const (
+	flagFIN = header.FIN
+	flagSYN = header.SYN
+	flagRST = header.RST
+	flagPSH = header.PSH
+	flagACK = header.ACK
+)
+
+type optionsT = header.TCPOptions
+
+// waiter wakes a goroutine blocked in the socket API; it never blocks the
+// stack (a pending wake-up is kept, extra ones are dropped).
+type waiter chan struct{}
+
+func newWaiter() waiter { return make(waiter, 1) }
+
+func (w waiter) notify() {
+	select {
+	case w <- struct{}{}:
+	default:
+	}
+}

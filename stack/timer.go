@@ -1,0 +1,258 @@
+package stack
+
+import (
+	"syscall"
+	"time"
+)
+
+// synTimeout is the wait after the SYN or SYN|ACK just sent (B14): Linux
+// waits a linear initial RTO for the first tcp_syn_linear_timeouts
+// retransmissions of a SYN, then doubles; a SYN|ACK doubles at once.
+func (e *endpoint) synTimeout() time.Duration {
+	k := e.retries
+	if e.state == stateSynSent {
+		k -= e.s.opts.SynLinearTimeouts
+	}
+	d := rtoInitial
+	for i := 0; i < k && d < rtoMax; i++ {
+		d *= 2
+	}
+	return min(d, rtoMax)
+}
+
+// onRetransmitTimer is Linux's tcp_retransmit_timer, tcp_probe_timer and
+// the SYN paths of tcp_write_timeout.
+func (e *endpoint) onRetransmitTimer(now time.Time) {
+	switch e.state {
+	case stateSynSent:
+		if e.retries >= e.s.opts.SynRetries+e.s.opts.SynLinearTimeouts {
+			e.s.inc(cntTCPAttemptFails)
+			e.fail(now, syscall.ETIMEDOUT, "SYN retransmissions exhausted", nil)
+			return
+		}
+		e.retries++
+		e.s.inc(cntTCPSynRetrans)
+		e.sendSYN(now, false)
+		return
+	case stateSynRecv:
+		limit := e.s.opts.SynAckRetries
+		if e.active {
+			limit = e.s.opts.SynRetries
+		}
+		if e.retries >= limit {
+			if e.active {
+				e.fail(now, syscall.ETIMEDOUT, "SYN|ACK retransmissions exhausted", nil)
+			} else {
+				e.setState(stateClosed, "SYN|ACK retransmissions exhausted", nil)
+				e.destroy()
+			}
+			return
+		}
+		e.retries++
+		e.s.inc(cntTCPSynAckRetrans)
+		e.sendSYN(now, true)
+		return
+	}
+	if !e.canSendData() {
+		return
+	}
+	if e.persist {
+		e.zeroWindowProbe(now)
+		return
+	}
+	if e.sndUna == e.sndMax {
+		return
+	}
+	if e.rtxStart.IsZero() {
+		e.rtxStart = now.Add(-e.rto)
+	}
+	if now.Sub(e.rtxStart) >= retriesTimeout(e.s.opts.Retries2) {
+		// B20: give up after tcp_retries2 (Linux tcp_write_err: no RST).
+		e.s.inc(cntTCPAbortOnTimeout)
+		e.fail(now, syscall.ETIMEDOUT, "retransmissions exhausted", nil)
+		return
+	}
+	e.s.inc(cntTCPTimeouts)
+	// RFC 5681 3.1 and RFC 6298 5.5-5.7: collapse to one segment,
+	// back off, and go back to SND.UNA.
+	e.ssthresh = max(e.flight()/2, uint32(2*e.effMSS()))
+	e.cwnd = uint32(e.effMSS())
+	e.inRecovery = false
+	e.dupAcks = 0
+	e.rttTiming = false
+	e.backoff++
+	e.sndNxt = e.sndUna
+	if e.finSent && e.sndFin.geq(e.sndUna) {
+		e.finSent = false
+	}
+	e.sendData(now)
+	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
+}
+
+// retriesTimeout is Linux's tcp_model_timeout: how long `boundary`
+// retransmissions take with exponential backoff from 200 ms capped at
+// 120 s (tcp_retries2 = 15 gives 924.6 s).
+func retriesTimeout(boundary int) time.Duration {
+	const thresh = 9 // ilog2(TCP_RTO_MAX / TCP_RTO_MIN)
+	if boundary <= thresh {
+		return time.Duration((2<<boundary)-1) * rtoMin
+	}
+	return time.Duration((2<<thresh)-1)*rtoMin + time.Duration(boundary-thresh)*rtoMax
+}
+
+// zeroWindowProbe sends a probe into a zero window (B21): Linux's
+// tcp_xmit_probe_skb, an ACK with sequence number SND.UNA-1 that the peer
+// must answer with its current window.
+func (e *endpoint) zeroWindowProbe(now time.Time) {
+	if e.sndWnd > 0 {
+		e.persist = false
+		e.sendData(now)
+		return
+	}
+	e.probes++
+	if e.probes > e.s.opts.Retries2 && e.orphan {
+		e.s.inc(cntTCPAbortOnTimeout)
+		e.sendRST(now)
+		e.fail(now, syscall.ETIMEDOUT, "zero window probes unanswered", nil)
+		return
+	}
+	e.s.inc(cntTCPZeroWindowProbes)
+	e.sendSegment(now, e.sndUna-1, flagACK, 0, 0)
+	e.backoff++
+	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
+}
+
+func (e *endpoint) onDelackTimer(now time.Time) {
+	if !e.ackPending || e.gone {
+		return
+	}
+	e.s.inc(cntTCPDelayedACKs)
+	e.sendACK(now)
+}
+
+// armKeepalive schedules the next keepalive check (B23).
+func (e *endpoint) armKeepalive(now time.Time) {
+	base := e.lastRecv
+	if base.IsZero() {
+		base = now
+	}
+	e.s.schedule(&e.keepTimer, base.Add(e.s.opts.KeepaliveIdle))
+}
+
+// armFinWait2 bounds an orphaned FIN-WAIT-2 (B35, Linux tcp_fin_timeout).
+func (e *endpoint) armFinWait2(now time.Time) {
+	e.s.schedule(&e.keepTimer, now.Add(e.s.opts.FinTimeout))
+}
+
+// onKeepTimer is Linux's tcp_keepalive_timer: the FIN-WAIT-2 timeout for
+// an orphan, otherwise keepalive probing.
+func (e *endpoint) onKeepTimer(now time.Time) {
+	if e.state == stateFinWait2 && e.orphan {
+		// B35: straight to CLOSED, no TIME-WAIT and no segment.
+		e.s.inc(cntTCPFinWait2Timeouts)
+		e.setState(stateClosed, "FIN-WAIT-2 timeout", nil)
+		e.destroy()
+		return
+	}
+	if !e.keepalive || !e.state.synchronized() || e.state == stateTimeWait {
+		return
+	}
+	o := &e.s.opts
+	idle := now.Sub(e.lastRecv)
+	if e.probes == 0 && idle < o.KeepaliveIdle {
+		e.s.schedule(&e.keepTimer, e.lastRecv.Add(o.KeepaliveIdle))
+		return
+	}
+	if e.sndBuf.Len() > 0 {
+		// Data in flight: the retransmission timer is in charge.
+		e.s.schedule(&e.keepTimer, now.Add(o.KeepaliveIntvl))
+		return
+	}
+	if e.probes >= o.KeepaliveProbes {
+		e.s.inc(cntTCPAbortOnTimeout)
+		e.sendRST(now)
+		e.fail(now, syscall.ETIMEDOUT, "keepalive probes unanswered", nil)
+		return
+	}
+	e.probes++
+	e.s.inc(cntTCPKeepaliveProbes)
+	e.sendSegment(now, e.sndUna-1, flagACK, 0, 0)
+	e.s.schedule(&e.keepTimer, now.Add(o.KeepaliveIntvl))
+}
+
+func (e *endpoint) onTimeWaitTimer(now time.Time) {
+	e.setState(stateClosed, "TIME-WAIT timeout", nil)
+	e.destroy()
+}
+
+// congestionOnAck grows the congestion window for acked bytes (RFC 5681
+// 3.1, with appropriate byte counting limited to one SMSS per ACK) and
+// handles NewReno partial and full ACKs (RFC 6582 3.2).
+func (e *endpoint) congestionOnAck(now time.Time, acked uint32) {
+	mss := uint32(e.effMSS())
+	if e.inRecovery {
+		if e.sndUna.geq(e.recover) {
+			e.inRecovery = false
+			e.cwnd = max(min(e.ssthresh, e.flight()+mss), mss)
+		} else {
+			// Partial ACK: retransmit the next hole, deflate.
+			e.retransmitHead(now)
+			if acked >= e.cwnd {
+				e.cwnd = mss
+			} else {
+				e.cwnd -= acked
+			}
+			e.cwnd += mss
+			return
+		}
+	}
+	e.dupAcks = 0
+	if e.cwnd < e.ssthresh {
+		e.cwnd += min(acked, mss)
+	} else {
+		e.cwnd += max(mss*mss/e.cwnd, 1)
+	}
+	if limit := uint32(e.s.opts.SendBuffer) * 2; e.cwnd > limit {
+		e.cwnd = limit
+	}
+}
+
+// onDupAck counts duplicate ACKs; the third starts fast retransmit and
+// NewReno recovery (RFC 5681 3.2, RFC 6582 3.2).
+func (e *endpoint) onDupAck(now time.Time) {
+	mss := uint32(e.effMSS())
+	e.dupAcks++
+	switch {
+	case e.inRecovery:
+		e.cwnd += mss // inflate for each segment that left the network
+	case e.dupAcks == 3:
+		if e.sndUna.lt(e.recover) && e.recover != 0 {
+			return // RFC 6582 4.1: no new recovery for the same loss
+		}
+		e.s.inc(cntTCPFastRetrans)
+		e.ssthresh = max(e.flight()/2, 2*mss)
+		e.recover = e.sndMax
+		e.inRecovery = true
+		e.retransmitHead(now)
+		e.cwnd = e.ssthresh + 3*mss
+	}
+}
+
+// retransmitHead resends the first unacknowledged segment.
+func (e *endpoint) retransmitHead(now time.Time) {
+	n := min(e.sndBuf.Len(), e.dataRoom())
+	flags := flagACK
+	if n == e.sndBuf.Len() && e.finSent {
+		flags |= flagFIN
+	}
+	if n > 0 && n == e.sndBuf.Len() {
+		flags |= flagPSH
+	}
+	if n == 0 && flags&flagFIN == 0 {
+		return
+	}
+	e.s.inc(cntTCPRetransSegs)
+	e.rttTiming = false
+	e.sendSegment(now, e.sndUna, flags, 0, n)
+	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
+}
