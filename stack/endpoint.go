@@ -349,6 +349,11 @@ func (e *endpoint) completePassiveOpen(now time.Time, sg *segment) bool {
 
 // established runs on entering ESTABLISHED from a handshake.
 func (e *endpoint) established(now time.Time, sg *segment) {
+	// The ACK of our SYN takes no bytes off the send queue: apply it here,
+	// before ackInput sees the segment.
+	if sg.ack.gt(e.sndUna) {
+		e.sndUna = sg.ack
+	}
 	e.retries = 0
 	e.backoff = 0
 	e.sndWnd = uint32(sg.wnd) << e.sndWscale
