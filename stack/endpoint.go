@@ -84,7 +84,7 @@ type endpoint struct {
 	ackPending bool // an ACK is owed: delayed-ACK timer armed
 	ackNow     bool // an ACK is owed at the end of this input step
 	unacked    int  // bytes received since our last ACK
-	rcvMSS     int  // largest segment seen, for the "every second segment" rule
+	rcvMSS     int  // estimate of the peer's segment size (Linux icsk_ack.rcv_mss)
 	lastOOW    time.Time
 
 	rtxTimer    timers.Timer // retransmission, SYN retransmission, or persist
@@ -121,6 +121,7 @@ func (s *Stack) newEndpoint(id hashtable.FourTuple) *endpoint {
 		rdWait:    newWaiter(),
 		wrWait:    newWaiter(),
 		quickACKs: maxQuickACKs,
+		rcvMSS:    536, // TCP_MSS_DEFAULT, as tcp_initialize_rcv_mss starts
 		tsOff:     s.tsOffset(id),
 	}
 	initTimer(&e.rtxTimer, e.onRetransmitTimer)
@@ -504,7 +505,9 @@ func (e *endpoint) rttSample(r time.Duration) {
 func (e *endpoint) dataInput(now time.Time, sg *segment) {
 	seq, data := sg.seq, sg.payload
 	if len(data) > e.rcvMSS {
-		e.rcvMSS = len(data)
+		// Linux tcp_measure_rcv_mss: the peer's segment size, for the
+		// "ACK every second segment" rule.
+		e.rcvMSS = min(len(data), e.s.ourMSS())
 	}
 	if seq.lt(e.rcvNxt) {
 		d := e.rcvNxt.sub(seq)
@@ -788,4 +791,5 @@ func (e *endpoint) negotiate(o *optionsT, synAck bool) {
 	e.sackOK = opts.SACK && o.SACKPermitted
 	e.cwnd = uint32(initialCwnd * e.effMSS())
 	e.ssthresh = 1 << 30
+	e.recover = e.iss // RFC 6582 3.2 step 1
 }

@@ -121,14 +121,13 @@ func (e *endpoint) backedOffRTO() time.Duration {
 // and for every second full-sized segment; otherwise after the delayed-ACK
 // timer, unless data leaving first carries the ACK.
 func (e *endpoint) scheduleACK(now time.Time, immediate bool) {
-	full := max(e.rcvMSS, e.effMSS())
 	switch {
 	case immediate:
 		e.ackNow = true
 	case e.quickACKs > 0:
 		e.quickACKs--
 		e.ackNow = true
-	case e.unacked >= 2*full:
+	case e.unacked > e.rcvMSS: // more than one full segment unacknowledged
 		e.ackNow = true
 	default:
 		if !e.delackTimer.Pending() {

@@ -226,7 +226,7 @@ func (e *endpoint) onDupAck(now time.Time) {
 	case e.inRecovery:
 		e.cwnd += mss // inflate for each segment that left the network
 	case e.dupAcks == 3:
-		if e.sndUna.lt(e.recover) && e.recover != 0 {
+		if e.sndUna.lt(e.recover) {
 			return // RFC 6582 4.1: no new recovery for the same loss
 		}
 		e.s.inc(cntTCPFastRetrans)

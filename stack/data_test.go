@@ -1,0 +1,198 @@
+package stack
+
+import (
+	"errors"
+	"io"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// B20: out-of-order data is held and ACKed at once (duplicate ACK); when
+// the hole fills, everything is delivered in order and ACKed at once.
+func TestB20OutOfOrderReassembly(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	h.send(seg{flags: flagACK, seq: 4, ack: 1, data: []byte("def")})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, data: []byte("abc")})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 7})
+	buf := make([]byte, 10)
+	n, _ := c.Read(buf)
+	if string(buf[:n]) != "abcdef" {
+		t.Fatalf("read %q", buf[:n])
+	}
+}
+
+// B20: a duplicate of data already received is ACKed at once and not
+// delivered twice.
+func TestB20DuplicateData(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, data: []byte("abc")})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 4})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, data: []byte("abc")})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 4})
+	h.send(seg{flags: flagACK, seq: 2, ack: 1, data: []byte("bcdE")})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 6})
+	buf := make([]byte, 10)
+	n, _ := c.Read(buf)
+	if string(buf[:n]) != "abcdE" {
+		t.Fatalf("read %q", buf[:n])
+	}
+}
+
+// B20: retransmission timeout: initial RTO 1 s, doubling (RFC 6298), the
+// data resent from SND.UNA; ETIMEDOUT after tcp_retries2.
+func TestB20RetransmissionBackoff(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.Retries2 = 4 })
+	c := h.handshake(h.listen(5))
+	c.Write([]byte("data"))
+	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
+	// tcp_retries2=4 gives up (2<<4 - 1) * 200 ms = 6.2 s after the first
+	// transmission: at the RTO expiry at 7 s.
+	for _, at := range []time.Duration{1 * time.Second, 3 * time.Second} {
+		h.advance(at - h.now())
+		h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
+	}
+	h.advance(7*time.Second - h.now())
+	h.expectNone()
+	h.wantState("gone")
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("read error %v, want ETIMEDOUT", err)
+	}
+}
+
+// B20: three duplicate ACKs trigger fast retransmit of the first
+// unacknowledged segment, before any timeout.
+func TestB20FastRetransmit(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	const mss = 1460
+	c.Write(make([]byte, mss*5))
+	for i := 0; i < 5; i++ {
+		f := flagACK
+		if i == 4 {
+			f |= flagPSH
+		}
+		h.expect(seg{flags: f, seq: uint32(1 + mss*i), ack: 1, n: mss})
+	}
+	h.send(seg{flags: flagACK, seq: 1, ack: 1 + mss}) // new data acked
+	for i := 0; i < 2; i++ {
+		h.send(seg{flags: flagACK, seq: 1, ack: 1 + mss})
+		h.expectNone()
+	}
+	h.send(seg{flags: flagACK, seq: 1, ack: 1 + mss}) // the third duplicate
+	h.expect(seg{flags: flagACK, seq: 1 + mss, ack: 1, n: mss})
+	h.expectNone()
+	if h.s.Counter("tcp.fast_retrans") != 1 {
+		t.Fatal("fast retransmit not counted")
+	}
+	// A partial ACK retransmits the next hole (NewReno).
+	h.send(seg{flags: flagACK, seq: 1, ack: 1 + 2*mss})
+	h.expect(seg{flags: flagACK, seq: 1 + 2*mss, ack: 1, n: mss})
+}
+
+// B21: the advertised window never exceeds free buffer; a zero window is
+// probed with backoff and the transfer resumes when it opens.
+func TestB21ZeroWindowProbe(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1}) // window 0
+	c.Write([]byte("x"))
+	h.expectNone()
+	for _, at := range []time.Duration{time.Second, 3 * time.Second, 7 * time.Second} {
+		h.advance(at - h.now())
+		h.expect(seg{flags: flagACK, seq: 0, ack: 1}) // SND.UNA-1: Linux's probe
+		h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+	}
+	if h.s.Counter("tcp.zero_window_probes") != 3 {
+		t.Fatal("probes not counted")
+	}
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: 1000})
+	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("x")})
+}
+
+// B21: our window shrinks as unread data fills the buffer, reaches zero,
+// and an update is sent when the application reads.
+func TestB21ReceiveWindowTracksBuffer(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.RecvBuffer = 4000; o.WindowScaling = false })
+	c := h.handshake(h.listen(5))
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, n: 1000})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 1001, win: 3000})
+	h.send(seg{flags: flagACK, seq: 1001, ack: 1, n: 3000})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 4001, win: -2})
+	// Beyond the window: dropped, and ACKed.
+	h.send(seg{flags: flagACK, seq: 4001, ack: 1, n: 10})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 4001, win: -2})
+	io.ReadFull(c, make([]byte, 4000))
+	h.expect(seg{flags: flagACK, seq: 1, ack: 4001, win: 4000})
+}
+
+// B22: quick ACKs at the start, then an ACK for every second full-sized
+// segment, or after the 40 ms delayed-ACK timer.
+func TestB22DelayedACK(t *testing.T) {
+	h := newHarness(t)
+	h.handshake(h.listen(5))
+	seq := uint32(1)
+	for i := 0; i < maxQuickACKs; i++ {
+		h.send(seg{flags: flagACK, seq: seq, ack: 1, n: 536})
+		seq += 536
+		h.expect(seg{flags: flagACK, seq: 1, ack: seq})
+	}
+	h.send(seg{flags: flagACK, seq: seq, ack: 1, n: 536})
+	seq += 536
+	h.expectNone()
+	h.send(seg{flags: flagACK, seq: seq, ack: 1, n: 536})
+	seq += 536
+	h.expect(seg{flags: flagACK, seq: 1, ack: seq})
+	h.send(seg{flags: flagACK, seq: seq, ack: 1, n: 100})
+	seq += 100
+	h.advance(39 * time.Millisecond)
+	h.expectNone()
+	h.advance(time.Millisecond)
+	h.expect(seg{flags: flagACK, seq: 1, ack: seq})
+}
+
+// B22: an ACK rides on outgoing data when it can.
+func TestB22ACKRidesOnData(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	seq := uint32(1)
+	for i := 0; i < maxQuickACKs; i++ {
+		h.send(seg{flags: flagACK, seq: seq, ack: 1, n: 10})
+		seq += 10
+		h.expect(seg{flags: flagACK, seq: 1, ack: seq})
+	}
+	h.send(seg{flags: flagACK, seq: seq, ack: 1, n: 10})
+	seq += 10
+	h.expectNone()
+	c.Write([]byte("reply"))
+	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: seq, data: []byte("reply")})
+	h.advance(time.Second / 10)
+	h.expectNone() // no delayed ACK follows: the data carried it
+}
+
+// B23: keepalive probes after the idle time, at the interval, then
+// ETIMEDOUT and a RST after the probe count.
+func TestB23Keepalive(t *testing.T) {
+	h := newHarness(t, func(o *Options) {
+		o.KeepaliveIdle, o.KeepaliveIntvl, o.KeepaliveProbes = 10*time.Second, 2*time.Second, 3
+	})
+	c := h.handshake(h.listen(5))
+	c.SetKeepAlive(true)
+	h.advance(10 * time.Second)
+	h.expect(seg{flags: flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1}) // answered: idle again
+	h.advance(9 * time.Second)
+	h.expectNone()
+	h.advance(time.Second)
+	for i := 0; i < 3; i++ {
+		h.expect(seg{flags: flagACK, seq: 0, ack: 1})
+		h.advance(2 * time.Second)
+	}
+	h.expect(seg{flags: flagRST | flagACK, seq: 1, ack: 1})
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("read error %v, want ETIMEDOUT", err)
+	}
+}
