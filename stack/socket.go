@@ -461,8 +461,11 @@ func (e *endpoint) afterRead(now time.Time) {
 	if e.rcvAdv.gt(e.rcvNxt) {
 		cur = e.rcvAdv.sub(e.rcvNxt)
 	}
-	free := uint32(e.rcvBuf.Free())
-	if free >= 2*cur && free-cur >= uint32(e.s.ourMSS()) {
+	// The window we could offer is capped by what the field can carry
+	// (Linux window_clamp).
+	clamp := uint32(65535) << e.rcvWscale
+	free := min(uint32(e.rcvBuf.Free()), clamp)
+	if 2*cur <= clamp && free >= 2*cur && free-cur >= uint32(e.s.ourMSS()) {
 		e.sendACK(now)
 	}
 }

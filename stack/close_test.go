@@ -1,0 +1,286 @@
+package stack
+
+import (
+	"errors"
+	"io"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// B30, active side: FIN_WAIT_1 -> (ACK) FIN_WAIT_2 -> (FIN, send ACK)
+// TIME_WAIT -> CLOSED after 60 s.
+func TestB30ActiveClose(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.wantState("FIN-WAIT-1")
+	h.send(seg{flags: flagACK, seq: 1, ack: 2})
+	h.wantState("FIN-WAIT-2")
+	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
+	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
+	h.wantState("TIME-WAIT")
+	h.advance(60*time.Second - time.Millisecond)
+	h.wantState("TIME-WAIT")
+	h.advance(time.Millisecond)
+	h.wantState("gone")
+	h.expectNone()
+}
+
+// B30, passive side: CLOSE_WAIT -> (close) LAST_ACK -> (ACK) CLOSED; the
+// application reads EOF.
+func TestB30PassiveClose(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.wantState("CLOSE-WAIT")
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read %v, want EOF", err)
+	}
+	h.advance(40 * time.Millisecond) // the delayed ACK of the FIN
+	h.expect(seg{flags: flagACK, seq: 1, ack: 2})
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
+	h.wantState("LAST-ACK")
+	h.send(seg{flags: flagACK, seq: 2, ack: 2})
+	h.wantState("gone")
+}
+
+// B30: queued data goes out before the FIN, which rides on the last segment.
+func TestB30FinAfterData(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	c.Write([]byte("bye"))
+	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("bye")})
+	h.send(seg{flags: flagACK, seq: 1, ack: 4})
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 4, ack: 1})
+}
+
+// B31: three-way close: the ACK of the peer's FIN waits (delayed ACK), so
+// an application that closes at once sends FIN|ACK as one segment.
+func TestB31ThreeWayClose(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.expectNone()
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read %v, want EOF", err)
+	}
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
+	h.expectNone()
+}
+
+// B32: close() with unread data sends RST instead of FIN; gone at once.
+func TestB32CloseWithUnreadData(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("unread")})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 7})
+	c.Close()
+	h.expect(seg{flags: flagRST | flagACK, seq: 1, ack: 7})
+	h.wantState("gone")
+	if h.s.Counter("tcp.abort_on_close") != 1 {
+		t.Fatal("abort not counted")
+	}
+}
+
+// B32: SO_LINGER 0 is an abortive close too.
+func TestB32LingerZero(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	c.SetLinger(0)
+	c.Close()
+	h.expect(seg{flags: flagRST | flagACK, seq: 1, ack: 1})
+	h.wantState("gone")
+}
+
+// B33: a close()d socket in FIN_WAIT_2 answers new data with RST
+// (seq = SEG.ACK) and is gone.
+func TestB33DataAfterClose(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 2})
+	h.wantState("FIN-WAIT-2")
+	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 2, data: []byte("late")})
+	h.expect(seg{flags: flagRST, seq: 2, ack: 0})
+	h.wantState("gone")
+}
+
+// B33 in FIN_WAIT_1: the same.
+func TestB33DataAfterCloseFinWait1(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("late")})
+	h.expect(seg{flags: flagRST, seq: 1, ack: 0})
+	h.wantState("gone")
+}
+
+// B34: shutdown(SHUT_WR) sends FIN but keeps receiving; the peer's data
+// after our FIN is delivered.
+func TestB34HalfClose(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	c.CloseWrite()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 2})
+	h.wantState("FIN-WAIT-2")
+	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 2, data: []byte("more")})
+	h.expect(seg{flags: flagACK, seq: 2, ack: 5})
+	buf := make([]byte, 8)
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != "more" {
+		t.Fatalf("read %q %v", buf[:n], err)
+	}
+	if _, err := c.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("write after CloseWrite: %v, want EPIPE", err)
+	}
+	// B35: only shut down, not closed: FIN_WAIT_2 lasts as long as it takes.
+	h.advance(10 * time.Minute)
+	h.wantState("FIN-WAIT-2")
+	h.expectNone()
+	h.send(seg{flags: flagFIN | flagACK, seq: 5, ack: 2})
+	h.expect(seg{flags: flagACK, seq: 2, ack: 6})
+	h.wantState("TIME-WAIT")
+	if _, err := c.Read(buf); err != io.EOF {
+		t.Fatalf("read %v, want EOF", err)
+	}
+}
+
+// B34: shutdown(SHUT_RD) sends nothing.
+func TestB34ShutRead(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	c.CloseRead()
+	h.expectNone()
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read after CloseRead: %v, want EOF", err)
+	}
+}
+
+// B35: a close()d socket in FIN_WAIT_2 gives up after tcp_fin_timeout,
+// straight to CLOSED, no TIME_WAIT, no segment.
+func TestB35FinWait2Timeout(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.FinTimeout = 5 * time.Second })
+	c := h.handshake(h.listen(5))
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 2})
+	h.wantState("FIN-WAIT-2")
+	h.advance(5*time.Second - time.Millisecond)
+	h.wantState("FIN-WAIT-2")
+	h.advance(time.Millisecond)
+	h.wantState("gone")
+	h.expectNone()
+}
+
+// B36: simultaneous close: FIN in FIN_WAIT_1 -> CLOSING; the ACK of our
+// FIN -> TIME_WAIT.
+func TestB36SimultaneousClose(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
+	h.wantState("CLOSING")
+	h.send(seg{flags: flagACK, seq: 2, ack: 2})
+	h.wantState("TIME-WAIT")
+}
+
+// B37: TIME_WAIT answers a retransmitted FIN with an ACK and restarts
+// its timer; a new SYN with a higher sequence number reuses the pair.
+func TestB37TimeWait(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
+	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
+	h.advance(30 * time.Second)
+	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2}) // our ACK was lost
+	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
+	h.advance(59 * time.Second)
+	h.wantState("TIME-WAIT") // restarted at 30 s: ends at 90 s
+	h.send(seg{flags: flagSYN, seq: 100})
+	// Linux's new ISN: the old SND.NXT + 65535 + 2.
+	h.expect(seg{flags: flagSYN | flagACK, seq: 2 + 65535 + 2, ack: 101})
+	h.wantState("SYN-RECV")
+}
+
+// B40: a RST with seq == RCV.NXT resets (ECONNRESET, then EPIPE); in the
+// window but not exact: challenge ACK; outside: dropped.
+func TestB40ResetHandling(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	h.send(seg{flags: flagRST, seq: 1 + 100000000}) // outside the window
+	h.expectNone()
+	h.send(seg{flags: flagRST, seq: 5}) // in the window, not exact
+	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
+	h.wantState("ESTAB")
+	h.send(seg{flags: flagRST, seq: 1})
+	h.expectNone()
+	h.wantState("gone")
+	if _, err := c.Write([]byte("x")); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("first write: %v, want ECONNRESET", err)
+	}
+	if _, err := c.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("second write: %v, want EPIPE", err)
+	}
+}
+
+// B40: the reader sees ECONNRESET.
+func TestB40ResetRead(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	h.send(seg{flags: flagRST | flagACK, seq: 1, ack: 1})
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read: %v, want ECONNRESET", err)
+	}
+}
+
+// B41: a SYN in a synchronized state gets a challenge ACK, not a reset.
+func TestB41SynInEstablished(t *testing.T) {
+	h := newHarness(t)
+	h.handshake(h.listen(5))
+	h.send(seg{flags: flagSYN, seq: 500})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
+	h.wantState("ESTAB")
+	if h.s.Counter("tcp.challenge_acks") != 1 {
+		t.Fatal("challenge ACK not counted")
+	}
+}
+
+// RFC 5961 5.2 (Linux 6.x): an ACK for data never sent gets a challenge
+// ACK and is dropped.
+func TestAckOfUnsentData(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 500, data: []byte("zz")})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
+	h.s.mu.Lock()
+	n := c.e.rcvBuf.Len()
+	h.s.mu.Unlock()
+	if n != 0 {
+		t.Fatal("data of a segment with a bad ACK was accepted")
+	}
+}
+
+// Challenge ACKs are rate limited per connection (Linux tcp_oow_rate_limited).
+func TestChallengeACKRateLimit(t *testing.T) {
+	h := newHarness(t)
+	h.handshake(h.listen(5))
+	h.send(seg{flags: flagSYN, seq: 500})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
+	h.send(seg{flags: flagSYN, seq: 500})
+	h.expectNone()
+	h.advance(500 * time.Millisecond)
+	h.send(seg{flags: flagSYN, seq: 500})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
+}
