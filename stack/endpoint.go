@@ -358,6 +358,9 @@ func (e *endpoint) established(now time.Time, sg *segment) {
 	e.retries = 0
 	e.backoff = 0
 	e.sndWnd = uint32(sg.wnd) << e.sndWscale
+	if sg.has(flagSYN) {
+		e.sndWnd = uint32(sg.wnd) // RFC 7323 2.2: never scaled on a SYN
+	}
 	e.maxWnd = e.sndWnd
 	e.sndWl1, e.sndWl2 = sg.seq, sg.ack
 	e.s.timers.Stop(&e.rtxTimer)

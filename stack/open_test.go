@@ -372,3 +372,27 @@ func TestB17SynAckAfterDialerGaveUp(t *testing.T) {
 	h.activeSend(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
 	h.activeExpect(seg{flags: flagRST, seq: 1, ack: 0})
 }
+
+// RFC 7323 2.2: the window of the SYN|ACK is not scaled, later ones are.
+func TestActiveOpenWindowScaling(t *testing.T) {
+	h := newHarness(t)
+	ch := h.dial(context.Background())
+	h.activeExpect(seg{flags: flagSYN, seq: 0})
+	opts := []byte{2, 4, 5, 0xb4, 1, 3, 3, 4} // mss 1460, nop, wscale 4
+	h.activeSend(seg{flags: flagSYN | flagACK, seq: 0, ack: 1, win: 1000, opts: opts})
+	h.activeExpect(seg{flags: flagACK, seq: 1, ack: 1})
+	r := <-ch
+	h.s.mu.Lock()
+	wnd := r.c.e.sndWnd
+	h.s.mu.Unlock()
+	if wnd != 1000 {
+		t.Fatalf("send window %d after SYN|ACK win 1000, want 1000 (unscaled)", wnd)
+	}
+	h.activeSend(seg{flags: flagACK, seq: 1, ack: 1, win: 1000})
+	h.s.mu.Lock()
+	wnd = r.c.e.sndWnd
+	h.s.mu.Unlock()
+	if wnd != 16000 {
+		t.Fatalf("send window %d after ACK win 1000 << 4, want 16000", wnd)
+	}
+}
