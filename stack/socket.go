@@ -278,8 +278,12 @@ func (s *Stack) DialTCP(ctx context.Context, laddr, raddr netip.AddrPort) (*Conn
 }
 
 func (s *Stack) dialOnce(ctx context.Context, laddr, raddr netip.AddrPort) (*Conn, error) {
+	if raddr.Addr().IsUnspecified() {
+		// Linux connects INADDR_ANY to the host itself (ip_route_connect).
+		raddr = netip.AddrPortFrom(s.opts.Addr, raddr.Port())
+	}
 	remote := net.TCPAddrFromAddrPort(raddr)
-	if !raddr.Addr().Is4() || raddr.Port() == 0 || raddr.Addr().IsUnspecified() {
+	if !raddr.Addr().Is4() || raddr.Port() == 0 {
 		return nil, opError("dial", nil, remote, syscall.EINVAL)
 	}
 	s.mu.Lock()
@@ -424,6 +428,10 @@ func (c *Conn) Read(b []byte) (int, error) {
 		if c.closed {
 			return 0, c.err("read", net.ErrClosed)
 		}
+		if expired(c.rdDL) {
+			// Like Go's poller: a passed deadline fails even when data waits.
+			return 0, c.err("read", os.ErrDeadlineExceeded)
+		}
 		if e.rcvBuf.Len() > 0 && !e.shutRd {
 			if len(b) == 0 {
 				return 0, nil
@@ -440,9 +448,6 @@ func (c *Conn) Read(b []byte) (int, error) {
 		}
 		if e.finRecvd || e.shutRd || e.gone {
 			return 0, io.EOF
-		}
-		if expired(c.rdDL) {
-			return 0, c.err("read", os.ErrDeadlineExceeded)
 		}
 		c.wait(e.rdWait, c.rdDL)
 	}
@@ -480,6 +485,9 @@ func (c *Conn) Write(b []byte) (int, error) {
 		if c.closed {
 			return written, c.err("write", net.ErrClosed)
 		}
+		if expired(c.wrDL) {
+			return written, c.err("write", os.ErrDeadlineExceeded)
+		}
 		if e.softErr != 0 {
 			err := e.softErr
 			e.softErr = 0
@@ -500,9 +508,6 @@ func (c *Conn) Write(b []byte) (int, error) {
 			e.output(s.clock.Now())
 			s.drainLoopLocked()
 			continue
-		}
-		if expired(c.wrDL) {
-			return written, c.err("write", os.ErrDeadlineExceeded)
 		}
 		c.wait(e.wrWait, c.wrDL)
 	}
