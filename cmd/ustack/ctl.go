@@ -1,0 +1,321 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"ustack/stack"
+)
+
+// The control socket is how "ustack ss" (and later "ustack nc") reach a
+// running daemon: a unix stream socket carrying line-delimited JSON. Each
+// request is one JSON object with an "op" field and the op's own fields; each
+// reply is one JSON object, {"error":"..."} on failure. A connection may
+// carry several requests in turn.
+//
+//	{"op":"ss"}     -> {"sockets":[{"State":"LISTEN","RecvQ":0,...},...]}
+//	{"op":"stats"}  -> {"counters":[{"Name":"...","Value":1},...]}
+//
+// An op that needs the connection itself afterwards (a byte stream for nc)
+// calls ctlSession.Hijack after its reply.
+//
+// The socket is made mode 0666 so that "ustack ss" works without root, as
+// ss does: every op must be something any local user may do.
+
+// ctlRequest is the envelope every request shares; ops decode their own
+// fields from ctlSession.Raw.
+type ctlRequest struct {
+	Op string `json:"op"`
+}
+
+// ctlResponse is the union of every op's reply fields.
+type ctlResponse struct {
+	Error    string             `json:"error,omitempty"`
+	Sockets  []stack.SocketInfo `json:"sockets,omitempty"`
+	Counters []stack.Counter    `json:"counters,omitempty"`
+}
+
+// ctlOp handles one request; its result is encoded as the reply line unless
+// it hijacked the connection.
+type ctlOp func(s *ctlSession) (any, error)
+
+// ctlSession is one request on one control connection.
+type ctlSession struct {
+	Raw      json.RawMessage // the whole request line
+	conn     net.Conn
+	r        *bufio.Reader
+	hijacked bool
+}
+
+// Hijack hands the connection to the op, which then owns it (and must close
+// it): the server neither replies nor reads from it again. r holds any bytes
+// the client sent after the request line.
+func (s *ctlSession) Hijack() (net.Conn, *bufio.Reader) {
+	s.hijacked = true
+	return s.conn, s.r
+}
+
+// ctlOps returns the dispatcher: op name -> handler.
+func ctlOps(view stackView) map[string]ctlOp {
+	return map[string]ctlOp{
+		"ss": func(*ctlSession) (any, error) {
+			return struct {
+				Sockets []stack.SocketInfo `json:"sockets"`
+			}{orEmpty(view.Sockets())}, nil
+		},
+		"stats": func(*ctlSession) (any, error) {
+			return struct {
+				Counters []stack.Counter `json:"counters"`
+			}{orEmpty(view.Counters())}, nil
+		},
+	}
+}
+
+// ctlServer serves the control socket.
+type ctlServer struct {
+	path string
+	ln   net.Listener
+	ops  map[string]ctlOp
+	log  *log.Logger
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// checkCtlFree fails if a daemon answers on path. It touches nothing, so
+// "ustack run" calls it before creating anything.
+func checkCtlFree(path string) error {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("another ustack daemon is serving control socket %s (stop it, or give this one --ctl or --tun)", path)
+	}
+	return nil
+}
+
+// listenCtl creates the control socket at path: it creates the directory,
+// refuses if another daemon answers there or if path is not a socket, and
+// replaces a stale socket left by a daemon that died.
+func listenCtl(path string, ops map[string]ctlOp, lg *log.Logger) (*ctlServer, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("control socket %s: exists and is not a socket", path)
+		}
+		if err := checkCtlFree(path); err != nil {
+			return nil, err
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("removing stale control socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	// Close must not unlink the path: we remove it ourselves, after making
+	// sure it is still ours.
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(path, 0o666); err != nil {
+		ln.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	s := &ctlServer{path: path, ln: ln, ops: ops, log: lg, conns: map[net.Conn]struct{}{}}
+	s.wg.Add(1)
+	go s.acceptLoop()
+	return s, nil
+}
+
+func (s *ctlServer) acceptLoop() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if !closed {
+				s.log.Printf("control socket: accept: %v", err)
+			}
+			return
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(c)
+	}
+}
+
+// maxCtlLine bounds a request line.
+const maxCtlLine = 1 << 20
+
+func (s *ctlServer) serveConn(c net.Conn) {
+	defer s.wg.Done()
+	hijacked := false
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		if !hijacked {
+			c.Close()
+		}
+	}()
+	r := bufio.NewReaderSize(c, 4096)
+	enc := json.NewEncoder(c)
+	for {
+		line, err := readLine(r, maxCtlLine)
+		if err != nil {
+			return
+		}
+		if len(strings.TrimSpace(string(line))) == 0 {
+			continue
+		}
+		sess := &ctlSession{Raw: line, conn: c, r: r}
+		reply := s.handle(sess)
+		if sess.hijacked {
+			hijacked = true
+			return
+		}
+		if err := enc.Encode(reply); err != nil {
+			return
+		}
+	}
+}
+
+// handle decodes the envelope and runs the op.
+func (s *ctlServer) handle(sess *ctlSession) any {
+	var req ctlRequest
+	if err := json.Unmarshal(sess.Raw, &req); err != nil {
+		return ctlResponse{Error: "bad request: " + err.Error()}
+	}
+	op, ok := s.ops[req.Op]
+	if !ok {
+		names := make([]string, 0, len(s.ops))
+		for n := range s.ops {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return ctlResponse{Error: fmt.Sprintf("unknown op %q (want %s)", req.Op, strings.Join(names, ", "))}
+	}
+	reply, err := op(sess)
+	if err != nil {
+		return ctlResponse{Error: err.Error()}
+	}
+	return reply
+}
+
+// readLine reads one '\n'-terminated line without the newline, failing on
+// lines longer than max.
+func readLine(r *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := r.ReadSlice('\n')
+		line = append(line, chunk...)
+		if len(line) > max {
+			return nil, errors.New("request line too long")
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return line[:len(line)-1], nil
+	}
+}
+
+// Close stops serving, ends the open connections and removes the socket
+// file.
+func (s *ctlServer) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	err := s.ln.Close()
+	waitTimeout(&s.wg, shutdownWait)
+	if rerr := os.Remove(s.path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// findCtl picks the control socket: the one given, or else the only socket
+// in ctlDir.
+func findCtl(given string) (string, error) {
+	if given != "" {
+		return given, nil
+	}
+	matches, _ := filepath.Glob(filepath.Join(ctlDir, "*.sock"))
+	switch len(matches) {
+	case 0:
+		return "", noDaemon(defaultCtlPath("tun0"))
+	case 1:
+		return matches[0], nil
+	default:
+		names := make([]string, len(matches))
+		for i, m := range matches {
+			names[i] = filepath.Base(m)
+		}
+		return "", fmt.Errorf("several daemons in %s (%s): choose one with --ctl", ctlDir, strings.Join(names, ", "))
+	}
+}
+
+func noDaemon(path string) error {
+	return fmt.Errorf("no daemon at %s (is \"ustack run\" running?)", path)
+}
+
+// ctlCall sends one request to the daemon at path and decodes its reply into
+// resp; a reply with "error" becomes the returned error.
+func ctlCall(path string, req any, resp *ctlResponse) error {
+	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		switch {
+		case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
+			return noDaemon(path)
+		case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+			return fmt.Errorf("%s: permission denied", path)
+		}
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := json.NewEncoder(c).Encode(req); err != nil {
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+	line, err := readLine(bufio.NewReader(c), 64<<20)
+	if err != nil {
+		return fmt.Errorf("control socket %s: no reply: %w", path, err)
+	}
+	if err := json.Unmarshal(line, resp); err != nil {
+		return fmt.Errorf("control socket %s: bad reply: %w", path, err)
+	}
+	if resp.Error != "" {
+		return errors.New(resp.Error)
+	}
+	return nil
+}

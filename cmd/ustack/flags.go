@@ -1,0 +1,241 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"ustack/stack"
+)
+
+// ctlDir is where daemons put their control sockets by default, one per TUN
+// device, so that "ustack ss" can find the only one running.
+const ctlDir = "/run/ustack"
+
+// defaultCtlPath is the control socket of the daemon owning tun device name.
+func defaultCtlPath(name string) string { return filepath.Join(ctlDir, name+".sock") }
+
+// runConfig is "ustack run"'s command line, parsed and validated: nothing in
+// it can fail later for a reason the user could have been told up front.
+type runConfig struct {
+	Tun     string
+	TunAddr netip.Prefix // the kernel side's address and the subnet routed to the TUN
+	Addr    netip.Addr   // the stack's address, inside TunAddr's subnet
+	MTU     int
+	Serves  []serveSpec
+	Ctl     string
+	Pcap    string // "" for none
+	Impair  *impairSpec
+	Engine  string
+	Trace   bool
+
+	FinTimeout        time.Duration
+	TimeWait          time.Duration
+	SynRetries        int
+	SynLinearTimeouts int
+}
+
+// defaultServes is what "ustack run" serves when no --serve is given.
+var defaultServes = []serveSpec{{"http", 80}, {"echo", 7}}
+
+// errUsage marks an error the flag package already reported (with the usage
+// text), so the caller only has to exit 2.
+var errUsage = errors.New("usage")
+
+// parseRunFlags parses and validates "ustack run"'s arguments. It returns
+// flag.ErrHelp for -h, errUsage when the flag package printed the problem,
+// and a plain error (exit 2) for a bad value.
+func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
+	def := stack.DefaultOptions()
+	fs := flag.NewFlagSet("ustack run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfg     runConfig
+		tunAddr = fs.String("tun-addr", "10.0.0.1/24", "address of the kernel's side of the TUN `CIDR`; the subnet is routed through it")
+		addr    = fs.String("addr", "10.0.0.2", "the stack's own `IP` address")
+		serves  stringList
+		impair  = fs.String("impair", "", "impair the link both ways, like netem: `SPEC` loss=2%,dup=1%,reorder=1%,delay=50ms,jitter=10ms (any subset; also limit=N, seed=N)")
+	)
+	fs.StringVar(&cfg.Tun, "tun", "tun0", "TUN device `NAME` to create (or attach to) and own")
+	fs.IntVar(&cfg.MTU, "mtu", 1500, "`MTU` of the TUN device")
+	fs.Var(&serves, "serve", "built-in service `KIND:PORT`, repeatable (default http:80 and echo:7); kinds: "+strings.Join(serviceKindNames(), ", "))
+	fs.StringVar(&cfg.Ctl, "ctl", "", "control socket `PATH` for ustack ss and nc (default "+defaultCtlPath("NAME")+")")
+	fs.StringVar(&cfg.Pcap, "pcap", "", "write every packet in and out to pcap `FILE`")
+	fs.DurationVar(&cfg.FinTimeout, "fin-timeout", def.FinTimeout, "FIN_WAIT_2 timeout of an orphaned socket, like net.ipv4.tcp_fin_timeout")
+	fs.DurationVar(&cfg.TimeWait, "time-wait", def.TimeWait, "TIME_WAIT length")
+	fs.IntVar(&cfg.SynRetries, "syn-retries", def.SynRetries, "SYN retransmissions before connect gives up, like net.ipv4.tcp_syn_retries")
+	fs.IntVar(&cfg.SynLinearTimeouts, "syn-linear-timeouts", def.SynLinearTimeouts, "SYN retransmissions at a linear 1 s before backing off, like net.ipv4.tcp_syn_linear_timeouts (0: pure exponential)")
+	fs.StringVar(&cfg.Engine, "engine", "ustack", "TCP/IP `ENGINE` serving the services: ustack or gvisor")
+	fs.BoolVar(&cfg.Trace, "trace", false, "log every TCP state transition to stderr")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: ustack run [flags]\n\nRuns the stack on a TUN device and serves built-in services until SIGINT or SIGTERM.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return nil, err
+		}
+		return nil, errUsage
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags only)", fs.Arg(0))
+	}
+
+	if err := validTunName(cfg.Tun); err != nil {
+		return nil, err
+	}
+	p, err := netip.ParsePrefix(*tunAddr)
+	if err != nil || !p.Addr().Is4() {
+		return nil, fmt.Errorf("--tun-addr %q: want an IPv4 address with prefix length, like 10.0.0.1/24", *tunAddr)
+	}
+	if p.Bits() > 30 {
+		return nil, fmt.Errorf("--tun-addr %s: the subnet must hold two hosts (prefix length at most 30)", p)
+	}
+	cfg.TunAddr = p
+	a, err := netip.ParseAddr(*addr)
+	if err != nil || !a.Is4() {
+		return nil, fmt.Errorf("--addr %q: want an IPv4 address, like 10.0.0.2", *addr)
+	}
+	cfg.Addr = a
+	// The kernel routes only TunAddr's subnet to the device, so an address
+	// outside it would never receive a packet.
+	if !p.Masked().Contains(a) {
+		return nil, fmt.Errorf("--addr %s is outside --tun-addr's subnet %s: the kernel would not route to it", a, p.Masked())
+	}
+	if a == p.Addr() {
+		return nil, fmt.Errorf("--addr %s is the kernel's own address (--tun-addr); pick another in %s", a, p.Masked())
+	}
+	if a == p.Masked().Addr() || a == broadcast(p) {
+		return nil, fmt.Errorf("--addr %s is the network or broadcast address of %s", a, p.Masked())
+	}
+	// 68 is IPv4's minimum MTU; the TCP MSS must stay positive.
+	if cfg.MTU < 68 || cfg.MTU > 65535 {
+		return nil, fmt.Errorf("--mtu %d: want 68..65535", cfg.MTU)
+	}
+	if len(serves) == 0 {
+		cfg.Serves = append([]serveSpec(nil), defaultServes...)
+	} else {
+		if cfg.Serves, err = parseServes(serves); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Ctl == "" {
+		cfg.Ctl = defaultCtlPath(cfg.Tun)
+	}
+	if cfg.FinTimeout <= 0 {
+		return nil, fmt.Errorf("--fin-timeout %v: want a positive duration", cfg.FinTimeout)
+	}
+	if cfg.TimeWait <= 0 {
+		return nil, fmt.Errorf("--time-wait %v: want a positive duration", cfg.TimeWait)
+	}
+	// Linux bounds both sysctls by MAX_TCP_SYNCNT (127).
+	if cfg.SynRetries < 1 || cfg.SynRetries > 127 {
+		return nil, fmt.Errorf("--syn-retries %d: want 1..127", cfg.SynRetries)
+	}
+	if cfg.SynLinearTimeouts < 0 || cfg.SynLinearTimeouts > 127 {
+		return nil, fmt.Errorf("--syn-linear-timeouts %d: want 0..127", cfg.SynLinearTimeouts)
+	}
+	if *impair != "" {
+		spec, err := parseImpair(*impair)
+		if err != nil {
+			return nil, fmt.Errorf("--impair: %w", err)
+		}
+		cfg.Impair = &spec
+	}
+	switch cfg.Engine {
+	case "ustack":
+	case "gvisor":
+		return nil, fmt.Errorf("--engine gvisor: not available in this build yet")
+	default:
+		return nil, fmt.Errorf("--engine %q: want ustack or gvisor", cfg.Engine)
+	}
+	return &cfg, nil
+}
+
+// stackOptions turns the configuration into the stack's options, starting
+// from Linux's defaults.
+func (cfg *runConfig) stackOptions() stack.Options {
+	o := stack.DefaultOptions()
+	o.Addr = cfg.Addr
+	o.FinTimeout = cfg.FinTimeout
+	o.TimeWait = cfg.TimeWait
+	o.SynRetries = cfg.SynRetries
+	o.SynLinearTimeouts = cfg.SynLinearTimeouts
+	return o
+}
+
+// validTunName applies the kernel's rules for interface names (dev_valid_name).
+func validTunName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("--tun: empty device name")
+	case len(name) > 15:
+		return fmt.Errorf("--tun %q: device names are at most 15 bytes", name)
+	case name == "." || name == "..":
+		return fmt.Errorf("--tun %q: not a valid device name", name)
+	case strings.ContainsAny(name, "/: \t\n"):
+		return fmt.Errorf("--tun %q: device names cannot contain '/', ':' or spaces", name)
+	}
+	return nil
+}
+
+func broadcast(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 1
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) | host
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }
+
+// serveSpec is one --serve KIND:PORT.
+type serveSpec struct {
+	Kind string
+	Port uint16
+}
+
+func (s serveSpec) String() string { return s.Kind + ":" + strconv.Itoa(int(s.Port)) }
+
+// parseServes parses every --serve value and rejects two services on one
+// port (the second would fail to bind after the first had started).
+func parseServes(vals []string) ([]serveSpec, error) {
+	var out []serveSpec
+	byPort := map[uint16]string{}
+	for _, v := range vals {
+		s, err := parseServe(v)
+		if err != nil {
+			return nil, err
+		}
+		if prev, ok := byPort[s.Port]; ok {
+			return nil, fmt.Errorf("--serve %s: port %d is already used by --serve %s", v, s.Port, prev)
+		}
+		byPort[s.Port] = v
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func parseServe(v string) (serveSpec, error) {
+	kind, port, ok := strings.Cut(v, ":")
+	if !ok {
+		return serveSpec{}, fmt.Errorf("--serve %q: want KIND:PORT, like echo:7", v)
+	}
+	if _, ok := services[kind]; !ok {
+		return serveSpec{}, fmt.Errorf("unknown service kind %q (want %s)", kind, strings.Join(serviceKindNames(), ", "))
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return serveSpec{}, fmt.Errorf("--serve %s: bad port %q (want 1..65535)", v, port)
+	}
+	return serveSpec{kind, uint16(n)}, nil
+}

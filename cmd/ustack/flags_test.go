@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRunFlagDefaults(t *testing.T) {
+	cfg, err := parseRunFlags(nil, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := runConfig{
+		Tun:               "tun0",
+		TunAddr:           netip.MustParsePrefix("10.0.0.1/24"),
+		Addr:              netip.MustParseAddr("10.0.0.2"),
+		MTU:               1500,
+		Serves:            []serveSpec{{"http", 80}, {"echo", 7}},
+		Ctl:               "/run/ustack/tun0.sock",
+		Engine:            "ustack",
+		FinTimeout:        60 * time.Second,
+		TimeWait:          60 * time.Second,
+		SynRetries:        6,
+		SynLinearTimeouts: 4,
+	}
+	if !reflect.DeepEqual(*cfg, want) {
+		t.Errorf("defaults:\n got %+v\nwant %+v", *cfg, want)
+	}
+	o := cfg.stackOptions()
+	if o.Addr != want.Addr || o.SynRetries != 6 || o.Somaxconn == 0 {
+		t.Errorf("stackOptions: %+v", o)
+	}
+}
+
+func TestRunFlagsAll(t *testing.T) {
+	cfg, err := parseRunFlags([]string{
+		"--tun", "ut1", "--tun-addr", "192.168.7.1/30", "--addr", "192.168.7.2", "--mtu", "9000",
+		"--serve", "echo:7", "--serve=closer:9000", "-serve", "bound:81",
+		"--pcap", "/tmp/x.pcap", "--fin-timeout", "2s", "--time-wait", "500ms",
+		"--syn-retries", "2", "--syn-linear-timeouts", "0",
+		"--impair", "loss=2%,delay=50ms", "--engine", "ustack", "--trace",
+	}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Tun != "ut1" || cfg.Ctl != "/run/ustack/ut1.sock" || cfg.MTU != 9000 || cfg.Pcap != "/tmp/x.pcap" || !cfg.Trace {
+		t.Errorf("cfg %+v", cfg)
+	}
+	if cfg.FinTimeout != 2*time.Second || cfg.TimeWait != 500*time.Millisecond || cfg.SynRetries != 2 || cfg.SynLinearTimeouts != 0 {
+		t.Errorf("timers %+v", cfg)
+	}
+	if want := []serveSpec{{"echo", 7}, {"closer", 9000}, {"bound", 81}}; !reflect.DeepEqual(cfg.Serves, want) {
+		t.Errorf("serves %v, want %v", cfg.Serves, want)
+	}
+	if cfg.Impair == nil || cfg.Impair.Loss != 0.02 || cfg.Impair.Delay != 50*time.Millisecond {
+		t.Errorf("impair %+v", cfg.Impair)
+	}
+	o := cfg.stackOptions()
+	if o.FinTimeout != 2*time.Second || o.TimeWait != 500*time.Millisecond || o.SynLinearTimeouts != 0 || o.Addr != cfg.Addr {
+		t.Errorf("stackOptions %+v", o)
+	}
+}
+
+func TestRunFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--serve", "foo:1"}, `unknown service kind "foo" (want echo, discard, source, http, bound, noaccept, closer, halfclose)`},
+		{[]string{"--serve", "echo"}, "want KIND:PORT"},
+		{[]string{"--serve", "echo:0"}, `bad port "0"`},
+		{[]string{"--serve", "echo:65536"}, `bad port "65536"`},
+		{[]string{"--serve", "echo:x"}, `bad port "x"`},
+		{[]string{"--serve", "echo:7", "--serve", "discard:7"}, "port 7 is already used by --serve echo:7"},
+		{[]string{"--tun", ""}, "empty device name"},
+		{[]string{"--tun", "abcdefghijklmnop"}, "at most 15 bytes"},
+		{[]string{"--tun", "a/b"}, "cannot contain"},
+		{[]string{"--tun-addr", "10.0.0.1"}, "want an IPv4 address with prefix length"},
+		{[]string{"--tun-addr", "fd00::1/64"}, "want an IPv4 address"},
+		{[]string{"--tun-addr", "10.0.0.1/32"}, "prefix length at most 30"},
+		{[]string{"--addr", "x"}, "want an IPv4 address"},
+		{[]string{"--addr", "10.0.1.2"}, "outside --tun-addr's subnet"},
+		{[]string{"--addr", "10.0.0.1"}, "kernel's own address"},
+		{[]string{"--addr", "10.0.0.255"}, "broadcast"},
+		{[]string{"--mtu", "67"}, "want 68..65535"},
+		{[]string{"--mtu", "70000"}, "want 68..65535"},
+		{[]string{"--fin-timeout", "0s"}, "positive duration"},
+		{[]string{"--time-wait", "-1s"}, "positive duration"},
+		{[]string{"--syn-retries", "0"}, "want 1..127"},
+		{[]string{"--syn-linear-timeouts", "-1"}, "want 0..127"},
+		{[]string{"--impair", "loss=2"}, "want a percentage like loss=2%"},
+		{[]string{"--engine", "gvisor"}, "--engine gvisor: not available in this build yet"},
+		{[]string{"--engine", "bsd"}, "want ustack or gvisor"},
+		{[]string{"extra"}, "unexpected argument"},
+	} {
+		_, err := parseRunFlags(tc.args, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestRunBadFlagPrintsUsage(t *testing.T) {
+	var stderr bytes.Buffer
+	_, err := parseRunFlags([]string{"--bogus"}, &stderr)
+	if err != errUsage {
+		t.Fatalf("err %v, want errUsage", err)
+	}
+	if !strings.Contains(stderr.String(), "Usage: ustack run") || !strings.Contains(stderr.String(), "-syn-linear-timeouts") {
+		t.Errorf("stderr lacks usage:\n%s", stderr.String())
+	}
+	if _, err := parseRunFlags([]string{"-h"}, &bytes.Buffer{}); err != flag.ErrHelp {
+		t.Errorf("-h: %v", err)
+	}
+}
+
+// Validation errors exit 2 before anything touches the system.
+func TestCmdRunExitCodes(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"--serve", "foo:1"}, 2, `ustack run: unknown service kind "foo"`},
+		{[]string{"--engine", "gvisor"}, 2, "ustack run: --engine gvisor: not available in this build yet"},
+		{[]string{"--nope"}, 2, "flag provided but not defined"},
+		{[]string{"-h"}, 0, "Usage: ustack run"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := cmdRun(tc.args, &stdout, &stderr); code != tc.code {
+			t.Errorf("%q: exit %d, want %d", tc.args, code, tc.code)
+		}
+		if !strings.Contains(stderr.String(), tc.stderr) {
+			t.Errorf("%q: stderr %q, want %q", tc.args, stderr.String(), tc.stderr)
+		}
+	}
+}
+
+func TestParseImpair(t *testing.T) {
+	s, err := parseImpair("loss=2%,dup=1%,reorder=0.5%,delay=50ms,jitter=10ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := impairSpec{Loss: 0.02, Dup: 0.01, Reorder: 0.005, Delay: 50 * time.Millisecond, Jitter: 10 * time.Millisecond, Limit: defaultImpairLimit}
+	if s != want {
+		t.Errorf("got %+v, want %+v", s, want)
+	}
+	if got := s.String(); got != "loss=2%,dup=1%,reorder=0.5%,delay=50ms,jitter=10ms" {
+		t.Errorf("String %q", got)
+	}
+	s, err = parseImpair("delay=1s, limit=10,seed=42")
+	if err != nil || s.Delay != time.Second || s.Limit != 10 || s.Seed != 42 || s.Loss != 0 {
+		t.Errorf("subset: %+v %v", s, err)
+	}
+	for _, tc := range []struct{ spec, want string }{
+		{"", "empty spec"},
+		{"loss", "want KEY=VALUE"},
+		{"loss=", "want KEY=VALUE"},
+		{"loss=2", "want a percentage like loss=2%"},
+		{"loss=101%", "0% to 100%"},
+		{"dup=-1%", "0% to 100%"},
+		{"reorder=x%", "0% to 100%"},
+		{"delay=50", "want a duration"},
+		{"jitter=-5ms", "want a duration"},
+		{"limit=0", "positive packet count"},
+		{"seed=-1", "non-negative integer"},
+		{"loss=1%,loss=2%", "loss given twice"},
+		{"rate=1mbit", `unknown key "rate"`},
+	} {
+		_, err := parseImpair(tc.spec)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.spec, err, tc.want)
+		}
+	}
+}
