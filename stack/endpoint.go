@@ -102,7 +102,8 @@ type endpoint struct {
 	linger    int // SO_LINGER seconds; -1 off
 	rdWait    waiter
 	wrWait    waiter
-	gone      bool // removed from every table
+	ev        waiter // a Socket's readiness channel; nil for a Conn
+	gone      bool   // removed from every table
 }
 
 // seqRange is a block of out-of-order data [start, end).
@@ -154,8 +155,8 @@ func (e *endpoint) setState(st tcpState, why string, sg *segment) {
 	}
 	e.s.trace(e, e.state, st, why, sg)
 	e.state = st
-	e.rdWait.notify()
-	e.wrWait.notify()
+	e.notifyRead()
+	e.notifyWrite()
 }
 
 // effMSS is the payload that fits in one segment with our usual options.
@@ -237,7 +238,7 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 		if e.state == stateSynRecv && e.active && sg.has(flagACK) && sg.seq.add(1) == e.rcvNxt && sg.ack == e.sndNxt {
 			e.setState(stateEstablished, "SYN|ACK in SYN-RECV (simultaneous open)", sg)
 			e.established(now, sg)
-			e.wrWait.notify()
+			e.notifyWrite()
 			return
 		}
 		e.challengeACK(now)
@@ -344,7 +345,7 @@ func (e *endpoint) completePassiveOpen(now time.Time, sg *segment) bool {
 	l.acceptQ = append(l.acceptQ, e)
 	e.setState(stateEstablished, "ACK of SYN|ACK", sg)
 	e.established(now, sg)
-	l.wait.notify()
+	l.notify()
 	return true
 }
 
@@ -462,7 +463,7 @@ func (e *endpoint) onNewAck(now time.Time, sg *segment, acked uint32) {
 	} else if !e.persist {
 		e.s.schedule(&e.rtxTimer, now.Add(e.rto))
 	}
-	e.wrWait.notify()
+	e.notifyWrite()
 
 	if finAcked {
 		switch e.state {
@@ -558,7 +559,7 @@ func (e *endpoint) dataInput(now time.Time, sg *segment) {
 		e.ooo = nil
 	}
 	e.unacked += len(data)
-	e.rdWait.notify()
+	e.notifyRead()
 	e.scheduleACK(now, filled) // RFC 5681 4.2: ACK at once when a hole fills
 }
 
@@ -601,7 +602,7 @@ func (e *endpoint) maybeConsumeFin(now time.Time, sg *segment) {
 	e.finPend = false
 	e.finRecvd = true
 	e.rcvNxt = e.rcvNxt.add(1)
-	e.rdWait.notify()
+	e.notifyRead()
 	switch e.state {
 	case stateSynRecv, stateEstablished:
 		e.setState(stateCloseWait, "FIN", sg)
@@ -686,8 +687,8 @@ func (e *endpoint) destroy() {
 		e.rcvBuf = ring{}
 		e.sndBuf = ring{}
 	}
-	e.rdWait.notify()
-	e.wrWait.notify()
+	e.notifyRead()
+	e.notifyWrite()
 }
 
 // enterTimeWait starts the 2MSL wait (B30, B37).

@@ -18,6 +18,8 @@ type listener struct {
 	acceptQ []*endpoint
 	closed  bool
 	wait    waiter
+	ev      waiter // a Socket's readiness channel; nil for a Listener
+	child   sockOpts
 }
 
 // full is Linux's sk_acceptq_is_full: backlog+1 entries fit (B11).
@@ -52,6 +54,7 @@ func (l *listener) synInput(now time.Time, sg *segment, isn seqnum, useISN bool)
 		return
 	}
 	e := s.newEndpoint(sg.tuple())
+	l.child.apply(e)
 	e.parent = l
 	if !useISN {
 		isn = s.isn(now, e.id)
@@ -109,5 +112,5 @@ func (l *listener) closeLocked(now time.Time) {
 		c.destroy()
 	}
 	l.synQ = nil
-	l.wait.notify()
+	l.notify()
 }

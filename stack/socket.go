@@ -120,7 +120,7 @@ func (s *Stack) ListenTCP(laddr netip.AddrPort, backlog int) (*Listener, error) 
 	}
 	backlog = min(max(backlog, 0), s.opts.Somaxconn)
 	l := &listener{s: s, addr: addr, port: port, owner: owner, backlog: backlog,
-		synQ: make(map[*endpoint]struct{}), wait: newWaiter()}
+		synQ: make(map[*endpoint]struct{}), wait: newWaiter(), child: goSockOpts}
 	if !s.lis.Insert(addr, port, l) {
 		s.bind.Unbind(owner, port)
 		return fail(syscall.EADDRINUSE)
@@ -158,7 +158,7 @@ func (ln *Listener) AcceptTCP() (*Conn, error) {
 			l.acceptQ = l.acceptQ[1:]
 			e.parent = nil
 			if len(l.acceptQ) > 0 {
-				l.wait.notify()
+				l.notify()
 			}
 			s.mu.Unlock()
 			return newConn(s, e), nil
@@ -310,12 +310,7 @@ func (s *Stack) dialOnce(ctx context.Context, laddr, raddr netip.AddrPort) (*Con
 			return nil, opError("dial", nil, remote, err)
 		}
 	} else {
-		port, err := s.bind.Ephemeral(id.LocalAddr, id.RemoteAddr, id.RemotePort, func(p uint16) bool {
-			t := id
-			t.LocalPort = p
-			_, taken := s.est.Lookup(t)
-			return !taken && !s.bind.InUse(p)
-		})
+		port, err := s.ephemeralFor(id)
 		if err != nil {
 			s.mu.Unlock()
 			return nil, opError("dial", nil, remote, err)
@@ -326,18 +321,7 @@ func (s *Stack) dialOnce(ctx context.Context, laddr, raddr netip.AddrPort) (*Con
 			return nil, opError("dial", nil, remote, err)
 		}
 	}
-	e := s.newEndpoint(id)
-	e.owner = owner
-	e.active = true
-	e.iss = s.isn(now, id)
-	e.sndUna, e.sndNxt, e.sndMax = e.iss, e.iss, e.iss
-	e.rcvAdv = 0
-	e.lastRecv = now
-	s.est.Insert(id, e)
-	s.inc(cntTCPActiveOpens)
-	e.setState(stateSynSent, "connect()", nil)
-	e.sendSYN(now, false)
-	s.drainLoopLocked()
+	e := s.connectLocked(now, id, owner, goSockOpts)
 	c := newConn(s, e)
 	for e.state == stateSynSent || e.state == stateSynRecv {
 		s.mu.Unlock()
@@ -371,6 +355,35 @@ func (s *Stack) dialOnce(ctx context.Context, laddr, raddr netip.AddrPort) (*Con
 	}
 	s.mu.Unlock()
 	return c, nil
+}
+
+// ephemeralFor picks a local port for id per RFC 6056 (B42): free in the
+// bind table and unused with this remote address and port.
+func (s *Stack) ephemeralFor(id hashtable.FourTuple) (uint16, error) {
+	return s.bind.Ephemeral(id.LocalAddr, id.RemoteAddr, id.RemotePort, func(p uint16) bool {
+		t := id
+		t.LocalPort = p
+		_, taken := s.est.Lookup(t)
+		return !taken && !s.bind.InUse(p)
+	})
+}
+
+// connectLocked creates the connection id, holding the bind entry owner,
+// and sends its SYN (B13).
+func (s *Stack) connectLocked(now time.Time, id hashtable.FourTuple, owner hashtable.OwnerID, o sockOpts) *endpoint {
+	e := s.newEndpoint(id)
+	o.apply(e)
+	e.owner = owner
+	e.active = true
+	e.iss = s.isn(now, id)
+	e.sndUna, e.sndNxt, e.sndMax = e.iss, e.iss, e.iss
+	e.lastRecv = now
+	s.est.Insert(id, e)
+	s.inc(cntTCPActiveOpens)
+	e.setState(stateSynSent, "connect()", nil)
+	e.sendSYN(now, false)
+	s.drainLoopLocked()
+	return e
 }
 
 // Conn is a TCP connection; it implements net.Conn like *net.TCPConn.
@@ -536,8 +549,8 @@ func (e *endpoint) closeLocked(now time.Time) {
 	e.orphan = true
 	unread := e.rcvBuf.Len() > 0
 	e.shutRd, e.shutWr = true, true
-	e.rdWait.notify()
-	e.wrWait.notify()
+	e.notifyRead()
+	e.notifyWrite()
 	switch e.state {
 	case stateClosed:
 		e.destroy()
@@ -614,7 +627,7 @@ func (c *Conn) CloseRead() error {
 		return c.err("close", net.ErrClosed)
 	}
 	c.e.shutRd = true
-	c.e.rdWait.notify()
+	c.e.notifyRead()
 	return nil
 }
 
@@ -636,7 +649,7 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 		return c.err("set", net.ErrClosed)
 	}
 	c.rdDL = t
-	c.e.rdWait.notify()
+	c.e.notifyRead()
 	return nil
 }
 
@@ -648,7 +661,7 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 		return c.err("set", net.ErrClosed)
 	}
 	c.wrDL = t
-	c.e.wrWait.notify()
+	c.e.notifyWrite()
 	return nil
 }
 
@@ -759,3 +772,21 @@ func (s *Stack) listenersLocked() []*listener {
 
 // String describes the stack for logs.
 func (s *Stack) String() string { return fmt.Sprintf("ustack %v mtu %d", s.opts.Addr, s.mtu) }
+
+// WaitReadable blocks until a Read would not block (data, EOF or an error
+// is waiting) or d passes, without consuming anything. The closer service
+// uses it to close with unread data on purpose (B32).
+func (c *Conn) WaitReadable(d time.Duration) bool {
+	s, e := c.s, c.e
+	deadline := time.Now().Add(d)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		if c.closed || e.rcvBuf.Len() > 0 || e.softErr != 0 || e.finRecvd || e.gone {
+			return true
+		}
+		if c.wait(e.rdWait, deadline) || expired(deadline) {
+			return false
+		}
+	}
+}

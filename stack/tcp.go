@@ -263,3 +263,21 @@ func (w waiter) notify() {
 	default:
 	}
 }
+
+// notifyRead wakes a reader, and a Socket's poller if there is one.
+func (e *endpoint) notifyRead() {
+	e.rdWait.notify()
+	e.ev.notify()
+}
+
+// notifyWrite wakes a writer (or a dialer), and a Socket's poller.
+func (e *endpoint) notifyWrite() {
+	e.wrWait.notify()
+	e.ev.notify()
+}
+
+// notify wakes Accept, and a Socket's poller.
+func (l *listener) notify() {
+	l.wait.notify()
+	l.ev.notify()
+}

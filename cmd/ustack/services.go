@@ -272,12 +272,16 @@ func startCloser(env *serviceEnv, addr netip.AddrPort) (io.Closer, error) {
 	return serveConns(ln, "closer", env.log, closerConn), nil
 }
 
-// closerConn closes at once without reading. Whatever the client sent before
-// the close is unread data in the receive queue, so the close sends RST
-// instead of FIN (B32). A client that connects and writes at once has its
-// data queued before accept() returns (B11), so it deterministically gets the
-// reset; data arriving after the close gets one too (B33).
-func closerConn(c net.Conn) { c.Close() }
+// closerConn closes without reading. It first waits (at most a second) for
+// the client's first bytes to be queued, without consuming them, so that the
+// close finds unread data and sends RST instead of FIN (B32) whatever the
+// race between accept() and the client's write.
+func closerConn(c net.Conn) {
+	if tc, ok := c.(*stack.Conn); ok {
+		tc.WaitReadable(time.Second)
+	}
+	c.Close()
+}
 
 func startHalfClose(env *serviceEnv, addr netip.AddrPort) (io.Closer, error) {
 	ln, err := listen(env, addr)

@@ -1,0 +1,437 @@
+package stack
+
+import (
+	"net/netip"
+	"syscall"
+
+	"ustack/hashtable"
+)
+
+// sockOpts are the per-socket options a listener hands to its children.
+type sockOpts struct {
+	nodelay   bool
+	keepalive bool
+	linger    int // seconds, -1 off
+	rcvBuf    int // 0: the stack's default
+	sndBuf    int
+}
+
+// goSockOpts are the defaults of Go's net package: TCP_NODELAY on.
+var goSockOpts = sockOpts{nodelay: true, linger: -1}
+
+// apply gives a new connection the options.
+func (o sockOpts) apply(e *endpoint) {
+	e.nodelay, e.keepalive, e.linger = o.nodelay, o.keepalive, o.linger
+	if o.rcvBuf > 0 {
+		e.rcvBuf.limit = o.rcvBuf
+	}
+	if o.sndBuf > 0 {
+		e.sndBuf.limit = o.sndBuf
+	}
+}
+
+// SockOpt names a socket option of Socket.SetOption.
+type SockOpt int
+
+const (
+	OptReuseAddr SockOpt = iota // SO_REUSEADDR
+	OptNoDelay                  // TCP_NODELAY
+	OptKeepAlive                // SO_KEEPALIVE
+	OptLinger                   // SO_LINGER: seconds, -1 off
+	OptRcvBuf                   // SO_RCVBUF, bytes (Linux doubles the value; so do we)
+	OptSndBuf                   // SO_SNDBUF, bytes (doubled)
+)
+
+// Events are poll(2)-style readiness bits.
+type Events uint8
+
+const (
+	EventIn  Events = 1 << iota // readable: data, EOF, a connection to accept
+	EventOut                    // writable
+	EventErr                    // a pending error (SO_ERROR)
+	EventHup                    // both directions finished
+)
+
+// Socket is a BSD-style, non-blocking socket for tools that need socket(2)
+// semantics (the drill, `ustack nc`): every call returns at once, with a bare
+// syscall.Errno such as EAGAIN or EINPROGRESS, and Changed tells when to look
+// again. Go programs normally use Listen and Dial instead.
+type Socket struct {
+	s         *Stack
+	opts      sockOpts
+	reuseAddr bool
+	owner     hashtable.OwnerID // bind-table entry, once bound
+	addr      [4]byte
+	port      uint16
+	l         *listener
+	e         *endpoint
+	ev        waiter
+	closed    bool
+}
+
+// NewSocket returns an unbound socket with Linux's defaults (Nagle on).
+func (s *Stack) NewSocket() *Socket {
+	return &Socket{s: s, opts: sockOpts{linger: -1}, ev: newWaiter()}
+}
+
+// SetOption sets a socket option.
+func (so *Socket) SetOption(opt SockOpt, val int) error {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if so.closed {
+		return syscall.EBADF
+	}
+	switch opt {
+	case OptReuseAddr:
+		so.reuseAddr = val != 0
+		return nil
+	case OptNoDelay:
+		so.opts.nodelay = val != 0
+	case OptKeepAlive:
+		so.opts.keepalive = val != 0
+	case OptLinger:
+		so.opts.linger = val
+	case OptRcvBuf:
+		so.opts.rcvBuf = max(2*val, 2048)
+	case OptSndBuf:
+		so.opts.sndBuf = max(2*val, 4608)
+	default:
+		return syscall.ENOPROTOOPT
+	}
+	if e := so.e; e != nil {
+		so.opts.apply(e)
+		if e.keepalive && e.state.synchronized() && !e.gone {
+			e.armKeepalive(s.clock.Now())
+		}
+		e.output(s.clock.Now())
+		s.drainLoopLocked()
+	}
+	if so.l != nil {
+		so.l.child = so.opts
+	}
+	return nil
+}
+
+// Bind binds the socket to addr (port 0: an ephemeral port).
+func (so *Socket) Bind(addr netip.AddrPort) error {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if so.closed {
+		return syscall.EBADF
+	}
+	if so.owner != 0 || so.e != nil {
+		return syscall.EINVAL
+	}
+	return so.bindLocked(addr)
+}
+
+func (so *Socket) bindLocked(addr netip.AddrPort) error {
+	s := so.s
+	a, err := s.localAddr(addr.Addr())
+	if err != nil {
+		return err
+	}
+	owner := s.newOwner()
+	entry := hashtable.BindEntry{Owner: owner, Addr: a, ReuseAddr: so.reuseAddr}
+	port := addr.Port()
+	if port == 0 {
+		if port, err = s.bind.EphemeralBind(entry); err != nil {
+			return err
+		}
+	} else if err := s.bind.Bind(entry, port); err != nil {
+		return err
+	}
+	so.owner, so.addr, so.port = owner, a, port
+	return nil
+}
+
+// Listen makes the socket a listener; an unbound socket gets an ephemeral
+// port, as Linux's inet_autobind does.
+func (so *Socket) Listen(backlog int) error {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case so.closed:
+		return syscall.EBADF
+	case so.e != nil:
+		return syscall.EINVAL
+	case so.l != nil:
+		so.l.backlog = min(max(backlog, 0), s.opts.Somaxconn)
+		return nil
+	}
+	if so.owner == 0 {
+		if err := so.bindLocked(netip.AddrPort{}); err != nil {
+			return err
+		}
+	}
+	if err := s.bind.SetListening(so.owner, so.port); err != nil {
+		return err
+	}
+	l := &listener{s: s, addr: so.addr, port: so.port, owner: so.owner,
+		backlog: min(max(backlog, 0), s.opts.Somaxconn),
+		synQ:    make(map[*endpoint]struct{}), wait: newWaiter(), ev: so.ev, child: so.opts}
+	if !s.lis.Insert(so.addr, so.port, l) {
+		return syscall.EADDRINUSE
+	}
+	so.l = l
+	return nil
+}
+
+// Connect starts an active open and returns EINPROGRESS; the outcome shows
+// in Events and SockError, as for a non-blocking connect(2).
+func (so *Socket) Connect(addr netip.AddrPort) error {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case so.closed:
+		return syscall.EBADF
+	case so.l != nil:
+		return syscall.EISCONN
+	case so.e != nil:
+		if so.e.state == stateSynSent || so.e.state == stateSynRecv {
+			return syscall.EALREADY
+		}
+		return syscall.EISCONN
+	}
+	if addr.Addr().IsUnspecified() {
+		addr = netip.AddrPortFrom(s.opts.Addr, addr.Port())
+	}
+	if !addr.Addr().Is4() || addr.Port() == 0 {
+		return syscall.EINVAL
+	}
+	id := hashtable.FourTuple{LocalAddr: s.addr, RemoteAddr: addr.Addr().As4(), RemotePort: addr.Port()}
+	if so.owner != 0 {
+		id.LocalPort = so.port
+		if _, taken := s.est.Lookup(id); taken {
+			return syscall.EADDRNOTAVAIL
+		}
+	} else {
+		port, err := s.ephemeralFor(id)
+		if err != nil {
+			return err
+		}
+		owner := s.newOwner()
+		if err := s.bind.Bind(hashtable.BindEntry{Owner: owner, Addr: s.addr}, port); err != nil {
+			return err
+		}
+		so.owner, so.addr, so.port = owner, s.addr, port
+		id.LocalPort = port
+	}
+	e := s.connectLocked(s.clock.Now(), id, so.owner, so.opts)
+	e.ev = so.ev
+	so.e = e
+	return syscall.EINPROGRESS
+}
+
+// Accept returns a connection from the accept queue, or EAGAIN.
+func (so *Socket) Accept() (*Socket, error) {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := so.l
+	switch {
+	case so.closed:
+		return nil, syscall.EBADF
+	case l == nil:
+		return nil, syscall.EINVAL
+	case len(l.acceptQ) == 0:
+		return nil, syscall.EAGAIN
+	}
+	e := l.acceptQ[0]
+	l.acceptQ = l.acceptQ[1:]
+	e.parent = nil
+	c := &Socket{s: s, opts: l.child, e: e, ev: newWaiter(), addr: e.id.LocalAddr, port: e.id.LocalPort}
+	e.ev = c.ev
+	return c, nil
+}
+
+// Read reads received bytes: EAGAIN when none wait, 0 at EOF.
+func (so *Socket) Read(p []byte) (int, error) {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := so.e
+	switch {
+	case so.closed:
+		return 0, syscall.EBADF
+	case e == nil:
+		return 0, syscall.ENOTCONN
+	case e.rcvBuf.Len() > 0 && !e.shutRd:
+		if len(p) == 0 {
+			return 0, nil
+		}
+		n := e.rcvBuf.Read(p)
+		e.afterRead(s.clock.Now())
+		s.drainLoopLocked()
+		return n, nil
+	case e.softErr != 0:
+		err := e.softErr
+		e.softErr = 0
+		return 0, err
+	case e.finRecvd || e.shutRd || e.gone:
+		return 0, nil
+	}
+	return 0, syscall.EAGAIN
+}
+
+// Write queues bytes: EAGAIN when the send buffer is full or the
+// connection is not yet established.
+func (so *Socket) Write(p []byte) (int, error) {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := so.e
+	switch {
+	case so.closed:
+		return 0, syscall.EBADF
+	case e == nil:
+		return 0, syscall.EPIPE // Linux: write on an unconnected TCP socket
+	case e.softErr != 0:
+		err := e.softErr
+		e.softErr = 0
+		return 0, err
+	case e.shutWr || e.gone:
+		return 0, syscall.EPIPE
+	case e.state == stateSynSent || e.state == stateSynRecv:
+		return 0, syscall.EAGAIN
+	}
+	n := e.sndBuf.Write(p)
+	if n == 0 && len(p) > 0 {
+		return 0, syscall.EAGAIN
+	}
+	e.output(s.clock.Now())
+	s.drainLoopLocked()
+	return n, nil
+}
+
+// Shutdown is shutdown(2): SHUT_RD, SHUT_WR or SHUT_RDWR (B34).
+func (so *Socket) Shutdown(how int) error {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := so.e
+	switch {
+	case so.closed:
+		return syscall.EBADF
+	case e == nil || e.state == stateSynSent:
+		return syscall.ENOTCONN
+	}
+	if how == syscall.SHUT_RD || how == syscall.SHUT_RDWR {
+		e.shutRd = true
+		e.notifyRead()
+	}
+	if (how == syscall.SHUT_WR || how == syscall.SHUT_RDWR) && !e.shutWr {
+		e.shutWr = true
+		e.queueFIN(s.clock.Now(), "shutdown(SHUT_WR)")
+		s.drainLoopLocked()
+	}
+	return nil
+}
+
+// Close closes the socket: a listener resets its queue (B12), a connection
+// closes as Conn.Close does (B30, B32).
+func (so *Socket) Close() error {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if so.closed {
+		return syscall.EBADF
+	}
+	so.closed = true
+	now := s.clock.Now()
+	switch {
+	case so.l != nil:
+		so.l.closeLocked(now)
+	case so.e != nil:
+		so.e.closeLocked(now)
+	case so.owner != 0:
+		s.bind.Unbind(so.owner, so.port)
+	}
+	s.drainLoopLocked()
+	return nil
+}
+
+// Events reports readiness like poll(2)'s revents.
+func (so *Socket) Events() Events {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ev Events
+	if l := so.l; l != nil {
+		if len(l.acceptQ) > 0 {
+			ev |= EventIn
+		}
+		return ev
+	}
+	e := so.e
+	if e == nil {
+		return EventOut | EventHup // Linux: an unconnected socket polls as HUP|OUT
+	}
+	if e.rcvBuf.Len() > 0 || e.finRecvd || e.shutRd || e.gone || e.softErr != 0 {
+		ev |= EventIn
+	}
+	if e.softErr != 0 {
+		ev |= EventErr
+	}
+	if (e.state == stateEstablished || e.state == stateCloseWait) && !e.shutWr && e.sndBuf.Free() > 0 {
+		ev |= EventOut
+	}
+	if e.gone || e.shutWr && e.finRecvd {
+		ev |= EventHup | EventOut
+	}
+	return ev
+}
+
+// Changed delivers a value after any change of the socket's state; look
+// at Events again when it does.
+func (so *Socket) Changed() <-chan struct{} { return so.ev }
+
+// SockError returns and clears the pending error (SO_ERROR).
+func (so *Socket) SockError() syscall.Errno {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if so.e == nil {
+		return 0
+	}
+	err := so.e.softErr
+	so.e.softErr = 0
+	return err
+}
+
+// InQ is the number of bytes waiting to be read (SIOCINQ).
+func (so *Socket) InQ() int {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if so.e == nil {
+		return 0
+	}
+	return so.e.rcvBuf.Len()
+}
+
+// State is the connection's state with ss's name ("" before connect/listen).
+func (so *Socket) State() string {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case so.l != nil:
+		return stateListen.String()
+	case so.e != nil:
+		return so.e.state.String()
+	}
+	return ""
+}
+
+// LocalAddr is the bound address.
+func (so *Socket) LocalAddr() netip.AddrPort {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return addrPort(so.addr, so.port)
+}

@@ -1,0 +1,63 @@
+package stack
+
+import (
+	"net/netip"
+	"syscall"
+	"testing"
+)
+
+// The non-blocking socket API over the loopback path: EINPROGRESS,
+// EAGAIN, readiness, data, EOF, and SO_ERROR after a refused connect.
+func TestSocketNonBlocking(t *testing.T) {
+	h := newHarness(t)
+	s := h.s
+	ln := s.NewSocket()
+	ln.SetOption(OptReuseAddr, 1)
+	if err := ln.Bind(netip.MustParseAddrPort("10.0.0.2:8080")); err != nil {
+		t.Fatal(err)
+	}
+	if err := ln.Listen(1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ln.Accept(); err != syscall.EAGAIN {
+		t.Fatalf("accept on an empty queue: %v, want EAGAIN", err)
+	}
+	c := s.NewSocket()
+	if err := c.Connect(netip.MustParseAddrPort("10.0.0.2:8080")); err != syscall.EINPROGRESS {
+		t.Fatalf("connect: %v, want EINPROGRESS", err)
+	}
+	// Loopback completes the handshake synchronously.
+	if c.State() != "ESTAB" || c.Events()&EventOut == 0 {
+		t.Fatalf("client %s events %b", c.State(), c.Events())
+	}
+	if ln.Events()&EventIn == 0 {
+		t.Fatal("listener not readable with a connection queued")
+	}
+	a, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 10)
+	if _, err := a.Read(buf); err != syscall.EAGAIN {
+		t.Fatalf("read with nothing queued: %v, want EAGAIN", err)
+	}
+	if n, err := c.Write([]byte("hi")); n != 2 || err != nil {
+		t.Fatalf("write %d %v", n, err)
+	}
+	if a.InQ() != 2 || a.Events()&EventIn == 0 {
+		t.Fatalf("InQ %d events %b", a.InQ(), a.Events())
+	}
+	if n, _ := a.Read(buf); string(buf[:n]) != "hi" {
+		t.Fatalf("read %q", buf[:n])
+	}
+	c.Shutdown(syscall.SHUT_WR)
+	if n, err := a.Read(buf); n != 0 || err != nil {
+		t.Fatalf("read at EOF: %d %v, want 0 nil", n, err)
+	}
+	// A connect to a port nobody listens on: refused, reported by SO_ERROR.
+	r := s.NewSocket()
+	r.Connect(netip.MustParseAddrPort("10.0.0.2:9"))
+	if err := r.SockError(); err != syscall.ECONNREFUSED {
+		t.Fatalf("SO_ERROR %v, want ECONNREFUSED", err)
+	}
+}
