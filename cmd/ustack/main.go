@@ -31,7 +31,7 @@ func init() {
 	commands = []command{
 		{"run", "run [flags]", "run the stack on a TUN device and serve built-in services", cmdRun},
 		{"ss", "ss [--ctl PATH] [--stats]", "list the daemon's sockets like ss -tan", cmdSS},
-		{"nc", "nc [--ctl PATH] [-p LPORT] [-s LADDR] [-N] [-w TIMEOUT] HOST PORT\nnc [--ctl PATH] -l [-s LADDR] PORT", "netcat through the daemon's stack", notImplemented("nc")},
+		{"nc", "nc [--ctl PATH] [-p LPORT] [-s LADDR] [-N] [-w TIMEOUT] HOST PORT\nnc [--ctl PATH] -l [-s LADDR] PORT", "netcat through the daemon's stack", cmdNC},
 		{"lab", "lab [--list] [NAME...]", "run guided experiments in network namespaces", notImplemented("lab")},
 		{"drill", "drill [--stacks ustack,gvisor,linux] FILE.pkt...", "run packetdrill-syntax conformance scripts", notImplemented("drill")},
 		{"help", "help", "print this help", cmdHelp},

@@ -123,7 +123,9 @@ func (d *daemon) start(cfg *runConfig) error {
 	if d.services, err = startServices(env, cfg.Addr, cfg.Serves); err != nil {
 		return err
 	}
-	if d.ctl, err = listenCtl(cfg.Ctl, ctlOps(st), d.lg); err != nil {
+	ops := ctlOps(st)
+	ops["nc"] = ncOp(st)
+	if d.ctl, err = listenCtl(cfg.Ctl, ops, d.lg); err != nil {
 		return err
 	}
 	d.lg.Printf("ustack run: control socket %s", cfg.Ctl)
