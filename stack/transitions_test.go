@@ -1,0 +1,197 @@
+package stack
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"ustack/hashtable"
+	"ustack/stack/header"
+)
+
+// The RFC 9293 section 3.3.2 diagram, one test per transition not covered
+// by a behaviour test elsewhere (those name the transition they cover).
+
+// CLOSED -> LISTEN (listen) and LISTEN -> CLOSED (close).
+func TestTransitionListenAndClose(t *testing.T) {
+	h := newHarness(t)
+	l := h.listen(5)
+	if st := h.s.Sockets(); len(st) != 1 || st[0].State != "LISTEN" {
+		t.Fatalf("after listen: %+v", st)
+	}
+	l.Close()
+	if st := h.s.Sockets(); len(st) != 0 {
+		t.Fatalf("after close: %+v", st)
+	}
+	h.send(seg{flags: flagSYN, seq: 0})
+	h.expect(seg{flags: flagRST | flagACK, seq: 0, ack: peerISN + 1, raw: true})
+}
+
+// SYN-RECV -> LISTEN on RST: the half-open child just goes away.
+func TestTransitionSynRecvReset(t *testing.T) {
+	h := newHarness(t)
+	h.listen(5)
+	h.send(seg{flags: flagSYN, seq: 0})
+	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagRST, seq: 1})
+	h.expectNone()
+	h.wantState("gone")
+	if st := h.s.Sockets(); len(st) != 1 || st[0].State != "LISTEN" {
+		t.Fatalf("listener disturbed: %+v", st)
+	}
+}
+
+// SYN-SENT -> CLOSED on close(): nothing is sent.
+func TestTransitionSynSentClose(t *testing.T) {
+	h := newHarness(t)
+	so := h.s.NewSocket()
+	so.Connect(netip.AddrPortFrom(netip.AddrFrom4(peerAddr), h.port))
+	h.expect(seg{flags: flagSYN, seq: 0, port: 1})
+	so.Close()
+	h.expectNone()
+	if st := h.s.Sockets(); len(st) != 0 {
+		t.Fatalf("after close: %+v", st)
+	}
+}
+
+// SYN-RECV (simultaneous open) -> FIN-WAIT-1 on close(): the FIN waits
+// for ESTABLISHED's sequence space, so it is sent at once after our SYN.
+func TestTransitionSynRecvClose(t *testing.T) {
+	h := newHarness(t)
+	h.dial(context.Background())
+	h.activeExpect(seg{flags: flagSYN, seq: 0})
+	h.activeSend(seg{flags: flagSYN, seq: 0})
+	h.activeExpect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.s.mu.Lock()
+	var e *endpoint
+	for _, x := range h.s.endpointsLocked() {
+		e = x
+	}
+	e.closeLocked(h.clock.Now())
+	h.s.mu.Unlock()
+	h.wantStateOf(e, "FIN-WAIT-1")
+	// The ACK of our SYN completes the handshake; the FIN then leaves.
+	h.activeSend(seg{flags: flagACK, seq: 1, ack: 1})
+	h.activeExpect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+}
+
+// FIN-WAIT-1 -> TIME-WAIT when one segment carries the peer's FIN and the
+// ACK of ours.
+func TestTransitionFinWait1ToTimeWait(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
+	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
+	h.wantState("TIME-WAIT")
+}
+
+func (h *harness) wantStateOf(e *endpoint, st string) {
+	h.t.Helper()
+	h.s.mu.Lock()
+	got := e.state.String()
+	h.s.mu.Unlock()
+	if got != st {
+		h.t.Fatalf("state %s, want %s", got, st)
+	}
+}
+
+// PAWS (RFC 7323 5): a segment with an older timestamp is dropped and
+// answered with an ACK; its data is not accepted.
+func TestPAWSDropsOldTimestamp(t *testing.T) {
+	h := newHarness(t)
+	l := h.listen(5)
+	h.send(seg{flags: flagSYN, seq: 0, opts: linuxSYNOpts(1000)})
+	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: tsOpts(1001, 0)})
+	c, _ := l.AcceptTCP()
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: tsOpts(500, 0), data: []byte("old")})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
+	h.s.mu.Lock()
+	n := c.e.rcvBuf.Len()
+	h.s.mu.Unlock()
+	if n != 0 || h.s.Counter("tcp.drop.paws") != 1 {
+		t.Fatalf("PAWS: %d bytes accepted, %d drops", n, h.s.Counter("tcp.drop.paws"))
+	}
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: tsOpts(1002, 0), data: []byte("new")})
+	tcp := h.expect(seg{flags: flagACK, seq: 1, ack: 4})
+	var o header.TCPOptions
+	header.ParseTCPOptions(tcp.Options(), &o)
+	if !o.HasTS || o.TSEcr != 1002 {
+		t.Fatalf("ACK echoes TS %+v, want ecr 1002", o)
+	}
+}
+
+// RFC 2018: with SACK negotiated, our ACK for out-of-order data carries
+// the block we hold.
+func TestSACKBlocksInACK(t *testing.T) {
+	h := newHarness(t)
+	h.listen(5)
+	sackOnly := []byte{2, 4, 5, 0xb4, 1, 1, 4, 2} // mss, nop, nop, sackOK
+	h.send(seg{flags: flagSYN, seq: 0, opts: sackOnly})
+	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+	h.send(seg{flags: flagACK, seq: 101, ack: 1, n: 100})
+	tcp := h.expect(seg{flags: flagACK, seq: 1, ack: 1})
+	var o header.TCPOptions
+	header.ParseTCPOptions(tcp.Options(), &o)
+	if o.NumSACK != 1 || o.SACK[0].Start != peerISN+101 || o.SACK[0].End != peerISN+201 {
+		t.Fatalf("SACK blocks %+v, want one block 101:201", o)
+	}
+	h.send(seg{flags: flagACK, seq: 301, ack: 1, n: 100})
+	tcp = h.expect(seg{flags: flagACK, seq: 1, ack: 1})
+	header.ParseTCPOptions(tcp.Options(), &o)
+	if o.NumSACK != 2 {
+		t.Fatalf("SACK blocks %+v, want two", o)
+	}
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, n: 100})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 201})
+}
+
+// B42: ISNs are a keyed hash of the 4-tuple plus a 4 µs clock (RFC 6528):
+// different tuples get unrelated ISNs, one tuple's ISN moves with time.
+func TestB42InitialSequenceNumbers(t *testing.T) {
+	h := newHarness(t)
+	id := hashtable.FourTuple{LocalAddr: stackAddr, LocalPort: 80, RemoteAddr: peerAddr, RemotePort: 40000}
+	now := h.clock.Now()
+	a := h.s.isn(now, id)
+	if b := h.s.isn(now.Add(time.Second), id); b-a != 250000 {
+		t.Fatalf("ISN moved %d in 1 s, want 250000 (4 µs clock)", b-a)
+	}
+	id2 := id
+	id2.RemotePort++
+	if d := h.s.isn(now, id2) - a; d == 1 || d == 0 {
+		t.Fatalf("neighbouring tuples' ISNs differ by %d: guessable", d)
+	}
+	// Another stack (another secret) gives another ISN for the same tuple.
+	h2 := newHarness(t)
+	if h2.s.isn(now, id) == a {
+		t.Fatal("two stacks share an ISN secret")
+	}
+}
+
+// B42: ephemeral ports for successive connections are not sequential.
+func TestB42EphemeralPorts(t *testing.T) {
+	h := newHarness(t)
+	var ports []int
+	for i := 0; i < 8; i++ {
+		so := h.s.NewSocket()
+		so.Connect(netip.AddrPortFrom(netip.AddrFrom4(peerAddr), uint16(1000+i)))
+		p := int(so.LocalAddr().Port())
+		if p < 32768 || p > 60999 {
+			t.Fatalf("port %d outside 32768-60999", p)
+		}
+		ports = append(ports, p)
+	}
+	sequential := 0
+	for i := 1; i < len(ports); i++ {
+		if ports[i] == ports[i-1]+1 {
+			sequential++
+		}
+	}
+	if sequential > 2 {
+		t.Fatalf("ports %v look sequential", ports)
+	}
+}
