@@ -23,7 +23,7 @@ var goSockOpts = sockOpts{nodelay: true, linger: -1}
 func (o sockOpts) apply(e *endpoint) {
 	e.nodelay, e.keepalive, e.linger = o.nodelay, o.keepalive, o.linger
 	if o.rcvBuf > 0 {
-		e.rcvBuf.limit = o.rcvBuf
+		e.rcvBuf.limit = o.rcvBuf + rcvSlack
 	}
 	if o.sndBuf > 0 {
 		e.sndBuf.limit = o.sndBuf

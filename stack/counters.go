@@ -8,6 +8,7 @@ const (
 	cntIPIn counter = iota
 	cntIPOut
 	cntIPMalformed
+	cntIPNotIPv4
 	cntIPChecksum
 	cntIPFragmentDropped
 	cntIPNotForUs

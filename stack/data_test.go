@@ -196,3 +196,24 @@ func TestB23Keepalive(t *testing.T) {
 		t.Fatalf("read error %v, want ETIMEDOUT", err)
 	}
 }
+
+// The window offered never exceeds the receive buffer, whatever the peer's
+// ISN (an uninitialised right edge once made the window 65535 << scale for
+// ISNs in the upper half of sequence space).
+func TestWindowNeverExceedsBuffer(t *testing.T) {
+	for _, isn := range []uint32{0, 0x7fffffff, 0x80000000, 0xfffffff0} {
+		h := newHarness(t, func(o *Options) { o.RecvBuffer = 1 << 20 })
+		h.listen(5)
+		syn := seg{flags: flagSYN, seq: isn - peerISN, opts: linuxSYNOpts(1)}
+		h.send(syn)
+		synack := h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: isn - peerISN + 1})
+		if synack.Window() != 65535 {
+			t.Fatalf("isn %#x: SYN|ACK window %d", isn, synack.Window())
+		}
+		h.send(seg{flags: flagACK, seq: isn - peerISN + 1, ack: 1, n: 1000, opts: tsOpts(2, 0)})
+		ack := h.expect(seg{flags: flagACK, seq: 1, ack: isn - peerISN + 1001})
+		if got := int(ack.Window()) << rcvWscaleFor(1<<20); got > 1<<20 {
+			t.Fatalf("isn %#x: window %d bytes exceeds the 1 MiB buffer", isn, got)
+		}
+	}
+}

@@ -114,7 +114,7 @@ func (s *Stack) newEndpoint(id hashtable.FourTuple) *endpoint {
 		s:         s,
 		id:        id,
 		sndBuf:    newRing(s.opts.SendBuffer),
-		rcvBuf:    newRing(s.opts.RecvBuffer),
+		rcvBuf:    newRing(s.opts.RecvBuffer + rcvSlack),
 		rto:       rtoInitial,
 		mss:       536, // RFC 9293 3.7.1 default when the peer sends none
 		linger:    -1,
@@ -131,6 +131,14 @@ func (s *Stack) newEndpoint(id hashtable.FourTuple) *endpoint {
 	initTimer(&e.waitTimer, e.onTimeWaitTimer)
 	return e
 }
+
+// rcvSlack is receive-buffer space the window never offers: rounding a
+// scaled window up (never shrinking it) may promise up to one scale unit
+// more than is free, and that data must still fit.
+const rcvSlack = 1 << 14
+
+// rcvSpace is the free receive space we may offer as window.
+func (e *endpoint) rcvSpace() int { return max(e.rcvBuf.Free()-rcvSlack, 0) }
 
 // ourMSS is the MSS we announce: the link MTU less IPv4 and TCP headers.
 func (s *Stack) ourMSS() int { return s.mtu - 40 }
@@ -523,7 +531,9 @@ func (e *endpoint) dataInput(now time.Time, sg *segment) {
 	}
 	off := int(seq.sub(e.rcvNxt))
 	space := e.rcvBuf.Free()
-	if e.shutRd && e.orphan {
+	if (e.shutRd && e.orphan) || !e.rcvAdv.gt(e.rcvNxt) {
+		// Linux tcp_data_queue: a zero window drops even in-order data;
+		// otherwise whatever fits is queued.
 		space = 0
 	}
 	if off >= space {
@@ -755,7 +765,7 @@ func (e *endpoint) synSentInput(now time.Time, sg *segment) {
 	if sg.opts.HasTS && e.tsOK {
 		e.tsRecent = sg.opts.TSVal
 	}
-	e.rcvAdv = e.rcvNxt.add(min(uint32(e.rcvBuf.Free()), 65535))
+	e.rcvAdv = e.rcvNxt.add(min(uint32(e.rcvSpace()), 65535))
 	if sg.has(flagACK) {
 		e.sndUna = sg.ack
 		if e.rttTiming && e.retries == 0 {

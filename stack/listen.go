@@ -63,6 +63,7 @@ func (l *listener) synInput(now time.Time, sg *segment, isn seqnum, useISN bool)
 	e.sndUna, e.sndNxt, e.sndMax = isn, isn, isn
 	e.irs = sg.seq
 	e.rcvNxt = sg.seq.add(1)
+	e.rcvAdv = e.rcvNxt // nothing offered yet: the SYN|ACK offers the window
 	e.negotiate(&sg.opts, true)
 	if e.tsOK {
 		e.tsRecent = sg.opts.TSVal

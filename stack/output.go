@@ -260,7 +260,7 @@ func (e *endpoint) sackBlocks(b []header.SACKBlock) int {
 // selectWindow computes the window field (Linux tcp_select_window): free
 // receive space, scaled, never shrinking the right edge already offered.
 func (e *endpoint) selectWindow(syn bool) uint16 {
-	free := e.rcvBuf.Free()
+	free := e.rcvSpace()
 	if syn {
 		// RFC 7323 2.2: the window of a SYN is never scaled.
 		w := min(free, 65535)

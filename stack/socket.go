@@ -482,7 +482,7 @@ func (e *endpoint) afterRead(now time.Time) {
 	// The window we could offer is capped by what the field can carry
 	// (Linux window_clamp).
 	clamp := uint32(65535) << e.rcvWscale
-	free := min(uint32(e.rcvBuf.Free()), clamp)
+	free := min(uint32(e.rcvSpace()), clamp)
 	if 2*cur <= clamp && free >= 2*cur && free-cur >= uint32(e.s.ourMSS()) {
 		e.sendACK(now)
 	}

@@ -265,9 +265,12 @@ func (s *Stack) ipInput(now time.Time, pkt []byte) {
 	s.inc(cntIPIn)
 	ip := header.IPv4(pkt)
 	if err := ip.Validate(); err != nil {
-		if errors.Is(err, header.ErrIPv4Checksum) {
+		switch {
+		case errors.Is(err, header.ErrIPv4Checksum):
 			s.inc(cntIPChecksum) // B03
-		} else {
+		case errors.Is(err, header.ErrIPv4Version):
+			s.inc(cntIPNotIPv4) // IPv6 (the kernel's router solicitations)
+		default:
 			s.inc(cntIPMalformed) // B51
 		}
 		return
