@@ -59,6 +59,7 @@ var counterNames = [numCounters]string{
 	cntIPIn:                "ip.in",
 	cntIPOut:               "ip.out",
 	cntIPMalformed:         "ip.drop.malformed",
+	cntIPNotIPv4:           "ip.drop.not_ipv4",
 	cntIPChecksum:          "ip.drop.checksum",
 	cntIPFragmentDropped:   "ip.drop.fragment",
 	cntIPNotForUs:          "ip.drop.not_for_us",
@@ -102,4 +103,12 @@ var counterNames = [numCounters]string{
 	cntTCPTimeWaitRecycled: "tcp.time_wait_recycled",
 	cntTCPUnacceptableACK:  "tcp.drop.unacceptable_ack",
 	cntTCPSelfConnect:      "tcp.self_connects_retried",
+}
+
+func init() {
+	for i, n := range counterNames {
+		if n == "" {
+			panic("stack: counter without a name: " + string(rune('0'+i)))
+		}
+	}
 }
