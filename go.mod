@@ -1,6 +1,6 @@
 module ustack
 
-go 1.26.0
+go 1.26.3
 
 require (
 	github.com/songgao/water v0.0.0-20200317203138-2b4b6d7c09d8
@@ -8,3 +8,5 @@ require (
 )
 
 require golang.org/x/net v0.62.0
+
+require gvisor.dev/gvisor v0.0.0-20260905035102-160fafc42237 // indirect

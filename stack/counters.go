@@ -1,5 +1,7 @@
 package stack
 
+import "strconv"
+
 // counter indexes the stack's event counts. Every dropped packet is counted
 // under the reason it was dropped, as gVisor and Linux's nstat do.
 type counter int
@@ -105,10 +107,11 @@ var counterNames = [numCounters]string{
 	cntTCPSelfConnect:      "tcp.self_connects_retried",
 }
 
+// init catches a counter added without a name.
 func init() {
 	for i, n := range counterNames {
 		if n == "" {
-			panic("stack: counter without a name: " + string(rune('0'+i)))
+			panic("stack: counter " + strconv.Itoa(i) + " has no name")
 		}
 	}
 }
