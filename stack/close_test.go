@@ -284,3 +284,17 @@ func TestChallengeACKRateLimit(t *testing.T) {
 	h.send(seg{flags: flagSYN, seq: 500})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
 }
+
+// B33 without close(): shutdown of both directions also makes new data in
+// FIN_WAIT_2 a reset (Linux checks RCV_SHUTDOWN, which SHUT_RD sets).
+func TestB33ShutdownBoth(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	c.CloseRead()
+	c.CloseWrite()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 2})
+	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 2, data: []byte("late")})
+	h.expect(seg{flags: flagRST, seq: 2, ack: 0})
+	h.wantState("gone")
+}

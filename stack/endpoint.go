@@ -274,12 +274,13 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 		return
 	}
 
-	// Step 7: data (B20). After close(), new data means nobody will ever
-	// read it: Linux resets (RFC 1122 4.2.2.13, B33).
+	// Step 7: data (B20). Once our side is shut for reading and sending
+	// (close(), or shutdown of both), new data would never be read: Linux
+	// resets (tcp_rcv_state_process on RCV_SHUTDOWN, RFC 1122 4.2.2.13, B33).
 	if len(sg.payload) > 0 {
 		switch e.state {
 		case stateFinWait1, stateFinWait2:
-			if e.orphan && sg.seq.add(uint32(len(sg.payload))).gt(e.rcvNxt) {
+			if e.shutRd && sg.seq.add(uint32(len(sg.payload))).gt(e.rcvNxt) {
 				e.s.inc(cntTCPAbortOnData)
 				e.s.sendResetFor(sg)
 				e.abort(now, syscall.ECONNRESET)
