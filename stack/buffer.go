@@ -1,5 +1,50 @@
 package stack
 
+import (
+	"math/bits"
+	"sync"
+)
+
+// Backing arrays for rings come from size-classed pools (powers of two from
+// 4 KiB to 64 MiB), so a connection that drains its buffer can give the
+// memory back and take it again without allocating (zero allocations per
+// packet in steady state).
+const (
+	minClassShift = 12
+	maxClassShift = 26
+)
+
+var bufPools [maxClassShift - minClassShift + 1]sync.Pool
+
+func classOf(size int) int {
+	if size <= 1<<minClassShift {
+		return 0
+	}
+	return bits.Len(uint(size-1)) - minClassShift
+}
+
+// getBuf returns an array of at least size bytes from the pools.
+func getBuf(size int) []byte {
+	c := classOf(size)
+	if c >= len(bufPools) {
+		return make([]byte, size)
+	}
+	if p, ok := bufPools[c].Get().(*[]byte); ok {
+		return (*p)[:cap(*p)]
+	}
+	return make([]byte, 1<<(c+minClassShift))
+}
+
+// putBuf gives an array from getBuf back.
+func putBuf(b []byte) {
+	b = b[:cap(b)]
+	c := classOf(len(b))
+	if c >= len(bufPools) || len(b) != 1<<(c+minClassShift) {
+		return
+	}
+	bufPools[c].Put(&b)
+}
+
 // ring is a byte FIFO that grows on demand up to a fixed limit, so an idle
 // connection costs almost no memory while a busy one gets its full buffer.
 //
@@ -10,9 +55,10 @@ type ring struct {
 	head  int // index of the first readable byte
 	n     int // readable bytes
 	limit int // capacity never exceeds this
+	hint  int // the size last used: regrow to it at once after release
 }
 
-const ringMinSize = 4096
+const ringMinSize = 1 << minClassShift
 
 func newRing(limit int) ring { return ring{limit: limit} }
 
@@ -27,24 +73,21 @@ func (r *ring) grow(need int) {
 	if need <= len(r.buf) {
 		return
 	}
-	size := len(r.buf)
-	if size < ringMinSize {
-		size = ringMinSize
-	}
+	size := max(len(r.buf), ringMinSize, r.hint)
 	for size < need {
 		size *= 2
 	}
-	if size > r.limit {
-		size = r.limit
-	}
-	nb := make([]byte, size)
+	size = min(size, r.limit)
+	nb := getBuf(size)[:size]
 	if len(r.buf) > 0 {
 		// Unroll the whole old ring starting at head.
 		k := copy(nb, r.buf[r.head:])
 		copy(nb[k:], r.buf[:r.head])
+		putBuf(r.buf)
 	}
 	r.buf = nb
 	r.head = 0
+	r.hint = size
 }
 
 // Write appends as much of p as fits and returns how many bytes it took.
@@ -108,7 +151,8 @@ func (r *ring) Discard(k int) {
 // release gives the memory of an empty ring back; the caller knows no
 // out-of-order data is stored beyond the readable bytes.
 func (r *ring) release() {
-	if r.n == 0 {
+	if r.n == 0 && r.buf != nil {
+		putBuf(r.buf)
 		r.buf, r.head = nil, 0
 	}
 }

@@ -695,8 +695,10 @@ func (e *endpoint) destroy() {
 	s.timers.Stop(&e.waitTimer)
 	e.ooo = nil
 	if e.orphan {
-		e.rcvBuf = ring{}
-		e.sndBuf = ring{}
+		e.rcvBuf.n = 0
+		e.rcvBuf.release()
+		e.sndBuf.n = 0
+		e.sndBuf.release()
 	}
 	e.notifyRead()
 	e.notifyWrite()

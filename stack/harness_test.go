@@ -25,7 +25,7 @@ var (
 const peerISN = 1000000
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	s      *Stack
 	link   *MemLink
 	clock  *timers.Virtual
@@ -34,7 +34,7 @@ type harness struct {
 	known  bool // ourISN learned
 }
 
-func newHarness(t *testing.T, tweak ...func(*Options)) *harness {
+func newHarness(t testing.TB, tweak ...func(*Options)) *harness {
 	t.Helper()
 	clock := timers.NewVirtual(testStart)
 	link := NewMemLink(1500)
