@@ -32,6 +32,7 @@ const (
 	cntTCPEstabResets
 	cntTCPRetransSegs
 	cntTCPFastRetrans
+	cntTCPLossProbes
 	cntTCPTimeouts
 	cntTCPSynRetrans
 	cntTCPSynAckRetrans
@@ -83,6 +84,7 @@ var counterNames = [numCounters]string{
 	cntTCPEstabResets:      "tcp.estab_resets",
 	cntTCPRetransSegs:      "tcp.retrans_segs",
 	cntTCPFastRetrans:      "tcp.fast_retrans",
+	cntTCPLossProbes:       "tcp.loss_probes",
 	cntTCPTimeouts:         "tcp.rto_timeouts",
 	cntTCPSynRetrans:       "tcp.syn_retrans",
 	cntTCPSynAckRetrans:    "tcp.synack_retrans",

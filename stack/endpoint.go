@@ -62,6 +62,8 @@ type endpoint struct {
 	dupAcks    int
 	inRecovery bool
 	recover    seqnum
+	sacked     []seqRange // the peer's SACK blocks above SND.UNA (sack.go)
+	highRxt    seqnum     // recovery: retransmitted up to here (RFC 6675)
 
 	// Retransmission timer state (RFC 6298).
 	srtt      time.Duration
@@ -74,6 +76,8 @@ type endpoint struct {
 	rtxStart  time.Time // when the current run of retransmissions began
 	retries   int       // SYN / SYN|ACK retransmissions so far
 	persist   bool      // rtxTimer is the persist timer (B21)
+	tlpArmed  bool      // rtxTimer is the tail loss probe timer (RFC 8985)
+	tlpOut    bool      // a probe is unanswered: the next expiry is the RTO
 	probes    int       // unanswered zero-window or keepalive probes
 	lastRecv  time.Time
 	isnOver   seqnum // ISN chosen by TIME_WAIT reuse (B37), if isnSet
@@ -415,11 +419,12 @@ func (e *endpoint) ackInput(now time.Time, sg *segment) bool {
 		}
 	}
 
+	newSACK := e.updateScoreboard(sg)
 	acked := ack.sub(e.sndUna)
 	if acked == 0 {
 		// A duplicate ACK (RFC 5681 2): no data, no window change, data
-		// outstanding.
-		if len(sg.payload) == 0 && !sg.has(flagFIN) && !wndChanged && e.sndMax.gt(e.sndUna) {
+		// outstanding; with SACK, new SACK information counts too.
+		if len(sg.payload) == 0 && !sg.has(flagFIN) && (!wndChanged || newSACK) && e.sndMax.gt(e.sndUna) {
 			e.onDupAck(now)
 		}
 		return true
@@ -449,6 +454,7 @@ func (e *endpoint) onNewAck(now time.Time, sg *segment, acked uint32) {
 	if e.sndNxt.lt(ack) {
 		e.sndNxt = ack
 	}
+	e.pruneScoreboard()
 
 	// RTT sample (RFC 6298 3; RFC 7323 4 with timestamps). Karn: never
 	// from a retransmitted segment, which backoff > 0 marks.
@@ -467,10 +473,12 @@ func (e *endpoint) onNewAck(now time.Time, sg *segment, acked uint32) {
 
 	e.congestionOnAck(now, acked)
 
+	e.tlpOut = false
 	if e.sndUna == e.sndMax {
 		e.s.timers.Stop(&e.rtxTimer)
+		e.tlpArmed = false
 	} else if !e.persist {
-		e.s.schedule(&e.rtxTimer, now.Add(e.rto))
+		e.armRetransmit(now)
 	}
 	e.notifyWrite()
 

@@ -35,34 +35,46 @@ func (e *endpoint) sendData(now time.Time) {
 		if e.sndNxt.gt(dataEnd) {
 			break // our FIN is out, nothing follows it
 		}
-		avail := int(dataEnd.sub(e.sndNxt))
+		retransmit := e.sndNxt.lt(e.sndMax)
+		if retransmit {
+			// Going back after an RTO: skip what the peer SACKed.
+			if end, ok := e.sackedAt(e.sndNxt); ok {
+				e.sndNxt = seqMin(end, dataEnd)
+				continue
+			}
+		}
+		rest := int(dataEnd.sub(e.sndNxt)) // unsent (or to resend) data
+		avail := rest
+		if next, ok := e.nextSacked(e.sndNxt); ok && retransmit && int(next.sub(e.sndNxt)) < avail {
+			avail = int(next.sub(e.sndNxt)) // up to the next SACKed block
+		}
 		wnd := min(e.sndWnd, e.cwnd)
 		usable := 0
 		if f := e.flight(); wnd > f {
 			usable = int(wnd - f)
 		}
 		n := min(avail, usable, mss)
-		fin := e.finQueued && n == avail
+		last := n == rest // this segment ends the queued data
+		fin := e.finQueued && last
 		if n == 0 && !(fin && (usable > 0 || e.sndWnd > 0 || e.flight() == 0)) {
 			break
 		}
-		if n > 0 && n < mss && e.flight() > 0 {
+		if n > 0 && n < mss && e.flight() > 0 && !retransmit {
 			// Nagle (RFC 896) when enabled, and sender SWS avoidance
 			// (RFC 9293 3.8.6.2.1): a short segment waits for an ACK
 			// unless it is the last of the data.
-			if n < avail || (!e.nodelay && !fin) {
+			if !last || (!e.nodelay && !fin) {
 				break
 			}
 		}
 		flags := flagACK
-		if n > 0 && n == avail {
+		if n > 0 && last {
 			flags |= flagPSH // Linux marks the last segment of a write
 		}
 		if fin {
 			flags |= flagFIN
 		}
 		seq := e.sndNxt
-		retransmit := seq.lt(e.sndMax)
 		e.sendSegment(now, seq, flags, int(seq.sub(e.sndUna)), n)
 		if retransmit {
 			e.s.inc(cntTCPRetransSegs)
@@ -76,9 +88,9 @@ func (e *endpoint) sendData(now time.Time) {
 			e.sndNxt = e.sndNxt.add(1)
 		}
 		e.sndMax = seqMax(e.sndMax, e.sndNxt)
-		if !e.rtxTimer.Pending() {
+		if !e.rtxTimer.Pending() || (e.tlpArmed && !retransmit) {
 			e.persist = false
-			e.s.schedule(&e.rtxTimer, now.Add(e.rto))
+			e.armRetransmit(now) // new data moves the probe (tcp_event_new_data_sent)
 		}
 		if fin {
 			break

@@ -63,6 +63,10 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 	if e.sndUna == e.sndMax {
 		return
 	}
+	if e.tlpArmed {
+		e.tailLossProbe(now)
+		return
+	}
 	if e.rtxStart.IsZero() {
 		e.rtxStart = now.Add(-e.rto)
 	}
@@ -81,7 +85,8 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 	e.dupAcks = 0
 	e.rttTiming = false
 	e.backoff++
-	e.sndNxt = e.sndUna
+	e.sndNxt = e.sndUna // go back; sendData skips what the peer SACKed
+	e.highRxt = e.sndUna
 	if e.finSent && e.sndFin.geq(e.sndUna) {
 		e.finSent = false
 	}
@@ -196,7 +201,9 @@ func (e *endpoint) congestionOnAck(now time.Time, acked uint32) {
 			e.cwnd = max(min(e.ssthresh, e.flight()+mss), mss)
 		} else {
 			// Partial ACK: retransmit the next hole, deflate.
-			e.retransmitHead(now)
+			if e.retransmitLostHoles(now, 2) == 0 && e.highRxt.leq(e.sndUna) {
+				e.retransmitHead(now) // NewReno, or SACK has not told us
+			}
 			if acked >= e.cwnd {
 				e.cwnd = mss
 			} else {
@@ -225,7 +232,8 @@ func (e *endpoint) onDupAck(now time.Time) {
 	switch {
 	case e.inRecovery:
 		e.cwnd += mss // inflate for each segment that left the network
-	case e.dupAcks == 3:
+		e.retransmitLostHoles(now, 1)
+	case e.dupAcks >= dupThresh || (e.sackOK && e.isLost(e.sndUna)):
 		if e.sndUna.lt(e.recover) {
 			return // RFC 6582 4.1: no new recovery for the same loss
 		}
@@ -233,14 +241,20 @@ func (e *endpoint) onDupAck(now time.Time) {
 		e.ssthresh = max(e.flight()/2, 2*mss)
 		e.recover = e.sndMax
 		e.inRecovery = true
+		e.highRxt = e.sndUna
 		e.retransmitHead(now)
 		e.cwnd = e.ssthresh + 3*mss
 	}
 }
 
-// retransmitHead resends the first unacknowledged segment.
+// retransmitHead resends the first unacknowledged segment, up to the next
+// block the peer SACKed.
 func (e *endpoint) retransmitHead(now time.Time) {
 	n := min(e.sndBuf.Len(), e.dataRoom())
+	if next, ok := e.nextSacked(e.sndUna); ok && int(next.sub(e.sndUna)) < n {
+		n = int(next.sub(e.sndUna))
+	}
+	e.highRxt = seqMax(e.highRxt, e.sndUna.add(uint32(n)))
 	flags := flagACK
 	if n == e.sndBuf.Len() && e.finSent {
 		flags |= flagFIN
@@ -254,5 +268,63 @@ func (e *endpoint) retransmitHead(now time.Time) {
 	e.s.inc(cntTCPRetransSegs)
 	e.rttTiming = false
 	e.sendSegment(now, e.sndUna, flags, 0, n)
+	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
+}
+
+// armRetransmit arms the retransmission timer for outstanding data: as a
+// tail loss probe when RFC 8985 allows (SACK, an RTT sample, not in
+// recovery, no probe out), otherwise as the RTO.
+func (e *endpoint) armRetransmit(now time.Time) {
+	if e.sackOK && e.srtt > 0 && !e.inRecovery && !e.tlpOut && e.backoff == 0 {
+		e.tlpArmed = true
+		e.s.schedule(&e.rtxTimer, now.Add(e.probeTimeout()))
+		return
+	}
+	e.tlpArmed = false
+	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
+}
+
+// probeTimeout is Linux's tcp_schedule_loss_probe: two smoothed RTTs, plus
+// room for a delayed ACK when one segment is out, never beyond the RTO.
+func (e *endpoint) probeTimeout() time.Duration {
+	pto := 2*e.srtt + tlpMinTimeout
+	if e.flight() <= uint32(e.effMSS()) {
+		pto = 2*e.srtt + rtoMin // TCP_RTO_MIN covers the peer's delayed ACK
+	}
+	return min(pto, e.rto)
+}
+
+// tlpMinTimeout is Linux's TCP_TIMEOUT_MIN (two jiffies at HZ=250).
+const tlpMinTimeout = 8 * time.Millisecond
+
+// tailLossProbe sends one segment to draw an ACK (RFC 8985 7.3): new data if
+// the windows allow it, else the last segment again; then the RTO is armed.
+func (e *endpoint) tailLossProbe(now time.Time) {
+	e.tlpArmed = false
+	e.tlpOut = true
+	e.s.inc(cntTCPLossProbes)
+	dataEnd := e.sndUna.add(uint32(e.sndBuf.Len()))
+	if e.sndNxt.lt(dataEnd) && e.sndNxt == e.sndMax && e.sndWnd > e.flight() {
+		saved := e.cwnd
+		e.cwnd = e.flight() + uint32(e.dataRoom()) // exactly one new segment
+		e.sendData(now)
+		e.cwnd = saved
+	} else {
+		// The last segment of data (or our FIN alone) again.
+		start := e.sndUna
+		if d := int(dataEnd.sub(e.sndUna)); d > e.dataRoom() {
+			start = dataEnd.add(^uint32(e.dataRoom() - 1))
+		}
+		n := int(dataEnd.sub(start))
+		flags := flagACK
+		if n > 0 {
+			flags |= flagPSH
+		}
+		if e.finSent && e.sndMax == e.sndFin.add(1) {
+			flags |= flagFIN
+		}
+		e.s.inc(cntTCPRetransSegs)
+		e.sendSegment(now, start, flags, int(start.sub(e.sndUna)), n)
+	}
 	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
 }

@@ -1,0 +1,116 @@
+package stack
+
+import (
+	"encoding/binary"
+	"testing"
+	"time"
+)
+
+// sackOpts is nop,nop,SACK with blocks given relative to our ISN.
+func (h *harness) sackOpts(blocks ...[2]uint32) []byte {
+	b := []byte{1, 1, 5, byte(2 + 8*len(blocks))}
+	for _, bl := range blocks {
+		b = binary.BigEndian.AppendUint32(b, h.ourISN+bl[0])
+		b = binary.BigEndian.AppendUint32(b, h.ourISN+bl[1])
+	}
+	return b
+}
+
+// sackHandshake opens a connection with SACK (and MSS 1460) negotiated.
+func sackHandshake(h *harness) *Conn {
+	l := h.listen(5)
+	h.send(seg{flags: flagSYN, seq: 0, opts: []byte{2, 4, 5, 0xb4, 1, 1, 4, 2}})
+	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+	c, err := l.AcceptTCP()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return c
+}
+
+const smss = 1460
+
+// segAt is segment k (1-based) of a bulk write: its first sequence number.
+func segAt(k int) uint32 { return uint32(1 + (k-1)*smss) }
+
+// With SACK, a hole the scoreboard declares lost (RFC 6675 IsLost: three
+// segments SACKed above it) is resent at once, and only the hole.
+func TestSACKFastRecoveryResendsOnlyHoles(t *testing.T) {
+	h := newHarness(t)
+	c := sackHandshake(h)
+	c.Write(make([]byte, 10*smss))
+	for k := 1; k <= 10; k++ {
+		f := flagACK
+		if k == 10 {
+			f |= flagPSH
+		}
+		h.expect(seg{flags: f, seq: segAt(k), ack: 1, n: smss})
+	}
+	// Segments 1 and 5 are lost; the peer SACKs the rest as it arrives.
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: h.sackOpts([2]uint32{segAt(2), segAt(3)})})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: h.sackOpts([2]uint32{segAt(2), segAt(4)})})
+	h.expectNone()
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: h.sackOpts([2]uint32{segAt(2), segAt(5)})})
+	h.expect(seg{flags: flagACK, seq: segAt(1), ack: 1, n: smss}) // the head is lost
+	h.expectNone()
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: h.sackOpts([2]uint32{segAt(6), segAt(9)}, [2]uint32{segAt(2), segAt(5)})})
+	h.expect(seg{flags: flagACK, seq: segAt(5), ack: 1, n: smss}) // 3 segments SACKed above 5
+	h.expectNone()
+	// The retransmitted head arrives: a partial ACK up to the second hole,
+	// which was already resent: nothing more to send but new data.
+	h.send(seg{flags: flagACK, seq: 1, ack: segAt(5), opts: h.sackOpts([2]uint32{segAt(6), segAt(11)})})
+	h.expectNone()
+	h.send(seg{flags: flagACK, seq: 1, ack: segAt(11)})
+	h.expectNone()
+	if h.s.Counter("tcp.retrans_segs") != 2 {
+		t.Fatalf("%d retransmissions, want exactly the 2 holes", h.s.Counter("tcp.retrans_segs"))
+	}
+}
+
+// After an RTO, going back from SND.UNA skips what the peer SACKed.
+func TestSACKRetransmissionAfterRTOSkipsSacked(t *testing.T) {
+	h := newHarness(t)
+	c := sackHandshake(h)
+	c.Write(make([]byte, 5*smss))
+	for k := 1; k <= 5; k++ {
+		h.out()
+	}
+	// Segments 1 and 3 are lost; 2, 4 and 5 are SACKed (not enough above
+	// segment 1 to call it lost before the timer: 3 segments are).
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: h.sackOpts([2]uint32{segAt(2), segAt(3)})})
+	h.expectNone()
+	h.advance(time.Second)
+	h.expect(seg{flags: flagACK, seq: segAt(1), ack: 1, n: smss}) // cwnd is one segment
+	h.expectNone()
+	h.send(seg{flags: flagACK, seq: 1, ack: segAt(3), opts: h.sackOpts([2]uint32{segAt(4), segAt(6)})})
+	h.expect(seg{flags: flagACK, seq: segAt(3), ack: 1, n: smss})
+	h.expectNone() // 4 and 5 are SACKed: not resent
+}
+
+// RFC 8985 TLP: with SACK and an RTT sample, a silent tail draws a probe
+// (the last segment again) at 2*SRTT + 8 ms, long before the RTO; the RTO
+// follows if the probe is unanswered.
+func TestTailLossProbe(t *testing.T) {
+	h := newHarness(t)
+	c := sackHandshake(h)
+	c.Write(make([]byte, smss))
+	h.expect(seg{flags: flagACK | flagPSH, seq: segAt(1), ack: 1, n: smss})
+	h.advance(10 * time.Millisecond)
+	h.send(seg{flags: flagACK, seq: 1, ack: segAt(2)}) // RTT sample: 10 ms
+	c.Write(make([]byte, 3*smss))
+	for k := 2; k <= 4; k++ {
+		h.out()
+	}
+	h.advance(27 * time.Millisecond)
+	h.expectNone()
+	h.advance(time.Millisecond) // 2 * 10 ms + 8 ms
+	h.expect(seg{flags: flagACK | flagPSH, seq: segAt(4), ack: 1, n: smss})
+	if h.s.Counter("tcp.loss_probes") != 1 {
+		t.Fatal("probe not counted")
+	}
+	h.advance(150 * time.Millisecond)
+	h.expectNone()
+	h.advance(100 * time.Millisecond) // the RTO (200 ms minimum) after the probe
+	h.expect(seg{flags: flagACK, seq: segAt(2), ack: 1, n: smss})
+}
