@@ -1,4 +1,11 @@
-package main
+// Package impair owns link impairment, like Linux's netem: parsing an
+// impairment spec ("loss=2%,dup=1%,reorder=1%,delay=50ms,jitter=10ms") and
+// a stack.Link wrapper that loses, duplicates, reorders and delays packets
+// in both directions. `ustack run --impair` and the lab use it to make the
+// stack's retransmission, reassembly and duplicate handling (B20) visible,
+// and to put packets "in flight at once" for simultaneous open and close
+// (B15, B36).
+package impair
 
 import (
 	"container/heap"
@@ -15,31 +22,32 @@ import (
 	"ustack/stack"
 )
 
-// impairSpec is a parsed --impair: netem-like damage applied to the link in
-// both directions, so that the stack's retransmission, reassembly and
-// duplicate handling (B20) can be watched against a real kernel client.
-type impairSpec struct {
+// Spec is a parsed impairment (`ustack run --impair SPEC`): netem-like
+// damage applied to the link in both directions, so that the stack's
+// retransmission, reassembly and duplicate handling (B20) can be watched
+// against a real kernel client.
+type Spec struct {
 	Loss    float64       // probability a packet is dropped
 	Dup     float64       // probability a packet is sent twice
-	Reorder float64       // probability a packet overtakes, or is overtaken (see impairLink)
+	Reorder float64       // probability a packet overtakes, or is overtaken (see Link)
 	Delay   time.Duration // added to every packet
 	Jitter  time.Duration // delay varies uniformly in [Delay-Jitter, Delay+Jitter], never below 0
 	Limit   int           // packets held per direction; more are dropped (netem's limit)
 	Seed    uint64        // RNG seed; 0 means a random one
 }
 
-// defaultImpairLimit is netem's default queue limit.
-const defaultImpairLimit = 1000
+// DefaultLimit is netem's default queue limit, in packets per direction.
+const DefaultLimit = 1000
 
 // reorderHold is how long a packet chosen for reordering is held back when
 // no delay is configured, so that the packets after it overtake it. Short
 // enough to stay well under the 200 ms minimum RTO.
 const reorderHold = 10 * time.Millisecond
 
-// parseImpair parses "loss=2%,dup=1%,reorder=1%,delay=50ms,jitter=10ms" (any
+// Parse parses "loss=2%,dup=1%,reorder=1%,delay=50ms,jitter=10ms" (any
 // subset, any order) plus "limit=N" and "seed=N".
-func parseImpair(s string) (impairSpec, error) {
-	spec := impairSpec{Limit: defaultImpairLimit}
+func Parse(s string) (Spec, error) {
+	spec := Spec{Limit: DefaultLimit}
 	if strings.TrimSpace(s) == "" {
 		return spec, errors.New("empty spec (want e.g. loss=2%,delay=50ms)")
 	}
@@ -105,7 +113,7 @@ func parseNonNegDuration(key, val string) (time.Duration, error) {
 	return d, nil
 }
 
-func (s impairSpec) String() string {
+func (s Spec) String() string {
 	var parts []string
 	pct := func(k string, p float64) {
 		if p > 0 {
@@ -127,7 +135,7 @@ func (s impairSpec) String() string {
 	return strings.Join(parts, ",")
 }
 
-// impairLink wraps a Link and damages the traffic in both directions, the way
+// Link wraps a stack.Link and damages the traffic in both directions, the way
 // netem would on the kernel side. Each direction has a time-ordered queue
 // served by its own goroutine: a packet that survives the loss draw gets a
 // release time (now + delay ± jitter) and leaves when that time comes, so
@@ -140,15 +148,15 @@ func (s impairSpec) String() string {
 //
 // Duplicates get their own delay draw. A queue holds at most Limit packets;
 // beyond that, packets are dropped and counted as overflow.
-type impairLink struct {
+type Link struct {
 	link stack.Link
-	spec impairSpec
+	spec Spec
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
 
-	out *impairQueue // stack -> link
-	in  *impairQueue // link -> stack
+	out *queue // stack -> link
+	in  *queue // link -> stack
 
 	inCh    chan []byte   // released inbound packets, read by ReadPacket
 	readErr error         // the underlying link's read error, set before readEnd closes
@@ -160,29 +168,29 @@ type impairLink struct {
 	wg        sync.WaitGroup
 }
 
-// impairStats counts what an impairLink did to one direction.
-type impairStats struct {
+// Stats counts what a Link did to one direction.
+type Stats struct {
 	Packets, Lost, Duplicated, Reordered, Overflow uint64
 }
 
-func (s impairStats) String() string {
+func (s Stats) String() string {
 	return fmt.Sprintf("%d packets, %d lost, %d duplicated, %d reordered, %d overflowed",
 		s.Packets, s.Lost, s.Duplicated, s.Reordered, s.Overflow)
 }
 
-var _ stack.Link = (*impairLink)(nil)
+var _ stack.Link = (*Link)(nil)
 
-// newImpairLink starts the wrapper's goroutines; Close stops them and closes
-// link.
-func newImpairLink(link stack.Link, spec impairSpec) *impairLink {
+// New wraps link and starts the wrapper's goroutines; Close stops them and
+// closes link. A zero Spec.Seed draws a random seed.
+func New(link stack.Link, spec Spec) *Link {
 	seed := spec.Seed
 	if seed == 0 {
 		seed = rand.Uint64()
 	}
 	if spec.Limit <= 0 {
-		spec.Limit = defaultImpairLimit
+		spec.Limit = DefaultLimit
 	}
-	l := &impairLink{
+	l := &Link{
 		link:    link,
 		spec:    spec,
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
@@ -190,8 +198,8 @@ func newImpairLink(link stack.Link, spec impairSpec) *impairLink {
 		readEnd: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	l.out = newImpairQueue(spec.Limit, func(p []byte) { link.WritePacket(p) })
-	l.in = newImpairQueue(spec.Limit, func(p []byte) {
+	l.out = newQueue(spec.Limit, func(p []byte) { link.WritePacket(p) })
+	l.in = newQueue(spec.Limit, func(p []byte) {
 		select {
 		case l.inCh <- p:
 		default:
@@ -206,7 +214,7 @@ func newImpairLink(link stack.Link, spec impairSpec) *impairLink {
 }
 
 // readLoop moves packets from the underlying link into the inbound queue.
-func (l *impairLink) readLoop() {
+func (l *Link) readLoop() {
 	buf := make([]byte, 65536)
 	for {
 		n, err := l.link.ReadPacket(buf)
@@ -220,7 +228,7 @@ func (l *impairLink) readLoop() {
 }
 
 // impair draws the packet's fate and queues it (and its duplicate).
-func (l *impairLink) impair(q *impairQueue, pkt []byte) {
+func (l *Link) impair(q *queue, pkt []byte) {
 	now := time.Now()
 	q.packets.Add(1)
 	l.rngMu.Lock()
@@ -249,12 +257,12 @@ func (l *impairLink) impair(q *impairQueue, pkt []byte) {
 }
 
 // chance reports true with probability p. Called with rngMu held.
-func (l *impairLink) chance(p float64) bool {
+func (l *Link) chance(p float64) bool {
 	return p > 0 && (p >= 1 || l.rng.Float64() < p)
 }
 
 // delay draws one packet's delay. Called with rngMu held.
-func (l *impairLink) delay() time.Duration {
+func (l *Link) delay() time.Duration {
 	d := l.spec.Delay
 	if j := l.spec.Jitter; j > 0 {
 		d += time.Duration(l.rng.Int64N(int64(2*j)+1)) - j
@@ -263,7 +271,7 @@ func (l *impairLink) delay() time.Duration {
 }
 
 // ReadPacket returns the next inbound packet that survived and is due.
-func (l *impairLink) ReadPacket(b []byte) (int, error) {
+func (l *Link) ReadPacket(b []byte) (int, error) {
 	select {
 	case p := <-l.inCh:
 		return copy(b, p), nil
@@ -280,7 +288,7 @@ func (l *impairLink) ReadPacket(b []byte) (int, error) {
 }
 
 // WritePacket queues b (copied) for the link; it never blocks on the delay.
-func (l *impairLink) WritePacket(b []byte) error {
+func (l *Link) WritePacket(b []byte) error {
 	select {
 	case <-l.done:
 		return net.ErrClosed
@@ -291,11 +299,11 @@ func (l *impairLink) WritePacket(b []byte) error {
 }
 
 // MTU is the underlying link's.
-func (l *impairLink) MTU() int { return l.link.MTU() }
+func (l *Link) MTU() int { return l.link.MTU() }
 
 // Close drops every held packet, closes the underlying link and waits for
 // the goroutines.
-func (l *impairLink) Close() error {
+func (l *Link) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.done)
 		l.closeErr = l.link.Close()
@@ -305,12 +313,12 @@ func (l *impairLink) Close() error {
 }
 
 // Stats returns the counts for packets going out (stack to link) and in.
-func (l *impairLink) Stats() (out, in impairStats) {
+func (l *Link) Stats() (out, in Stats) {
 	return l.out.stats(), l.in.stats()
 }
 
-// impairQueue is one direction's packets ordered by release time.
-type impairQueue struct {
+// queue is one direction's packets ordered by release time.
+type queue struct {
 	mu      sync.Mutex
 	h       pktHeap
 	seq     uint64 // ties in release time leave in arrival order
@@ -321,15 +329,15 @@ type impairQueue struct {
 	packets, lost, duplicated, reordered, overflow atomic.Uint64
 }
 
-func newImpairQueue(limit int, deliver func([]byte)) *impairQueue {
-	return &impairQueue{limit: limit, wake: make(chan struct{}, 1), deliver: deliver}
+func newQueue(limit int, deliver func([]byte)) *queue {
+	return &queue{limit: limit, wake: make(chan struct{}, 1), deliver: deliver}
 }
 
-func (q *impairQueue) stats() impairStats {
-	return impairStats{q.packets.Load(), q.lost.Load(), q.duplicated.Load(), q.reordered.Load(), q.overflow.Load()}
+func (q *queue) stats() Stats {
+	return Stats{q.packets.Load(), q.lost.Load(), q.duplicated.Load(), q.reordered.Load(), q.overflow.Load()}
 }
 
-func (q *impairQueue) push(at time.Time, pkt []byte) {
+func (q *queue) push(at time.Time, pkt []byte) {
 	q.mu.Lock()
 	if len(q.h) >= q.limit {
 		q.mu.Unlock()
@@ -346,7 +354,7 @@ func (q *impairQueue) push(at time.Time, pkt []byte) {
 }
 
 // run delivers packets as they come due until done is closed.
-func (q *impairQueue) run(done <-chan struct{}) {
+func (q *queue) run(done <-chan struct{}) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {

@@ -1,7 +1,8 @@
-package main
+package impair
 
 import (
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -53,7 +54,7 @@ func (m *memLink) Close() error {
 }
 
 // readAll reads inbound packets from l until none arrives for quiet.
-func readAll(t *testing.T, l *impairLink, quiet time.Duration) [][]byte {
+func readAll(t *testing.T, l *Link, quiet time.Duration) [][]byte {
 	t.Helper()
 	ch := make(chan []byte)
 	go func() {
@@ -97,7 +98,7 @@ func waitWritten(m *memLink, n int, d time.Duration) [][]byte {
 
 func TestImpairLossAll(t *testing.T) {
 	m := newMemLink()
-	l := newImpairLink(m, impairSpec{Loss: 1, Seed: 1})
+	l := New(m, Spec{Loss: 1, Seed: 1})
 	defer l.Close()
 	for i := range 100 {
 		l.WritePacket(pkt(i))
@@ -117,7 +118,7 @@ func TestImpairLossAll(t *testing.T) {
 
 func TestImpairDupAll(t *testing.T) {
 	m := newMemLink()
-	l := newImpairLink(m, impairSpec{Dup: 1, Seed: 1})
+	l := New(m, Spec{Dup: 1, Seed: 1})
 	defer l.Close()
 	for i := range 50 {
 		l.WritePacket(pkt(i))
@@ -140,7 +141,7 @@ func TestImpairDupAll(t *testing.T) {
 
 func TestImpairPassThroughInOrder(t *testing.T) {
 	m := newMemLink()
-	l := newImpairLink(m, impairSpec{Seed: 1})
+	l := New(m, Spec{Seed: 1})
 	defer l.Close()
 	for i := range 300 {
 		l.WritePacket(pkt(i))
@@ -161,7 +162,7 @@ func TestImpairPassThroughInOrder(t *testing.T) {
 func TestImpairDelayHolds(t *testing.T) {
 	m := newMemLink()
 	const delay = 300 * time.Millisecond
-	l := newImpairLink(m, impairSpec{Delay: delay, Seed: 1})
+	l := New(m, Spec{Delay: delay, Seed: 1})
 	defer l.Close()
 	start := time.Now()
 	l.WritePacket(pkt(1))
@@ -202,7 +203,7 @@ func TestImpairDelayHolds(t *testing.T) {
 // With a delay, a reordered packet skips it and overtakes the held ones.
 func TestImpairReorderWithDelay(t *testing.T) {
 	m := newMemLink()
-	l := newImpairLink(m, impairSpec{Delay: 100 * time.Millisecond, Reorder: 1, Seed: 1})
+	l := New(m, Spec{Delay: 100 * time.Millisecond, Reorder: 1, Seed: 1})
 	defer l.Close()
 	// All packets reordered means all skip the delay: arrival order kept.
 	for i := range 10 {
@@ -221,7 +222,7 @@ func TestImpairReorderWithDelay(t *testing.T) {
 // With no delay, a reordered packet is held so later ones overtake it.
 func TestImpairReorderWithoutDelay(t *testing.T) {
 	m := newMemLink()
-	l := newImpairLink(m, impairSpec{Reorder: 0.5, Seed: 7})
+	l := New(m, Spec{Reorder: 0.5, Seed: 7})
 	defer l.Close()
 	for i := range 200 {
 		l.WritePacket(pkt(i))
@@ -243,7 +244,7 @@ func TestImpairReorderWithoutDelay(t *testing.T) {
 
 func TestImpairLimit(t *testing.T) {
 	m := newMemLink()
-	l := newImpairLink(m, impairSpec{Delay: time.Hour, Limit: 5, Seed: 1})
+	l := New(m, Spec{Delay: time.Hour, Limit: 5, Seed: 1})
 	defer l.Close()
 	for i := range 8 {
 		l.WritePacket(pkt(i))
@@ -255,7 +256,7 @@ func TestImpairLimit(t *testing.T) {
 
 func TestImpairClose(t *testing.T) {
 	m := newMemLink()
-	l := newImpairLink(m, impairSpec{Delay: time.Hour, Seed: 1})
+	l := New(m, Spec{Delay: time.Hour, Seed: 1})
 	errc := make(chan error, 1)
 	go func() {
 		_, err := l.ReadPacket(make([]byte, 10))
@@ -280,4 +281,45 @@ func TestImpairClose(t *testing.T) {
 		t.Error("held packet was sent after Close")
 	}
 	l.Close() // idempotent
+}
+
+func TestParse(t *testing.T) {
+	s, err := Parse("loss=2%,dup=1%,reorder=0.5%,delay=50ms,jitter=10ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Spec{Loss: 0.02, Dup: 0.01, Reorder: 0.005, Delay: 50 * time.Millisecond, Jitter: 10 * time.Millisecond, Limit: DefaultLimit}
+	if s != want {
+		t.Errorf("got %+v, want %+v", s, want)
+	}
+	if got := s.String(); got != "loss=2%,dup=1%,reorder=0.5%,delay=50ms,jitter=10ms" {
+		t.Errorf("String %q", got)
+	}
+	if got := (Spec{}).String(); got != "none" {
+		t.Errorf("zero Spec String %q, want none", got)
+	}
+	s, err = Parse("delay=1s, limit=10,seed=42")
+	if err != nil || s.Delay != time.Second || s.Limit != 10 || s.Seed != 42 || s.Loss != 0 {
+		t.Errorf("subset: %+v %v", s, err)
+	}
+	for _, tc := range []struct{ spec, want string }{
+		{"", "empty spec"},
+		{"loss", "want KEY=VALUE"},
+		{"loss=", "want KEY=VALUE"},
+		{"loss=2", "want a percentage like loss=2%"},
+		{"loss=101%", "0% to 100%"},
+		{"dup=-1%", "0% to 100%"},
+		{"reorder=x%", "0% to 100%"},
+		{"delay=50", "want a duration"},
+		{"jitter=-5ms", "want a duration"},
+		{"limit=0", "positive packet count"},
+		{"seed=-1", "non-negative integer"},
+		{"loss=1%,loss=2%", "loss given twice"},
+		{"rate=1mbit", `unknown key "rate"`},
+	} {
+		_, err := Parse(tc.spec)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.spec, err, tc.want)
+		}
+	}
 }

@@ -34,6 +34,8 @@ type runConfig struct {
 	Impair  *impairSpec
 	Engine  string
 	Trace   bool
+	// CPUProfile is where --cpuprofile writes a pprof CPU profile ("": off).
+	CPUProfile string
 
 	FinTimeout        time.Duration
 	TimeWait          time.Duration
@@ -73,6 +75,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.IntVar(&cfg.SynLinearTimeouts, "syn-linear-timeouts", def.SynLinearTimeouts, "SYN retransmissions at a linear 1 s before backing off, like net.ipv4.tcp_syn_linear_timeouts (0: pure exponential)")
 	fs.StringVar(&cfg.Engine, "engine", "ustack", "TCP/IP `ENGINE` serving the services: ustack or gvisor")
 	fs.BoolVar(&cfg.Trace, "trace", false, "log every TCP state transition to stderr")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the daemon to `FILE` (for go tool pprof) until it exits")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: ustack run [flags]\n\nRuns the stack on a TUN device and serves built-in services until SIGINT or SIGTERM.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -151,7 +154,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	switch cfg.Engine {
 	case "ustack":
 	case "gvisor":
-		return nil, fmt.Errorf("--engine gvisor: not available in this build yet")
+		if cfg.Trace {
+			return nil, fmt.Errorf("--trace: not available with --engine gvisor (gVisor does not report state transitions)")
+		}
 	default:
 		return nil, fmt.Errorf("--engine %q: want ustack or gvisor", cfg.Engine)
 	}

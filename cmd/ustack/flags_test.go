@@ -94,7 +94,7 @@ func TestRunFlagErrors(t *testing.T) {
 		{[]string{"--syn-retries", "0"}, "want 1..127"},
 		{[]string{"--syn-linear-timeouts", "-1"}, "want 0..127"},
 		{[]string{"--impair", "loss=2"}, "want a percentage like loss=2%"},
-		{[]string{"--engine", "gvisor"}, "--engine gvisor: not available in this build yet"},
+		{[]string{"--engine", "gvisor", "--trace"}, "--trace: not available with --engine gvisor"},
 		{[]string{"--engine", "bsd"}, "want ustack or gvisor"},
 		{[]string{"extra"}, "unexpected argument"},
 	} {
@@ -127,7 +127,7 @@ func TestCmdRunExitCodes(t *testing.T) {
 		stderr string
 	}{
 		{[]string{"--serve", "foo:1"}, 2, `ustack run: unknown service kind "foo"`},
-		{[]string{"--engine", "gvisor"}, 2, "ustack run: --engine gvisor: not available in this build yet"},
+		{[]string{"--engine", "gvisor", "--trace"}, 2, "ustack run: --trace: not available with --engine gvisor"},
 		{[]string{"--nope"}, 2, "flag provided but not defined"},
 		{[]string{"-h"}, 0, "Usage: ustack run"},
 	} {

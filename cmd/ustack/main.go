@@ -32,8 +32,8 @@ func init() {
 		{"run", "run [flags]", "run the stack on a TUN device and serve built-in services", cmdRun},
 		{"ss", "ss [--ctl PATH] [--stats]", "list the daemon's sockets like ss -tan", cmdSS},
 		{"nc", "nc [--ctl PATH] [-p LPORT] [-s LADDR] [-N] [-w TIMEOUT] HOST PORT\nnc [--ctl PATH] -l [-s LADDR] PORT", "netcat through the daemon's stack", cmdNC},
-		{"lab", "lab [--list] [NAME...]", "run guided experiments in network namespaces", notImplemented("lab")},
-		{"drill", "drill [--stacks ustack,gvisor,linux] FILE.pkt...", "run packetdrill-syntax conformance scripts", notImplemented("drill")},
+		{"lab", "lab [--list] [NAME...]", "run guided experiments in network namespaces", cmdLab},
+		{"drill", "drill [--stacks ustack,gvisor,linux] [-v] FILE.pkt...", "run packetdrill-syntax conformance scripts", cmdDrill},
 		{"help", "help", "print this help", cmdHelp},
 	}
 }

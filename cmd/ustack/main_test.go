@@ -16,9 +16,10 @@ func TestDispatch(t *testing.T) {
 		{[]string{"help"}, 0, "ustack drill", ""},
 		{[]string{"-h"}, 0, "ustack ss [--ctl PATH]", ""},
 		{[]string{"frobnicate"}, 2, "", `ustack: unknown command "frobnicate"`},
-		{[]string{"nc", "10.0.0.1", "80"}, 2, "", "ustack nc: not implemented yet"},
-		{[]string{"lab"}, 2, "", "ustack lab: not implemented yet"},
-		{[]string{"drill"}, 2, "", "ustack drill: not implemented yet"},
+		{[]string{"nc", "10.0.0.1"}, 2, "", "usage: ustack nc"},
+		{[]string{"nc", "--ctl", "/nonexistent/x.sock", "10.0.0.1", "80"}, 1, "", "ustack nc: no daemon at /nonexistent/x.sock"},
+		{[]string{"lab", "no-such-experiment"}, 2, "", `ustack lab: unknown experiment "no-such-experiment"`},
+		{[]string{"drill"}, 2, "", "ustack drill: no script given"},
 		{[]string{"ss", "--bogus"}, 2, "", "Usage: ustack ss"},
 	} {
 		var stdout, stderr bytes.Buffer

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"ustack/impair"
 	"ustack/pcap"
 	"ustack/stack"
 	"ustack/tun"
@@ -53,8 +54,9 @@ type daemon struct {
 	pcap     *pcap.Writer
 	pcapStop chan struct{}
 	dev      *tun.Device
-	impair   *impairLink
-	st       *stack.Stack
+	impair   *impair.Link
+	st       *stack.Stack // nil with --engine gvisor
+	eng      engine       // st, or gVisor's netstack
 	services []io.Closer
 	ctl      *ctlServer
 }
@@ -63,6 +65,13 @@ type daemon struct {
 // it down. stop restores the default signal handling, so that a second ^C
 // during a slow shutdown kills the process.
 func runDaemon(ctx context.Context, stop func(), cfg *runConfig, lg *log.Logger) error {
+	if cfg.CPUProfile != "" {
+		stopProfile, err := startCPUProfile(cfg.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	d := &daemon{lg: lg}
 	if err := d.start(cfg); err != nil {
 		d.close()
@@ -100,18 +109,13 @@ func (d *daemon) start(cfg *runConfig) error {
 	}
 	var link stack.Link = dev
 	if cfg.Impair != nil {
-		d.impair = newImpairLink(dev, *cfg.Impair)
+		d.impair = impair.New(dev, *cfg.Impair)
 		link = d.impair
 	}
-	st, err := stack.New(link, opts)
-	if err != nil {
-		return fmt.Errorf("creating the stack: %w", err)
+	if err := d.startEngine(cfg, link, opts); err != nil {
+		return err
 	}
-	d.st = st
-	if err := st.Start(); err != nil {
-		return fmt.Errorf("starting the stack: %w", err)
-	}
-	d.lg.Printf("ustack run: %s up: kernel %s, ustack %s, mtu %d", dev.Name(), cfg.TunAddr, cfg.Addr, dev.MTU())
+	d.lg.Printf("ustack run: %s up: kernel %s, %s %s, mtu %d", dev.Name(), cfg.TunAddr, cfg.Engine, cfg.Addr, dev.MTU())
 	if cfg.Impair != nil {
 		d.lg.Printf("ustack run: impairing %s both ways: %s", dev.Name(), cfg.Impair)
 	}
@@ -119,12 +123,18 @@ func (d *daemon) start(cfg *runConfig) error {
 		d.lg.Printf("ustack run: capturing to %s", cfg.Pcap)
 	}
 
-	env := &serviceEnv{st: st, view: st, log: d.lg}
+	env := &serviceEnv{eng: d.eng, view: d.eng, log: d.lg}
 	if d.services, err = startServices(env, cfg.Addr, cfg.Serves); err != nil {
 		return err
 	}
-	ops := ctlOps(st)
-	ops["nc"] = ncOp(st)
+	ops := ctlOps(d.eng)
+	if d.st != nil {
+		ops["nc"] = ncOp(d.st)
+	} else {
+		ops["nc"] = func(*ctlSession) (any, error) {
+			return nil, fmt.Errorf("nc is not available with --engine %s", cfg.Engine)
+		}
+	}
 	if d.ctl, err = listenCtl(cfg.Ctl, ops, d.lg); err != nil {
 		return err
 	}
@@ -173,8 +183,8 @@ func (d *daemon) openPcap(path string, opts *stack.Options) error {
 // socket.
 func (d *daemon) close() {
 	closeServices(d.services)
-	if d.st != nil {
-		d.st.Close()
+	if d.eng != nil {
+		d.eng.Close()
 	}
 	if d.impair != nil {
 		d.impair.Close()

@@ -11,8 +11,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"ustack/stack"
 )
 
 // A service is started by a startFunc on one port of the stack's address and
@@ -22,7 +20,7 @@ type startFunc func(env *serviceEnv, addr netip.AddrPort) (io.Closer, error)
 
 // serviceEnv is what services need from the daemon.
 type serviceEnv struct {
-	st   *stack.Stack
+	eng  engine    // the TCP/IP stack: ustack's, or gVisor's with --engine gvisor
 	view stackView // for the http status page; st in production
 	log  *log.Logger
 }
@@ -141,7 +139,8 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 type closeWriter interface{ CloseWrite() error }
 
 func listen(env *serviceEnv, addr netip.AddrPort) (net.Listener, error) {
-	return env.st.Listen("tcp", addr.String())
+	// The backlog of Go's net.Listen: SOMAXCONN (the stack caps it).
+	return env.eng.ListenTCP(addr, noacceptBacklog)
 }
 
 func startEcho(env *serviceEnv, addr netip.AddrPort) (io.Closer, error) {
@@ -243,7 +242,7 @@ func startHTTP(env *serviceEnv, addr netip.AddrPort) (io.Closer, error) {
 // startBound binds the port and never listens: a SYN to it finds no
 // listener and is answered with RST like a closed port (B02).
 func startBound(env *serviceEnv, addr netip.AddrPort) (io.Closer, error) {
-	b, err := env.st.Bind(addr)
+	b, err := env.eng.Bind(addr)
 	if err != nil {
 		return nil, err
 	}
@@ -257,7 +256,7 @@ const noacceptBacklog = 4096
 // startNoAccept listens and never accepts: handshakes complete in the stack
 // and the data clients send waits in the Recv-Q that "ustack ss" shows (B11).
 func startNoAccept(env *serviceEnv, addr netip.AddrPort) (io.Closer, error) {
-	ln, err := env.st.ListenTCP(addr, noacceptBacklog)
+	ln, err := env.eng.ListenTCP(addr, noacceptBacklog)
 	if err != nil {
 		return nil, err
 	}
@@ -277,7 +276,7 @@ func startCloser(env *serviceEnv, addr netip.AddrPort) (io.Closer, error) {
 // close finds unread data and sends RST instead of FIN (B32) whatever the
 // race between accept() and the client's write.
 func closerConn(c net.Conn) {
-	if tc, ok := c.(*stack.Conn); ok {
+	if tc, ok := c.(readableWaiter); ok {
 		tc.WaitReadable(time.Second)
 	}
 	c.Close()
@@ -315,6 +314,13 @@ func halfCloseConn(c net.Conn, lg *log.Logger) {
 		return
 	}
 	lg.Printf("halfclose: read %d bytes", n)
+}
+
+// readableWaiter is *stack.Conn's WaitReadable. gVisor's gonet.TCPConn has
+// no equivalent, so on --engine gvisor closer closes at once and B32 depends
+// on the race between accept() and the client's write.
+type readableWaiter interface {
+	WaitReadable(d time.Duration) bool
 }
 
 type closerFunc func() error

@@ -1,0 +1,58 @@
+# ustack: build, test, fuzz, demo. `make help` lists the targets.
+
+# go from PATH, else where the official tarball puts it (sudo resets PATH).
+GO       ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+export PATH := $(dir $(GO)):$(PATH)
+BIN      := bin/ustack
+# Every integration test makes its own network namespace; they need root and
+# skip (saying why) without it.
+TESTFLAGS ?= -race -timeout 15m
+FUZZTIME_SHORT ?= 20s
+FUZZTIME_LONG  ?= 5m
+
+.PHONY: all build test vet fmt-check unit fuzz-short fuzz demo bench help clean
+
+all: build
+
+help:
+	@echo "make build   build $(BIN)"
+	@echo "make test    gofmt check, go vet, every test with -race (the integration tests need root), short fuzz runs"
+	@echo "make fuzz    fuzz the stack's input and the header parsers, $(FUZZTIME_LONG) each"
+	@echo "make demo    run ustack in a throwaway network namespace and point curl, nc and ping at it (root)"
+	@echo "make bench   ustack vs gVisor vs the kernel: throughput, latency, connections, HTTP, memory (root, under 10 min; BENCHFLAGS=-quick)"
+	@echo "make clean   remove $(BIN)"
+
+build:
+	$(GO) build -o $(BIN) ./cmd/ustack
+
+fmt-check:
+	@out=$$(gofmt -l .); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test $(TESTFLAGS) ./...
+
+fuzz-short:
+	$(GO) test -run='^$$' -fuzz=FuzzInput -fuzztime=$(FUZZTIME_SHORT) ./stack/
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=10s ./stack/header/
+
+test: fmt-check vet unit fuzz-short
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzInput -fuzztime=$(FUZZTIME_LONG) ./stack/
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME_LONG) ./stack/header/
+
+# Prints one table and writes bench-results.json; BENCHFLAGS=-quick for a
+# one-minute run, BENCHFLAGS="-profile prof" for CPU profiles of the daemons.
+BENCHFLAGS ?=
+bench:
+	$(GO) run ./integration/bench $(BENCHFLAGS)
+
+demo: build
+	./scripts/demo.sh $(BIN)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"ustack/drill"
+)
+
+// cmdDrill runs packetdrill-syntax scripts on the named stacks:
+//
+//	ustack drill [--stacks ustack,gvisor,linux] [-v] [--timeout D] FILE...
+//
+// One line per script and stack (PASS, FAIL: reason, SKIP: unsupported
+// feature, DIVERGES for a documented difference from Linux), the expected
+// and actual packet or result under each failure, then the summary line.
+// Exit status 0 when nothing failed, 1 when something did, 2 on bad usage.
+func cmdDrill(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("drill", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stacks := fs.String("stacks", strings.Join(drill.StackNames, ","), "comma-separated stacks to run on: ustack, gvisor, linux")
+	verbose := fs.Bool("v", false, "trace every event, packet and call")
+	timeout := fs.Duration("timeout", drill.DefaultTimeout, "wall-clock limit per script and stack")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: ustack drill [--stacks ustack,gvisor,linux] [-v] [--timeout D] FILE.pkt...\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "ustack drill: no script given")
+		fs.Usage()
+		return 2
+	}
+	var names []string
+	for _, n := range strings.Split(*stacks, ",") {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		if drill.Backends[n] == nil {
+			fmt.Fprintf(stderr, "ustack drill: unknown stack %q (want ustack, gvisor or linux)\n", n)
+			return 2
+		}
+		names = append(names, n)
+	}
+	if len(names) == 0 {
+		fmt.Fprintln(stderr, "ustack drill: --stacks names no stack")
+		return 2
+	}
+	opts := drill.Options{Timeout: *timeout}
+	var reps []drill.Report
+	for _, path := range fs.Args() {
+		s, err := drill.ParseFile(path)
+		for _, stack := range names {
+			var rep drill.Report
+			if err != nil {
+				rep = drill.Report{Script: path, Stack: stack, Outcome: drill.Fail, Reason: err.Error()}
+			} else {
+				if *verbose {
+					fmt.Fprintf(stdout, "== %s [%s]\n", path, stack)
+					opts.Verbose = stdout
+				}
+				rep = drill.RunScript(s, stack, opts)
+			}
+			reps = append(reps, rep)
+			if *verbose {
+				fmt.Fprintf(stdout, "   (%v)\n", rep.Elapsed.Round(time.Millisecond))
+			}
+		}
+	}
+	sum := drill.WriteReport(stdout, reps)
+	if sum.Failed > 0 {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,227 @@
+package drill
+
+import (
+	"net/netip"
+	"reflect"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"ustack/stack"
+	"ustack/timers"
+)
+
+// NewUstack returns the backend for ustack: a stack over an in-memory link
+// on a virtual clock, driven through its non-blocking Socket API.
+func NewUstack() Backend { return newVstack("ustack", &ustackNet{}) }
+
+// ustackEpoch is the virtual clock's time zero.
+var ustackEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+type ustackNet struct {
+	clock *timers.Virtual
+	s     *stack.Stack
+	opts  stack.Options
+
+	mu  sync.Mutex
+	out [][]byte
+}
+
+// ustackSysctls are the sysctls that map onto stack.Options.
+var ustackSysctls = map[string]func(o *stack.Options, p *Profile){
+	"net.ipv4.tcp_rmem": func(o *stack.Options, p *Profile) {
+		// ustack picks its window scale from RecvBuffer as Linux does from
+		// the maximum: 15 MiB gives wscale 8.
+		if _, _, hi, ok := p.Triple("net.ipv4.tcp_rmem"); ok {
+			o.RecvBuffer = hi
+		}
+	},
+	"net.ipv4.tcp_wmem": func(o *stack.Options, p *Profile) {
+		if _, def, _, ok := p.Triple("net.ipv4.tcp_wmem"); ok {
+			o.SendBuffer = def
+		}
+	},
+	"net.ipv4.tcp_timestamps":       func(o *stack.Options, p *Profile) { o.Timestamps = p.Int("net.ipv4.tcp_timestamps", 1) != 0 },
+	"net.ipv4.tcp_sack":             func(o *stack.Options, p *Profile) { o.SACK = p.Int("net.ipv4.tcp_sack", 1) != 0 },
+	"net.ipv4.tcp_window_scaling":   func(o *stack.Options, p *Profile) { o.WindowScaling = p.Int("net.ipv4.tcp_window_scaling", 1) != 0 },
+	"net.ipv4.tcp_syn_retries":      func(o *stack.Options, p *Profile) { o.SynRetries = p.Int("net.ipv4.tcp_syn_retries", 6) },
+	"net.ipv4.tcp_synack_retries":   func(o *stack.Options, p *Profile) { o.SynAckRetries = p.Int("net.ipv4.tcp_synack_retries", 5) },
+	"net.ipv4.tcp_syn_linear_timeouts": func(o *stack.Options, p *Profile) {
+		o.SynLinearTimeouts = p.Int("net.ipv4.tcp_syn_linear_timeouts", 4)
+	},
+	"net.ipv4.tcp_fin_timeout": func(o *stack.Options, p *Profile) {
+		o.FinTimeout = time.Duration(p.Int("net.ipv4.tcp_fin_timeout", 60)) * time.Second
+	},
+	"net.ipv4.tcp_retries2": func(o *stack.Options, p *Profile) { o.Retries2 = p.Int("net.ipv4.tcp_retries2", 15) },
+	"net.core.somaxconn":    func(o *stack.Options, p *Profile) { o.Somaxconn = p.Int("net.core.somaxconn", 4096) },
+	"net.ipv4.tcp_keepalive_time": func(o *stack.Options, p *Profile) {
+		o.KeepaliveIdle = time.Duration(p.Int("net.ipv4.tcp_keepalive_time", 7200)) * time.Second
+	},
+	"net.ipv4.tcp_keepalive_intvl": func(o *stack.Options, p *Profile) {
+		o.KeepaliveIntvl = time.Duration(p.Int("net.ipv4.tcp_keepalive_intvl", 75)) * time.Second
+	},
+	"net.ipv4.tcp_keepalive_probes": func(o *stack.Options, p *Profile) {
+		o.KeepaliveProbes = p.Int("net.ipv4.tcp_keepalive_probes", 9)
+	},
+}
+
+// ustackAbsent are sysctls for Linux features ustack does not have, so
+// turning them off is honoured as is.
+var ustackAbsent = map[string]string{
+	"net.ipv4.tcp_early_retrans": "0", // tail loss probes
+	"net.ipv4.tcp_recovery":      "0", // RACK
+	"net.ipv4.tcp_dsack":         "0",
+	"net.ipv4.tcp_ecn":           "0",
+	"net.ipv4.tcp_fastopen":      "0",
+}
+
+func (u *ustackNet) start(p *Profile) error {
+	for _, name := range p.ExplicitNames() {
+		if off, ok := ustackAbsent[name]; ok && p.Get(name) == off {
+			continue
+		}
+		if ustackSysctls[name] == nil {
+			return unsupported("sysctl %s=%s on ustack", name, p.Get(name))
+		}
+	}
+	u.clock = timers.NewVirtual(ustackEpoch)
+	link := stack.NewMemLink(1500)
+	// OnWrite runs with the stack's lock held: only copy.
+	link.OnWrite = func(pkt []byte) {
+		u.mu.Lock()
+		u.out = append(u.out, append([]byte(nil), pkt...))
+		u.mu.Unlock()
+	}
+	o := stack.DefaultOptions()
+	o.Addr = LocalAddr
+	o.Clock = u.clock
+	for _, name := range p.Names() {
+		if f := ustackSysctls[name]; f != nil {
+			f(&o, p)
+		}
+	}
+	s, err := stack.New(link, o)
+	if err != nil {
+		return err
+	}
+	u.s, u.opts = s, o
+	return nil
+}
+
+func (u *ustackNet) close() {
+	if u.s != nil {
+		u.s.Close()
+	}
+}
+
+func (u *ustackNet) setClock(d time.Duration) { u.clock.Set(ustackEpoch.Add(d)) }
+
+func (u *ustackNet) nextTimer() (time.Duration, bool) {
+	t, ok := u.s.NextTimer()
+	if !ok {
+		return 0, false
+	}
+	return t.Sub(ustackEpoch), true
+}
+
+func (u *ustackNet) runTimers() { u.s.RunTimers() }
+
+func (u *ustackNet) inject(pkt []byte) { u.s.Inject(pkt) }
+
+func (u *ustackNet) drain() [][]byte {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := u.out
+	u.out = nil
+	return out
+}
+
+// sysctl during a run: ustack's options are fixed when the stack is made,
+// so only a value that changes nothing is accepted.
+func (u *ustackNet) sysctl(name, value string) error {
+	f := ustackSysctls[name]
+	if f == nil {
+		return unsupported("sysctl %s=%s on ustack", name, value)
+	}
+	p := NewProfile()
+	p.Set(name, value)
+	o := u.opts
+	f(&o, p)
+	if !reflect.DeepEqual(o, u.opts) {
+		return unsupported("sysctl %s=%s on ustack after the first event (options are fixed when the stack is made)", name, value)
+	}
+	return nil
+}
+
+func (u *ustackNet) newSocket() (vsock, error) { return &ustackSock{so: u.s.NewSocket()}, nil }
+
+// ustackSock adapts *stack.Socket to vsock.
+type ustackSock struct{ so *stack.Socket }
+
+func (s *ustackSock) Bind(a netip.AddrPort) error    { return s.so.Bind(a) }
+func (s *ustackSock) Listen(backlog int) error       { return s.so.Listen(backlog) }
+func (s *ustackSock) Connect(a netip.AddrPort) error { return s.so.Connect(a) }
+func (s *ustackSock) Read(p []byte) (int, error)     { return s.so.Read(p) }
+func (s *ustackSock) Write(p []byte) (int, error)    { return s.so.Write(p) }
+func (s *ustackSock) Shutdown(how int) error         { return s.so.Shutdown(how) }
+func (s *ustackSock) Close() error                   { return s.so.Close() }
+func (s *ustackSock) SockError() syscall.Errno       { return s.so.SockError() }
+func (s *ustackSock) InQ() int                       { return s.so.InQ() }
+
+func (s *ustackSock) Accept() (vsock, error) {
+	c, err := s.so.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &ustackSock{so: c}, nil
+}
+
+func (s *ustackSock) Events() int16 {
+	ev := s.so.Events()
+	var out int16
+	if ev&stack.EventIn != 0 {
+		out |= evIn
+	}
+	if ev&stack.EventOut != 0 {
+		out |= evOut
+	}
+	if ev&stack.EventErr != 0 {
+		out |= evErr
+	}
+	if ev&stack.EventHup != 0 {
+		out |= evHup
+	}
+	return out
+}
+
+func (s *ustackSock) SetOption(level, name, val int) error {
+	var opt stack.SockOpt
+	switch {
+	case level == unix.SOL_SOCKET && name == unix.SO_REUSEADDR:
+		opt = stack.OptReuseAddr
+	case level == unix.SOL_SOCKET && name == unix.SO_KEEPALIVE:
+		opt = stack.OptKeepAlive
+	case level == unix.SOL_SOCKET && name == unix.SO_RCVBUF:
+		opt = stack.OptRcvBuf
+	case level == unix.SOL_SOCKET && name == unix.SO_SNDBUF:
+		opt = stack.OptSndBuf
+	case level == unix.SOL_TCP && name == unix.TCP_NODELAY:
+		opt = stack.OptNoDelay
+	default:
+		return unsupported("setsockopt level %d option %d on ustack (its Socket API has SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF, SO_SNDBUF, TCP_NODELAY)", level, name)
+	}
+	return s.so.SetOption(opt, val)
+}
+
+func (s *ustackSock) SetLinger(on bool, secs int) error {
+	if !on {
+		secs = -1
+	}
+	return s.so.SetOption(stack.OptLinger, secs)
+}
+
+func (s *ustackSock) GetOption(level, name int) (int, error) {
+	return 0, unsupported("getsockopt level %d option %d on ustack (its Socket API has SO_ERROR only)", level, name)
+}

@@ -1,0 +1,52 @@
+package drill
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCorpus runs every script of testdata/ on ustack and gVisor, and on
+// Linux where namespaces and TUN are available (skipped otherwise). A
+// script passes, or carries a `// divergence: STACK: reason` for the stack
+// that differs; a declared divergence that does not occur fails too (the
+// note is stale). ustack must run every script: a SKIP there is a failure.
+func TestCorpus(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.pkt")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scripts in testdata: %v", err)
+	}
+	stacks := []string{"ustack", "gvisor"}
+	if ok, why := LinuxAvailable(); ok {
+		stacks = append(stacks, "linux")
+	} else {
+		t.Logf("linux column skipped: %s", why)
+	}
+	for _, stack := range stacks {
+		t.Run(stack, func(t *testing.T) {
+			for _, f := range files {
+				name := strings.TrimSuffix(filepath.Base(f), ".pkt")
+				t.Run(name, func(t *testing.T) {
+					rep := RunFile(f, stack, Options{Timeout: 30 * time.Second})
+					switch rep.Outcome {
+					case Pass:
+						if rep.Divergence != "" {
+							t.Errorf("passes, but the script declares a divergence for %s (remove the note?): %s", stack, rep.Divergence)
+						}
+					case Diverged:
+						t.Logf("documented divergence: %s\n%s", rep.Reason, rep.Detail)
+					case Skip:
+						if stack == "ustack" {
+							t.Errorf("SKIP on ustack: %s", rep.Reason)
+						} else {
+							t.Logf("SKIP: %s", rep.Reason)
+						}
+					default:
+						t.Errorf("%s\n%s", rep.Reason, rep.Detail)
+					}
+				})
+			}
+		})
+	}
+}

@@ -1,0 +1,255 @@
+package drill
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"ustack/stack/header"
+)
+
+// OptUnknown is an option kind scripts cannot write but a stack may send;
+// TCPOption.Value holds the kind byte.
+const OptUnknown OptionKind = 100
+
+// segment is a decoded IPv4/TCP packet, the form both directions are
+// compared and printed in.
+type segment struct {
+	ipVersion  uint8
+	ihl        int // bytes
+	totalLen   int
+	proto      uint8
+	ipChecksum bool // header checksum valid
+	src, dst   netip.AddrPort
+
+	seq, ack uint32
+	doff     int // bytes
+	flags    uint8
+	reserved uint8 // low nibble of byte 12; bit 0 is AE
+	win, urg uint16
+	opts     []TCPOption
+	optErr   string
+	payload  []byte
+}
+
+var errNotTCP = errors.New("not an IPv4 TCP packet")
+
+// decodeSegment parses an IPv4 packet carrying TCP. Other packets (ICMP,
+// IPv6 router solicitations a kernel sends on tun0) are errNotTCP.
+func decodeSegment(b []byte) (*segment, error) {
+	if len(b) < header.IPv4MinSize || b[0]>>4 != 4 {
+		return nil, errNotTCP
+	}
+	ip := header.IPv4(b)
+	s := &segment{ipVersion: 4, ihl: ip.HeaderLen(), totalLen: ip.TotalLen(), proto: ip.Protocol()}
+	if s.proto != header.ProtoTCP {
+		return nil, errNotTCP
+	}
+	if s.ihl < 20 || s.totalLen < s.ihl || s.totalLen > len(b) {
+		return nil, fmt.Errorf("malformed IPv4 header (ihl %d, total length %d, %d bytes)", s.ihl, s.totalLen, len(b))
+	}
+	s.ipChecksum = header.Checksum(b[:s.ihl], 0) == 0
+	s.src = netip.AddrPortFrom(netip.AddrFrom4(ip.Src()), 0)
+	s.dst = netip.AddrPortFrom(netip.AddrFrom4(ip.Dst()), 0)
+	t := header.TCP(b[s.ihl:s.totalLen])
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	s.src = netip.AddrPortFrom(s.src.Addr(), t.SrcPort())
+	s.dst = netip.AddrPortFrom(s.dst.Addr(), t.DstPort())
+	s.seq, s.ack = t.Seq(), t.Ack()
+	s.doff = t.HeaderLen()
+	s.flags = t.Flags()
+	s.reserved = t.Reserved()
+	s.win, s.urg = t.Window(), t.Urgent()
+	s.opts, s.optErr = decodeOptions(t.Options())
+	s.payload = t.Payload()
+	return s, nil
+}
+
+// decodeOptions lists the options in wire order, keeping NOPs (packetdrill
+// compares kind by kind).
+func decodeOptions(b []byte) ([]TCPOption, string) {
+	opts := []TCPOption{}
+	for len(b) > 0 {
+		kind := b[0]
+		switch kind {
+		case header.OptEOL:
+			return append(opts, TCPOption{Kind: OptEOL}), ""
+		case header.OptNOP:
+			opts = append(opts, TCPOption{Kind: OptNOP})
+			b = b[1:]
+			continue
+		}
+		if len(b) < 2 || int(b[1]) < 2 || int(b[1]) > len(b) {
+			return opts, fmt.Sprintf("option kind %d has a bad length", kind)
+		}
+		o, n := b[:b[1]], int(b[1])
+		b = b[n:]
+		bad := func() ([]TCPOption, string) { return opts, fmt.Sprintf("option kind %d has length %d", kind, n) }
+		switch kind {
+		case header.OptMSS:
+			if n != 4 {
+				return bad()
+			}
+			opts = append(opts, TCPOption{Kind: OptMSS, Value: uint32(binary.BigEndian.Uint16(o[2:]))})
+		case header.OptWScale:
+			if n != 3 {
+				return bad()
+			}
+			opts = append(opts, TCPOption{Kind: OptWScale, Value: uint32(o[2])})
+		case header.OptSACKPermitted:
+			if n != 2 {
+				return bad()
+			}
+			opts = append(opts, TCPOption{Kind: OptSACKOK})
+		case header.OptSACK:
+			if (n-2)%8 != 0 {
+				return bad()
+			}
+			so := TCPOption{Kind: OptSACK}
+			for i := 2; i < n; i += 8 {
+				so.Blocks = append(so.Blocks, [2]uint32{binary.BigEndian.Uint32(o[i:]), binary.BigEndian.Uint32(o[i+4:])})
+			}
+			opts = append(opts, so)
+		case header.OptTimestamp:
+			if n != 10 {
+				return bad()
+			}
+			opts = append(opts, TCPOption{Kind: OptTS, TSVal: binary.BigEndian.Uint32(o[2:]), TSEcr: binary.BigEndian.Uint32(o[6:])})
+		default:
+			opts = append(opts, TCPOption{Kind: OptUnknown, Value: uint32(kind)})
+		}
+	}
+	return opts, ""
+}
+
+// encodeOptions writes options in the order given.
+func encodeOptions(opts []TCPOption) []byte {
+	var b []byte
+	for _, o := range opts {
+		switch o.Kind {
+		case OptNOP:
+			b = append(b, header.OptNOP)
+		case OptEOL:
+			b = append(b, header.OptEOL)
+		case OptMSS:
+			b = append(b, header.OptMSS, 4, byte(o.Value>>8), byte(o.Value))
+		case OptWScale:
+			b = append(b, header.OptWScale, 3, byte(o.Value))
+		case OptSACKOK:
+			b = append(b, header.OptSACKPermitted, 2)
+		case OptSACK:
+			b = append(b, header.OptSACK, byte(2+8*len(o.Blocks)))
+			for _, blk := range o.Blocks {
+				b = binary.BigEndian.AppendUint32(b, blk[0])
+				b = binary.BigEndian.AppendUint32(b, blk[1])
+			}
+		case OptTS:
+			b = append(b, header.OptTimestamp, 10)
+			b = binary.BigEndian.AppendUint32(b, o.TSVal)
+			b = binary.BigEndian.AppendUint32(b, o.TSEcr)
+		}
+	}
+	for len(b)%4 != 0 { // scripts pad themselves; this only guards the header
+		b = append(b, header.OptEOL)
+	}
+	return b
+}
+
+// encodeSegment builds an IPv4/TCP packet with valid checksums.
+func encodeSegment(s *segment) []byte {
+	opts := encodeOptions(s.opts)
+	n := header.IPv4MinSize + header.TCPMinSize + len(opts) + len(s.payload)
+	pkt := make([]byte, n)
+	tcp := pkt[header.IPv4MinSize:]
+	header.EncodeTCP(tcp, header.TCPFields{
+		SrcPort: s.src.Port(), DstPort: s.dst.Port(),
+		Seq: s.seq, Ack: s.ack, Flags: s.flags, Window: s.win, Urgent: s.urg,
+	}, len(opts))
+	tcp[12] |= s.reserved & 0x0f
+	copy(tcp[header.TCPMinSize:], opts)
+	copy(tcp[header.TCPMinSize+len(opts):], s.payload)
+	src, dst := s.src.Addr().As4(), s.dst.Addr().As4()
+	header.SetTCPChecksum(tcp, src, dst)
+	header.EncodeIPv4(pkt, header.IPv4Fields{TotalLen: n, TTL: 64, Protocol: header.ProtoTCP, Src: src, Dst: dst})
+	return pkt
+}
+
+// flagString writes flags the way scripts do (S., F., P., R, ., -).
+func flagString(flags uint8, ae bool) string {
+	var b strings.Builder
+	for _, f := range []struct {
+		bit uint8
+		c   byte
+	}{{header.FIN, 'F'}, {header.SYN, 'S'}, {header.RST, 'R'}, {header.PSH, 'P'}, {header.ACK, '.'}, {header.URG, 'U'}, {header.ECE, 'E'}, {header.CWR, 'W'}} {
+		if flags&f.bit != 0 {
+			b.WriteByte(f.c)
+		}
+	}
+	if ae {
+		b.WriteByte('A')
+	}
+	if b.Len() == 0 {
+		return "-"
+	}
+	return b.String()
+}
+
+func optionsString(opts []TCPOption) string {
+	var parts []string
+	for _, o := range opts {
+		if o.Kind == OptUnknown {
+			parts = append(parts, fmt.Sprintf("kind%d", o.Value))
+			continue
+		}
+		parts = append(parts, o.String())
+	}
+	return "<" + strings.Join(parts, ",") + ">"
+}
+
+// String formats an expected packet line (without the time).
+func (p *Packet) String() string {
+	var b strings.Builder
+	if p.Dir == Inbound {
+		b.WriteString("< ")
+	} else {
+		b.WriteString("> ")
+	}
+	fmt.Fprintf(&b, "%s %d:%d(%d)", flagString(p.Flags, p.AE), p.Seq, p.Seq+uint32(p.Len), p.Len)
+	if p.Flags&header.ACK != 0 || p.Ack != 0 {
+		fmt.Fprintf(&b, " ack %d", p.Ack)
+	}
+	if p.HasWin {
+		fmt.Fprintf(&b, " win %d", p.Win)
+	}
+	if p.Urg != 0 {
+		fmt.Fprintf(&b, " urg %d", p.Urg)
+	}
+	switch {
+	case p.AnyOptions:
+		b.WriteString(" <...>")
+	case len(p.Options) > 0:
+		b.WriteString(" " + optionsString(p.Options))
+	}
+	return b.String()
+}
+
+// scriptString formats a segment already mapped to script space.
+func (s *segment) scriptString() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "> %s %d:%d(%d)", flagString(s.flags, s.reserved&1 != 0), s.seq, s.seq+uint32(len(s.payload)), len(s.payload))
+	if s.flags&header.ACK != 0 || s.ack != 0 {
+		fmt.Fprintf(&b, " ack %d", s.ack)
+	}
+	fmt.Fprintf(&b, " win %d", s.win)
+	if s.urg != 0 {
+		fmt.Fprintf(&b, " urg %d", s.urg)
+	}
+	if len(s.opts) > 0 {
+		b.WriteString(" " + optionsString(s.opts))
+	}
+	return b.String()
+}

@@ -1,0 +1,252 @@
+package drill
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Script is a parsed packetdrill script.
+type Script struct {
+	Path    string
+	Options []Option // --name=value lines, in order
+	// Init is the init shell command (the first back-quoted block before any
+	// event), or nil.
+	Init   *Shell
+	Events []*Event
+	// Unsupported names the features the script uses that drill does not
+	// implement, in order of first use. A script with any is skipped.
+	Unsupported []Feature
+	// Divergences are the `// divergence: STACK: reason` comments: an
+	// explained difference of STACK from Linux, so a FAIL there is expected.
+	Divergences map[string]string
+}
+
+// Feature is an unsupported feature and where the script first uses it.
+type Feature struct {
+	Pos  Pos
+	Name string
+}
+
+func (f Feature) String() string { return fmt.Sprintf("%s (line %d)", f.Name, f.Pos.Line) }
+
+// Pos is a position in a script, 1-based.
+type Pos struct{ Line, Col int }
+
+// Option is one --name=value line.
+type Option struct {
+	Pos   Pos
+	Name  string
+	Value string
+}
+
+// TimeKind says how an event's time is written.
+type TimeKind int
+
+const (
+	TimeAbsolute TimeKind = iota // 0.100
+	TimeRelative                 // +0.1
+	TimeAny                      // *
+)
+
+// Timing is an event's time: a point or a range [Start, End] (End == Start
+// for a point), absolute or relative to the previous event. A blocking
+// syscall (T...E) also has a return time Return, measured from the same base
+// as Start.
+type Timing struct {
+	Kind     TimeKind
+	Start    time.Duration
+	End      time.Duration
+	Blocking bool
+	Return   time.Duration
+}
+
+// EventKind tells which of an Event's fields is set.
+type EventKind int
+
+const (
+	EventSyscall EventKind = iota
+	EventPacket
+	EventShell
+)
+
+// Event is one line of the script: a time and an action.
+type Event struct {
+	Pos     Pos
+	Time    Timing
+	Kind    EventKind
+	Syscall *Syscall
+	Packet  *Packet
+	Shell   *Shell
+}
+
+// Syscall is `name(args) = result [ERRNO [(note)]]`.
+type Syscall struct {
+	Name   string
+	Args   []*Expr
+	Result int64
+	Errno  string // "" when none is written
+}
+
+// Shell is a back-quoted command.
+type Shell struct {
+	Pos     Pos
+	Command string
+}
+
+// ExprKind is the kind of a syscall argument.
+type ExprKind int
+
+const (
+	ExprInt      ExprKind = iota // 3, 0x2, -1, and symbols resolved to numbers
+	ExprEllipsis                 // ...
+	ExprList                     // [a, b]
+	ExprStruct                   // {name=value, ...}
+	ExprString                   // "text"
+)
+
+// Expr is a syscall argument.
+type Expr struct {
+	Pos    Pos
+	Kind   ExprKind
+	Int    int64
+	Symbol string // the symbol(s) an ExprInt was written with, for messages
+	List   []*Expr
+	Fields []Field
+	Str    string
+}
+
+// Field is one name=value of a struct argument.
+type Field struct {
+	Name  string
+	Value *Expr
+}
+
+func (e *Expr) String() string {
+	switch e.Kind {
+	case ExprInt:
+		if e.Symbol != "" {
+			return e.Symbol
+		}
+		return fmt.Sprint(e.Int)
+	case ExprEllipsis:
+		return "..."
+	case ExprList:
+		var parts []string
+		for _, x := range e.List {
+			parts = append(parts, x.String())
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	case ExprStruct:
+		var parts []string
+		for _, f := range e.Fields {
+			parts = append(parts, f.Name+"="+f.Value.String())
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
+	case ExprString:
+		return fmt.Sprintf("%q", e.Str)
+	}
+	return "?"
+}
+
+// Field returns the value of the named struct field, or nil.
+func (e *Expr) Field(name string) *Expr {
+	for _, f := range e.Fields {
+		if f.Name == name {
+			return f.Value
+		}
+	}
+	return nil
+}
+
+// Direction of a packet line.
+type Direction int
+
+const (
+	Inbound  Direction = iota // < : injected into the stack
+	Outbound                  // > : expected from the stack
+)
+
+// Packet is a TCP packet line.
+type Packet struct {
+	Dir   Direction
+	Flags uint8 // header.FIN ... header.CWR
+	AE    bool  // the AE (AccECN) bit, a reserved bit in RFC 9293
+	Seq   uint32
+	Len   int
+	Ack   uint32
+	// Win is the raw window; HasWin is false when the line has no `win`
+	// (allowed on outbound lines only: the window is then not checked).
+	Win    uint16
+	HasWin bool
+	Urg    uint16
+	// Options is nil for "no options"; AnyOptions is set for `<...>`.
+	Options    []TCPOption
+	AnyOptions bool
+}
+
+// OptionKind is a TCP option kind as scripts write it.
+type OptionKind int
+
+const (
+	OptNOP OptionKind = iota
+	OptEOL
+	OptMSS
+	OptWScale
+	OptSACKOK
+	OptSACK
+	OptTS
+)
+
+// TCPOption is one option of a packet line.
+type TCPOption struct {
+	Kind   OptionKind
+	Value  uint32      // mss, wscale
+	Blocks [][2]uint32 // sack edges (relative)
+	TSVal  uint32
+	TSEcr  uint32
+}
+
+func (o TCPOption) String() string {
+	switch o.Kind {
+	case OptNOP:
+		return "nop"
+	case OptEOL:
+		return "eol"
+	case OptMSS:
+		return fmt.Sprintf("mss %d", o.Value)
+	case OptWScale:
+		return fmt.Sprintf("wscale %d", o.Value)
+	case OptSACKOK:
+		return "sackOK"
+	case OptSACK:
+		var b strings.Builder
+		b.WriteString("sack")
+		for _, blk := range o.Blocks {
+			fmt.Fprintf(&b, " %d:%d", blk[0], blk[1])
+		}
+		return b.String()
+	case OptTS:
+		return fmt.Sprintf("TS val %d ecr %d", o.TSVal, o.TSEcr)
+	}
+	return "?"
+}
+
+// wireLen is the option's length on the wire.
+func (o TCPOption) wireLen() int {
+	switch o.Kind {
+	case OptNOP, OptEOL:
+		return 1
+	case OptMSS:
+		return 4
+	case OptWScale:
+		return 3
+	case OptSACKOK:
+		return 2
+	case OptSACK:
+		return 2 + 8*len(o.Blocks)
+	case OptTS:
+		return 10
+	}
+	return 0
+}
