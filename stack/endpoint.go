@@ -63,7 +63,9 @@ type endpoint struct {
 	inRecovery bool
 	recover    seqnum
 	sacked     []seqRange // the peer's SACK blocks above SND.UNA (sack.go)
-	highRxt    seqnum     // recovery: retransmitted up to here (RFC 6675)
+	dsack      seqRange   // a duplicate to report first in our next SACK (RFC 2883)
+	hasDSACK   bool
+	highRxt    seqnum // recovery: retransmitted up to here (RFC 6675)
 
 	// Retransmission timer state (RFC 6298).
 	srtt      time.Duration
@@ -250,7 +252,11 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 		if e.state == stateSynRecv && e.active && sg.has(flagACK) && sg.seq.add(1) == e.rcvNxt && sg.ack == e.sndNxt {
 			e.setState(stateEstablished, "SYN|ACK in SYN-RECV (simultaneous open)", sg)
 			e.established(now, sg)
-			e.notifyWrite()
+			// Its SYN is a duplicate of the one we have: Linux ACKs the
+			// old sequence space with a D-SACK (tcp_data_queue).
+			e.setDSACK(sg.seq, sg.seq.add(1))
+			e.ackNow = true
+			e.output(now)
 			return
 		}
 		e.challengeACK(now)
@@ -287,7 +293,7 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 			if e.shutRd && sg.seq.add(uint32(len(sg.payload))).gt(e.rcvNxt) {
 				e.s.inc(cntTCPAbortOnData)
 				e.s.sendResetFor(sg)
-				e.abort(now, syscall.ECONNRESET)
+				e.abort(now, syscall.ECONNRESET, "data after close(): RST sent")
 				return
 			}
 			e.dataInput(now, sg)
@@ -531,6 +537,9 @@ func (e *endpoint) dataInput(now time.Time, sg *segment) {
 		e.rcvMSS = min(len(data), e.s.ourMSS())
 	}
 	if seq.lt(e.rcvNxt) {
+		// Old data: report it with a D-SACK (RFC 2883, Linux tcp_dsack_set).
+		end := seqMin(seq.add(uint32(len(data))), e.rcvNxt)
+		e.setDSACK(seq, end)
 		d := e.rcvNxt.sub(seq)
 		if d >= uint32(len(data)) {
 			e.scheduleACK(now, true) // a full duplicate: tell the peer at once
@@ -580,6 +589,13 @@ func (e *endpoint) dataInput(now time.Time, sg *segment) {
 	e.unacked += len(data)
 	e.notifyRead()
 	e.scheduleACK(now, filled) // RFC 5681 4.2: ACK at once when a hole fills
+}
+
+// setDSACK remembers a duplicate block for the next ACK.
+func (e *endpoint) setDSACK(start, end seqnum) {
+	if e.sackOK {
+		e.dsack, e.hasDSACK = seqRange{start, end}, true
+	}
 }
 
 // addOOO records an out-of-order block, merging neighbours; false when the
@@ -669,9 +685,10 @@ func (e *endpoint) fail(now time.Time, errno syscall.Errno, why string, sg *segm
 	e.destroy()
 }
 
-// abort ends the connection locally (no segment is sent here).
-func (e *endpoint) abort(now time.Time, errno syscall.Errno) {
-	e.setState(stateClosed, "abort: "+errno.Error(), nil)
+// abort ends the connection locally (no segment is sent here); why is
+// traced, errno is what the application sees.
+func (e *endpoint) abort(now time.Time, errno syscall.Errno, why string) {
+	e.setState(stateClosed, why, nil)
 	if !e.orphan {
 		e.softErr = errno
 	}
@@ -728,6 +745,7 @@ func (e *endpoint) timeWaitInput(now time.Time, sg *segment) {
 	case sg.has(flagRST):
 		// RFC 1337 says ignore; Linux (tcp_rfc1337=0) kills the socket.
 		if sg.seq == e.rcvNxt || sg.seq == e.rcvNxt-1 {
+			e.setState(stateClosed, "RST in TIME-WAIT", sg)
 			e.destroy()
 		}
 	case sg.has(flagSYN) && !sg.has(flagACK) && sg.seq.gt(e.rcvNxt):
@@ -736,6 +754,7 @@ func (e *endpoint) timeWaitInput(now time.Time, sg *segment) {
 		if l, ok := e.s.lis.Lookup(e.id.LocalAddr, e.id.LocalPort); ok {
 			isn := e.sndNxt.add(65535 + 2)
 			e.s.inc(cntTCPTimeWaitRecycled)
+			e.setState(stateClosed, "new SYN reuses the pair", sg)
 			e.destroy()
 			l.synInput(now, sg, isn, true)
 			return

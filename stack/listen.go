@@ -104,12 +104,13 @@ func (l *listener) closeLocked(now time.Time) {
 		c.orphan = true
 		c.sendRST(now)
 		s.inc(cntTCPAbortOnClose)
-		c.abort(now, errConnAborted)
+		c.abort(now, errConnAborted, "listener closed: RST sent")
 	}
 	l.acceptQ = nil
 	for c := range l.synQ {
 		c.parent = nil
 		c.orphan = true
+		c.setState(stateClosed, "listener closed", nil)
 		c.destroy()
 	}
 	l.synQ = nil

@@ -109,8 +109,8 @@ func (e *endpoint) sendData(now time.Time) {
 // will carry (timestamps, and SACK blocks while we hold out-of-order data).
 func (e *endpoint) dataRoom() int {
 	m := e.effMSS()
-	if e.sackOK && len(e.ooo) > 0 {
-		nb := min(len(e.ooo), maxSACKSent)
+	if e.sackOK && (len(e.ooo) > 0 || e.hasDSACK) {
+		nb := min(len(e.ooo)+1, maxSACKSent)
 		if e.tsOK {
 			nb = min(nb, 3)
 		}
@@ -262,6 +262,12 @@ func (e *endpoint) sackBlocks(b []header.SACKBlock) int {
 		max = 3 // 40 bytes of options: TS takes 12
 	}
 	n := 0
+	if e.hasDSACK {
+		// RFC 2883: the duplicate first, reported once.
+		b[0] = header.SACKBlock{Start: uint32(e.dsack.start), End: uint32(e.dsack.end)}
+		n = 1
+		e.hasDSACK = false
+	}
 	for i := len(e.ooo) - 1; i >= 0 && n < max; i-- {
 		b[n] = header.SACKBlock{Start: uint32(e.ooo[i].start), End: uint32(e.ooo[i].end)}
 		n++

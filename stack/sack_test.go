@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"testing"
 	"time"
+
+	"ustack/stack/header"
 )
 
 // sackOpts is nop,nop,SACK with blocks given relative to our ISN.
@@ -113,4 +115,25 @@ func TestTailLossProbe(t *testing.T) {
 	h.expectNone()
 	h.advance(100 * time.Millisecond) // the RTO (200 ms minimum) after the probe
 	h.expect(seg{flags: flagACK, seq: segAt(2), ack: 1, n: smss})
+}
+
+// RFC 2883: a duplicate segment is reported with a D-SACK block, once.
+func TestDSACKForDuplicateData(t *testing.T) {
+	h := newHarness(t)
+	sackHandshake(h)
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, n: 100})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 101})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, n: 100}) // again
+	tcp := h.expect(seg{flags: flagACK, seq: 1, ack: 101})
+	var o header.TCPOptions
+	header.ParseTCPOptions(tcp.Options(), &o)
+	if o.NumSACK != 1 || o.SACK[0].Start != peerISN+1 || o.SACK[0].End != peerISN+101 {
+		t.Fatalf("ACK of a duplicate: SACK %+v, want D-SACK 1:101", o)
+	}
+	h.send(seg{flags: flagACK, seq: 101, ack: 1, n: 10})
+	tcp = h.expect(seg{flags: flagACK, seq: 1, ack: 111})
+	header.ParseTCPOptions(tcp.Options(), &o)
+	if o.NumSACK != 0 {
+		t.Fatalf("the D-SACK was repeated: %+v", o)
+	}
 }

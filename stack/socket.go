@@ -333,6 +333,7 @@ func (s *Stack) dialOnce(ctx context.Context, laddr, raddr netip.AddrPort) (*Con
 				// The dialer gave up: the socket is gone without a word,
 				// so a late SYN|ACK meets B17.
 				e.orphan = true
+				e.setState(stateClosed, "connect() given up", nil)
 				e.destroy()
 				s.mu.Unlock()
 				return nil, opError("dial", nil, remote, ctx.Err())
@@ -570,7 +571,11 @@ func (e *endpoint) closeLocked(now time.Time) {
 			e.s.inc(cntTCPAbortOnLinger)
 		}
 		e.sendRST(now)
-		e.setState(stateClosed, "close() with unread data", nil)
+		why := "close() with unread data: RST sent"
+		if !unread {
+			why = "close() with SO_LINGER 0: RST sent"
+		}
+		e.setState(stateClosed, why, nil)
 		e.destroy()
 		return
 	}

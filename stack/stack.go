@@ -130,7 +130,7 @@ func (s *Stack) Close() error {
 		if e.state != stateTimeWait && e.state != stateSynSent {
 			e.sendRST(now)
 		}
-		e.abort(now, errConnAborted)
+		e.abort(now, errConnAborted, "stack closed")
 	}
 	s.drainLoopLocked()
 	s.mu.Unlock()
