@@ -598,12 +598,23 @@ func (e *endpoint) setDSACK(start, end seqnum) {
 	}
 }
 
-// addOOO records an out-of-order block, merging neighbours; false when the
-// queue already holds too many separate blocks.
+// addOOO records an out-of-order block; false when the queue already
+// holds too many separate blocks.
 func (e *endpoint) addOOO(r seqRange) bool {
-	out := e.ooo[:0:0]
+	out, ok := mergeRange(e.ooo, r)
+	if ok {
+		e.ooo = out
+	}
+	return ok
+}
+
+// mergeRange returns the sorted, disjoint list with r merged in, as a new
+// slice (the old one may be in use), or false when it would hold more than
+// maxOOORanges blocks.
+func mergeRange(list []seqRange, r seqRange) ([]seqRange, bool) {
+	out := make([]seqRange, 0, len(list)+1)
 	placed := false
-	for _, x := range e.ooo {
+	for _, x := range list {
 		switch {
 		case x.end.lt(r.start):
 			out = append(out, x)
@@ -614,18 +625,13 @@ func (e *endpoint) addOOO(r seqRange) bool {
 			}
 			out = append(out, x)
 		default:
-			r.start = seqMin(r.start, x.start)
-			r.end = seqMax(r.end, x.end)
+			r.start, r.end = seqMin(r.start, x.start), seqMax(r.end, x.end)
 		}
 	}
 	if !placed {
 		out = append(out, r)
 	}
-	if len(out) > maxOOORanges {
-		return false
-	}
-	e.ooo = out
-	return true
+	return out, len(out) <= maxOOORanges
 }
 
 // maybeConsumeFin takes the peer's FIN once every byte before it arrived

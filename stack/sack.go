@@ -33,30 +33,11 @@ func (e *endpoint) updateScoreboard(sg *segment) bool {
 
 // addSacked merges r into the sorted scoreboard; false when it is full.
 func (e *endpoint) addSacked(r seqRange) bool {
-	out := e.sacked[:0:0]
-	placed := false
-	for _, x := range e.sacked {
-		switch {
-		case x.end.lt(r.start):
-			out = append(out, x)
-		case r.end.lt(x.start):
-			if !placed {
-				out = append(out, r)
-				placed = true
-			}
-			out = append(out, x)
-		default:
-			r.start, r.end = seqMin(r.start, x.start), seqMax(r.end, x.end)
-		}
+	out, ok := mergeRange(e.sacked, r)
+	if ok {
+		e.sacked = out
 	}
-	if !placed {
-		out = append(out, r)
-	}
-	if len(out) > maxOOORanges {
-		return false
-	}
-	e.sacked = out
-	return true
+	return ok
 }
 
 // pruneScoreboard drops what the cumulative ACK now covers.
