@@ -39,7 +39,7 @@ fuzz-short:
 	$(GO) test -run='^$$' -fuzz=FuzzInput -fuzztime=$(FUZZTIME_SHORT) ./stack/
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=10s ./stack/header/
 
-test: fmt-check vet unit fuzz-short
+test: vet unit fuzz-short fmt-check
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzInput -fuzztime=$(FUZZTIME_LONG) ./stack/

@@ -261,6 +261,11 @@ func (l *linuxBackend) Do(op *Op) (Result, bool, error) {
 	if err != nil {
 		return Result{}, false, err
 	}
+	if !l.mayBlock(op) {
+		r := f()
+		r.At = l.Now()
+		return r, false, nil
+	}
 	c := &linuxCall{done: make(chan struct{})}
 	tid := make(chan int, 1)
 	go func() {
@@ -280,6 +285,27 @@ func (l *linuxBackend) Do(op *Op) (Result, bool, error) {
 		return Result{}, true, nil
 	}
 	return c.res, false, nil
+}
+
+// mayBlock reports whether op can sleep in the kernel. Calls that cannot
+// run on the interpreter's goroutine: a thread per call costs time the
+// script's timing would notice on a loaded machine.
+func (l *linuxBackend) mayBlock(op *Op) bool {
+	switch op.Name {
+	case "accept", "connect", "read", "recv", "write", "send":
+		if op.Flags&unix.MSG_DONTWAIT != 0 {
+			return false
+		}
+		fl, err := unix.FcntlInt(uintptr(op.FD), unix.F_GETFL, 0)
+		return err != nil || fl&unix.O_NONBLOCK == 0
+	case "poll":
+		return op.Timeout != 0
+	case "close":
+		// Lingering close blocks; plain close does not.
+		lg, err := unix.GetsockoptLinger(op.FD, unix.SOL_SOCKET, unix.SO_LINGER)
+		return err != nil || lg.Onoff != 0 && lg.Linger > 0
+	}
+	return false
 }
 
 // blockedIn waits until the call on thread tid returns (false) or is seen

@@ -43,11 +43,11 @@ var ustackSysctls = map[string]func(o *stack.Options, p *Profile){
 			o.SendBuffer = def
 		}
 	},
-	"net.ipv4.tcp_timestamps":       func(o *stack.Options, p *Profile) { o.Timestamps = p.Int("net.ipv4.tcp_timestamps", 1) != 0 },
-	"net.ipv4.tcp_sack":             func(o *stack.Options, p *Profile) { o.SACK = p.Int("net.ipv4.tcp_sack", 1) != 0 },
-	"net.ipv4.tcp_window_scaling":   func(o *stack.Options, p *Profile) { o.WindowScaling = p.Int("net.ipv4.tcp_window_scaling", 1) != 0 },
-	"net.ipv4.tcp_syn_retries":      func(o *stack.Options, p *Profile) { o.SynRetries = p.Int("net.ipv4.tcp_syn_retries", 6) },
-	"net.ipv4.tcp_synack_retries":   func(o *stack.Options, p *Profile) { o.SynAckRetries = p.Int("net.ipv4.tcp_synack_retries", 5) },
+	"net.ipv4.tcp_timestamps":     func(o *stack.Options, p *Profile) { o.Timestamps = p.Int("net.ipv4.tcp_timestamps", 1) != 0 },
+	"net.ipv4.tcp_sack":           func(o *stack.Options, p *Profile) { o.SACK = p.Int("net.ipv4.tcp_sack", 1) != 0 },
+	"net.ipv4.tcp_window_scaling": func(o *stack.Options, p *Profile) { o.WindowScaling = p.Int("net.ipv4.tcp_window_scaling", 1) != 0 },
+	"net.ipv4.tcp_syn_retries":    func(o *stack.Options, p *Profile) { o.SynRetries = p.Int("net.ipv4.tcp_syn_retries", 6) },
+	"net.ipv4.tcp_synack_retries": func(o *stack.Options, p *Profile) { o.SynAckRetries = p.Int("net.ipv4.tcp_synack_retries", 5) },
 	"net.ipv4.tcp_syn_linear_timeouts": func(o *stack.Options, p *Profile) {
 		o.SynLinearTimeouts = p.Int("net.ipv4.tcp_syn_linear_timeouts", 4)
 	},

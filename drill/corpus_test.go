@@ -29,6 +29,12 @@ func TestCorpus(t *testing.T) {
 				name := strings.TrimSuffix(filepath.Base(f), ".pkt")
 				t.Run(name, func(t *testing.T) {
 					rep := RunFile(f, stack, Options{Timeout: 30 * time.Second})
+					// Real time on a shared machine: a failure in timing
+					// alone may be the load, so Linux gets three more tries.
+					for try := 1; try < 4 && stack == "linux" && rep.Outcome == Fail && rep.Timing; try++ {
+						t.Logf("timing failure, retrying: %s", rep.Reason)
+						rep = RunFile(f, stack, Options{Timeout: 30 * time.Second})
+					}
 					switch rep.Outcome {
 					case Pass:
 						if rep.Divergence != "" {

@@ -20,6 +20,9 @@ type Failure struct {
 	Pos    Pos
 	Msg    string
 	Detail string
+	// Timing is set when only the time was wrong (the contents matched):
+	// on a real clock that can be the machine's load rather than the stack.
+	Timing bool
 }
 
 func (f *Failure) Error() string {
@@ -258,10 +261,12 @@ func (in *interp) checkStart(ev *Event, lo, hi time.Duration) error {
 		// On a real clock the runner itself can be late (a busy machine,
 		// a GC pause); that says nothing about the stack, so only gross
 		// lateness fails.
-		tol = max(tol, 50*time.Millisecond)
+		tol = max(tol, 100*time.Millisecond)
 	}
 	if now < lo-tol || now > hi+tol {
-		return in.fail(ev.Pos, "event started at %.6f, expected %s (tolerance %v): the runner fell behind", now.Seconds(), timeWindow(lo, hi), tol)
+		f := in.fail(ev.Pos, "event started at %.6f, expected %s (tolerance %v): the runner fell behind", now.Seconds(), timeWindow(lo, hi), tol)
+		f.Timing = true
+		return f
 	}
 	return nil
 }
@@ -451,6 +456,7 @@ func (in *interp) outbound(ev *Event) error {
 			return &Failure{
 				Pos:    ev.Pos,
 				Msg:    fmt.Sprintf("packet sent at %.6f, expected at %s (tolerance %v)", firstAt.Seconds(), timeWindow(lo, hi), tol),
+				Timing: true,
 				Detail: sideBySide(fmt.Sprintf("%s %s", timeWindow(lo, hi), pk), fmt.Sprintf("%.6f %s", firstAt.Seconds(), mapped.scriptString())),
 			}
 		}
@@ -645,7 +651,7 @@ func (in *interp) checkFinished() error {
 func (in *interp) checkReturn(bc *blockedCall, res Result) error {
 	tol := in.tolerance(bc.duration)
 	if res.At < bc.ret-tol || res.At > bc.ret+tol {
-		return &Failure{Pos: bc.ev.Pos, Msg: fmt.Sprintf("%s returned at %.6f, expected at %.6f (tolerance %v)", bc.ev.Syscall.Name, res.At.Seconds(), bc.ret.Seconds(), tol),
+		return &Failure{Pos: bc.ev.Pos, Timing: true, Msg: fmt.Sprintf("%s returned at %.6f, expected at %.6f (tolerance %v)", bc.ev.Syscall.Name, res.At.Seconds(), bc.ret.Seconds(), tol),
 			Detail: sideBySide(callString(bc.ev.Syscall), fmt.Sprintf("%s = %s", bc.ev.Syscall.Name, res))}
 	}
 	return nil

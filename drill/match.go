@@ -12,7 +12,9 @@ type Mismatch struct {
 	Want, Got string
 }
 
-func (m Mismatch) String() string { return fmt.Sprintf("%s: expected %s, got %s", m.Field, m.Want, m.Got) }
+func (m Mismatch) String() string {
+	return fmt.Sprintf("%s: expected %s, got %s", m.Field, m.Want, m.Got)
+}
 
 // matchOptions says how to compare options beyond kind and length.
 type matchOptions struct {

@@ -32,6 +32,8 @@ type Report struct {
 	// Divergence is the script's declared divergence for this stack, if any.
 	Divergence string
 	Elapsed    time.Duration
+	// Timing is set for a failure in timing only (see Failure.Timing).
+	Timing bool
 }
 
 // Line is the report's one-line form.
@@ -120,7 +122,7 @@ func RunScript(s *Script, stackName string, opts Options) Report {
 		rep.Outcome, rep.Reason = Skip, u.Error()
 		return rep
 	case errors.As(err, &f):
-		rep.Outcome, rep.Reason, rep.Detail = Fail, f.Error(), f.Detail
+		rep.Outcome, rep.Reason, rep.Detail, rep.Timing = Fail, f.Error(), f.Detail, f.Timing
 	default:
 		rep.Outcome, rep.Reason = Fail, err.Error()
 	}

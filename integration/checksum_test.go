@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"regexp"
 	"testing"
 	"time"
 
@@ -225,6 +226,88 @@ func TestBadChecksum(t *testing.T) {
 			if l.Peer == fmt.Sprintf("10.0.0.1:%d", tc.port) {
 				d.errorf("B03 %s: a socket exists for it: %+v", tc.name, l)
 			}
+		}
+	}
+}
+
+// TestMalformedCounted: malformed packets written straight to tun0 (a
+// truncated IPv4 header, a first fragment, an unknown protocol, a TCP header
+// whose data offset runs past the segment, a truncated ICMP message) are
+// dropped without an answer and counted under their reason, on `ustack ss
+// --stats` and on the status page (B51); the daemon keeps serving.
+func TestMalformedCounted(t *testing.T) {
+	t.Parallel()
+	needTool(t, "curl")
+	ns := newNS(t)
+	d := startDaemon(t, ns)
+	p := openProbe(t, ns)
+
+	withProto := func(proto byte, payload []byte) []byte {
+		pkt := ipPacket(payload, false)
+		pkt[9] = proto
+		pkt[10], pkt[11] = 0, 0
+		binary.BigEndian.PutUint16(pkt[10:], csum(pkt[:20], 0))
+		return pkt
+	}
+	fragment := func() []byte {
+		pkt := ipPacket(synSegment(42002, false), false)
+		pkt[6] = 0x20 // MF: the first of several fragments
+		pkt[10], pkt[11] = 0, 0
+		binary.BigEndian.PutUint16(pkt[10:], csum(pkt[:20], 0))
+		return pkt
+	}
+	badOffset := func() []byte {
+		seg := synSegment(42003, false)
+		seg[12] = 15 << 4 // 60-byte header in a 20-byte segment
+		seg[16], seg[17] = 0, 0
+		// The TCP checksum is left zero: whichever check comes first, the
+		// segment is dropped and counted once.
+		return withProto(unix.IPPROTO_TCP, seg)
+	}
+	for _, tc := range []struct {
+		name    string
+		pkt     []byte
+		counter string
+		port    uint16 // where an answer would go, 0 for none
+	}{
+		{"truncated IPv4 header", ipPacket(nil, false)[:12], "ip.drop.malformed", 0},
+		{"first fragment of a SYN", fragment(), "ip.drop.fragment", 42002},
+		{"unknown protocol 47", withProto(47, make([]byte, 8)), "ip.drop.unknown_protocol", 0},
+		{"TCP data offset past the end", badOffset(), "", 42003},
+		{"truncated ICMP echo", withProto(unix.IPPROTO_ICMP, []byte{8, 0, 0}), "icmp.drop.malformed", 0},
+	} {
+		before := d.counters()
+		if err := p.sendIP(tc.pkt); err != nil {
+			d.fatalf("%s: send: %v", tc.name, err)
+		}
+		var got []string
+		if tc.port != 0 {
+			got = p.answers(tc.port, 500*time.Millisecond)
+		} else {
+			time.Sleep(300 * time.Millisecond)
+		}
+		after := d.counters()
+		if len(got) != 0 {
+			d.errorf("B51 %s: the stack answered %q", tc.name, got)
+		}
+		if tc.counter == "" {
+			// Either reason is fine for this one, as long as it is counted.
+			if after["tcp.drop.malformed"]+after["tcp.drop.checksum"] != before["tcp.drop.malformed"]+before["tcp.drop.checksum"]+1 {
+				d.errorf("B51 %s: neither tcp.drop.malformed nor tcp.drop.checksum went up by one", tc.name)
+			}
+			continue
+		}
+		if after[tc.counter] != before[tc.counter]+1 {
+			d.errorf("B51 %s: %s went %d -> %d, want +1", tc.name, tc.counter, before[tc.counter], after[tc.counter])
+		}
+	}
+	out, errOut, err := runIn(ns, 30*time.Second, "curl", "-sS", "--max-time", "20", "http://"+stackIP+"/")
+	if err != nil {
+		d.fatalf("curl after the malformed packets: %v: %s", err, errOut)
+	}
+	for _, c := range []string{"ip.drop.malformed", "ip.drop.fragment", "ip.drop.unknown_protocol", "icmp.drop.malformed"} {
+		if !regexp.MustCompile(`<td>` + regexp.QuoteMeta(c) + `</td><td class="num">[1-9]`).MatchString(out) {
+			d.errorf("the status page does not show %s as non-zero", c)
 		}
 	}
 }

@@ -16,8 +16,8 @@ type MemLink struct {
 	in     chan []byte
 	closed chan struct{}
 	once   sync.Once
-	// OnWrite, when set, sees each packet as the stack writes it (with the
-	// stack's lock held: it must not call back into the stack).
+	// OnWrite, when set, sees each packet as the stack writes it, in order
+	// (after the stack released its lock; pkt is valid only during the call).
 	OnWrite func(pkt []byte)
 }
 

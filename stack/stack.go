@@ -25,7 +25,7 @@ import (
 
 // Stack is one TCP/IP stack instance bound to one link.
 type Stack struct {
-	mu     sync.Mutex
+	mu     stackLock
 	opts   Options
 	link   Link
 	clock  timers.Clock
@@ -49,6 +49,13 @@ type Stack struct {
 	loopFree [][]byte
 	txBuf    []byte // scratch for building one outgoing packet
 	ipID     uint16
+
+	// Packets for the link wait here while the lock is held; Unlock writes
+	// them (see stackLock), one flusher at a time so that order is kept.
+	txq      [][]byte
+	txSpare  [][]byte
+	txFree   [][]byte
+	flushing bool
 
 	wake      chan struct{} // timer loop: the earliest deadline moved
 	done      chan struct{}
@@ -91,6 +98,7 @@ func New(link Link, opts Options) (*Stack, error) {
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
+	s.mu.s = s
 	s.epoch = s.clock.Now()
 	return s, nil
 }
@@ -338,9 +346,54 @@ func (s *Stack) ipOutput(pkt []byte, dst [4]byte, proto uint8) {
 		s.loopback(pkt)
 		return
 	}
-	// A write error (link gone, buffer full) is a lost packet: TCP
-	// retransmits, exactly as for loss on the wire.
-	_ = s.link.WritePacket(pkt)
+	var b []byte
+	if n := len(s.txFree); n > 0 {
+		b = s.txFree[n-1]
+		s.txFree = s.txFree[:n-1]
+	} else {
+		b = make([]byte, 0, s.mtu)
+	}
+	s.txq = append(s.txq, append(b, pkt...))
+}
+
+// stackLock is the stack's mutex. Its Unlock writes the packets queued
+// while it was held, after releasing it, so that no link write (a syscall
+// on a TUN device) ever blocks the read loop or the application behind the
+// lock. Only one goroutine flushes at a time and it takes the queue in
+// order, so packets leave in the order the stack made them.
+type stackLock struct {
+	mu sync.Mutex
+	s  *Stack
+}
+
+func (l *stackLock) Lock() { l.mu.Lock() }
+
+func (l *stackLock) Unlock() {
+	s := l.s
+	for {
+		if s.flushing || len(s.txq) == 0 {
+			l.mu.Unlock()
+			return
+		}
+		s.flushing = true
+		batch := s.txq
+		s.txq = s.txSpare[:0]
+		l.mu.Unlock()
+		for _, p := range batch {
+			// A write error (link gone, buffer full) is a lost packet:
+			// TCP retransmits, exactly as for loss on the wire.
+			_ = s.link.WritePacket(p)
+		}
+		l.mu.Lock()
+		for i, p := range batch {
+			if len(s.txFree) < 4096 {
+				s.txFree = append(s.txFree, p[:0])
+			}
+			batch[i] = nil
+		}
+		s.txSpare = batch[:0]
+		s.flushing = false
+	}
 }
 
 func (s *Stack) loopback(pkt []byte) {

@@ -25,6 +25,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -51,6 +52,7 @@ type config struct {
 	stream  time.Duration // each throughput run
 	short   time.Duration // each request/response, connection rate and wrk run
 	conns   int           // idle connections of the scale test
+	clients int           // parallel clients of the connection-rate test
 	columns []string
 	tests   []string
 	json    string
@@ -71,6 +73,7 @@ func main() {
 	flag.DurationVar(&cfg.stream, "stream", 10*time.Second, "length of each throughput run")
 	flag.DurationVar(&cfg.short, "short", 5*time.Second, "length of each request/response, connection-rate and HTTP run")
 	flag.IntVar(&cfg.conns, "conns", 10000, "idle connections the scale test opens")
+	flag.IntVar(&cfg.clients, "clients", 4, "parallel clients of the connection-rate test")
 	flag.StringVar(&columns, "engines", "ustack,gvisor,kernel", "columns to measure: ustack, gvisor, kernel (the veth ceiling)")
 	flag.StringVar(&testsF, "tests", "upload,download,rr,connrate,http,scale", "measurements to run")
 	flag.StringVar(&cfg.json, "json", "bench-results.json", "write the results as JSON to `FILE` (\"\" for none)")
@@ -96,8 +99,8 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	if cfg.reps < 1 || cfg.conns < 1 {
-		fmt.Fprintln(os.Stderr, "bench: -reps and -conns must be positive")
+	if cfg.reps < 1 || cfg.conns < 1 || cfg.clients < 1 || cfg.clients > 256 {
+		fmt.Fprintln(os.Stderr, "bench: -reps and -conns must be positive, -clients 1..256")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -238,6 +241,7 @@ func run(ctx context.Context, cfg *config) error {
 		errs[t.name] = map[string]string{}
 	}
 	var notes []string
+	broken := map[string]bool{} // columns whose server would not start
 	note := func(s string) {
 		if !slices.Contains(notes, s) {
 			notes = append(notes, s)
@@ -255,10 +259,18 @@ func run(ctx context.Context, cfg *config) error {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				if _, skipped := errs[t.name]["skip:"+tst.name]; skipped {
+				if _, skipped := errs[t.name]["skip:"+tst.name]; skipped || broken[t.name] {
 					continue
 				}
 				smp, ns, err := runOne(ctx, cfg, tst, t, "")
+				var died errExited
+				if _, ok := err.(errStart); ok && errors.As(err, &died) {
+					// A server that dies while starting (a build that
+					// panics at init, a missing capability) will die next
+					// time too: skip the rest of its column.
+					broken[t.name] = true
+					note(fmt.Sprintf("%s: remaining runs skipped: %v", t.name, err))
+				}
 				for _, n := range ns {
 					note(fmt.Sprintf("%s %s: %s", t.name, tst.name, n))
 				}
@@ -343,11 +355,16 @@ func run(ctx context.Context, cfg *config) error {
 	return nil
 }
 
+// errStart is a server that did not start.
+type errStart struct{ error }
+
+func (e errStart) Unwrap() error { return e.error }
+
 // runOne starts a fresh server, runs one measurement, and stops the server.
 func runOne(ctx context.Context, cfg *config, tst test, t *target, cpuprofile string) (sample, []string, error) {
 	s, err := t.start(ctx, cpuprofile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("starting %s: %w", t.name, err)
+		return nil, nil, errStart{fmt.Errorf("starting %s: %w", t.name, err)}
 	}
 	smp, notes, err := tst.run(ctx, cfg, t, s)
 	if err == nil {
@@ -417,6 +434,9 @@ func metricsOf(test string) []string {
 }
 
 func metricName(m metric, cfg *config) string {
+	if m.key == "conn_rate" && cfg.clients != 4 {
+		return fmt.Sprintf("connect+1 req+close, %d clients", cfg.clients)
+	}
 	if m.key == "scale_open_s" {
 		return fmt.Sprintf("open %d idle connections", cfg.conns)
 	}

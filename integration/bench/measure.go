@@ -204,10 +204,10 @@ func runRR(ctx context.Context, cfg *config, t *target, s *server) (sample, []st
 	}, nil, nil
 }
 
-// runConnRate has 4 client threads each connect to echo, send a byte, read
+// runConnRate has cfg.clients (4) client threads each connect to echo, send a byte, read
 // it back and close, over and over for cfg.short.
 func runConnRate(ctx context.Context, cfg *config, t *target, s *server) (sample, []string, error) {
-	const workers = 4
+	workers := cfg.clients
 	var (
 		ok, failed atomic.Int64
 		firstErr   error

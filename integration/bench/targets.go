@@ -54,6 +54,8 @@ func startProcess(name string, cmd *exec.Cmd, logPath string) (*server, error) {
 		return nil, err
 	}
 	cmd.Stderr = lf
+	// If the bench dies without stopping it (SIGKILL), the server dies too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if cmd.Stdout == nil {
 		cmd.Stdout = lf
 	}
@@ -91,11 +93,16 @@ func (s *server) exited() error {
 	select {
 	case err := <-s.done:
 		s.done <- err
-		return fmt.Errorf("%s exited (%v): %s", s.name, err, s.logTail())
+		return errExited{fmt.Errorf("%s exited (%v): %s", s.name, err, s.logTail())}
 	default:
 		return nil
 	}
 }
+
+// errExited is a server that died.
+type errExited struct{ error }
+
+func (e errExited) Unwrap() error { return e.error }
 
 func (s *server) logTail() string {
 	b, _ := os.ReadFile(s.log)
