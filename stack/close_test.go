@@ -29,17 +29,17 @@ func TestB30ActiveClose(t *testing.T) {
 }
 
 // B30, passive side: CLOSE_WAIT -> (close) LAST_ACK -> (ACK) CLOSED; the
-// application reads EOF.
+// application reads EOF. A fresh connection is in quick-ACK mode, so the
+// FIN is ACKed at once (as Linux does).
 func TestB30PassiveClose(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
 	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 2})
 	h.wantState("CLOSE-WAIT")
 	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("read %v, want EOF", err)
 	}
-	h.advance(40 * time.Millisecond) // the delayed ACK of the FIN
-	h.expect(seg{flags: flagACK, seq: 1, ack: 2})
 	c.Close()
 	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
 	h.wantState("LAST-ACK")
@@ -58,18 +58,24 @@ func TestB30FinAfterData(t *testing.T) {
 	h.expect(seg{flags: flagFIN | flagACK, seq: 4, ack: 1})
 }
 
-// B31: three-way close: the ACK of the peer's FIN waits (delayed ACK), so
-// an application that closes at once sends FIN|ACK as one segment.
+// B31: three-way close. Once the connection is interactive (we answered
+// a request within the ATO: Linux's pingpong mode), the ACK of the peer's
+// FIN waits, so an application that closes at once sends one FIN|ACK.
 func TestB31ThreeWayClose(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
-	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("request")})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 8})
+	c.Read(make([]byte, 100))
+	c.Write([]byte("reply"))
+	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 8, data: []byte("reply")})
+	h.send(seg{flags: flagFIN | flagACK, seq: 8, ack: 6})
 	h.expectNone()
 	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("read %v, want EOF", err)
 	}
 	c.Close()
-	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
+	h.expect(seg{flags: flagFIN | flagACK, seq: 6, ack: 9})
 	h.expectNone()
 }
 

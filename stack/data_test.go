@@ -46,16 +46,17 @@ func TestB20DuplicateData(t *testing.T) {
 // data resent from SND.UNA; ETIMEDOUT after tcp_retries2.
 func TestB20RetransmissionBackoff(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.Retries2 = 4 })
-	c := h.handshake(h.listen(5))
+	c := h.handshake(h.listen(5)) // an instant handshake: RTO is the 200 ms minimum
 	c.Write([]byte("data"))
 	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
-	// tcp_retries2=4 gives up (2<<4 - 1) * 200 ms = 6.2 s after the first
-	// transmission: at the RTO expiry at 7 s.
-	for _, at := range []time.Duration{1 * time.Second, 3 * time.Second} {
-		h.advance(at - h.now())
-		h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
+	// Doubling from 200 ms: 0.2, 0.6, 1.4, 3.0 s. tcp_retries2=4 gives up
+	// (2<<4 - 1) * 200 ms = 6.2 s after the first transmission.
+	for _, at := range []time.Duration{200, 600, 1400, 3000} {
+		h.expectAt(at*time.Millisecond, seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
 	}
-	h.advance(7*time.Second - h.now())
+	h.advance(6200*time.Millisecond - h.now() - time.Millisecond)
+	h.wantState("ESTAB")
+	h.advance(2 * time.Millisecond)
 	h.expectNone()
 	h.wantState("gone")
 	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
@@ -101,9 +102,9 @@ func TestB21ZeroWindowProbe(t *testing.T) {
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1}) // window 0
 	c.Write([]byte("x"))
 	h.expectNone()
-	for _, at := range []time.Duration{time.Second, 3 * time.Second, 7 * time.Second} {
-		h.advance(at - h.now())
-		h.expect(seg{flags: flagACK, seq: 0, ack: 1}) // SND.UNA-1: Linux's probe
+	// Persist backoff from the 200 ms RTO (an instant handshake).
+	for _, at := range []time.Duration{200 * time.Millisecond, 600 * time.Millisecond, 1400 * time.Millisecond} {
+		h.expectAt(at, seg{flags: flagACK, seq: 0, ack: 1}) // SND.UNA-1: Linux's probe
 		h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
 	}
 	if h.s.Counter("tcp.zero_window_probes") != 3 {

@@ -87,7 +87,9 @@ type endpoint struct {
 
 	// ACK policy (B22).
 	quickACKs  int
-	ackPending bool // an ACK is owed: delayed-ACK timer armed
+	pingpong   bool      // interactive: we answered within the ATO (Linux pingpong mode)
+	lastData   time.Time // when in-order data last arrived
+	ackPending bool      // an ACK is owed: delayed-ACK timer armed
 	ackNow     bool // an ACK is owed at the end of this input step
 	unacked    int  // bytes received since our last ACK
 	rcvMSS     int  // estimate of the peer's segment size (Linux icsk_ack.rcv_mss)
@@ -360,6 +362,10 @@ func (e *endpoint) completePassiveOpen(now time.Time, sg *segment) bool {
 		e.s.inc(cntTCPListenDrops)
 		return false
 	}
+	if e.rttTiming && e.retries == 0 {
+		e.rttSample(now.Sub(e.rttStart)) // Linux tcp_synack_rtt_meas
+	}
+	e.rttTiming = false
 	delete(l.synQ, e)
 	l.acceptQ = append(l.acceptQ, e)
 	e.setState(stateEstablished, "ACK of SYN|ACK", sg)
@@ -432,6 +438,9 @@ func (e *endpoint) ackInput(now time.Time, sg *segment) bool {
 		// outstanding; with SACK, new SACK information counts too.
 		if len(sg.payload) == 0 && !sg.has(flagFIN) && (!wndChanged || newSACK) && e.sndMax.gt(e.sndUna) {
 			e.onDupAck(now)
+		}
+		if e.tlpArmed && (newSACK || e.dupAcks > 0) {
+			e.armRetransmit(now) // no longer "Open": the RTO, not a probe
 		}
 		return true
 	}
@@ -574,6 +583,7 @@ func (e *endpoint) dataInput(now time.Time, sg *segment) {
 	}
 	e.rcvBuf.commit(len(data))
 	e.rcvNxt = e.rcvNxt.add(uint32(len(data)))
+	e.lastData = now
 	filled := false
 	for len(e.ooo) > 0 && e.ooo[0].start.leq(e.rcvNxt) {
 		if r := e.ooo[0]; r.end.gt(e.rcvNxt) {
@@ -647,9 +657,8 @@ func (e *endpoint) maybeConsumeFin(now time.Time, sg *segment) {
 	switch e.state {
 	case stateSynRecv, stateEstablished:
 		e.setState(stateCloseWait, "FIN", sg)
-		// Linux enters pingpong mode: the ACK is delayed so that an
-		// application closing right away sends FIN|ACK as one (B31).
-		e.quickACKs = 0
+		// Like data: at once in quick-ACK mode, else delayed, so that an
+		// interactive application closing right away sends one FIN|ACK (B31).
 		e.scheduleACK(now, false)
 	case stateFinWait1:
 		e.setState(stateClosing, "FIN (simultaneous close)", sg)
@@ -777,10 +786,15 @@ func (e *endpoint) timeWaitInput(now time.Time, sg *segment) {
 // synSentInput is RFC 9293 3.10.7.3 with Linux's tcp_rcv_synsent_state_process (B13, B15).
 func (e *endpoint) synSentInput(now time.Time, sg *segment) {
 	if sg.has(flagACK) && (sg.ack.leq(e.iss) || sg.ack.gt(e.sndMax)) {
-		// An unacceptable ACK: RST seq=SEG.ACK, unless it is a RST.
+		// An unacceptable ACK: RST seq=SEG.ACK, unless it is a RST. It may
+		// answer an old connection's FIN or RST, so Linux resends the SYN
+		// almost at once (TCP_TIMEOUT_MIN) if it has not yet resent it.
 		if !sg.has(flagRST) {
 			e.s.inc(cntTCPUnacceptableACK)
 			e.s.sendResetFor(sg)
+		}
+		if e.retries == 0 {
+			e.s.schedule(&e.rtxTimer, now.Add(tlpMinTimeout))
 		}
 		return
 	}

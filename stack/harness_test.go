@@ -229,6 +229,16 @@ func (h *harness) advance(d time.Duration) {
 	h.s.RunTimers()
 }
 
+// expectAt checks that want leaves at d since the start (to the
+// millisecond: RTOs carry the SRTT's microseconds) and not before.
+func (h *harness) expectAt(d time.Duration, want seg) header.TCP {
+	h.t.Helper()
+	h.advance(d - time.Millisecond - h.now())
+	h.expectNone()
+	h.advance(2 * time.Millisecond)
+	return h.expect(want)
+}
+
 // now is the virtual time since the test started.
 func (h *harness) now() time.Duration { return h.clock.Now().Sub(testStart) }
 

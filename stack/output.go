@@ -75,6 +75,9 @@ func (e *endpoint) sendData(now time.Time) {
 			flags |= flagFIN
 		}
 		seq := e.sndNxt
+		if n > 0 && !retransmit && !e.lastData.IsZero() && now.Sub(e.lastData) < delackMin {
+			e.pingpong = true // a reply within the ATO (Linux tcp_event_data_sent)
+		}
 		e.sendSegment(now, seq, flags, int(seq.sub(e.sndUna)), n)
 		if retransmit {
 			e.s.inc(cntTCPRetransSegs)
@@ -136,7 +139,7 @@ func (e *endpoint) scheduleACK(now time.Time, immediate bool) {
 	switch {
 	case immediate:
 		e.ackNow = true
-	case e.quickACKs > 0:
+	case e.quickACKs > 0 && !e.pingpong:
 		e.quickACKs--
 		e.ackNow = true
 	case e.unacked > e.rcvMSS: // more than one full segment unacknowledged
@@ -212,8 +215,14 @@ func (e *endpoint) sendSegment(now time.Time, seq seqnum, flags uint8, off, n in
 		}
 		sack, ts := e.sackOK, e.tsOK
 		var ecr uint32
-		if flags&flagACK == 0 { // our SYN offers what we support
+		if flags&flagACK == 0 || e.active {
+			// Our SYN offers what we support; in a simultaneous open Linux
+			// resends that SYN with ACK set (tcp_send_synack), options and
+			// all.
 			sack, ts = s.opts.SACK, s.opts.Timestamps
+			if s.opts.WindowScaling {
+				wscale = int(rcvWscaleFor(s.opts.RecvBuffer))
+			}
 		} else {
 			ecr = e.tsRecent
 		}

@@ -18,11 +18,13 @@ func (h *harness) sackOpts(blocks ...[2]uint32) []byte {
 	return b
 }
 
-// sackHandshake opens a connection with SACK (and MSS 1460) negotiated.
+// sackHandshake opens a connection with SACK (and MSS 1460) negotiated,
+// over a path with a 10 ms round trip (SRTT 10 ms, RTO 210 ms).
 func sackHandshake(h *harness) *Conn {
 	l := h.listen(5)
 	h.send(seg{flags: flagSYN, seq: 0, opts: []byte{2, 4, 5, 0xb4, 1, 1, 4, 2}})
 	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.advance(10 * time.Millisecond)
 	h.send(seg{flags: flagACK, seq: 1, ack: 1})
 	c, err := l.AcceptTCP()
 	if err != nil {
@@ -82,7 +84,7 @@ func TestSACKRetransmissionAfterRTOSkipsSacked(t *testing.T) {
 	// segment 1 to call it lost before the timer: 3 segments are).
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: h.sackOpts([2]uint32{segAt(2), segAt(3)})})
 	h.expectNone()
-	h.advance(time.Second)
+	h.advance(210 * time.Millisecond) // the RTO; no probe with SACKed data out
 	h.expect(seg{flags: flagACK, seq: segAt(1), ack: 1, n: smss}) // cwnd is one segment
 	h.expectNone()
 	h.send(seg{flags: flagACK, seq: 1, ack: segAt(3), opts: h.sackOpts([2]uint32{segAt(4), segAt(6)})})
@@ -95,26 +97,19 @@ func TestSACKRetransmissionAfterRTOSkipsSacked(t *testing.T) {
 // follows if the probe is unanswered.
 func TestTailLossProbe(t *testing.T) {
 	h := newHarness(t)
-	c := sackHandshake(h)
-	c.Write(make([]byte, smss))
-	h.expect(seg{flags: flagACK | flagPSH, seq: segAt(1), ack: 1, n: smss})
-	h.advance(10 * time.Millisecond)
-	h.send(seg{flags: flagACK, seq: 1, ack: segAt(2)}) // RTT sample: 10 ms
+	c := sackHandshake(h) // SRTT 10 ms
 	c.Write(make([]byte, 3*smss))
 	for k := 2; k <= 4; k++ {
 		h.out()
 	}
-	h.advance(27 * time.Millisecond)
-	h.expectNone()
-	h.advance(time.Millisecond) // 2 * 10 ms + 8 ms
-	h.expect(seg{flags: flagACK | flagPSH, seq: segAt(4), ack: 1, n: smss})
+	h.expectAt(h.now()+28*time.Millisecond, seg{flags: flagACK | flagPSH, seq: segAt(3), ack: 1, n: smss}) // 2*SRTT + 8 ms
 	if h.s.Counter("tcp.loss_probes") != 1 {
 		t.Fatal("probe not counted")
 	}
 	h.advance(150 * time.Millisecond)
 	h.expectNone()
 	h.advance(100 * time.Millisecond) // the RTO (200 ms minimum) after the probe
-	h.expect(seg{flags: flagACK, seq: segAt(2), ack: 1, n: smss})
+	h.expect(seg{flags: flagACK, seq: segAt(1), ack: 1, n: smss})
 }
 
 // RFC 2883: a duplicate segment is reported with a D-SACK block, once.

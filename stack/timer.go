@@ -132,6 +132,7 @@ func (e *endpoint) onDelackTimer(now time.Time) {
 		return
 	}
 	e.s.inc(cntTCPDelayedACKs)
+	e.pingpong = false // a delayed ACK was needed: not interactive after all
 	e.sendACK(now)
 }
 
@@ -275,7 +276,8 @@ func (e *endpoint) retransmitHead(now time.Time) {
 // tail loss probe when RFC 8985 allows (SACK, an RTT sample, not in
 // recovery, no probe out), otherwise as the RTO.
 func (e *endpoint) armRetransmit(now time.Time) {
-	if e.sackOK && e.srtt > 0 && !e.inRecovery && !e.tlpOut && e.backoff == 0 {
+	// Linux probes only in the Open state: no SACKed data, no dupacks.
+	if e.sackOK && e.srtt > 0 && !e.inRecovery && !e.tlpOut && e.backoff == 0 && len(e.sacked) == 0 && e.dupAcks == 0 {
 		e.tlpArmed = true
 		e.s.schedule(&e.rtxTimer, now.Add(e.probeTimeout()))
 		return
