@@ -90,9 +90,9 @@ type endpoint struct {
 	pingpong   bool      // interactive: we answered within the ATO (Linux pingpong mode)
 	lastData   time.Time // when in-order data last arrived
 	ackPending bool      // an ACK is owed: delayed-ACK timer armed
-	ackNow     bool // an ACK is owed at the end of this input step
-	unacked    int  // bytes received since our last ACK
-	rcvMSS     int  // estimate of the peer's segment size (Linux icsk_ack.rcv_mss)
+	ackNow     bool      // an ACK is owed at the end of this input step
+	unacked    int       // bytes received since our last ACK
+	rcvMSS     int       // estimate of the peer's segment size (Linux icsk_ack.rcv_mss)
 	lastOOW    time.Time
 
 	rtxTimer    timers.Timer // retransmission, SYN retransmission, or persist
@@ -573,7 +573,15 @@ func (e *endpoint) dataInput(now time.Time, sg *segment) {
 	}
 	e.rcvBuf.writeAt(off, data)
 	if off > 0 {
-		if !e.addOOO(seqRange{seq, seq.add(uint32(len(data)))}) {
+		end := seq.add(uint32(len(data)))
+		for _, x := range e.ooo {
+			if x.start.lt(end) && seq.lt(x.end) {
+				// Already held: report the overlap (Linux tcp_data_queue_ofo).
+				e.setDSACK(seqMax(seq, x.start), seqMin(end, x.end))
+				break
+			}
+		}
+		if !e.addOOO(seqRange{seq, end}) {
 			e.s.inc(cntTCPOOODropped)
 		} else {
 			e.s.inc(cntTCPOOOQueued)

@@ -84,7 +84,7 @@ func TestSACKRetransmissionAfterRTOSkipsSacked(t *testing.T) {
 	// segment 1 to call it lost before the timer: 3 segments are).
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: h.sackOpts([2]uint32{segAt(2), segAt(3)})})
 	h.expectNone()
-	h.advance(210 * time.Millisecond) // the RTO; no probe with SACKed data out
+	h.advance(210 * time.Millisecond)                             // the RTO; no probe with SACKed data out
 	h.expect(seg{flags: flagACK, seq: segAt(1), ack: 1, n: smss}) // cwnd is one segment
 	h.expectNone()
 	h.send(seg{flags: flagACK, seq: 1, ack: segAt(3), opts: h.sackOpts([2]uint32{segAt(4), segAt(6)})})
@@ -130,5 +130,21 @@ func TestDSACKForDuplicateData(t *testing.T) {
 	header.ParseTCPOptions(tcp.Options(), &o)
 	if o.NumSACK != 0 {
 		t.Fatalf("the D-SACK was repeated: %+v", o)
+	}
+}
+
+// RFC 2883: an out-of-order duplicate is reported as a D-SACK first, then
+// the block that holds it.
+func TestDSACKForOutOfOrderDuplicate(t *testing.T) {
+	h := newHarness(t)
+	sackHandshake(h)
+	h.send(seg{flags: flagACK, seq: 1001, ack: 1, n: 2000})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1001, ack: 1, n: 1000})
+	tcp := h.expect(seg{flags: flagACK, seq: 1, ack: 1})
+	var o header.TCPOptions
+	header.ParseTCPOptions(tcp.Options(), &o)
+	if o.NumSACK != 2 || o.SACK[0].Start != peerISN+1001 || o.SACK[0].End != peerISN+2001 || o.SACK[1].End != peerISN+3001 {
+		t.Fatalf("SACK %+v, want D-SACK 1001:2001 then 1001:3001", o)
 	}
 }
