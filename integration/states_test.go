@@ -202,7 +202,9 @@ func TestB14SynRetransmissions(t *testing.T) {
 		at           []float64 // seconds after the first SYN
 		timeoutAfter float64
 	}{
-		{"linear4", "1", "4", []float64{0, 1, 2, 3, 4, 5}, 7},
+		// tcp_syn_retries 2 bounds the time to (2^3-1) s = 7 s, during
+		// which the linear timeouts send SYNs every second.
+		{"linear4", "2", "4", []float64{0, 1, 2, 3, 4, 5}, 7},
 		{"exponential", "3", "0", []float64{0, 1, 3, 7}, 15},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -236,12 +238,13 @@ func TestB14SynRetransmissions(t *testing.T) {
 }
 
 // TestB15SimultaneousOpenWithKernel: ustack and a kernel socket connect to
-// each other at once (a 500 ms link delay makes the SYNs cross): four
-// segments, S S S. S., no listener, then data both ways.
+// each other at once (a 300 ms link delay makes the SYNs cross, and keeps
+// the round trip under the kernel's 1 s SYN|ACK timer): four SYN segments,
+// S S S. S., no listener, then data both ways.
 func TestB15SimultaneousOpenWithKernel(t *testing.T) {
 	t.Parallel()
 	ns := newNS(t)
-	d := startDaemon(t, ns, "--impair", "delay=500ms")
+	d := startDaemon(t, ns, "--impair", "delay=300ms")
 	w := captureWire(t, ns, "tcp and port 5000")
 	type res struct {
 		out, errOut string
@@ -252,7 +255,7 @@ func TestB15SimultaneousOpenWithKernel(t *testing.T) {
 		o, e, c := d.nc("from-ustack", 20*time.Second, "-p", "5000", "-N", kernelIP, "6000")
 		ncDone <- res{o, e, c}
 	}()
-	time.Sleep(100 * time.Millisecond) // ustack's SYN is out, held by the delay
+	time.Sleep(50 * time.Millisecond) // ustack's SYN is out, held by the delay
 	var kc net.Conn
 	err := ns.Do(func() (err error) {
 		dl := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(kernelIP), Port: 6000}, Timeout: 10 * time.Second}

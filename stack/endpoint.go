@@ -77,6 +77,7 @@ type endpoint struct {
 	backoff   int       // RTO expirations in a row
 	rtxStart  time.Time // when the current run of retransmissions began
 	retries   int       // SYN / SYN|ACK retransmissions so far
+	synStart  time.Time // when the first SYN left
 	persist   bool      // rtxTimer is the persist timer (B21)
 	tlpArmed  bool      // rtxTimer is the tail loss probe timer (RFC 8985)
 	tlpOut    bool      // a probe is unanswered: the next expiry is the RTO

@@ -400,3 +400,26 @@ func TestActiveOpenWindowScaling(t *testing.T) {
 		t.Fatalf("send window %d after ACK win 1000 << 4, want 16000", wnd)
 	}
 }
+
+// B14: tcp_syn_retries also bounds the time (Linux tcp_model_timeout): with
+// 2 retries and linear timeouts the SYNs go at 0, 1, 2, 3, 4, 5 s, and the
+// connect fails at (2^3 - 1) x 1 s = 7 s.
+func TestB14SynRetriesBoundTime(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.SynRetries = 2 })
+	ch := h.dial(context.Background())
+	for _, sec := range []int{0, 1, 2, 3, 4, 5} {
+		h.advance(time.Duration(sec)*time.Second - h.now())
+		h.activeExpect(seg{flags: flagSYN, seq: 0})
+	}
+	h.advance(7*time.Second - h.now() - time.Millisecond)
+	h.expectNone()
+	select {
+	case r := <-ch:
+		t.Fatalf("dial ended at %v: %v", h.now(), r.err)
+	default:
+	}
+	h.advance(time.Millisecond)
+	if r := <-ch; !errors.Is(r.err, syscall.ETIMEDOUT) {
+		t.Fatalf("err %v, want ETIMEDOUT at 7 s", r.err)
+	}
+}

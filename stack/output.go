@@ -192,6 +192,9 @@ func (e *endpoint) sendSYN(now time.Time, synAck bool) {
 		flags |= flagACK
 	}
 	e.sendSegment(now, e.iss, flags, 0, 0)
+	if e.retries == 0 {
+		e.synStart = now
+	}
 	e.sndNxt = e.iss.add(1)
 	e.sndMax = seqMax(e.sndMax, e.sndNxt)
 	if e.retries == 0 {

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"math/bits"
 	"syscall"
 	"time"
 )
@@ -25,7 +26,11 @@ func (e *endpoint) synTimeout() time.Duration {
 func (e *endpoint) onRetransmitTimer(now time.Time) {
 	switch e.state {
 	case stateSynSent:
-		if e.retries >= e.s.opts.SynRetries+e.s.opts.SynLinearTimeouts {
+		// Linux tcp_write_timeout: out of retransmissions, or out of the
+		// time tcp_syn_retries allows by the exponential model, whichever
+		// comes first (with linear timeouts the time usually does).
+		o := &e.s.opts
+		if e.retries >= o.SynRetries+o.SynLinearTimeouts || now.Sub(e.synStart) >= modelTimeout(o.SynRetries, rtoInitial) {
 			e.s.inc(cntTCPAttemptFails)
 			e.fail(now, syscall.ETIMEDOUT, "SYN retransmissions exhausted", nil)
 			return
@@ -94,15 +99,18 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
 }
 
-// retriesTimeout is Linux's tcp_model_timeout: how long `boundary`
-// retransmissions take with exponential backoff from 200 ms capped at
-// 120 s (tcp_retries2 = 15 gives 924.6 s).
-func retriesTimeout(boundary int) time.Duration {
-	const thresh = 9 // ilog2(TCP_RTO_MAX / TCP_RTO_MIN)
+// retriesTimeout is how long tcp_retries2 retransmissions may take
+// (tcp_retries2 = 15 gives 924.6 s).
+func retriesTimeout(boundary int) time.Duration { return modelTimeout(boundary, rtoMin) }
+
+// modelTimeout is Linux's tcp_model_timeout: how long `boundary`
+// retransmissions take when the timeout doubles from base up to 120 s.
+func modelTimeout(boundary int, base time.Duration) time.Duration {
+	thresh := bits.Len64(uint64(rtoMax/base)) - 1 // ilog2(TCP_RTO_MAX / base)
 	if boundary <= thresh {
-		return time.Duration((2<<boundary)-1) * rtoMin
+		return time.Duration((2<<boundary)-1) * base
 	}
-	return time.Duration((2<<thresh)-1)*rtoMin + time.Duration(boundary-thresh)*rtoMax
+	return time.Duration((2<<thresh)-1)*base + time.Duration(boundary-thresh)*rtoMax
 }
 
 // zeroWindowProbe sends a probe into a zero window (B21): Linux's

@@ -96,6 +96,10 @@ func Open(cfg Config) (*Device, error) {
 		return nil, fmt.Errorf("tun %s: address %s is not IPv4: %w", display, cfg.Addr, unix.EINVAL)
 	}
 
+	if err := checkSubnetFree(cfg.Name, cfg.Addr); err != nil {
+		return nil, fmt.Errorf("tun %s: %w", display, err)
+	}
+
 	ctl, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("tun %s: control socket: %w", display, err)
@@ -442,4 +446,44 @@ func (d *Device) Close() error {
 		d.closeErr = errors.Join(errs...)
 	})
 	return d.closeErr
+}
+
+// checkSubnetFree fails when another interface already has an address in
+// prefix: the kernel would route the stack's address there, not to the
+// device, and nothing would ever reach the stack.
+func checkSubnetFree(name string, prefix netip.Prefix) error {
+	if !prefix.IsValid() {
+		return nil
+	}
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil // cannot tell; the device still works if the subnet is free
+	}
+	for _, ifc := range ifaces {
+		if ifc.Name == name {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok {
+				continue
+			}
+			p, ok := netipPrefix(ipn)
+			if ok && p.Addr().Is4() && p.Overlaps(prefix) {
+				return fmt.Errorf("subnet %s is already in use on %s (%s): the kernel would route it there: %w",
+					prefix.Masked(), ifc.Name, p, unix.EADDRINUSE)
+			}
+		}
+	}
+	return nil
+}
+
+func netipPrefix(n *net.IPNet) (netip.Prefix, bool) {
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones), true
 }

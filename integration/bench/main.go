@@ -157,10 +157,9 @@ func run(ctx context.Context, cfg *config) error {
 		return fmt.Errorf("cannot run: %s", why)
 	}
 	raiseNofile()
-	if h := host(); h.Load != "" {
-		if l, err := strconv.ParseFloat(h.Load, 64); err == nil && l > 0.5 {
-			fmt.Fprintf(os.Stderr, "bench: warning: load average %s at start: other work on this machine will skew the numbers\n", h.Load)
-		}
+	hostAtStart := host()
+	if l, err := strconv.ParseFloat(hostAtStart.Load, 64); err == nil && l > 0.5 {
+		fmt.Fprintf(os.Stderr, "bench: warning: load average %s at start: other work on this machine will skew the numbers\n", hostAtStart.Load)
 	}
 	dir, err := os.MkdirTemp("", "ustack-bench-")
 	if err != nil {
@@ -305,7 +304,7 @@ func run(ctx context.Context, cfg *config) error {
 
 	rep := &report{
 		Time:   began.UTC().Format(time.RFC3339),
-		Host:   host(),
+		Host:   hostAtStart,
 		Quick:  cfg.quick,
 		Reps:   cfg.reps,
 		Stream: cfg.stream.String(),
