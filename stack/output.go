@@ -36,8 +36,17 @@ func (e *endpoint) sendData(now time.Time) {
 			break // our FIN is out, nothing follows it
 		}
 		retransmit := e.sndNxt.lt(e.sndMax)
-		if retransmit {
-			// Going back after an RTO: skip what the peer SACKed.
+		if retransmit && e.sndNxt == dataEnd && e.finQueued {
+			if _, ok := e.sackedAt(dataEnd); ok {
+				// The peer holds our FIN too: it counts as sent.
+				e.finSent, e.sndFin = true, dataEnd
+				e.sndNxt = dataEnd.add(1)
+				break
+			}
+		}
+		if retransmit && e.sndNxt.lt(dataEnd) {
+			// Going back after an RTO: skip the data the peer SACKed (a
+			// block may reach past it, over our FIN).
 			if end, ok := e.sackedAt(e.sndNxt); ok {
 				e.sndNxt = seqMin(end, dataEnd)
 				continue

@@ -148,3 +148,29 @@ func TestDSACKForOutOfOrderDuplicate(t *testing.T) {
 		t.Fatalf("SACK %+v, want D-SACK 1001:2001 then 1001:3001", o)
 	}
 }
+
+// A SACK block may reach our FIN's sequence number; going back after an RTO
+// must still end (this once spun forever in sendData).
+func TestSACKBlockCoveringFIN(t *testing.T) {
+	h := newHarness(t)
+	c := sackHandshake(h)
+	c.Write(make([]byte, 2*smss))
+	c.CloseWrite()
+	h.expect(seg{flags: flagACK, seq: segAt(1), ack: 1, n: smss})
+	h.expect(seg{flags: flagACK | flagPSH, seq: segAt(2), ack: 1, n: smss})
+	h.expect(seg{flags: flagACK | flagFIN, seq: segAt(3), ack: 1})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Segment 2 and the FIN are SACKed; segment 1 is lost.
+		h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: h.sackOpts([2]uint32{segAt(2), segAt(3) + 1})})
+		h.advance(300 * time.Millisecond) // the RTO (210 ms), not yet its backoff
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stack spins after an RTO with the FIN SACKed")
+	}
+	h.expect(seg{flags: flagACK, seq: segAt(1), ack: 1, n: smss}) // only the hole
+	h.expectNone()                                                // not the SACKed data, not the FIN
+}
