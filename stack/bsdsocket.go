@@ -22,11 +22,15 @@ var goSockOpts = sockOpts{nodelay: true, linger: -1}
 // apply gives a new connection the options.
 func (o sockOpts) apply(e *endpoint) {
 	e.nodelay, e.keepalive, e.linger = o.nodelay, o.keepalive, o.linger
+	// Never below what the buffers already hold (or was offered as window).
 	if o.rcvBuf > 0 {
-		e.rcvBuf.limit = o.rcvBuf + rcvSlack
+		e.rcvBuf.limit = max(o.rcvBuf+rcvSlack, e.rcvBuf.limit)
+		if e.state == stateClosed || e.state == stateSynSent || e.state == stateListen {
+			e.rcvBuf.limit = o.rcvBuf + rcvSlack
+		}
 	}
 	if o.sndBuf > 0 {
-		e.sndBuf.limit = o.sndBuf
+		e.sndBuf.limit = max(o.sndBuf, e.sndBuf.Len())
 	}
 }
 
@@ -189,6 +193,8 @@ func (so *Socket) Connect(addr netip.AddrPort) error {
 	switch {
 	case so.closed:
 		return syscall.EBADF
+	case s.closed:
+		return syscall.ENETDOWN
 	case so.l != nil:
 		return syscall.EISCONN
 	case so.e != nil:

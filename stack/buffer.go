@@ -65,7 +65,7 @@ func newRing(limit int) ring { return ring{limit: limit} }
 func (r *ring) Len() int { return r.n }
 
 // Free is how many more bytes fit, counting unallocated capacity.
-func (r *ring) Free() int { return r.limit - r.n }
+func (r *ring) Free() int { return max(r.limit-r.n, 0) }
 
 // grow makes room for need bytes from the head, preserving content. Bytes
 // beyond n (out-of-order data) are preserved too, up to the old capacity.

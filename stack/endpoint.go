@@ -252,6 +252,15 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 	// 4.2, B41). The one exception is the SYN|ACK that completes a
 	// simultaneous open or a self-connect (B15, B16).
 	if sg.has(flagSYN) {
+		if e.state == stateSynRecv && !e.active && !sg.has(flagACK) && sg.seq == e.irs {
+			// Our SYN|ACK was lost: answer the retransmitted SYN with it
+			// again, rate limited (Linux tcp_check_req).
+			if e.lastOOW.IsZero() || now.Sub(e.lastOOW) >= oowRateLimit {
+				e.lastOOW = now
+				e.sendSegment(now, e.iss, flagSYN|flagACK, 0, 0)
+			}
+			return
+		}
 		if e.state == stateSynRecv && e.active && sg.has(flagACK) && sg.seq.add(1) == e.rcvNxt && sg.ack == e.sndNxt {
 			e.setState(stateEstablished, "SYN|ACK in SYN-RECV (simultaneous open)", sg)
 			e.established(now, sg)
@@ -455,9 +464,18 @@ func (e *endpoint) ackInput(now time.Time, sg *segment) bool {
 func (e *endpoint) onNewAck(now time.Time, sg *segment, acked uint32) {
 	ack := sg.ack
 	dataAcked := int(acked)
-	finAcked := e.finSent && ack.gt(e.sndFin)
+	// Our FIN follows the queued data; an ACK beyond that end acks it, even
+	// if an RTO has marked the FIN for sending again.
+	dataStart := e.sndUna
+	if dataStart == e.iss {
+		dataStart++ // our SYN is only now acked: data starts after it
+		dataAcked--
+	}
+	dataEnd := dataStart.add(uint32(e.sndBuf.Len()))
+	finAcked := e.finQueued && ack.gt(dataEnd)
 	if finAcked {
 		dataAcked--
+		e.finSent, e.sndFin = true, dataEnd
 	}
 	if dataAcked > e.sndBuf.Len() {
 		dataAcked = e.sndBuf.Len()

@@ -107,8 +107,8 @@ func (e *endpoint) isLost(seq seqnum) bool {
 func (e *endpoint) retransmitLostHoles(now time.Time, max int) int {
 	sent := 0
 	seq := seqMax(e.sndUna, e.highRxt)
-	dataEnd := e.sndUna.add(uint32(e.sndBuf.Len()))
-	for sent < max && seq.lt(dataEnd) && seq.lt(e.sndMax) {
+	dataEnd := e.sentEnd()
+	for sent < max && seq.lt(dataEnd) {
 		if end, ok := e.sackedAt(seq); ok {
 			seq = end
 			continue

@@ -259,13 +259,13 @@ func (e *endpoint) onDupAck(now time.Time) {
 // retransmitHead resends the first unacknowledged segment, up to the next
 // block the peer SACKed.
 func (e *endpoint) retransmitHead(now time.Time) {
-	n := min(e.sndBuf.Len(), e.dataRoom())
+	n := min(int(e.sentEnd().sub(e.sndUna)), e.dataRoom())
 	if next, ok := e.nextSacked(e.sndUna); ok && int(next.sub(e.sndUna)) < n {
 		n = int(next.sub(e.sndUna))
 	}
 	e.highRxt = seqMax(e.highRxt, e.sndUna.add(uint32(n)))
 	flags := flagACK
-	if n == e.sndBuf.Len() && e.finSent {
+	if n == e.sndBuf.Len() && e.finSent && e.sndMax.gt(e.sndUna.add(uint32(n))) {
 		flags |= flagFIN
 	}
 	if n > 0 && n == e.sndBuf.Len() {
@@ -278,6 +278,12 @@ func (e *endpoint) retransmitHead(now time.Time) {
 	e.rttTiming = false
 	e.sendSegment(now, e.sndUna, flags, 0, n)
 	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
+}
+
+// sentEnd is the end of the data ever sent: retransmissions stop there,
+// or the peer would ACK bytes we count as unsent.
+func (e *endpoint) sentEnd() seqnum {
+	return seqMin(e.sndMax, e.sndUna.add(uint32(e.sndBuf.Len())))
 }
 
 // armRetransmit arms the retransmission timer for outstanding data: as a
@@ -320,17 +326,18 @@ func (e *endpoint) tailLossProbe(now time.Time) {
 		e.sendData(now)
 		e.cwnd = saved
 	} else {
-		// The last segment of data (or our FIN alone) again.
+		// The last segment sent (or our FIN alone) again.
+		end := e.sentEnd()
 		start := e.sndUna
-		if d := int(dataEnd.sub(e.sndUna)); d > e.dataRoom() {
-			start = dataEnd.add(^uint32(e.dataRoom() - 1))
+		if d := int(end.sub(e.sndUna)); d > e.dataRoom() {
+			start = end.add(^uint32(e.dataRoom() - 1))
 		}
-		n := int(dataEnd.sub(start))
+		n := int(end.sub(start))
 		flags := flagACK
 		if n > 0 {
 			flags |= flagPSH
 		}
-		if e.finSent && e.sndMax == e.sndFin.add(1) {
+		if e.finSent && e.sndMax == e.sndFin.add(1) && end == dataEnd {
 			flags |= flagFIN
 		}
 		e.s.inc(cntTCPRetransSegs)
