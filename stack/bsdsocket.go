@@ -176,7 +176,7 @@ func (so *Socket) Listen(backlog int) error {
 	}
 	l := &listener{s: s, addr: so.addr, port: so.port, owner: so.owner,
 		backlog: min(max(backlog, 0), s.opts.Somaxconn),
-		synQ:    make(map[*endpoint]struct{}), wait: newWaiter(), ev: so.ev, child: so.opts}
+		synQ:    make(map[*endpoint]struct{}), ev: so.ev, child: so.opts}
 	if !s.lis.Insert(so.addr, so.port, l) {
 		return syscall.EADDRINUSE
 	}

@@ -109,8 +109,8 @@ type endpoint struct {
 	keepalive bool
 	nodelay   bool
 	linger    int // SO_LINGER seconds; -1 off
-	rdWait    waiter
-	wrWait    waiter
+	rdWait    cond
+	wrWait    cond
 	ev        waiter // a Socket's readiness channel; nil for a Conn
 	gone      bool   // removed from every table
 }
@@ -128,8 +128,6 @@ func (s *Stack) newEndpoint(id hashtable.FourTuple) *endpoint {
 		mss:       536, // RFC 9293 3.7.1 default when the peer sends none
 		linger:    -1,
 		nodelay:   true, // Go's net package sets TCP_NODELAY on every TCPConn
-		rdWait:    newWaiter(),
-		wrWait:    newWaiter(),
 		quickACKs: maxQuickACKs,
 		rcvMSS:    536, // TCP_MSS_DEFAULT, as tcp_initialize_rcv_mss starts
 		tsOff:     s.tsOffset(id),

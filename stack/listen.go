@@ -17,7 +17,7 @@ type listener struct {
 	synQ    map[*endpoint]struct{}
 	acceptQ []*endpoint
 	closed  bool
-	wait    waiter
+	wait    cond
 	ev      waiter // a Socket's readiness channel; nil for a Listener
 	child   sockOpts
 }

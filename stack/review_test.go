@@ -64,3 +64,25 @@ func TestDuplicateSynInSynRecv(t *testing.T) {
 	h.send(seg{flags: flagSYN, seq: 0})
 	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
 }
+
+// Every goroutine blocked in Accept wakes when the listener closes.
+func TestCloseWakesEveryAccept(t *testing.T) {
+	h := newHarness(t)
+	l := h.listen(5)
+	done := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		go func() { _, err := l.Accept(); done <- err }()
+	}
+	time.Sleep(20 * time.Millisecond) // both block (a real sleep: goroutines, not the stack's clock)
+	l.Close()
+	for i := 0; i < 2; i++ {
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatal("Accept on a closed listener succeeded")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("an Accept stayed blocked after Close")
+		}
+	}
+}

@@ -120,7 +120,7 @@ func (s *Stack) ListenTCP(laddr netip.AddrPort, backlog int) (*Listener, error) 
 	}
 	backlog = min(max(backlog, 0), s.opts.Somaxconn)
 	l := &listener{s: s, addr: addr, port: port, owner: owner, backlog: backlog,
-		synQ: make(map[*endpoint]struct{}), wait: newWaiter(), child: goSockOpts}
+		synQ: make(map[*endpoint]struct{}), child: goSockOpts}
 	if !s.lis.Insert(addr, port, l) {
 		s.bind.Unbind(owner, port)
 		return fail(syscall.EADDRINUSE)
@@ -163,8 +163,9 @@ func (ln *Listener) AcceptTCP() (*Conn, error) {
 			s.mu.Unlock()
 			return newConn(s, e), nil
 		}
+		ch := l.wait.wait()
 		s.mu.Unlock()
-		<-l.wait
+		<-ch
 		s.mu.Lock()
 	}
 }
@@ -324,9 +325,10 @@ func (s *Stack) dialOnce(ctx context.Context, laddr, raddr netip.AddrPort) (*Con
 	e := s.connectLocked(now, id, owner, goSockOpts)
 	c := newConn(s, e)
 	for e.state == stateSynSent || e.state == stateSynRecv {
+		ch := e.wrWait.wait()
 		s.mu.Unlock()
 		select {
-		case <-e.wrWait:
+		case <-ch:
 		case <-ctx.Done():
 			s.mu.Lock()
 			if e.state == stateSynSent || e.state == stateSynRecv {
@@ -408,7 +410,8 @@ func (c *Conn) err(op string, err error) error { return opError(op, c.local, c.r
 
 // wait blocks with the stack unlocked until w fires or the deadline
 // passes; it reports whether the deadline passed.
-func (c *Conn) wait(w waiter, deadline time.Time) (timedOut bool) {
+func (c *Conn) wait(w *cond, deadline time.Time) (timedOut bool) {
+	ch := w.wait()
 	if !deadline.IsZero() {
 		d := time.Until(deadline)
 		if d <= 0 {
@@ -418,14 +421,14 @@ func (c *Conn) wait(w waiter, deadline time.Time) (timedOut bool) {
 		defer t.Stop()
 		c.s.mu.Unlock()
 		select {
-		case <-w:
+		case <-ch:
 		case <-t.C:
 		}
 		c.s.mu.Lock()
 		return false
 	}
 	c.s.mu.Unlock()
-	<-w
+	<-ch
 	c.s.mu.Lock()
 	return false
 }
@@ -463,7 +466,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		if e.finRecvd || e.shutRd || e.gone {
 			return 0, io.EOF
 		}
-		c.wait(e.rdWait, c.rdDL)
+		c.wait(&e.rdWait, c.rdDL)
 	}
 }
 
@@ -523,7 +526,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 			s.drainLoopLocked()
 			continue
 		}
-		c.wait(e.wrWait, c.wrDL)
+		c.wait(&e.wrWait, c.wrDL)
 	}
 }
 
@@ -790,7 +793,7 @@ func (c *Conn) WaitReadable(d time.Duration) bool {
 		if c.closed || e.rcvBuf.Len() > 0 || e.softErr != 0 || e.finRecvd || e.gone {
 			return true
 		}
-		if c.wait(e.rdWait, deadline) || expired(deadline) {
+		if c.wait(&e.rdWait, deadline) || expired(deadline) {
 			return false
 		}
 	}

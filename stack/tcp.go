@@ -257,6 +257,25 @@ type waiter chan struct{}
 
 func newWaiter() waiter { return make(waiter, 1) }
 
+// cond wakes every goroutine blocked on it, however many (several Accepts,
+// a Read and a WaitReadable...): a channel closed on notify and replaced.
+// Guarded by Stack.mu; take the channel before unlocking, then wait on it.
+type cond struct{ ch chan struct{} }
+
+func (c *cond) wait() <-chan struct{} {
+	if c.ch == nil {
+		c.ch = make(chan struct{})
+	}
+	return c.ch
+}
+
+func (c *cond) notify() {
+	if c.ch != nil {
+		close(c.ch)
+		c.ch = nil
+	}
+}
+
 func (w waiter) notify() {
 	select {
 	case w <- struct{}{}:
