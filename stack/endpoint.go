@@ -204,14 +204,11 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 		e.s.sendResetFor(sg)
 		return
 	}
-	e.lastRecv = now
-	e.probes = 0
-
 	// PAWS (RFC 7323 5.3, Linux tcp_paws_discard): a segment whose TSval
 	// is older than TS.Recent is a duplicate from an old incarnation.
 	if e.tsOK && sg.opts.HasTS && !sg.has(flagRST) && int32(sg.opts.TSVal-e.tsRecent) < 0 {
 		e.s.inc(cntTCPPAWSDrops)
-		e.sendOOWAck(now)
+		e.sendOOWAck(now, sg)
 		return
 	}
 
@@ -225,7 +222,7 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 		case sg.has(flagSYN):
 			e.challengeACK(now) // RFC 5961 4.2
 		default:
-			e.sendOOWAck(now) // RFC 9293: send an ACK, drop
+			e.sendOOWAck(now, sg) // RFC 9293: send an ACK, drop
 		}
 		return
 	}
@@ -240,6 +237,10 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 		}
 		return
 	}
+
+	// An acceptable segment: the peer is alive (keepalive, probes).
+	e.lastRecv = now
+	e.probes = 0
 
 	// RFC 7323 4.3: remember the timestamp to echo.
 	if e.tsOK && sg.opts.HasTS && sg.seq.leq(e.lastAckSent) {
@@ -799,12 +800,15 @@ func (e *endpoint) timeWaitInput(now time.Time, sg *segment) {
 			l.synInput(now, sg, isn, true)
 			return
 		}
-		e.sendOOWAck(now)
-	case sg.has(flagFIN) || sg.seqLen() > 0 || !e.acceptable(sg):
+		e.sendOOWAck(now, sg)
+	case sg.has(flagFIN):
 		// A retransmitted FIN (our ACK was lost): ACK again, restart 2MSL.
 		e.s.timers.Stop(&e.waitTimer)
 		e.s.schedule(&e.waitTimer, now.Add(e.s.opts.TimeWait))
 		e.sendACK(now)
+	case sg.seqLen() > 0 || !e.acceptable(sg):
+		// Linux tcp_timewait_check_oow_rate_limit.
+		e.sendOOWAck(now, sg)
 	}
 }
 

@@ -166,9 +166,14 @@ func (e *endpoint) sendACK(now time.Time) {
 	e.sendSegment(now, e.sndNxt, flagACK, 0, 0)
 }
 
-// sendOOWAck answers an unacceptable segment with an ACK, at most twice a
-// second per connection (Linux tcp_oow_rate_limited).
-func (e *endpoint) sendOOWAck(now time.Time) {
+// sendOOWAck answers an unacceptable segment with an ACK. Segments without
+// data (and SYNs) get one at most twice a second per connection; a segment
+// carrying data always does (Linux tcp_oow_rate_limited).
+func (e *endpoint) sendOOWAck(now time.Time, sg *segment) {
+	if len(sg.payload) > 0 && !sg.has(flagSYN) {
+		e.sendACK(now)
+		return
+	}
 	if !e.lastOOW.IsZero() && now.Sub(e.lastOOW) < oowRateLimit {
 		return
 	}

@@ -86,3 +86,32 @@ func TestCloseWakesEveryAccept(t *testing.T) {
 		}
 	}
 }
+
+// Old data (ending before RCV.NXT) is ACKed every time: only segments
+// without data are rate limited (Linux tcp_oow_rate_limited).
+func TestOldDataAlwaysACKed(t *testing.T) {
+	h := newHarness(t)
+	h.handshake(h.listen(5))
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, n: 200})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 201})
+	for i := 0; i < 2; i++ {
+		h.send(seg{flags: flagACK, seq: 1, ack: 1, n: 100}) // entirely old
+		h.expect(seg{flags: flagACK, seq: 1, ack: 201})
+	}
+}
+
+// An out-of-window segment does not count as a sign of life for keepalive.
+func TestKeepaliveIgnoresOutOfWindow(t *testing.T) {
+	h := newHarness(t, func(o *Options) {
+		o.KeepaliveIdle, o.KeepaliveIntvl, o.KeepaliveProbes = 10*time.Second, 2*time.Second, 1
+	})
+	c := h.handshake(h.listen(5))
+	c.SetKeepAlive(true)
+	h.advance(10 * time.Second)
+	h.expect(seg{flags: flagACK, seq: 0, ack: 1}) // probe 1
+	h.advance(time.Second)
+	h.send(seg{flags: flagACK, seq: 1 + 500000000, ack: 1}) // out of window
+	h.link.Outbound()
+	h.advance(time.Second)
+	h.expect(seg{flags: flagRST | flagACK, seq: 1, ack: 1}) // still gives up
+}
