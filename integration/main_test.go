@@ -13,7 +13,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -425,6 +424,3 @@ func readAllTimeout(c net.Conn, timeout time.Duration) ([]byte, error) {
 	b, err := io.ReadAll(c)
 	return b, err
 }
-
-// isErrno reports whether err wraps errno.
-func isErrno(err error, errno syscall.Errno) bool { return errors.Is(err, errno) }

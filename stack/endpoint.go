@@ -132,10 +132,10 @@ func (s *Stack) newEndpoint(id hashtable.FourTuple) *endpoint {
 		rcvMSS:    536, // TCP_MSS_DEFAULT, as tcp_initialize_rcv_mss starts
 		tsOff:     s.tsOffset(id),
 	}
-	initTimer(&e.rtxTimer, e.onRetransmitTimer)
-	initTimer(&e.delackTimer, e.onDelackTimer)
-	initTimer(&e.keepTimer, e.onKeepTimer)
-	initTimer(&e.waitTimer, e.onTimeWaitTimer)
+	e.rtxTimer.Init(e.onRetransmitTimer)
+	e.delackTimer.Init(e.onDelackTimer)
+	e.keepTimer.Init(e.onKeepTimer)
+	e.waitTimer.Init(e.onTimeWaitTimer)
 	return e
 }
 

@@ -92,27 +92,15 @@ func TestB11AcceptQueueFull(t *testing.T) {
 	h.port = 40001
 	h.send(seg{flags: flagSYN, seq: 0})
 	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	first := h.ourISN
 	// A second SYN|ACK is in flight before the queue fills.
 	h.port = 40002
 	h.known = false
 	h.send(seg{flags: flagSYN, seq: 0})
 	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
 	second := h.ourISN
-	h.port = 40001
-	h.known = false
-	h.send(seg{flags: flagACK, seq: 1, ack: 0, raw: false}) // placeholder, fixed below
-	h.link.Outbound()
-	// Complete the first connection properly (its ISN is unknown to the
-	// harness, so take it from the socket).
-	h.s.mu.Lock()
-	var firstISN seqnum
-	for _, e := range h.s.endpointsLocked() {
-		if e.id.RemotePort == 40001 {
-			firstISN = e.iss
-		}
-	}
-	h.s.mu.Unlock()
-	h.ourISN, h.known = uint32(firstISN), true
+	// The first client completes its handshake: the queue is now full.
+	h.port, h.ourISN = 40001, first
 	h.send(seg{flags: flagACK, seq: 1, ack: 1})
 	h.expectNone()
 	h.wantState("ESTAB")

@@ -15,11 +15,6 @@ func (a seqnum) add(n uint32) seqnum { return a + seqnum(n) }
 // sub returns the distance from b up to a (a-b); callers know a >= b.
 func (a seqnum) sub(b seqnum) uint32 { return uint32(a - b) }
 
-// inWindow reports whether a lies in [first, first+size).
-func (a seqnum) inWindow(first seqnum, size uint32) bool {
-	return uint32(a-first) < size
-}
-
 func seqMax(a, b seqnum) seqnum {
 	if a.gt(b) {
 		return a

@@ -10,7 +10,6 @@ import (
 
 	"ustack/hashtable"
 	"ustack/stack/header"
-	"ustack/timers"
 )
 
 // tcpState is a connection state of RFC 9293 section 3.3.2.
@@ -93,7 +92,7 @@ func (sg *segment) tuple() hashtable.FourTuple {
 	return hashtable.FourTuple{LocalAddr: sg.dst, LocalPort: sg.dstPort, RemoteAddr: sg.src, RemotePort: sg.srcPort}
 }
 
-// LogValue renders the segment like tcpdump for traces.
+// String renders the segment for traces.
 func (sg *segment) String() string {
 	return fmt.Sprintf("%s seq %d ack %d win %d len %d", flagString(sg.flags), uint32(sg.seq), uint32(sg.ack), sg.wnd, len(sg.payload))
 }
@@ -236,9 +235,6 @@ func (s *Stack) trace(e *endpoint, from, to tcpState, why string, sg *segment) {
 func addrPort(a [4]byte, p uint16) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom4(a), p)
 }
-
-// initTimer binds an endpoint timer to its handler.
-func initTimer(t *timers.Timer, f func(now time.Time)) { t.Init(f) }
 
 // Flag names used throughout the state machine.
 const (

@@ -81,9 +81,3 @@ func usage(w io.Writer) {
 
 // notImplemented stands in for a subcommand that exists in the interface but
 // not yet in this build.
-func notImplemented(name string) func([]string, io.Writer, io.Writer) int {
-	return func(_ []string, _, stderr io.Writer) int {
-		fmt.Fprintf(stderr, "ustack %s: not implemented yet\n", name)
-		return 2
-	}
-}
