@@ -20,6 +20,8 @@ const (
 	cntICMPMalformed
 	cntTCPIn
 	cntTCPOut
+	cntTCPGSOOut
+	cntTCPOffloadIn
 	cntTCPMalformed
 	cntTCPChecksum
 	cntTCPBadOptions
@@ -72,6 +74,8 @@ var counterNames = [numCounters]string{
 	cntICMPMalformed:       "icmp.drop.malformed",
 	cntTCPIn:               "tcp.in",
 	cntTCPOut:              "tcp.out",
+	cntTCPGSOOut:           "tcp.out.gso_packets",
+	cntTCPOffloadIn:        "tcp.in.checksum_offloaded",
 	cntTCPMalformed:        "tcp.drop.malformed",
 	cntTCPChecksum:         "tcp.drop.checksum",
 	cntTCPBadOptions:       "tcp.bad_options",

@@ -63,6 +63,10 @@ func (e *endpoint) sendData(now time.Time) {
 			usable = int(wnd - f)
 		}
 		n := min(avail, usable, mss)
+		gso := 0
+		if n == mss && !retransmit && e.canGSO() {
+			n, gso = e.gsoLen(mss, rest, min(avail, usable))
+		}
 		last := n == rest // this segment ends the queued data
 		fin := e.finQueued && last
 		if n == 0 && !(fin && (usable > 0 || e.sndWnd > 0 || e.flight() == 0)) {
@@ -87,7 +91,7 @@ func (e *endpoint) sendData(now time.Time) {
 		if n > 0 && !retransmit && !e.lastData.IsZero() && now.Sub(e.lastData) < delackMin {
 			e.pingpong = true // a reply within the ATO (Linux tcp_event_data_sent)
 		}
-		e.sendSegment(now, seq, flags, int(seq.sub(e.sndUna)), n)
+		e.sendSegmentGSO(now, seq, flags, int(seq.sub(e.sndUna)), n, gso)
 		if retransmit {
 			e.s.inc(cntTCPRetransSegs)
 		} else if !e.rttTiming && !e.tsOK {
@@ -115,6 +119,32 @@ func (e *endpoint) sendData(now time.Time) {
 		e.persist = true
 		e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
 	}
+}
+
+// canGSO reports whether new data may leave as one packet of several
+// segments that the link cuts (TSO): the link offloads, and the peer is
+// not our own address (loopback packets are processed as they are).
+func (e *endpoint) canGSO() bool {
+	return e.s.gso != nil && e.id.RemoteAddr != e.s.addr
+}
+
+// gsoLen is the payload of a TSO packet that starts with a full segment:
+// as many whole segments as room (what the windows allow) and the link's
+// size limit take, plus the short tail of the queued data (rest) if it all
+// fits and Nagle would let that tail go after the full segments (last of
+// the data, and TCP_NODELAY or a FIN behind it). gso is the segment size,
+// or 0 when a single segment is all there is.
+func (e *endpoint) gsoLen(mss, rest, room int) (n, gso int) {
+	// Headers: IPv4 without options, TCP with at most 40 bytes of options.
+	limit := e.s.gso.GSOMaxSize() - header.IPv4MinSize - header.TCPMinSize - 40
+	n = min(room, limit) / mss * mss
+	if rest <= min(room, limit) && rest > n && (e.nodelay || e.finQueued) {
+		n = rest
+	}
+	if n <= mss {
+		return mss, 0
+	}
+	return n, mss
 }
 
 // dataRoom is the payload that fits in a data segment given the options it
@@ -220,6 +250,13 @@ func (e *endpoint) sendSYN(now time.Time, synAck bool) {
 // sendSegment builds one segment with our options and sends it: seq and
 // flags as given, payload the n bytes at offset off of the send buffer.
 func (e *endpoint) sendSegment(now time.Time, seq seqnum, flags uint8, off, n int) {
+	e.sendSegmentGSO(now, seq, flags, off, n, 0)
+}
+
+// sendSegmentGSO is sendSegment for a packet of n > gso payload bytes that
+// the link cuts into segments of gso bytes (0: an ordinary segment). Its
+// checksum is left to the link, as Linux leaves it to a NIC.
+func (e *endpoint) sendSegmentGSO(now time.Time, seq seqnum, flags uint8, off, n, gso int) {
 	s := e.s
 	tcp := s.txBuf[header.IPv4MinSize:]
 	opts := tcp[header.TCPMinSize:]
@@ -265,8 +302,14 @@ func (e *endpoint) sendSegment(now time.Time, seq seqnum, flags uint8, off, n in
 		SrcPort: e.id.LocalPort, DstPort: e.id.RemotePort,
 		Seq: uint32(seq), Ack: uint32(ack), Flags: flags, Window: wnd,
 	}, optLen)
-	header.SetTCPChecksum(seg, s.addr, e.id.RemoteAddr)
-	s.inc(cntTCPOut)
+	if gso > 0 {
+		header.SetTCPPseudoChecksum(seg, s.addr, e.id.RemoteAddr)
+		s.cnt[cntTCPOut] += uint64((n + gso - 1) / gso)
+		s.inc(cntTCPGSOOut)
+	} else {
+		header.SetTCPChecksum(seg, s.addr, e.id.RemoteAddr)
+		s.inc(cntTCPOut)
+	}
 	if flags&flagRST != 0 {
 		s.inc(cntTCPResetsSent)
 	}
@@ -277,7 +320,9 @@ func (e *endpoint) sendSegment(now time.Time, seq seqnum, flags uint8, off, n in
 		e.unacked = 0
 		s.timers.Stop(&e.delackTimer)
 	}
+	s.txGSO = gso
 	s.ipOutput(s.txBuf[:header.IPv4MinSize+len(seg)], e.id.RemoteAddr, header.ProtoTCP)
+	s.txGSO = 0
 }
 
 // sackBlocks fills b with our out-of-order blocks for the peer (RFC 2018

@@ -28,6 +28,7 @@ type Stack struct {
 	mu     stackLock
 	opts   Options
 	link   Link
+	gso    OffloadLink // link, when it offloads segmentation; else nil
 	clock  timers.Clock
 	addr   [4]byte
 	mtu    int
@@ -52,9 +53,11 @@ type Stack struct {
 
 	// Packets for the link wait here while the lock is held; Unlock writes
 	// them (see stackLock), one flusher at a time so that order is kept.
-	txq      [][]byte
-	txSpare  [][]byte
-	txFree   [][]byte
+	txq      []txPacket
+	txSpare  []txPacket
+	txFree   [][]byte // MTU-sized buffers
+	txFreeB  [][]byte // GSO-sized buffers
+	txGSO    int      // MSS of the packet ipOutput is given, when larger than one
 	flushing bool
 
 	wake      chan struct{} // timer loop: the earliest deadline moved
@@ -97,6 +100,9 @@ func New(link Link, opts Options) (*Stack, error) {
 		txBuf:   make([]byte, 65536),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
+	}
+	if g, ok := link.(OffloadLink); ok && g.GSOMaxSize() > mtu {
+		s.gso = g
 	}
 	s.mu.s = s
 	s.epoch = s.clock.Now()
@@ -152,7 +158,14 @@ func (s *Stack) readLoop() {
 	defer s.loopsWG.Done()
 	buf := make([]byte, 65536)
 	for {
-		n, err := s.link.ReadPacket(buf)
+		var n int
+		var csumOK bool
+		var err error
+		if s.gso != nil {
+			n, csumOK, err = s.gso.ReadOffload(buf)
+		} else {
+			n, err = s.link.ReadPacket(buf)
+		}
 		if err != nil {
 			select {
 			case <-s.done:
@@ -163,7 +176,7 @@ func (s *Stack) readLoop() {
 			// connections time out on their own.
 			return
 		}
-		s.Inject(buf[:n])
+		s.inject(buf[:n], csumOK)
 	}
 }
 
@@ -194,7 +207,11 @@ func (s *Stack) timerLoop() {
 
 // Inject processes one inbound IPv4 packet, as if it arrived on the link.
 // The packet is not retained.
-func (s *Stack) Inject(pkt []byte) {
+func (s *Stack) Inject(pkt []byte) { s.inject(pkt, false) }
+
+// inject is Inject for a packet whose transport checksum the link vouched
+// for (csumOK).
+func (s *Stack) inject(pkt []byte, csumOK bool) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -204,7 +221,7 @@ func (s *Stack) Inject(pkt []byte) {
 	if s.opts.Packet != nil {
 		s.opts.Packet(false, pkt)
 	}
-	s.ipInput(now, pkt)
+	s.ipInput(now, pkt, csumOK)
 	s.drainLoopLocked()
 	s.mu.Unlock()
 }
@@ -269,7 +286,7 @@ func (s *Stack) Counter(name string) uint64 {
 
 // ipInput is IPv4 input (RFC 791, RFC 1122 3.2.1): checks, then protocol
 // demultiplexing. Every drop is counted.
-func (s *Stack) ipInput(now time.Time, pkt []byte) {
+func (s *Stack) ipInput(now time.Time, pkt []byte, csumOK bool) {
 	s.inc(cntIPIn)
 	ip := header.IPv4(pkt)
 	if err := ip.Validate(); err != nil {
@@ -294,7 +311,7 @@ func (s *Stack) ipInput(now time.Time, pkt []byte) {
 	}
 	switch ip.Protocol() {
 	case header.ProtoTCP:
-		s.tcpInput(now, ip.Src(), ip.Dst(), ip.Payload())
+		s.tcpInput(now, ip.Src(), ip.Dst(), ip.Payload(), csumOK)
 	case header.ProtoICMP:
 		s.icmpInput(ip)
 	default:
@@ -339,6 +356,10 @@ func (s *Stack) ipOutput(pkt []byte, dst [4]byte, proto uint8) {
 		Dst:      dst,
 	})
 	s.inc(cntIPOut)
+	if s.txGSO > 0 {
+		// The link gives each segment the next ID (tcp_gso_segment).
+		s.ipID += uint16((len(pkt) - header.IPv4MinSize - header.TCP(pkt[header.IPv4MinSize:]).HeaderLen() - 1) / s.txGSO)
+	}
 	if s.opts.Packet != nil {
 		s.opts.Packet(true, pkt)
 	}
@@ -347,14 +368,34 @@ func (s *Stack) ipOutput(pkt []byte, dst [4]byte, proto uint8) {
 		return
 	}
 	var b []byte
-	if n := len(s.txFree); n > 0 {
-		b = s.txFree[n-1]
-		s.txFree = s.txFree[:n-1]
+	free := &s.txFree
+	if len(pkt) > s.mtu {
+		free = &s.txFreeB
+	}
+	if n := len(*free); n > 0 {
+		b = (*free)[n-1]
+		*free = (*free)[:n-1]
+	} else if len(pkt) > s.mtu {
+		b = make([]byte, 0, s.gso.GSOMaxSize())
 	} else {
 		b = make([]byte, 0, s.mtu)
 	}
-	s.txq = append(s.txq, append(b, pkt...))
+	s.txq = append(s.txq, txPacket{b: append(b, pkt...), gso: s.txGSO})
 }
+
+// txPacket is a packet waiting for the link; gso > 0 is the MSS the link
+// cuts it into (OffloadLink.WriteGSO).
+type txPacket struct {
+	b   []byte
+	gso int
+}
+
+// Pools of transmit buffers: enough MTU-sized ones for a burst of small
+// packets, and 4 MB worth of 64 KB ones.
+const (
+	txFreeMax  = 4096
+	txFreeBMax = 64
+)
 
 // stackLock is the stack's mutex. Its Unlock writes the packets queued
 // while it was held, after releasing it, so that no link write (a syscall
@@ -382,14 +423,22 @@ func (l *stackLock) Unlock() {
 		for _, p := range batch {
 			// A write error (link gone, buffer full) is a lost packet:
 			// TCP retransmits, exactly as for loss on the wire.
-			_ = s.link.WritePacket(p)
+			if p.gso > 0 {
+				_ = s.gso.WriteGSO(p.b, p.gso)
+			} else {
+				_ = s.link.WritePacket(p.b)
+			}
 		}
 		l.mu.Lock()
 		for i, p := range batch {
-			if len(s.txFree) < 4096 {
-				s.txFree = append(s.txFree, p[:0])
+			if cap(p.b) > s.mtu {
+				if len(s.txFreeB) < txFreeBMax {
+					s.txFreeB = append(s.txFreeB, p.b[:0])
+				}
+			} else if len(s.txFree) < txFreeMax {
+				s.txFree = append(s.txFree, p.b[:0])
 			}
-			batch[i] = nil
+			batch[i] = txPacket{}
 		}
 		s.txSpare = batch[:0]
 		s.flushing = false
@@ -409,7 +458,7 @@ func (s *Stack) loopback(pkt []byte) {
 func (s *Stack) drainLoopLocked() {
 	for i := 0; i < len(s.loop); i++ {
 		pkt := s.loop[i]
-		s.ipInput(s.clock.Now(), pkt)
+		s.ipInput(s.clock.Now(), pkt, false)
 		s.loopFree = append(s.loopFree, pkt)
 	}
 	s.loop = s.loop[:0]

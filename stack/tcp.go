@@ -118,14 +118,16 @@ func flagString(f uint8) string {
 
 // tcpInput is the TCP demultiplexer: checksum, then the established table,
 // then the listener table, then the "no socket" rules B01-B05.
-func (s *Stack) tcpInput(now time.Time, src, dst [4]byte, b []byte) {
+func (s *Stack) tcpInput(now time.Time, src, dst [4]byte, b []byte, csumOK bool) {
 	s.inc(cntTCPIn)
 	th := header.TCP(b)
 	if err := th.Validate(); err != nil {
 		s.inc(cntTCPMalformed)
 		return
 	}
-	if !header.TCPChecksumValid(src, dst, b) {
+	if csumOK {
+		s.inc(cntTCPOffloadIn)
+	} else if !header.TCPChecksumValid(src, dst, b) {
 		s.inc(cntTCPChecksum) // B03: silently, before anything else
 		return
 	}

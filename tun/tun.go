@@ -44,10 +44,16 @@ type Config struct {
 	// MTU is the device's MTU; 0 means DefaultMTU. Linux accepts 68..65535
 	// on a TUN device.
 	MTU int
+	// Offload opens the device with a virtio-net header and TSO4 and
+	// checksum offload (see ReadOffload and WriteGSO), so that the kernel
+	// and the stack exchange up to 64 KB per system call.
+	Offload bool
 }
 
 // Device is an open TUN device (IFF_TUN|IFF_NO_PI): each read returns one
 // IPv4 or IPv6 packet without any header in front, each write injects one.
+// With Config.Offload the device also has IFF_VNET_HDR, hidden from the
+// caller except through ReadOffload and WriteGSO.
 type Device struct {
 	name string
 	mtu  int
@@ -62,6 +68,8 @@ type Device struct {
 	setAddr  bool
 	oldAddr  netip.Addr
 	oldMask  netip.Addr
+
+	offload bool // IFF_VNET_HDR with TUN_F_CSUM|TUN_F_TSO4
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -118,6 +126,9 @@ func Open(cfg Config) (*Device, error) {
 	// water always sets the persist flag to Config.Persist, so attaching to
 	// an existing (and therefore persistent) device must ask for Persist, or
 	// water would make the device vanish when we close it.
+	if cfg.Offload {
+		return openWith(cfg, display, mtu, ctl, existed)
+	}
 	openMu.Lock()
 	defer openMu.Unlock()
 	before := tunFDs()
@@ -166,6 +177,28 @@ func Open(cfg Config) (*Device, error) {
 		ctl:      ctl,
 		attached: existed,
 	}
+	if err := d.configure(cfg.Addr); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// openWith opens the device with unix calls instead of water: the offload
+// flags are out of water's reach.
+func openWith(cfg Config, display string, mtu, ctl int, existed bool) (*Device, error) {
+	file, name, err := openOffload(cfg.Name)
+	if err != nil {
+		unix.Close(ctl)
+		return nil, openError(display, existed, err)
+	}
+	raw, err := file.SyscallConn()
+	if err != nil {
+		file.Close()
+		unix.Close(ctl)
+		return nil, openError(display, existed, err)
+	}
+	d := &Device{name: name, mtu: mtu, file: file, raw: raw, ctl: ctl, attached: existed, offload: true}
 	if err := d.configure(cfg.Addr); err != nil {
 		d.Close()
 		return nil, err
@@ -354,8 +387,13 @@ func (d *Device) MTU() int { return d.mtu }
 // the kernel silently truncates a packet that does not fit, which
 // ReadPacket reports as io.ErrShortBuffer (with the truncated packet in b).
 // After Close, and in a ReadPacket blocked when Close is called, it returns
-// an error for which errors.Is(err, net.ErrClosed) holds.
+// an error for which errors.Is(err, net.ErrClosed) holds. On an offload
+// device a TCP packet may be up to GSOMaxSize bytes, and a checksum the
+// kernel left partial is finished here, so the packet is complete.
 func (d *Device) ReadPacket(b []byte) (int, error) {
+	if d.offload {
+		return d.readPacketOffload(b)
+	}
 	if d.closed.Load() {
 		return 0, d.closedError("read")
 	}
@@ -387,6 +425,12 @@ func truncated(b []byte) bool {
 // write(). b is not retained. The kernel rejects a packet that is not IP
 // (EINVAL) and any packet while the device is down (EIO).
 func (d *Device) WritePacket(b []byte) error {
+	if d.offload {
+		if len(b) == 0 {
+			return fmt.Errorf("%s: write: empty packet: %w", d.name, unix.EINVAL)
+		}
+		return d.writev(&vnetHdr{}, b)
+	}
 	if d.closed.Load() {
 		return d.closedError("write")
 	}

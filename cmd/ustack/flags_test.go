@@ -23,6 +23,7 @@ func TestRunFlagDefaults(t *testing.T) {
 		Serves:            []serveSpec{{"http", 80}, {"echo", 7}},
 		Ctl:               "/run/ustack/tun0.sock",
 		Engine:            "ustack",
+		Offload:           true,
 		FinTimeout:        60 * time.Second,
 		TimeWait:          60 * time.Second,
 		SynRetries:        6,
@@ -34,6 +35,27 @@ func TestRunFlagDefaults(t *testing.T) {
 	o := cfg.stackOptions()
 	if o.Addr != want.Addr || o.SynRetries != 6 || o.Somaxconn == 0 {
 		t.Errorf("stackOptions: %+v", o)
+	}
+}
+
+// Offload is on by default, and quietly off where it cannot apply.
+func TestRunFlagOffload(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, true},
+		{[]string{"--offload=false"}, false},
+		{[]string{"--engine", "gvisor"}, false},
+		{[]string{"--impair", "loss=1%"}, false},
+	} {
+		cfg, err := parseRunFlags(c.args, &bytes.Buffer{})
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if cfg.Offload != c.want {
+			t.Errorf("%v: Offload %v, want %v", c.args, cfg.Offload, c.want)
+		}
 	}
 }
 
@@ -96,6 +118,8 @@ func TestRunFlagErrors(t *testing.T) {
 		{[]string{"--impair", "loss=2"}, "want a percentage like loss=2%"},
 		{[]string{"--engine", "gvisor", "--trace"}, "--trace: not available with --engine gvisor"},
 		{[]string{"--engine", "bsd"}, "want ustack or gvisor"},
+		{[]string{"--engine", "gvisor", "--offload"}, "--offload: only with --engine ustack and without --impair"},
+		{[]string{"--impair", "loss=1%", "--offload=true"}, "--offload: only with --engine ustack and without --impair"},
 		{[]string{"extra"}, "unexpected argument"},
 	} {
 		_, err := parseRunFlags(tc.args, &bytes.Buffer{})

@@ -95,7 +95,7 @@ func (d *daemon) start(cfg *runConfig) error {
 		opts.Trace = slog.New(slog.NewTextHandler(d.lg.Writer(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 
-	dev, err := tun.Open(tun.Config{Name: cfg.Tun, Addr: cfg.TunAddr, MTU: cfg.MTU})
+	dev, err := tun.Open(tun.Config{Name: cfg.Tun, Addr: cfg.TunAddr, MTU: cfg.MTU, Offload: cfg.Offload})
 	if err != nil {
 		return err
 	}
@@ -115,7 +115,11 @@ func (d *daemon) start(cfg *runConfig) error {
 	if err := d.startEngine(cfg, link, opts); err != nil {
 		return err
 	}
-	d.lg.Printf("ustack run: %s up: kernel %s, %s %s, mtu %d", dev.Name(), cfg.TunAddr, cfg.Engine, cfg.Addr, dev.MTU())
+	offload := "off"
+	if dev.Offload() {
+		offload = "TSO4 and checksum"
+	}
+	d.lg.Printf("ustack run: %s up: kernel %s, %s %s, mtu %d, offload %s", dev.Name(), cfg.TunAddr, cfg.Engine, cfg.Addr, dev.MTU(), offload)
 	if cfg.Impair != nil {
 		d.lg.Printf("ustack run: impairing %s both ways: %s", dev.Name(), cfg.Impair)
 	}

@@ -103,3 +103,14 @@ func SetTCPChecksum(seg []byte, src, dst [4]byte) {
 	c := Checksum(seg, PseudoHeaderSum(src, dst, ProtoTCP, len(seg)))
 	binary.BigEndian.PutUint16(seg[16:18], c)
 }
+
+// SetTCPPseudoChecksum stores in seg's checksum field only the folded
+// pseudo-header sum, not complemented: what Linux leaves in a
+// CHECKSUM_PARTIAL segment (__tcp_v4_send_check) for a device that
+// offloads the rest of the sum.
+func SetTCPPseudoChecksum(seg []byte, src, dst [4]byte) {
+	if len(seg) < TCPMinSize {
+		return
+	}
+	binary.BigEndian.PutUint16(seg[16:18], fold16(uint64(PseudoHeaderSum(src, dst, ProtoTCP, len(seg)))))
+}
