@@ -3,7 +3,6 @@ package stack
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"net/netip"
 	"testing"
 	"time"
@@ -11,77 +10,20 @@ import (
 	"ustack/stack/header"
 )
 
-// gsoLink is a MemLink with offload: it cuts each GSO packet the way the
-// kernel does (tcp_gso_segment) into the MemLink's output, so the tests
-// see the segments a peer would, and it records the GSO writes.
-type gsoLink struct {
-	*MemLink
-	t      testing.TB
-	writes []int // payload bytes of each GSO write
-	mss    []int
-}
-
-func (l *gsoLink) ReadOffload(b []byte) (int, bool, error) {
-	n, err := l.ReadPacket(b)
-	return n, true, err
-}
-
-func (l *gsoLink) GSOMaxSize() int { return 65535 }
-
-func (l *gsoLink) WriteGSO(pkt []byte, mss int) error {
-	ip := header.IPv4(pkt)
-	if err := ip.Validate(); err != nil {
-		l.t.Errorf("GSO packet: bad IPv4 header: %v", err)
-		return nil
-	}
-	tcp := header.TCP(ip.Payload())
-	// The checksum field holds the pseudo-header sum: summing the whole
-	// segment over it must give a valid checksum, as the kernel's would.
-	whole := append([]byte(nil), tcp...)
-	c := header.Checksum(whole, 0)
-	binary.BigEndian.PutUint16(whole[16:], c)
-	if !header.TCPChecksumValid(ip.Src(), ip.Dst(), whole) {
-		l.t.Errorf("GSO packet: checksum field is not the pseudo-header sum")
-	}
-	hl := tcp.HeaderLen()
-	payload := tcp[hl:]
-	l.writes = append(l.writes, len(payload))
-	l.mss = append(l.mss, mss)
-	for i := 0; i*mss < len(payload); i++ {
-		chunk := payload[i*mss : min((i+1)*mss, len(payload))]
-		last := (i+1)*mss >= len(payload)
-		p := make([]byte, 20+hl+len(chunk))
-		copy(p, pkt[:20])
-		copy(p[20:], tcp[:hl])
-		copy(p[20+hl:], chunk)
-		t := header.TCP(p[20:])
-		binary.BigEndian.PutUint32(t[4:], tcp.Seq()+uint32(i*mss))
-		if !last {
-			t[13] &^= flagPSH | flagFIN
-		}
-		header.SetTCPChecksum(t, ip.Src(), ip.Dst())
-		header.EncodeIPv4(p, header.IPv4Fields{TotalLen: len(p), ID: ip.ID() + uint16(i), DF: true, TTL: 64,
-			Protocol: header.ProtoTCP, Src: ip.Src(), Dst: ip.Dst()})
-		if err := l.MemLink.WritePacket(p); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func newGSOHarness(t *testing.T) (*harness, *gsoLink) {
+// newGSOHarness is newHarness over a link with offload.
+func newGSOHarness(t *testing.T) (*harness, *MemLink) {
 	t.Helper()
 	h := newHarness(t)
 	h.s.Close()
-	gl := &gsoLink{MemLink: NewMemLink(1500), t: t}
-	o := h.s.opts
-	s, err := New(gl, o)
+	link := NewMemLink(1500)
+	link.EnableOffload()
+	s, err := New(link, h.s.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	h.s, h.link = s, gl.MemLink
-	return h, gl
+	h.s, h.link = s, link
+	return h, link
 }
 
 // With TSO the initial window (IW10) leaves as one packet of ten segments.
@@ -93,8 +35,8 @@ func TestGSOInitialWindowOnePacket(t *testing.T) {
 		h.expect(seg{flags: flagACK, seq: 1 + uint32(i*1460), ack: 1, n: 1460})
 	}
 	h.expectNone()
-	if len(gl.writes) != 1 || gl.writes[0] != 10*1460 || gl.mss[0] != 1460 {
-		t.Fatalf("GSO writes %v (mss %v), want one of 14600 bytes cut at 1460", gl.writes, gl.mss)
+	if w := gl.GSOWrites(); len(w) != 1 || w[0] != 10*1460 {
+		t.Fatalf("GSO writes %v, want one of 14600 bytes", w)
 	}
 	if out, gso := h.s.Counter("tcp.out"), h.s.Counter("tcp.out.gso_packets"); out != 11 || gso != 1 {
 		t.Fatalf("tcp.out %d, tcp.out.gso_packets %d; want 11 (SYN|ACK and 10 segments) and 1", out, gso)
@@ -109,8 +51,8 @@ func TestGSOInitialWindowOnePacket(t *testing.T) {
 		h.expect(want)
 	}
 	h.expectNone()
-	if len(gl.writes) != 2 {
-		t.Fatalf("GSO writes %v, want 2", gl.writes)
+	if len(gl.GSOWrites()) != 2 {
+		t.Fatalf("GSO writes %v, want 2", gl.GSOWrites())
 	}
 }
 
@@ -128,14 +70,14 @@ func TestGSOTailAndNagle(t *testing.T) {
 		if nodelay {
 			h.expect(seg{flags: flagACK | flagPSH, seq: 1 + 3*1460, ack: 1, n: 100})
 			h.expectNone()
-			if len(gl.writes) != 1 || gl.writes[0] != 3*1460+100 {
-				t.Fatalf("nodelay: GSO writes %v, want one of %d", gl.writes, 3*1460+100)
+			if len(gl.GSOWrites()) != 1 || gl.GSOWrites()[0] != 3*1460+100 {
+				t.Fatalf("nodelay: GSO writes %v, want one of %d", gl.GSOWrites(), 3*1460+100)
 			}
 			continue
 		}
 		h.expectNone() // Nagle: the tail waits for the ACK
-		if len(gl.writes) != 1 || gl.writes[0] != 3*1460 {
-			t.Fatalf("Nagle: GSO writes %v, want one of %d", gl.writes, 3*1460)
+		if len(gl.GSOWrites()) != 1 || gl.GSOWrites()[0] != 3*1460 {
+			t.Fatalf("Nagle: GSO writes %v, want one of %d", gl.GSOWrites(), 3*1460)
 		}
 		h.send(seg{flags: flagACK, seq: 1, ack: 1 + 3*1460})
 		h.expect(seg{flags: flagACK | flagPSH, seq: 1 + 3*1460, ack: 1, n: 100})
@@ -155,8 +97,8 @@ func TestGSOWithFIN(t *testing.T) {
 	c.CloseWrite()
 	h.expect(seg{flags: flagACK | flagPSH | flagFIN, seq: 1 + 2*1460, ack: 1, n: 7})
 	h.expectNone()
-	if len(gl.writes) != 1 {
-		t.Fatalf("GSO writes %v, want 1 (the tail and FIN alone are one segment)", gl.writes)
+	if len(gl.GSOWrites()) != 1 {
+		t.Fatalf("GSO writes %v, want 1 (the tail and FIN alone are one segment)", gl.GSOWrites())
 	}
 }
 
@@ -176,8 +118,8 @@ func TestGSORetransmitIsOneSegment(t *testing.T) {
 	// The handshake's RTT sample is 0, so the RTO is the 200 ms minimum.
 	h.expectAt(200*time.Millisecond, seg{flags: flagACK, seq: 1, ack: 1, n: 1460})
 	h.expectNone()
-	if len(gl.writes) != 1 {
-		t.Fatalf("GSO writes %v, want only the first", gl.writes)
+	if len(gl.GSOWrites()) != 1 {
+		t.Fatalf("GSO writes %v, want only the first", gl.GSOWrites())
 	}
 }
 

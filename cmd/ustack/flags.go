@@ -35,7 +35,7 @@ type runConfig struct {
 	Engine  string
 	Trace   bool
 	// Offload opens the TUN device with TSO and checksum offload
-	// (IFF_VNET_HDR); only the ustack engine without --impair uses it.
+	// (IFF_VNET_HDR), for either engine; --impair turns it off.
 	Offload bool
 	// CPUProfile is where --cpuprofile writes a pprof CPU profile ("": off).
 	CPUProfile string
@@ -78,7 +78,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.IntVar(&cfg.SynLinearTimeouts, "syn-linear-timeouts", def.SynLinearTimeouts, "SYN retransmissions at a linear 1 s before backing off, like net.ipv4.tcp_syn_linear_timeouts (0: pure exponential)")
 	fs.StringVar(&cfg.Engine, "engine", "ustack", "TCP/IP `ENGINE` serving the services: ustack or gvisor")
 	fs.BoolVar(&cfg.Trace, "trace", false, "log every TCP state transition to stderr")
-	fs.BoolVar(&cfg.Offload, "offload", true, "TSO and checksum offload on the TUN device, up to 64 KB per read or write (--engine ustack without --impair only)")
+	fs.BoolVar(&cfg.Offload, "offload", true, "TSO and checksum offload on the TUN device, up to 64 KB per read or write (not with --impair)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the daemon to `FILE` (for go tool pprof) until it exits")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: ustack run [flags]\n\nRuns the stack on a TUN device and serves built-in services until SIGINT or SIGTERM.\n\nFlags:\n")
@@ -166,10 +166,10 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	}
 	offloadSet := false
 	fs.Visit(func(f *flag.Flag) { offloadSet = offloadSet || f.Name == "offload" })
-	if cfg.Offload && (cfg.Engine != "ustack" || cfg.Impair != nil) {
+	if cfg.Offload && cfg.Impair != nil {
 		if offloadSet {
-			// gVisor's adapter and the impairments work on MTU-sized packets.
-			return nil, fmt.Errorf("--offload: only with --engine ustack and without --impair")
+			// The impairments work on the packets of a wire.
+			return nil, fmt.Errorf("--offload: not with --impair (it impairs MTU-sized packets)")
 		}
 		cfg.Offload = false
 	}
