@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ustack/stack/header"
 )
 
 // B20: out-of-order data is held and ACKed at once (duplicate ACK); when
@@ -216,5 +218,55 @@ func TestWindowNeverExceedsBuffer(t *testing.T) {
 		if got := int(ack.Window()) << rcvWscaleFor(1<<20); got > 1<<20 {
 			t.Fatalf("isn %#x: window %d bytes exceeds the 1 MiB buffer", isn, got)
 		}
+	}
+}
+
+// B21: a window that cannot shrink is rounded up to the scale unit, and the
+// peer may fill it to that rounded edge: the bytes up to the edge the last
+// ACK offered are all taken. (They were once dropped when a segment started
+// past our unrounded edge, and the peer's ACKs, sent from beyond our edge,
+// ignored: a stall.)
+func TestB21RoundedWindowEdgeIsHonoured(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.RecvBuffer = 1 << 20 })
+	h.listen(5)
+	h.send(seg{flags: flagSYN, seq: 0, opts: linuxSYNOpts(1)})
+	synack := h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	edge := 1 + uint32(synack.Window())
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: tsOpts(2, 0)})
+	scale := rcvWscaleFor(1 << 20)
+	next := uint32(1)
+	for i := 0; ; i++ {
+		n := min(int(edge-next), 1000)
+		if n < 1000 {
+			break
+		}
+		if i == 0 {
+			n = 7 // what is left at the end is then no multiple of the scale unit
+		}
+		h.send(seg{flags: flagACK, seq: next, ack: 1, n: n, opts: tsOpts(3, 0)})
+		next += uint32(n)
+		pkts := h.link.Outbound()
+		if len(pkts) == 0 {
+			h.advance(200 * time.Millisecond) // the delayed ACK
+			pkts = h.link.Outbound()
+		}
+		if len(pkts) > 0 {
+			ack := header.TCP(header.IPv4(pkts[len(pkts)-1]).Payload())
+			edge = next + uint32(ack.Window())<<scale
+		}
+		if i > 5000 {
+			t.Fatal("the window never came down to less than a segment")
+		}
+	}
+	// The rest of the window in two segments, the last one byte at the edge.
+	h.send(seg{flags: flagACK, seq: next, ack: 1, n: int(edge-next) - 1, opts: tsOpts(3, 0)})
+	h.send(seg{flags: flagACK, seq: edge - 1, ack: 1, n: 1, opts: tsOpts(3, 0)})
+	h.advance(200 * time.Millisecond)
+	pkts := h.link.Outbound()
+	if len(pkts) == 0 {
+		t.Fatal("no ACK for the data up to the edge")
+	}
+	if got := header.TCP(header.IPv4(pkts[len(pkts)-1]).Payload()).Ack() - peerISN; got != edge {
+		t.Fatalf("ACK %d, want %d: bytes inside the offered window were dropped", got, edge)
 	}
 }

@@ -372,6 +372,11 @@ func (e *endpoint) selectWindow(syn bool) uint16 {
 		if w > 65535 {
 			w = 65535
 		}
+		// The peer reads the rounded-up edge: remember that one (Linux
+		// keeps the aligned window in rcv_wnd), or the data it may send
+		// up to it would be dropped, and its later ACKs, beyond our
+		// edge, ignored (rcvSlack holds the extra bytes).
+		e.rcvAdv = seqMax(e.rcvAdv, e.rcvNxt.add(uint32(w)<<e.rcvWscale))
 	} else {
 		e.rcvAdv = edge
 	}
