@@ -56,6 +56,9 @@ type ring struct {
 	n     int // readable bytes
 	limit int // capacity never exceeds this
 	hint  int // the size last used: regrow to it at once after release
+	// pinned: a slice of buf is in use outside the stack's lock (Conn.WriteTo),
+	// so an array given up by grow or release goes to the GC, not the pools.
+	pinned bool
 }
 
 const ringMinSize = 1 << minClassShift
@@ -83,7 +86,9 @@ func (r *ring) grow(need int) {
 		// Unroll the whole old ring starting at head.
 		k := copy(nb, r.buf[r.head:])
 		copy(nb[k:], r.buf[:r.head])
-		putBuf(r.buf)
+		if !r.pinned {
+			putBuf(r.buf)
+		}
 	}
 	r.buf = nb
 	r.head = 0
@@ -152,7 +157,23 @@ func (r *ring) Discard(k int) {
 // out-of-order data is stored beyond the readable bytes.
 func (r *ring) release() {
 	if r.n == 0 && r.buf != nil {
-		putBuf(r.buf)
+		if !r.pinned {
+			putBuf(r.buf)
+		}
 		r.buf, r.head = nil, 0
 	}
+}
+
+// readable returns up to max readable bytes in place, in one or two
+// slices (the second when they wrap around the end of the array).
+func (r *ring) readable(max int) (a, b []byte) {
+	n := min(r.n, max)
+	if n == 0 {
+		return nil, nil
+	}
+	end := r.head + n
+	if end <= len(r.buf) {
+		return r.buf[r.head:end], nil
+	}
+	return r.buf[r.head:], r.buf[:end-len(r.buf)]
 }

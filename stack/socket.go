@@ -449,6 +449,10 @@ func (c *Conn) Read(b []byte) (int, error) {
 			// Like Go's poller: a passed deadline fails even when data waits.
 			return 0, c.err("read", os.ErrDeadlineExceeded)
 		}
+		if e.rcvBuf.pinned {
+			c.wait(&e.rdWait, c.rdDL) // a WriteTo is handing these bytes out
+			continue
+		}
 		if e.rcvBuf.Len() > 0 && !e.shutRd {
 			if len(b) == 0 {
 				return 0, nil
@@ -465,6 +469,65 @@ func (c *Conn) Read(b []byte) (int, error) {
 		}
 		if e.finRecvd || e.shutRd || e.gone {
 			return 0, io.EOF
+		}
+		c.wait(&e.rdWait, c.rdDL)
+	}
+}
+
+// writeToChunk bounds one w.Write in WriteTo, so that the window reopens
+// while a slow writer works through a full receive buffer.
+const writeToChunk = 256 << 10
+
+// WriteTo writes the bytes the connection receives to w until EOF (then
+// returning a nil error), an error of either side, or the read deadline.
+// io.Copy(w, c) calls it. w gets slices of the receive buffer itself, so
+// nothing is copied on the way (net.TCPConn's WriteTo splices for the same
+// reason); w must not keep them after Write returns. A Read meanwhile waits.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	s, e := c.s, c.e
+	var total int64
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		if c.closed {
+			return total, c.err("read", net.ErrClosed)
+		}
+		if expired(c.rdDL) {
+			return total, c.err("read", os.ErrDeadlineExceeded)
+		}
+		if e.rcvBuf.pinned {
+			c.wait(&e.rdWait, c.rdDL) // another WriteTo
+			continue
+		}
+		if e.rcvBuf.Len() > 0 && !e.shutRd {
+			a, b := e.rcvBuf.readable(writeToChunk)
+			e.rcvBuf.pinned = true
+			s.mu.Unlock()
+			n, err := w.Write(a)
+			if err == nil && len(b) > 0 {
+				var m int
+				m, err = w.Write(b)
+				n += m
+			}
+			s.mu.Lock()
+			e.rcvBuf.pinned = false
+			e.rcvBuf.Discard(n)
+			total += int64(n)
+			e.afterRead(s.clock.Now())
+			s.drainLoopLocked()
+			e.rdWait.notify() // a Read that waited for the pin
+			if err != nil {
+				return total, err
+			}
+			continue
+		}
+		if e.softErr != 0 {
+			err := e.softErr
+			e.softErr = 0
+			return total, c.err("read", err)
+		}
+		if e.finRecvd || e.shutRd || e.gone {
+			return total, nil
 		}
 		c.wait(&e.rdWait, c.rdDL)
 	}
