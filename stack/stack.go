@@ -60,7 +60,13 @@ type Stack struct {
 	txGSO    int      // MSS of the packet ipOutput is given, when larger than one
 	flushing bool
 
-	wake      chan struct{} // timer loop: the earliest deadline moved
+	// The timer loop sleeps until timerAt and is woken only for a timer
+	// due before that. A stopped timer does not wake it: it wakes for
+	// nothing at most once per deadline (Linux leaves a cleared
+	// retransmit timer armed the same way, inet_csk_clear_xmit_timer),
+	// instead of once per ACK that stops the RTO.
+	timerAt   time.Time
+	wake      chan struct{} // timer loop: a timer is due before timerAt
 	done      chan struct{}
 	closed    bool
 	startOnce sync.Once
@@ -190,12 +196,12 @@ func (s *Stack) timerLoop() {
 		now := s.clock.Now()
 		s.runTimersLocked(now)
 		next, ok := s.timers.Next()
-		s.mu.Unlock()
-		d := time.Hour
-		if ok {
-			d = next.Sub(now)
+		if !ok {
+			next = now.Add(time.Hour)
 		}
-		t.Reset(d)
+		s.timerAt = next
+		s.mu.Unlock()
+		t.Reset(next.Sub(now))
 		select {
 		case <-s.done:
 			return
@@ -248,9 +254,8 @@ func (s *Stack) NextTimer() (time.Time, bool) {
 
 // schedule arms t and wakes the timer loop if the earliest deadline moved.
 func (s *Stack) schedule(t *timers.Timer, at time.Time) {
-	first, ok := s.timers.Next()
 	s.timers.Schedule(t, at)
-	if !ok || at.Before(first) {
+	if at.Before(s.timerAt) {
 		select {
 		case s.wake <- struct{}{}:
 		default:
