@@ -89,7 +89,7 @@ func DefaultOptions() Options {
 		KeepaliveIdle:     7200 * time.Second,
 		KeepaliveIntvl:    75 * time.Second,
 		KeepaliveProbes:   9,
-		RecvBuffer:        1 << 20,
+		RecvBuffer:        4 << 20,
 		SendBuffer:        1 << 20,
 		Timestamps:        true,
 		SACK:              true,
