@@ -39,6 +39,8 @@ type runConfig struct {
 	Offload bool
 	// CPUProfile is where --cpuprofile writes a pprof CPU profile ("": off).
 	CPUProfile string
+	// Procs is GOMAXPROCS for the daemon (0: Go's default, one per CPU).
+	Procs int
 
 	FinTimeout        time.Duration
 	TimeWait          time.Duration
@@ -79,6 +81,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.StringVar(&cfg.Engine, "engine", "ustack", "TCP/IP `ENGINE` serving the services: ustack or gvisor")
 	fs.BoolVar(&cfg.Trace, "trace", false, "log every TCP state transition to stderr")
 	fs.BoolVar(&cfg.Offload, "offload", true, "TSO and checksum offload on the TUN device, up to 64 KB per read or write (not with --impair)")
+	fs.IntVar(&cfg.Procs, "procs", 0, "run Go code on at most `N` CPUs at once (GOMAXPROCS; 0: all CPUs)")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the daemon to `FILE` (for go tool pprof) until it exits")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: ustack run [flags]\n\nRuns the stack on a TUN device and serves built-in services until SIGINT or SIGTERM.\n\nFlags:\n")
@@ -92,6 +95,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (flags only)", fs.Arg(0))
+	}
+	if cfg.Procs < 0 {
+		return nil, fmt.Errorf("--procs %d: want 0 (all CPUs) or more", cfg.Procs)
 	}
 
 	if err := validTunName(cfg.Tun); err != nil {

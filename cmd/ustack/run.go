@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -65,6 +66,9 @@ type daemon struct {
 // it down. stop restores the default signal handling, so that a second ^C
 // during a slow shutdown kills the process.
 func runDaemon(ctx context.Context, stop func(), cfg *runConfig, lg *log.Logger) error {
+	if cfg.Procs > 0 {
+		runtime.GOMAXPROCS(cfg.Procs)
+	}
 	if cfg.CPUProfile != "" {
 		stopProfile, err := startCPUProfile(cfg.CPUProfile)
 		if err != nil {

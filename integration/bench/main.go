@@ -47,6 +47,7 @@ import (
 
 // config is the command line.
 type config struct {
+	procs   int
 	quick   bool
 	reps    int
 	stream  time.Duration // each throughput run
@@ -77,8 +78,9 @@ func main() {
 	flag.StringVar(&columns, "engines", "ustack,gvisor,kernel", "columns to measure: ustack, gvisor, kernel (the veth ceiling)")
 	flag.StringVar(&testsF, "tests", "upload,download,rr,connrate,http,scale", "measurements to run")
 	flag.StringVar(&cfg.json, "json", "bench-results.json", "write the results as JSON to `FILE` (\"\" for none)")
+	flag.IntVar(&cfg.procs, "procs", 0, "pass --procs `N` to both daemons (0: their default)")
 	flag.StringVar(&cfg.bin, "bin", "", "use this ustack binary instead of building one")
-	flag.StringVar(&cfg.profile, "profile", "", "also write CPU profiles of the ustack and gvisor daemons during one upload and one download run to `DIR` (go tool pprof)")
+	flag.StringVar(&cfg.profile, "profile", "", "also write CPU profiles of the ustack and gvisor daemons, one run of each measurement but scale, to `DIR` (go tool pprof)")
 	flag.Parse()
 	if cfg.quick {
 		cfg.reps = 1
@@ -210,7 +212,7 @@ func run(ctx context.Context, cfg *config) error {
 		}
 		for _, name := range []string{"ustack", "gvisor"} {
 			if slices.Contains(cfg.columns, name) {
-				targets = append(targets, daemonTarget(name, bin, dir, ns))
+				targets = append(targets, daemonTarget(name, bin, dir, ns, cfg.procs))
 			}
 		}
 	}
@@ -379,8 +381,8 @@ func runOne(ctx context.Context, cfg *config, tst test, t *target, cpuprofile st
 	return smp, notes, err
 }
 
-// profiles runs one upload and one download on each daemon with
-// --cpuprofile, writing DIR/ENGINE-upload.pprof and -download.pprof.
+// profiles runs each selected measurement (but scale) once more on each
+// daemon with --cpuprofile, writing DIR/ENGINE-TEST.pprof.
 func profiles(ctx context.Context, cfg *config, targets []*target) error {
 	if err := os.MkdirAll(cfg.profile, 0o755); err != nil {
 		return err
@@ -390,7 +392,7 @@ func profiles(ctx context.Context, cfg *config, targets []*target) error {
 			continue
 		}
 		for _, tst := range tests {
-			if tst.name != "upload" && tst.name != "download" {
+			if !slices.Contains(cfg.tests, tst.name) || tst.name == "scale" {
 				continue
 			}
 			path, _ := filepath.Abs(filepath.Join(cfg.profile, t.name+"-"+tst.name+".pprof"))

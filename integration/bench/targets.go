@@ -194,7 +194,7 @@ func clientSysctls(ns *netns.NS) error {
 
 // daemonTarget is ustack run --engine NAME on a TUN device in ns, the
 // clients being the kernel on the other side of the device.
-func daemonTarget(name, bin, dir string, ns *netns.NS) *target {
+func daemonTarget(name, bin, dir string, ns *netns.NS, procs int) *target {
 	n := 0
 	return &target{name: name, clientNS: ns, start: func(ctx context.Context, cpuprofile string) (*server, error) {
 		n++
@@ -205,6 +205,9 @@ func daemonTarget(name, bin, dir string, ns *netns.NS) *target {
 			"--serve", "source:" + strconv.Itoa(portSource), "--serve", "http:" + strconv.Itoa(portHTTP)}
 		if cpuprofile != "" {
 			args = append(args, "--cpuprofile", cpuprofile)
+		}
+		if procs > 0 {
+			args = append(args, "--procs", strconv.Itoa(procs))
 		}
 		s, err := startProcess(name, exec.Command("ip", args...), filepath.Join(dir, fmt.Sprintf("%s-%d.log", name, n)))
 		if err != nil {
