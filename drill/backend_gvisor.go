@@ -115,6 +115,10 @@ func (g *gvisorNet) configure(p *Profile) error {
 	maxRTO := tcpip.TCPMaxRTOOption(120 * time.Second)
 	retries := tcpip.TCPMaxRetriesOption(p.Int("net.ipv4.tcp_retries2", 15))
 	opts = append(opts, &synRetries, &linger, &tw, &minRTO, &maxRTO, &retries)
+	if p.Get("net.ipv4.tcp_syncookies") == "2" {
+		always := tcpip.TCPAlwaysUseSynCookies(true)
+		opts = append(opts, &always)
+	}
 	for _, o := range opts {
 		if err := set(o); err != nil {
 			return err
@@ -148,6 +152,10 @@ func gvisorHonours(name, value string) bool {
 		return value == "1" // gVisor always offers both
 	case "net.ipv4.tcp_congestion_control":
 		return value == "cubic" || value == "reno"
+	case "net.ipv4.tcp_syncookies":
+		// 1 is netstack's own behaviour (cookies when the SYN queue is
+		// full); 2 is TCPAlwaysUseSynCookies.
+		return value == "1" || value == "2"
 	}
 	return false
 }

@@ -54,8 +54,9 @@ var ustackSysctls = map[string]func(o *stack.Options, p *Profile){
 	"net.ipv4.tcp_fin_timeout": func(o *stack.Options, p *Profile) {
 		o.FinTimeout = time.Duration(p.Int("net.ipv4.tcp_fin_timeout", 60)) * time.Second
 	},
-	"net.ipv4.tcp_retries2": func(o *stack.Options, p *Profile) { o.Retries2 = p.Int("net.ipv4.tcp_retries2", 15) },
-	"net.core.somaxconn":    func(o *stack.Options, p *Profile) { o.Somaxconn = p.Int("net.core.somaxconn", 4096) },
+	"net.ipv4.tcp_retries2":   func(o *stack.Options, p *Profile) { o.Retries2 = p.Int("net.ipv4.tcp_retries2", 15) },
+	"net.core.somaxconn":      func(o *stack.Options, p *Profile) { o.Somaxconn = p.Int("net.core.somaxconn", 4096) },
+	"net.ipv4.tcp_syncookies": func(o *stack.Options, p *Profile) { o.SynCookies = p.Int("net.ipv4.tcp_syncookies", 1) },
 	"net.ipv4.tcp_keepalive_time": func(o *stack.Options, p *Profile) {
 		o.KeepaliveIdle = time.Duration(p.Int("net.ipv4.tcp_keepalive_time", 7200)) * time.Second
 	},

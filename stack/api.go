@@ -56,6 +56,9 @@ type Options struct {
 	KeepaliveIdle     time.Duration // net.ipv4.tcp_keepalive_time
 	KeepaliveIntvl    time.Duration // net.ipv4.tcp_keepalive_intvl
 	KeepaliveProbes   int           // net.ipv4.tcp_keepalive_probes
+	// SynCookies is net.ipv4.tcp_syncookies: SynCookiesOff,
+	// SynCookiesOnFlood (Linux's default) or SynCookiesAlways.
+	SynCookies int
 
 	// RecvBuffer and SendBuffer are the per-connection buffer sizes in bytes.
 	RecvBuffer int
@@ -89,6 +92,7 @@ func DefaultOptions() Options {
 		KeepaliveIdle:     7200 * time.Second,
 		KeepaliveIntvl:    75 * time.Second,
 		KeepaliveProbes:   9,
+		SynCookies:        SynCookiesOnFlood,
 		RecvBuffer:        4 << 20,
 		SendBuffer:        1 << 20,
 		Timestamps:        true,

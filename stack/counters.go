@@ -41,6 +41,9 @@ const (
 	cntTCPListenOverflows
 	cntTCPListenDrops
 	cntTCPSynQueueDrops
+	cntTCPSynCookiesSent
+	cntTCPSynCookiesRecv
+	cntTCPSynCookiesFailed
 	cntTCPOutOfWindow
 	cntTCPPAWSDrops
 	cntTCPChallengeACKs
@@ -95,6 +98,9 @@ var counterNames = [numCounters]string{
 	cntTCPListenOverflows:  "tcp.listen_overflows",
 	cntTCPListenDrops:      "tcp.listen_drops",
 	cntTCPSynQueueDrops:    "tcp.syn_queue_drops",
+	cntTCPSynCookiesSent:   "tcp.syncookies_sent",
+	cntTCPSynCookiesRecv:   "tcp.syncookies_recv",
+	cntTCPSynCookiesFailed: "tcp.syncookies_failed",
 	cntTCPOutOfWindow:      "tcp.drop.out_of_window",
 	cntTCPPAWSDrops:        "tcp.drop.paws",
 	cntTCPChallengeACKs:    "tcp.challenge_acks",

@@ -53,6 +53,7 @@ type endpoint struct {
 	tsOK        bool
 	tsRecent    uint32
 	tsOff       uint32
+	cookieTS    bool // a cookie SYN|ACK: TSval carries the peer's options (B43)
 	sackOK      bool
 	lastAckSent seqnum
 

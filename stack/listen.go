@@ -20,6 +20,9 @@ type listener struct {
 	wait    cond
 	ev      waiter // a Socket's readiness channel; nil for a Listener
 	child   sockOpts
+	// lastOverflow is when the SYN queue last overflowed into cookies:
+	// ACKs to the listener are checked as cookies for a while after.
+	lastOverflow time.Time
 }
 
 // full is Linux's sk_acceptq_is_full: backlog+1 entries fit (B11).
@@ -31,6 +34,9 @@ func (l *listener) process(now time.Time, sg *segment) {
 	case sg.has(flagRST):
 		return
 	case sg.has(flagACK):
+		if l.cookieACK(now, sg) { // B43
+			return
+		}
 		l.s.sendResetFor(sg) // B04: no connection for this ACK
 		return
 	case !sg.has(flagSYN):
@@ -44,23 +50,44 @@ func (l *listener) process(now time.Time, sg *segment) {
 func (l *listener) synInput(now time.Time, sg *segment, isn seqnum, useISN bool) {
 	s := l.s
 	if l.full() {
-		// B11: a full accept queue drops SYNs silently; the client retries.
+		// B11: a full accept queue drops SYNs silently; the client retries
+		// (Linux drops them even with SYN cookies).
 		s.inc(cntTCPListenOverflows)
 		s.inc(cntTCPListenDrops)
 		return
 	}
-	if len(l.synQ) >= max(l.backlog, 128) {
-		s.inc(cntTCPSynQueueDrops)
+	if !useISN && l.wantCookie(now) {
+		l.sendCookie(now, sg) // B43: a full SYN queue keeps no more state
 		return
 	}
+	if l.synQFull() {
+		s.inc(cntTCPSynQueueDrops) // tcp_syncookies=0: Linux's TCPReqQFullDrop
+		return
+	}
+	e := l.newChild(now, sg)
+	if useISN {
+		e.iss = isn
+		e.sndUna, e.sndNxt, e.sndMax = isn, isn, isn
+		e.recover = isn
+	}
+	if !s.est.Insert(e.id, e) {
+		return
+	}
+	l.synQ[e] = struct{}{}
+	s.inc(cntTCPPassiveOpens)
+	e.setState(stateSynRecv, "SYN", sg)
+	e.sendSYN(now, true)
+}
+
+// newChild makes the endpoint a SYN to the listener asks for, not yet in any
+// table: our ISN, the peer's, and the options of its SYN.
+func (l *listener) newChild(now time.Time, sg *segment) *endpoint {
+	s := l.s
 	e := s.newEndpoint(sg.tuple())
 	l.child.apply(e)
 	e.parent = l
-	if !useISN {
-		isn = s.isn(now, e.id)
-	}
-	e.iss = isn
-	e.sndUna, e.sndNxt, e.sndMax = isn, isn, isn
+	e.iss = s.isn(now, e.id)
+	e.sndUna, e.sndNxt, e.sndMax = e.iss, e.iss, e.iss
 	e.irs = sg.seq
 	e.rcvNxt = sg.seq.add(1)
 	e.rcvAdv = e.rcvNxt // nothing offered yet: the SYN|ACK offers the window
@@ -70,13 +97,7 @@ func (l *listener) synInput(now time.Time, sg *segment, isn seqnum, useISN bool)
 	}
 	e.sndWnd = uint32(sg.wnd) // RFC 7323 2.2: a SYN's window is unscaled
 	e.lastRecv = now
-	if !s.est.Insert(e.id, e) {
-		return
-	}
-	l.synQ[e] = struct{}{}
-	s.inc(cntTCPPassiveOpens)
-	e.setState(stateSynRecv, "SYN", sg)
-	e.sendSYN(now, true)
+	return e
 }
 
 func (l *listener) removeFromAcceptQ(e *endpoint) {

@@ -88,24 +88,24 @@ func TestB11DataBeforeAccept(t *testing.T) {
 // silently, and a final ACK is dropped so the SYN|ACK is retransmitted.
 func TestB11AcceptQueueFull(t *testing.T) {
 	h := newHarness(t)
-	h.listen(0) // one connection fits
-	h.port = 40001
-	h.send(seg{flags: flagSYN, seq: 0})
-	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	first := h.ourISN
+	h.listen(1) // two connections fit in each queue (backlog + 1)
+	handshake := func(port uint16) uint32 {
+		h.port, h.known = port, false
+		h.send(seg{flags: flagSYN, seq: 0})
+		h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+		return h.ourISN
+	}
+	handshake(40001)
+	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+	h.wantState("ESTAB")
 	// A second SYN|ACK is in flight before the queue fills.
-	h.port = 40002
-	h.known = false
-	h.send(seg{flags: flagSYN, seq: 0})
-	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	second := h.ourISN
-	// The first client completes its handshake: the queue is now full.
-	h.port, h.ourISN = 40001, first
+	second := handshake(40002)
+	handshake(40004)
 	h.send(seg{flags: flagACK, seq: 1, ack: 1})
 	h.expectNone()
 	h.wantState("ESTAB")
 
-	// The queue (backlog 0 + 1) is full: a third SYN gets nothing.
+	// The accept queue (backlog 1 + 1) is full: a new SYN gets nothing.
 	h.port = 40003
 	h.send(seg{flags: flagSYN, seq: 0})
 	h.expectNone()

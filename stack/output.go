@@ -261,6 +261,9 @@ func (e *endpoint) sendSegmentGSO(now time.Time, seq seqnum, flags uint8, off, n
 	tcp := s.txBuf[header.IPv4MinSize:]
 	opts := tcp[header.TCPMinSize:]
 	tsVal := s.tsNow(now) + e.tsOff
+	if e.cookieTS {
+		tsVal = e.cookieTSVal(tsVal)
+	}
 	var optLen int
 	if flags&flagSYN != 0 {
 		wscale := -1

@@ -41,6 +41,8 @@ type Stack struct {
 	nextID  hashtable.OwnerID
 	bound   map[hashtable.OwnerID]*Bound // bound-only sockets, for ss
 	isnSeed maphash.Seed
+	// cookieSeed keys SYN cookies (B43), apart from the ISNs'.
+	cookieSeed maphash.Seed
 
 	cnt [numCounters]uint64
 
@@ -84,6 +86,9 @@ func New(link Link, opts Options) (*Stack, error) {
 	if opts.RecvBuffer <= 0 || opts.SendBuffer <= 0 {
 		return nil, errors.New("stack: RecvBuffer and SendBuffer must be positive (start from DefaultOptions)")
 	}
+	if opts.SynCookies < SynCookiesOff || opts.SynCookies > maxSynCookiesValue {
+		return nil, fmt.Errorf("stack: SynCookies %d: want 0, 1 or 2 (as tcp_syncookies)", opts.SynCookies)
+	}
 	mtu := link.MTU()
 	if mtu < 576 || mtu > 65535 {
 		return nil, fmt.Errorf("stack: link MTU %d out of range [576, 65535]", mtu)
@@ -93,19 +98,20 @@ func New(link Link, opts Options) (*Stack, error) {
 		return nil, err
 	}
 	s := &Stack{
-		opts:    opts,
-		link:    link,
-		clock:   opts.Clock,
-		addr:    opts.Addr.As4(),
-		mtu:     mtu,
-		est:     hashtable.NewEstablished[*endpoint](),
-		lis:     hashtable.NewListeners[*listener](),
-		bind:    hashtable.NewBind(seed, 32768, 60999),
-		bound:   make(map[hashtable.OwnerID]*Bound),
-		isnSeed: maphash.MakeSeed(),
-		txBuf:   make([]byte, 65536),
-		wake:    make(chan struct{}, 1),
-		done:    make(chan struct{}),
+		opts:       opts,
+		link:       link,
+		clock:      opts.Clock,
+		addr:       opts.Addr.As4(),
+		mtu:        mtu,
+		est:        hashtable.NewEstablished[*endpoint](),
+		lis:        hashtable.NewListeners[*listener](),
+		bind:       hashtable.NewBind(seed, 32768, 60999),
+		bound:      make(map[hashtable.OwnerID]*Bound),
+		isnSeed:    maphash.MakeSeed(),
+		cookieSeed: maphash.MakeSeed(),
+		txBuf:      make([]byte, 65536),
+		wake:       make(chan struct{}, 1),
+		done:       make(chan struct{}),
 	}
 	if g, ok := link.(OffloadLink); ok && g.GSOMaxSize() > mtu {
 		s.gso = g
