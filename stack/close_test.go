@@ -304,3 +304,68 @@ func TestB33ShutdownBoth(t *testing.T) {
 	h.expect(seg{flags: flagRST, seq: 2, ack: 0})
 	h.wantState("gone")
 }
+
+// B30: the peer retransmits its FIN (our ACK was lost) while we sit in
+// CLOSE-WAIT: it is ACKed at once (Linux tcp_data_queue, a retransmission),
+// not left to the peer's retries.
+func TestB30RetransmittedFinInCloseWait(t *testing.T) {
+	h := newHarness(t)
+	h.handshake(h.listen(5))
+	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 2})
+	h.wantState("CLOSE-WAIT")
+	h.advance(300 * time.Millisecond)
+	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 2})
+	h.wantState("CLOSE-WAIT")
+}
+
+// After the peer's FIN nothing new can come (Linux tcp_rcv_state_process):
+// data at RCV.NXT is ignored, no ACK; data that starts before RCV.NXT and
+// runs past it resets the connection, as for a RST in CLOSE-WAIT (EPIPE).
+func TestCloseWaitDataAfterFin(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 2})
+	h.send(seg{flags: flagACK, seq: 2, ack: 1, n: 10})
+	h.expectNone()
+	h.wantState("CLOSE-WAIT")
+	if h.s.Counter("tcp.drop.ignored_in_state") != 1 {
+		t.Fatal("ignored segment not counted")
+	}
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, n: 10})
+	h.expect(seg{flags: flagRST, seq: 1, ack: 0})
+	h.wantState("gone")
+	if _, err := c.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("write after the reset: %v, want EPIPE", err)
+	}
+}
+
+// B40: in CLOSE-WAIT, CLOSING and LAST-ACK a RST may carry the FIN's own
+// sequence number, RCV.NXT - 1 (Linux tcp_reset_check), and resets.
+func TestB40RSTAtFinSequenceInCloseWait(t *testing.T) {
+	h := newHarness(t)
+	h.handshake(h.listen(5))
+	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 2})
+	h.send(seg{flags: flagRST, seq: 1})
+	h.expectNone()
+	h.wantState("gone")
+}
+
+// B37: TIME-WAIT is killed only by a RST exactly at RCV.NXT (Linux
+// tcp_timewait_state_process); one at RCV.NXT - 1 is ignored.
+func TestB37TimeWaitRSTMustBeExact(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	c.Close()
+	h.expect(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
+	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 2})
+	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
+	h.wantState("TIME-WAIT")
+	h.send(seg{flags: flagRST, seq: 1})
+	h.wantState("TIME-WAIT")
+	h.send(seg{flags: flagRST, seq: 2})
+	h.wantState("gone")
+}

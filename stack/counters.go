@@ -59,6 +59,8 @@ const (
 	cntTCPFinWait2Timeouts
 	cntTCPTimeWaitRecycled
 	cntTCPUnacceptableACK
+	cntTCPNoACKFlag
+	cntTCPIgnored
 	cntTCPSelfConnect
 	numCounters
 )
@@ -116,6 +118,8 @@ var counterNames = [numCounters]string{
 	cntTCPFinWait2Timeouts: "tcp.fin_wait2_timeouts",
 	cntTCPTimeWaitRecycled: "tcp.time_wait_recycled",
 	cntTCPUnacceptableACK:  "tcp.drop.unacceptable_ack",
+	cntTCPNoACKFlag:        "tcp.drop.no_ack_flag",
+	cntTCPIgnored:          "tcp.drop.ignored_in_state",
 	cntTCPSelfConnect:      "tcp.self_connects_retried",
 }
 

@@ -270,3 +270,165 @@ func TestB21RoundedWindowEdgeIsHonoured(t *testing.T) {
 		t.Fatalf("ACK %d, want %d: bytes inside the offered window were dropped", got, edge)
 	}
 }
+
+// B21: probes into a zero window that nobody answers end the connection
+// after tcp_retries2 of them (Linux tcp_probe_timer): ETIMEDOUT, no RST.
+func TestB21UnansweredProbesGiveUp(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.Retries2 = 3 })
+	c := h.handshake(h.listen(5))
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+	c.Write([]byte("x"))
+	for _, at := range []time.Duration{200 * time.Millisecond, 600 * time.Millisecond, 1400 * time.Millisecond} {
+		h.expectAt(at, seg{flags: flagACK, seq: 0, ack: 1})
+	}
+	h.advance(2999*time.Millisecond - h.now())
+	h.wantState("ESTAB")
+	h.advance(2 * time.Millisecond) // when the fourth probe would go
+	h.expectNone()                  // tcp_write_err sends nothing
+	h.wantState("gone")
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("read: %v, want ETIMEDOUT", err)
+	}
+}
+
+// B21: a peer that answers every probe, even with a zero window, keeps the
+// connection open for as long as it likes (RFC 1122 4.2.2.17).
+func TestB21AnsweredProbesGoOn(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.Retries2 = 3 })
+	c := h.handshake(h.listen(5))
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+	c.Write([]byte("x"))
+	for i := 0; i < 20; i++ {
+		for k := 0; len(h.link.out) == 0 && k < 200; k++ {
+			h.advance(time.Second)
+		}
+		h.expect(seg{flags: flagACK, seq: 0, ack: 1})
+		h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+	}
+	h.wantState("ESTAB")
+}
+
+// B21: a close()d socket behind a window that stays shut gives up once its
+// probe backoff reaches the maximum RTO, answers or not (Linux
+// tcp_orphan_retries: an orphan must not pin its send buffer forever).
+func TestB21OrphanBehindZeroWindowGivesUp(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+	c.Write(make([]byte, 1000))
+	c.Close()
+	for i := 0; i < 30 && h.state() != "gone"; i++ {
+		h.advance(30 * time.Second)
+		h.link.Outbound()
+		h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+	}
+	if h.state() != "gone" || h.now() > 10*time.Minute {
+		t.Fatalf("orphan %s after %v of zero window", h.state(), h.now())
+	}
+}
+
+// B21: when the window opens after long probing, the probes' backoff goes
+// (Linux tcp_ack_probe): a lost first segment is resent after the RTO, not
+// after minutes.
+func TestB21BackoffEndsWhenWindowOpens(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+	c.Write([]byte("x"))
+	for i := 0; i < 8; i++ {
+		h.advance(2 * time.Minute)
+		h.link.Outbound()
+		h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+	}
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: 1000})
+	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("x")})
+	start := h.now()
+	h.expectAt(start+200*time.Millisecond, seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("x")})
+}
+
+// B20: a second timeout for the same data leaves ssthresh where the first
+// one put it (RFC 5681 3.1, Linux tcp_enter_loss).
+func TestB20SsthreshOnRepeatedRTO(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	c.Write(make([]byte, 10*smss))
+	for i := 0; i < 10; i++ {
+		h.out()
+	}
+	ssthresh := func() uint32 {
+		h.s.mu.Lock()
+		defer h.s.mu.Unlock()
+		return c.e.ssthresh
+	}
+	h.expectAt(200*time.Millisecond, seg{flags: flagACK, seq: 1, ack: 1, n: smss})
+	first := ssthresh()
+	if first != 5*smss {
+		t.Fatalf("ssthresh after the first RTO %d, want FlightSize/2 = %d", first, 5*smss)
+	}
+	h.expectAt(600*time.Millisecond, seg{flags: flagACK, seq: 1, ack: 1, n: smss})
+	if got := ssthresh(); got != first {
+		t.Fatalf("ssthresh cut again by the second RTO: %d -> %d", first, got)
+	}
+}
+
+// RFC 6582 4.2: after a timeout, duplicate ACKs for what the RTO resends
+// do not start a fast retransmit.
+func TestB20NoFastRetransmitAfterRTO(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	c.Write(make([]byte, 4*smss))
+	for i := 0; i < 4; i++ {
+		h.out()
+	}
+	h.expectAt(200*time.Millisecond, seg{flags: flagACK, seq: 1, ack: 1, n: smss})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1461})
+	h.expect(seg{flags: flagACK, seq: 1461, ack: 1, n: smss})
+	h.expect(seg{flags: flagACK, seq: 2921, ack: 1, n: smss})
+	for i := 0; i < 3; i++ {
+		h.send(seg{flags: flagACK, seq: 1, ack: 1461})
+	}
+	h.expectNone()
+	if h.s.Counter("tcp.fast_retrans") != 0 {
+		t.Fatal("fast retransmit after an RTO, for the same loss")
+	}
+}
+
+// After 2^32 bytes SND.UNA equals the ISS again: that must not look like
+// the ACK of our SYN and shift the send queue by a byte.
+func TestSequenceWrapAtISS(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	data := make([]byte, 3*smss)
+	for i := range data {
+		data[i] = byte(i % 251)
+	}
+	c.Write(data)
+	for i := 0; i < 3; i++ {
+		h.out()
+	}
+	// Make the ISS congruent to relative sequence number 1461, as it is
+	// after the connection has moved 2^32 bytes.
+	h.s.mu.Lock()
+	c.e.iss = seqnum(h.ourISN + 1461)
+	h.s.mu.Unlock()
+	h.send(seg{flags: flagACK, seq: 1, ack: 1461}) // SND.UNA == ISS now
+	h.send(seg{flags: flagACK, seq: 1, ack: 2921}) // and past it
+	h.expectAt(h.now()+200*time.Millisecond, seg{flags: flagACK | flagPSH, seq: 2921, ack: 1, data: data[2920:]})
+}
+
+// A segment with none of ACK, RST and SYN is dropped unanswered in a
+// synchronized state (Linux SKB_DROP_REASON_TCP_FLAGS), and counted.
+func TestSegmentWithoutACKFlagDropped(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	h.send(seg{flags: flagPSH, seq: 1, data: []byte("hi")})
+	h.expectNone()
+	if h.s.Counter("tcp.drop.no_ack_flag") != 1 {
+		t.Fatal("not counted")
+	}
+	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("ok")})
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ok" {
+		t.Fatalf("read %q, %v: want the acked data only", buf, err)
+	}
+}

@@ -35,6 +35,7 @@ type endpoint struct {
 	finQueued bool // a FIN follows the data in sndBuf
 	finSent   bool
 	sndFin    seqnum // sequence number of our FIN once sent
+	synAcked  bool   // our SYN is acknowledged: SND.UNA has passed the ISS
 
 	// Receive sequence space.
 	irs       seqnum
@@ -43,6 +44,10 @@ type endpoint struct {
 	rcvAdv    seqnum // right edge of the window last advertised
 	rcvBuf    ring   // readable bytes, then out-of-order bytes at their offsets
 	ooo       []seqRange
+	// oooRecent are the starts of the latest out-of-order segments, newest
+	// first: our SACK blocks go in that order (RFC 2018 4).
+	oooRecent [maxSACKSent]seqnum
+	nRecent   int
 	peerFin   seqnum // sequence number of the peer's FIN, when finPending
 	finPend   bool   // a FIN arrived out of order, waiting for the hole to fill
 	finRecvd  bool   // the peer's FIN is consumed: reads end with EOF
@@ -205,6 +210,12 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 		e.s.sendResetFor(sg)
 		return
 	}
+	// Linux drops a segment with none of ACK, RST, SYN before looking at
+	// it further (SKB_DROP_REASON_TCP_FLAGS): no answer, no liveness.
+	if !sg.has(flagACK) && !sg.has(flagRST) && !sg.has(flagSYN) {
+		e.s.inc(cntTCPNoACKFlag)
+		return
+	}
 	// PAWS (RFC 7323 5.3, Linux tcp_paws_discard): a segment whose TSval
 	// is older than TS.Recent is a duplicate from an old incarnation.
 	if e.tsOK && sg.opts.HasTS && !sg.has(flagRST) && int32(sg.opts.TSVal-e.tsRecent) < 0 {
@@ -218,6 +229,9 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 	if !e.acceptable(sg) {
 		e.s.inc(cntTCPOutOfWindow)
 		switch {
+		case sg.has(flagRST) && e.resetAtFin(sg):
+			e.s.inc(cntTCPResetsReceived)
+			e.resetByPeer(now, sg)
 		case sg.has(flagRST):
 			// RFC 5961 3.2: out-of-window RST is dropped silently.
 		case sg.has(flagSYN):
@@ -230,7 +244,7 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 
 	// Step 2: RST (RFC 5961 3.2). Only an exact match resets (B40).
 	if sg.has(flagRST) {
-		if sg.seq == e.rcvNxt || (e.finRecvd && sg.seq == e.rcvNxt-1) {
+		if sg.seq == e.rcvNxt || e.resetAtFin(sg) {
 			e.s.inc(cntTCPResetsReceived)
 			e.resetByPeer(now, sg)
 		} else {
@@ -242,11 +256,6 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 	// An acceptable segment: the peer is alive (keepalive, probes).
 	e.lastRecv = now
 	e.probes = 0
-
-	// RFC 7323 4.3: remember the timestamp to echo.
-	if e.tsOK && sg.opts.HasTS && sg.seq.leq(e.lastAckSent) {
-		e.tsRecent = sg.opts.TSVal
-	}
 
 	// Step 4: SYN in a synchronized state gets a challenge ACK (RFC 5961
 	// 4.2, B41). The one exception is the SYN|ACK that completes a
@@ -295,6 +304,11 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 	if e.gone {
 		return
 	}
+	// RFC 7323 4.3: remember the timestamp to echo, once the ACK is
+	// accepted (Linux tcp_ack, FLAG_UPDATE_TS_RECENT).
+	if e.tsOK && sg.opts.HasTS && sg.seq.leq(e.lastAckSent) {
+		e.tsRecent = sg.opts.TSVal
+	}
 
 	// Step 7: data (B20). Once our side is shut for reading and sending
 	// (close(), or shutdown of both), new data would never be read: Linux
@@ -311,10 +325,12 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 			e.dataInput(now, sg)
 		case stateEstablished:
 			e.dataInput(now, sg)
-		default:
-			// CLOSE-WAIT, CLOSING, LAST-ACK: the peer already sent FIN;
-			// anything new is a protocol error, old data a duplicate.
-			e.scheduleACK(now, true)
+		}
+	}
+	if e.finRecvd && (len(sg.payload) > 0 || sg.has(flagFIN)) {
+		// CLOSE-WAIT, CLOSING, LAST-ACK: the peer's FIN is in.
+		if e.afterPeerFin(now, sg) {
+			return
 		}
 	}
 
@@ -328,6 +344,44 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 	}
 	e.maybeConsumeFin(now, sg)
 	e.afterInput(now)
+}
+
+// resetAtFin is Linux's tcp_reset_check: once the peer's FIN is in, a RST
+// may carry the FIN's own sequence number, RCV.NXT - 1.
+func (e *endpoint) resetAtFin(sg *segment) bool {
+	switch e.state {
+	case stateCloseWait, stateClosing, stateLastAck:
+		return sg.seq == e.rcvNxt-1
+	}
+	return false
+}
+
+// afterPeerFin handles data or a FIN that arrives after the peer's FIN
+// (Linux tcp_rcv_state_process, CLOSE-WAIT, CLOSING, LAST-ACK): nothing new
+// can follow a FIN, so a segment at or past RCV.NXT is ignored; one that
+// starts before it and brings data beyond it resets the connection (our
+// reading side is shut by the FIN); a retransmission is ACKed at once, with
+// a D-SACK. true means the connection is gone.
+func (e *endpoint) afterPeerFin(now time.Time, sg *segment) bool {
+	if sg.seq.geq(e.rcvNxt) {
+		e.s.inc(cntTCPIgnored)
+		return false
+	}
+	if sg.seq.add(uint32(len(sg.payload))).gt(e.rcvNxt) {
+		// Linux tcp_reset, then a RST for the segment: the error is
+		// the one a RST would give in this state.
+		e.s.inc(cntTCPAbortOnData)
+		e.s.sendResetFor(sg)
+		errno := syscall.ECONNRESET
+		if e.state == stateCloseWait {
+			errno = syscall.EPIPE
+		}
+		e.abort(now, errno, "data after the peer's FIN: RST sent")
+		return true
+	}
+	e.setDSACK(sg.seq, seqMin(sg.seq.add(sg.seqLen()), e.rcvNxt))
+	e.scheduleACK(now, true)
+	return false
 }
 
 // afterInput sends what the segment made due: data the ACK let out, and
@@ -391,6 +445,7 @@ func (e *endpoint) established(now time.Time, sg *segment) {
 	if sg.ack.gt(e.sndUna) {
 		e.sndUna = sg.ack
 	}
+	e.synAcked = true
 	e.retries = 0
 	e.backoff = 0
 	e.sndWnd = uint32(sg.wnd) << e.sndWscale
@@ -435,8 +490,11 @@ func (e *endpoint) ackInput(now time.Time, sg *segment) bool {
 			e.maxWnd = wnd
 		}
 		if wnd > 0 && e.persist {
+			// Linux tcp_ack_probe: the window is open, the probes'
+			// backoff goes with them.
 			e.persist = false
 			e.probes = 0
+			e.backoff = 0
 			e.s.timers.Stop(&e.rtxTimer)
 		}
 	}
@@ -467,8 +525,11 @@ func (e *endpoint) onNewAck(now time.Time, sg *segment, acked uint32) {
 	// Our FIN follows the queued data; an ACK beyond that end acks it, even
 	// if an RTO has marked the FIN for sending again.
 	dataStart := e.sndUna
-	if dataStart == e.iss {
-		dataStart++ // our SYN is only now acked: data starts after it
+	if !e.synAcked {
+		// Our SYN is only now acked: data starts after it. (A flag, not
+		// SND.UNA == ISS: after 2^32 bytes that holds again.)
+		e.synAcked = true
+		dataStart++
 		dataAcked--
 	}
 	dataEnd := dataStart.add(uint32(e.sndBuf.Len()))
@@ -604,6 +665,7 @@ func (e *endpoint) dataInput(now time.Time, sg *segment) {
 			e.s.inc(cntTCPOOODropped)
 		} else {
 			e.s.inc(cntTCPOOOQueued)
+			e.noteOOO(seq)
 		}
 		e.scheduleACK(now, true) // RFC 5681 4.2: ACK out-of-order data at once
 		return
@@ -621,7 +683,7 @@ func (e *endpoint) dataInput(now time.Time, sg *segment) {
 		filled = true
 	}
 	if len(e.ooo) == 0 {
-		e.ooo = nil
+		e.ooo, e.nRecent = nil, 0
 	}
 	e.unacked += len(data)
 	e.notifyRead()
@@ -785,10 +847,13 @@ func (e *endpoint) enterTimeWait(now time.Time, why string, sg *segment) {
 func (e *endpoint) timeWaitInput(now time.Time, sg *segment) {
 	switch {
 	case sg.has(flagRST):
-		// RFC 1337 says ignore; Linux (tcp_rfc1337=0) kills the socket.
-		if sg.seq == e.rcvNxt || sg.seq == e.rcvNxt-1 {
+		// RFC 1337 says ignore; Linux (tcp_rfc1337=0) kills the socket
+		// when the RST is exactly at RCV.NXT.
+		if sg.seq == e.rcvNxt {
 			e.setState(stateClosed, "RST in TIME-WAIT", sg)
 			e.destroy()
+		} else {
+			e.s.inc(cntTCPIgnored)
 		}
 	case sg.has(flagSYN) && !sg.has(flagACK) && sg.seq.gt(e.rcvNxt):
 		// A new incarnation may reuse the pair; its ISN starts beyond
@@ -834,9 +899,11 @@ func (e *endpoint) synSentInput(now time.Time, sg *segment) {
 			e.s.inc(cntTCPAttemptFails)
 			e.fail(now, syscall.ECONNREFUSED, "RST|ACK", sg)
 		}
-		return // RST without ACK: ignore (RFC 9293)
+		e.s.inc(cntTCPIgnored) // RST without ACK: ignore (RFC 9293)
+		return
 	}
 	if !sg.has(flagSYN) {
+		e.s.inc(cntTCPIgnored)
 		return
 	}
 	e.irs = sg.seq

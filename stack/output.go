@@ -328,8 +328,10 @@ func (e *endpoint) sendSegmentGSO(now time.Time, seq seqnum, flags uint8, off, n
 	s.txGSO = 0
 }
 
-// sackBlocks fills b with our out-of-order blocks for the peer (RFC 2018
-// 4: the most recently changed first; we send them highest first).
+// sackBlocks fills b with our out-of-order blocks for the peer: the block
+// of the segment that arrived last first, then the blocks of the segments
+// before it (RFC 2018 4, Linux tcp_sack_new_ofo_skb), then any others,
+// highest first.
 func (e *endpoint) sackBlocks(b []header.SACKBlock) int {
 	max := len(b)
 	if e.tsOK {
@@ -342,11 +344,35 @@ func (e *endpoint) sackBlocks(b []header.SACKBlock) int {
 		n = 1
 		e.hasDSACK = false
 	}
+	var used [maxOOORanges]bool
+	add := func(i int) {
+		if !used[i] && n < max {
+			used[i] = true
+			b[n] = header.SACKBlock{Start: uint32(e.ooo[i].start), End: uint32(e.ooo[i].end)}
+			n++
+		}
+	}
+	for _, seq := range e.oooRecent[:e.nRecent] {
+		for i, r := range e.ooo {
+			if seq.geq(r.start) && seq.lt(r.end) {
+				add(i)
+				break
+			}
+		}
+	}
 	for i := len(e.ooo) - 1; i >= 0 && n < max; i-- {
-		b[n] = header.SACKBlock{Start: uint32(e.ooo[i].start), End: uint32(e.ooo[i].end)}
-		n++
+		add(i)
 	}
 	return n
+}
+
+// noteOOO remembers that an out-of-order segment starting at seq arrived,
+// for the order of our SACK blocks.
+func (e *endpoint) noteOOO(seq seqnum) {
+	k := min(e.nRecent, len(e.oooRecent)-1)
+	copy(e.oooRecent[1:k+1], e.oooRecent[:k])
+	e.oooRecent[0] = seq
+	e.nRecent = k + 1
 }
 
 // selectWindow computes the window field (Linux tcp_select_window): free

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
 	"time"
 
@@ -173,4 +174,39 @@ func TestSACKBlockCoveringFIN(t *testing.T) {
 	}
 	h.expect(seg{flags: flagACK, seq: segAt(1), ack: 1, n: smss}) // only the hole
 	h.expectNone()                                                // not the SACKed data, not the FIN
+}
+
+// RFC 2018 4: the first SACK block is the one holding the segment that just
+// arrived, then the blocks of the segments before it (Linux
+// tcp_sack_new_ofo_skb), not simply the highest.
+func TestSACKBlocksMostRecentFirst(t *testing.T) {
+	h := newHarness(t)
+	sackHandshake(h)
+	blocks := func(tcp header.TCP) [][2]uint32 {
+		var o header.TCPOptions
+		if err := header.ParseTCPOptions(tcp.Options(), &o); err != nil {
+			t.Fatal(err)
+		}
+		var out [][2]uint32
+		for _, b := range o.SACK[:o.NumSACK] {
+			out = append(out, [2]uint32{b.Start - peerISN, b.End - peerISN})
+		}
+		return out
+	}
+	var got [][2]uint32
+	for _, start := range []uint32{segAt(6), segAt(4), segAt(2)} { // a hole before each
+		h.send(seg{flags: flagACK, seq: start, ack: 1, n: smss})
+		got = blocks(h.expect(seg{flags: flagACK, seq: 1, ack: 1}))
+	}
+	want := [][2]uint32{{segAt(2), segAt(3)}, {segAt(4), segAt(5)}, {segAt(6), segAt(7)}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("SACK blocks %v, want %v (newest first)", got, want)
+	}
+	// Segment 5 joins the block of segment 4: that block comes first now.
+	h.send(seg{flags: flagACK, seq: segAt(5), ack: 1, n: smss})
+	got = blocks(h.expect(seg{flags: flagACK, seq: 1, ack: 1}))
+	want = [][2]uint32{{segAt(4), segAt(7)}, {segAt(2), segAt(3)}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("SACK blocks %v, want %v", got, want)
+	}
 }

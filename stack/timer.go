@@ -75,7 +75,11 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 	if e.rtxStart.IsZero() {
 		e.rtxStart = now.Add(-e.rto)
 	}
-	if now.Sub(e.rtxStart) >= retriesTimeout(e.s.opts.Retries2) {
+	limit := e.s.opts.Retries2
+	if e.orphan {
+		limit = orphanRetries(e.backedOffRTO() < rtoMax)
+	}
+	if now.Sub(e.rtxStart) >= retriesTimeout(limit) {
 		// B20: give up after tcp_retries2 (Linux tcp_write_err: no RST).
 		e.s.inc(cntTCPAbortOnTimeout)
 		e.fail(now, syscall.ETIMEDOUT, "retransmissions exhausted", nil)
@@ -83,8 +87,14 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 	}
 	e.s.inc(cntTCPTimeouts)
 	// RFC 5681 3.1 and RFC 6298 5.5-5.7: collapse to one segment,
-	// back off, and go back to SND.UNA.
-	e.ssthresh = max(e.flight()/2, uint32(2*e.effMSS()))
+	// back off, and go back to SND.UNA. ssthresh is set on the first
+	// timeout only: when a retransmission is lost too it stays (RFC 5681
+	// 3.1, Linux tcp_enter_loss), as it does in fast recovery, which has
+	// set it already.
+	if e.backoff == 0 && !e.inRecovery {
+		e.ssthresh = max(e.flight()/2, uint32(2*e.effMSS()))
+	}
+	e.recover = e.sndMax // RFC 6582 4.2: no fast retransmit for what the RTO resends
 	e.cwnd = uint32(e.effMSS())
 	e.inRecovery = false
 	e.dupAcks = 0
@@ -97,6 +107,17 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 	}
 	e.sendData(now)
 	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
+}
+
+// orphanRetries is Linux's tcp_orphan_retries with tcp_orphan_retries=0:
+// a close()d socket that sent something recently (alive: its backed-off RTO
+// is still under the maximum) gets 8 retries, >100 s at the minimum RTO;
+// otherwise none.
+func orphanRetries(alive bool) int {
+	if alive {
+		return 8
+	}
+	return 0
 }
 
 // retriesTimeout is how long tcp_retries2 retransmissions may take
@@ -122,13 +143,27 @@ func (e *endpoint) zeroWindowProbe(now time.Time) {
 		e.sendData(now)
 		return
 	}
-	e.probes++
-	if e.probes > e.s.opts.Retries2 && e.orphan {
+	// Linux tcp_probe_timer: a peer that answers keeps us probing for as
+	// long as it likes (RFC 1122 4.2.2.17; an answer resets probes), but
+	// tcp_retries2 unanswered probes end the connection; an orphan gives
+	// up sooner, on the backoff, which answers do not reset. Like
+	// tcp_write_err, no RST.
+	maxProbes := e.s.opts.Retries2
+	if e.orphan {
+		alive := e.backedOffRTO() < rtoMax
+		maxProbes = orphanRetries(alive)
+		if !alive && e.backoff >= maxProbes {
+			e.s.inc(cntTCPAbortOnTimeout)
+			e.fail(now, syscall.ETIMEDOUT, "zero window: orphan out of probes", nil)
+			return
+		}
+	}
+	if e.probes >= maxProbes {
 		e.s.inc(cntTCPAbortOnTimeout)
-		e.sendRST(now)
 		e.fail(now, syscall.ETIMEDOUT, "zero window probes unanswered", nil)
 		return
 	}
+	e.probes++
 	e.s.inc(cntTCPZeroWindowProbes)
 	e.sendSegment(now, e.sndUna-1, flagACK, 0, 0)
 	e.backoff++
