@@ -266,7 +266,7 @@ func (so *Socket) Read(p []byte) (int, error) {
 		return 0, syscall.EBADF
 	case e == nil:
 		return 0, syscall.ENOTCONN
-	case e.rcvBuf.Len() > 0 && !e.shutRd:
+	case e.rcvBuf.Len() > 0: // even after SHUT_RD, as Linux tcp_recvmsg
 		if len(p) == 0 {
 			return 0, nil
 		}

@@ -453,7 +453,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 			c.wait(&e.rdWait, c.rdDL) // a WriteTo is handing these bytes out
 			continue
 		}
-		if e.rcvBuf.Len() > 0 && !e.shutRd {
+		if e.rcvBuf.Len() > 0 { // even after CloseRead, as Linux tcp_recvmsg
 			if len(b) == 0 {
 				return 0, nil
 			}
@@ -499,7 +499,7 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 			c.wait(&e.rdWait, c.rdDL) // another WriteTo
 			continue
 		}
-		if e.rcvBuf.Len() > 0 && !e.shutRd {
+		if e.rcvBuf.Len() > 0 { // even after CloseRead, as Linux tcp_recvmsg
 			a, b := e.rcvBuf.readable(writeToChunk)
 			e.rcvBuf.pinned = true
 			s.mu.Unlock()
