@@ -2,6 +2,7 @@ package hashtable
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"slices"
 	"syscall"
 )
@@ -35,16 +36,28 @@ type Bind struct {
 
 	lo, hi uint16
 	key    sipKey
-	// next is RFC 6056 Algorithm 3's next_ephemeral, kept in [0, n).
-	next uint32
-	// bindCalls feeds the keyed hash that randomises EphemeralBind.
-	bindCalls uint64
+	// rng is a ChaCha8 stream keyed from the secret seed: the random
+	// increments of Ephemeral and the start points of EphemeralBind.
+	rng *rand.ChaCha8
+	// perturb is RFC 6056 Algorithm 4's table of counters (Linux's
+	// table_perturb), indexed by the second keyed hash G and filled with
+	// random values at creation.
+	perturb [perturbLen]uint32
 }
+
+// perturbLen is the number of perturbation counters (a power of two).
+// Destinations whose G collides share a counter, so a connection to one
+// moves the other's sequence; with 4096 counters that is rare, and an
+// observer learns little about other destinations from its own ports.
+// Linux uses 65536, at 256 KiB per network namespace.
+const perturbLen = 1 << 12
 
 // NewBind returns an empty bind table whose ephemeral range is [lo, hi]
 // (lo = hi = 0 selects Linux's default 32768..60999). seed keys the
-// RFC 6056 hash and must be secret and random (e.g. from crypto/rand);
-// with a known seed an off-path attacker can predict ports. It panics if
+// RFC 6056 hashes and the random stream behind the perturbation counters
+// and their increments; it must be secret and random (e.g. from
+// crypto/rand), since with a known seed an off-path attacker can predict
+// ports. It panics if
 // lo is 0 or lo > hi, since port 0 means "unbound" and cannot be handed out.
 func NewBind(seed [16]byte, lo, hi uint16) *Bind {
 	if lo == 0 && hi == 0 {
@@ -53,13 +66,25 @@ func NewBind(seed [16]byte, lo, hi uint16) *Bind {
 	if lo == 0 || lo > hi {
 		panic("hashtable: invalid ephemeral port range")
 	}
-	return &Bind{
+	b := &Bind{
 		ports:  make(map[uint16][]BindEntry),
 		owners: make(map[OwnerID]uint16),
 		lo:     lo,
 		hi:     hi,
 		key:    newSipKey(seed),
 	}
+	// The random stream is keyed by the SipHash of fixed labels, so it is
+	// as secret as the seed but independent of the port hash.
+	var rs [32]byte
+	for i := range 4 {
+		label := [8]byte{'p', 'e', 'r', 't', 'u', 'r', 'b', byte(i)}
+		binary.LittleEndian.PutUint64(rs[8*i:], b.key.sum(label[:]))
+	}
+	b.rng = rand.NewChaCha8(rs)
+	for i := range b.perturb {
+		b.perturb[i] = uint32(b.rng.Uint64())
+	}
+	return b
 }
 
 // overlaps reports whether two bound addresses can receive the same
@@ -174,15 +199,27 @@ func (b *Bind) Len() int { return len(b.owners) }
 func (b *Bind) rangeLen() uint32 { return uint32(b.hi-b.lo) + 1 }
 
 // Ephemeral picks a local port for connect() on an unbound socket using
-// RFC 6056 section 3.3.3 (Algorithm 3, "Simple Hash-Based"):
+// RFC 6056 section 3.3.4 (Algorithm 4, "Double-Hash Port Selection"), as
+// Linux's __inet_hash_connect does:
 //
-//	offset = F(local, remote, remotePort, secret)
-//	port   = lo + (offset + next_ephemeral) % n, next_ephemeral++ per probe
+//	h      = SipHash(secret; local, remote, remotePort)
+//	offset = F + perturb[G], with F = h>>32 and G = h mod len(perturb)
+//	try lo + (offset+i) % n for i = 0, 1, ... n-1
 //
-// F is keyed SipHash-2-4, so each destination starts at its own secret
-// point in the range and an attacker cannot guess the port another
-// connection will get; the shared counter makes successive connections to
-// one destination use different ports (less TIME_WAIT reuse).
+// F gives each destination its own secret start in the range. The counter
+// perturb[G] moves that start on after every successful pick, by the
+// number of busy ports tried plus 1, or by a random 1..16 if that is more
+// (Linux: max(i, get_random_u32_below(8)*2) + 2, in steps of 2). So
+// successive connections to one destination get different ports, spaced
+// by a random step an observer cannot predict; connections to other
+// destinations (with another G) leave the counter alone, unlike Algorithm
+// 3's single shared counter; and when ports are busy the next walk starts
+// past them, so a destination with many connections does not rescan them.
+//
+// Unlike Linux, the walk does not try ports of one parity first (leaving
+// the others to bind()): once half the range is busy that makes every
+// connect() rescan the whole first half, the slowdown Linux shows with
+// many connections; bind() with port 0 starts at its own random point.
 //
 // free decides whether a port is usable. Connections with different
 // 4-tuples may share a local port, so the caller normally checks its
@@ -191,46 +228,47 @@ func (b *Bind) rangeLen() uint32 { return uint32(b.hi-b.lo) + 1 }
 // which a caller gets by also rejecting InUse ports. A nil free means
 // !InUse(port). The port is not recorded here: the caller Binds it if it
 // wants it in the table. Returns syscall.EADDRNOTAVAIL, as connect(2)
-// does, once every port in the range has been tried.
+// does, once every port in the range has been tried; the counter is then
+// left as it was.
 func (b *Bind) Ephemeral(local, remote Addr, remotePort uint16, free func(port uint16) bool) (uint16, error) {
 	var msg [10]byte
 	copy(msg[0:4], local[:])
 	copy(msg[4:8], remote[:])
 	binary.BigEndian.PutUint16(msg[8:10], remotePort)
+	h := b.key.sum(msg[:])
+	g := &b.perturb[h%perturbLen]
 	n := b.rangeLen()
-	offset := uint32(b.key.sum(msg[:]) % uint64(n))
-	for range n {
-		port := b.lo + uint16((offset+b.next)%n)
-		if b.next++; b.next == n {
-			b.next = 0
+	pos := (uint32(h>>32) + *g) % n
+	for tries := range n {
+		port := b.lo + uint16(pos)
+		if pos++; pos == n {
+			pos = 0
 		}
 		if free == nil {
-			if !b.InUse(port) {
-				return port, nil
+			if b.InUse(port) {
+				continue
 			}
-		} else if free(port) {
-			return port, nil
+		} else if !free(port) {
+			continue
 		}
+		*g += max(tries, uint32(b.rng.Uint64()%16)) + 1
+		return port, nil
 	}
 	return 0, syscall.EADDRNOTAVAIL
 }
 
 // EphemeralBind binds e to a port with no owner at all, for bind() with
 // port 0 (Linux's inet_csk_find_open_port). The walk starts at a random
-// point in the ephemeral range, derived from the secret seed and a call
-// counter, so the port is not predictable. It returns syscall.EINVAL if
-// e.Owner is already bound and syscall.EADDRINUSE (what bind(2) reports)
-// if every port in the range is taken.
+// point in the ephemeral range (from the seeded random stream), so the
+// port is not predictable. It returns syscall.EINVAL if e.Owner is already
+// bound and syscall.EADDRINUSE (what bind(2) reports) if every port in the
+// range is taken.
 func (b *Bind) EphemeralBind(e BindEntry) (uint16, error) {
 	if _, ok := b.owners[e.Owner]; ok {
 		return 0, syscall.EINVAL
 	}
-	var msg [12]byte
-	binary.LittleEndian.PutUint64(msg[0:8], b.bindCalls)
-	copy(msg[8:12], e.Addr[:])
-	b.bindCalls++
 	n := b.rangeLen()
-	start := uint32(b.key.sum(msg[:]) % uint64(n))
+	start := uint32(b.rng.Uint64() % uint64(n))
 	for i := range n {
 		port := b.lo + uint16((start+i)%n)
 		if !b.InUse(port) {

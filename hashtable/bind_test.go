@@ -3,6 +3,7 @@ package hashtable
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 	"syscall"
 	"testing"
 )
@@ -354,22 +355,245 @@ func TestEphemeralSuccessiveDiffer(t *testing.T) {
 	}
 }
 
-// TestEphemeralAlgorithm3 pins the RFC 6056 Algorithm 3 structure: the
-// counter is shared, so a destination's next port advances by the number
-// of probes made in between, from its own secret offset.
-func TestEphemeralAlgorithm3(t *testing.T) {
+// perturbSlot returns G, the perturbation counter Ephemeral uses for a
+// destination, and F, the destination's fixed offset.
+func perturbSlot(b *Bind, local, remote Addr, remotePort uint16) (g int, f uint32) {
+	var msg [10]byte
+	copy(msg[0:4], local[:])
+	copy(msg[4:8], remote[:])
+	binary.BigEndian.PutUint16(msg[8:10], remotePort)
+	h := b.key.sum(msg[:])
+	return int(h % perturbLen), uint32(h >> 32)
+}
+
+// step returns how far the walk moved from port p to port q, in [0, n).
+func step(b *Bind, p, q uint16) int {
+	n := int(b.rangeLen())
+	return ((int(q)-int(p))%n + n) % n
+}
+
+// TestEphemeralAlgorithm4 pins the RFC 6056 Algorithm 4 structure: the
+// walk starts at F + perturb[G], and a pick with no busy ports advances
+// only that counter, by a random amount in [1, 16].
+func TestEphemeralAlgorithm4(t *testing.T) {
 	b := NewBind(testSeed(7), 0, 0)
 	n := b.rangeLen()
-	p1, _ := b.Ephemeral(ipA, ipB, 80, nil)
-	b.Ephemeral(ipA, Addr{8, 8, 8, 8}, 53, nil)
-	p3, _ := b.Ephemeral(ipA, ipB, 80, nil)
-	if want := b.lo + uint16((uint32(p1-b.lo)+2)%n); p3 != want {
-		t.Fatalf("third pick = %d, want %d (first %d + 2)", p3, want, p1)
+	g, f := perturbSlot(b, ipA, ipB, 80)
+	before := b.perturb
+	p1, err := b.Ephemeral(ipA, ipB, 80, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := b.lo + uint16((f+before[g])%n); p1 != want {
+		t.Fatalf("first pick = %d, want %d", p1, want)
+	}
+	if d := b.perturb[g] - before[g]; d < 1 || d > 16 {
+		t.Fatalf("counter advanced by %d, want a step in [1, 16]", d)
+	}
+	for i := range b.perturb {
+		if i != g && b.perturb[i] != before[i] {
+			t.Fatalf("counter %d (not the destination's %d) changed", i, g)
+		}
 	}
 	// Same seed, same sequence; different seed, different sequence.
-	c := NewBind(testSeed(7), 0, 0)
-	if q1, _ := c.Ephemeral(ipA, ipB, 80, nil); q1 != p1 {
-		t.Fatalf("same seed gave %d then %d", p1, q1)
+	seq := func(seed uint64) (ps []uint16) {
+		c := NewBind(testSeed(seed), 0, 0)
+		for range 20 {
+			p, _ := c.Ephemeral(ipA, ipB, 80, nil)
+			ps = append(ps, p)
+		}
+		return ps
+	}
+	if a, c := seq(7), seq(7); !slices.Equal(a, c) {
+		t.Fatalf("same seed gave %v then %v", a, c)
+	}
+	if a, c := seq(7), seq(8); slices.Equal(a, c) {
+		t.Fatalf("different seeds gave the same sequence %v", a)
+	}
+}
+
+// TestEphemeralSequenceUnpredictable: successive ports to one destination
+// do not advance by a fixed step (B42; Algorithm 3 gave 43363, 43364, ...).
+// With nothing busy each step is 1..16, chosen at random.
+func TestEphemeralSequenceUnpredictable(t *testing.T) {
+	const seeds, picks = 20, 100
+	counts := map[int]int{}
+	for s := range uint64(seeds) {
+		b := NewBind(testSeed(s), 0, 0)
+		prev, err := b.Ephemeral(ipA, ipB, 443, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps := map[int]int{}
+		for range picks {
+			p, err := b.Ephemeral(ipA, ipB, 443, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := step(b, prev, p)
+			if d < 1 || d > 16 {
+				t.Fatalf("seed %d: step %d -> %d is %d, want a step in [1, 16]", s, prev, p, d)
+			}
+			steps[d]++
+			counts[d]++
+			prev = p
+		}
+		// Not all equal, not all +1/+2: at least 10 of the 16 step sizes.
+		if len(steps) < 10 {
+			t.Fatalf("seed %d: only %d distinct steps over %d picks: %v", s, len(steps), picks, steps)
+		}
+	}
+	// The steps are roughly uniform over the 16 sizes (expected 125 each;
+	// the standard deviation is about 11).
+	for d := 1; d <= 16; d++ {
+		if c := counts[d]; c < 70 || c > 180 {
+			t.Fatalf("step %d seen %d times of %d, want about %d: %v", d, c, seeds*picks, seeds*picks/16, counts)
+		}
+	}
+}
+
+// TestEphemeralSkipsBusyPorts: ports found busy move the counter past
+// them (Linux's max(i, random) + 2), so the next pick does not retry them.
+func TestEphemeralSkipsBusyPorts(t *testing.T) {
+	for s := range uint64(20) {
+		b := NewBind(testSeed(s), 0, 0)
+		var tried []uint16
+		p1, err := b.Ephemeral(ipA, ipB, 80, func(p uint16) bool {
+			tried = append(tried, p)
+			return len(tried) > 20
+		})
+		if err != nil || len(tried) != 21 || tried[20] != p1 {
+			t.Fatalf("pick after 20 busy ports = %d, %v (tried %v)", p1, err, tried)
+		}
+		for i := 1; i < len(tried); i++ {
+			if d := step(b, tried[i-1], tried[i]); d != 1 {
+				t.Fatalf("probes %v do not step by 1", tried)
+			}
+		}
+		// 20 busy probes: the counter moves by 20 + 1 (more than any
+		// random step), so the next walk starts right after p1.
+		p2, err := b.Ephemeral(ipA, ipB, 80, nil)
+		if err != nil || step(b, p1, p2) != 1 {
+			t.Fatalf("pick after %d = %d, %v; want %d", p1, p2, err, p1+1)
+		}
+	}
+}
+
+// TestEphemeralFillsRange: connect()s that Bind their ports use every
+// free port once, never a bound one, and then fail.
+func TestEphemeralFillsRange(t *testing.T) {
+	const lo, hi = 40000, 40999
+	b := NewBind(testSeed(14), lo, hi)
+	owner := OwnerID(1)
+	bind := func(p uint16) {
+		t.Helper()
+		if err := b.Bind(BindEntry{Owner: owner, Addr: ipA}, p); err != nil {
+			t.Fatalf("bind %d: %v", p, err)
+		}
+		owner++
+	}
+	pre := 0
+	for p := uint16(lo); p <= hi; p += 3 {
+		bind(p)
+		pre++
+	}
+	bind(lo - 1)
+	bind(hi + 1)
+	picks := 0
+	for {
+		p, err := b.Ephemeral(ipA, ipB, 80, nil)
+		if err != nil {
+			if err != syscall.EADDRNOTAVAIL {
+				t.Fatalf("err = %v, want EADDRNOTAVAIL", err)
+			}
+			break
+		}
+		if p < lo || p > hi {
+			t.Fatalf("port %d outside [%d, %d]", p, lo, hi)
+		}
+		if b.InUse(p) {
+			t.Fatalf("returned bound port %d", p)
+		}
+		bind(p)
+		picks++
+	}
+	if want := hi - lo + 1 - pre; picks != want {
+		t.Fatalf("%d picks before EADDRNOTAVAIL, want %d free ports", picks, want)
+	}
+	if _, err := b.EphemeralBind(BindEntry{Owner: owner}); err != syscall.EADDRINUSE {
+		t.Fatalf("EphemeralBind on a full range = %v, want EADDRINUSE", err)
+	}
+	// A port freed again is found, from any destination.
+	b.Unbind(OwnerID(1), lo)
+	for i := range 20 {
+		if p, err := b.Ephemeral(ipA, Addr{10, 1, 0, byte(i)}, 80, nil); p != lo || err != nil {
+			t.Fatalf("only free port: %d, %v; want %d", p, err, lo)
+		}
+	}
+}
+
+// TestEphemeralDestinationsIndependent: each destination walks its own
+// sequence. Connections to one (with another G) leave the other's counter
+// untouched, unlike Algorithm 3's shared counter, and the two sequences
+// step differently.
+func TestEphemeralDestinationsIndependent(t *testing.T) {
+	b := NewBind(testSeed(15), 0, 0)
+	dA, dB := Addr{93, 184, 216, 34}, Addr{93, 184, 216, 35}
+	gA, _ := perturbSlot(b, ipA, dA, 443)
+	gB, _ := perturbSlot(b, ipA, dB, 443)
+	if gA == gB {
+		t.Fatal("test destinations share a counter; pick others")
+	}
+	a1, _ := b.Ephemeral(ipA, dA, 443, nil)
+	cA := b.perturb[gA]
+	for range 1000 {
+		if _, err := b.Ephemeral(ipA, dB, 443, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b.perturb[gA] != cA {
+		t.Fatal("connections to B moved A's counter")
+	}
+	a2, _ := b.Ephemeral(ipA, dA, 443, nil)
+	if d := step(b, a1, a2); d < 1 || d > 16 {
+		t.Fatalf("A went %d -> %d (step %d) across 1000 picks for B", a1, a2, d)
+	}
+
+	// Interleaved, the two step sequences are unrelated: they agree about
+	// as often as chance (1 in 16) says.
+	pa, _ := b.Ephemeral(ipA, dA, 443, nil)
+	pb, _ := b.Ephemeral(ipA, dB, 443, nil)
+	same := 0
+	const picks = 400
+	for range picks {
+		qa, _ := b.Ephemeral(ipA, dA, 443, nil)
+		qb, _ := b.Ephemeral(ipA, dB, 443, nil)
+		if step(b, pa, qa) == step(b, pb, qb) {
+			same++
+		}
+		pa, pb = qa, qb
+	}
+	if same > picks/8 {
+		t.Fatalf("A and B took the same step %d times of %d", same, picks)
+	}
+
+	// Destinations whose G collides share a counter (Algorithm 4's
+	// trade-off): a pick for one moves the other.
+	gC := -1
+	var pC uint16
+	for p := range 65536 {
+		if g, _ := perturbSlot(b, ipA, dB, uint16(p)); g == gA && uint16(p) != 443 {
+			gC, pC = g, uint16(p)
+			break
+		}
+	}
+	if gC < 0 {
+		t.Fatal("no colliding destination found")
+	}
+	cA = b.perturb[gA]
+	b.Ephemeral(ipA, dB, pC, nil)
+	if b.perturb[gA] == cA {
+		t.Fatal("a pick for a destination sharing G did not move the counter")
 	}
 }
 
@@ -386,7 +610,7 @@ func TestEphemeralUnguessable(t *testing.T) {
 	for s := range uint64(seeds) {
 		var start []uint16
 		for _, d := range dests {
-			// A fresh table per destination: counter 0, so only F differs.
+			// A fresh table per destination: only the first pick each.
 			p, err := NewBind(testSeed(s), 0, 0).Ephemeral(ipA, d.addr, d.port, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -548,6 +772,49 @@ func BenchmarkEphemeral(b *testing.B) {
 			}
 		}
 	})
+}
+
+func BenchmarkBindLookup(b *testing.B) {
+	for _, size := range benchSizes {
+		// size.n bindings on up to 50,000 ports; at 100k, two SO_REUSEADDR
+		// sockets on different addresses share each port.
+		ports := min(size.n, 50_000)
+		bt := NewBind(testSeed(17), 0, 0)
+		for i := range size.n {
+			var a Addr
+			binary.BigEndian.PutUint32(a[:], 0x0a000000|uint32(i))
+			if err := bt.Bind(BindEntry{Owner: OwnerID(i + 1), Addr: a, ReuseAddr: true}, uint16(1+i%ports)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if bt.Len() != size.n {
+			b.Fatalf("Len = %d, want %d", bt.Len(), size.n)
+		}
+		b.Run("in-use/"+size.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if !bt.InUse(uint16(1 + i)) {
+					b.Fatal("port not in use")
+				}
+				if i++; i == ports {
+					i = 0
+				}
+			}
+		})
+		b.Run("port/"+size.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, ok := bt.Port(OwnerID(1 + i)); !ok {
+					b.Fatal("owner not bound")
+				}
+				if i++; i == size.n {
+					i = 0
+				}
+			}
+		})
+	}
 }
 
 func BenchmarkEphemeralBind(b *testing.B) {
