@@ -172,26 +172,31 @@ func TestB42InitialSequenceNumbers(t *testing.T) {
 	}
 }
 
-// B42: ephemeral ports for successive connections are not sequential.
+// B42: ephemeral ports for successive connections are not sequential,
+// to different destinations or to the same one (RFC 6056 Algorithm 4).
 func TestB42EphemeralPorts(t *testing.T) {
-	h := newHarness(t)
-	var ports []int
-	for i := 0; i < 8; i++ {
-		so := h.s.NewSocket()
-		so.Connect(netip.AddrPortFrom(netip.AddrFrom4(peerAddr), uint16(1000+i)))
-		p := int(so.LocalAddr().Port())
-		if p < 32768 || p > 60999 {
-			t.Fatalf("port %d outside 32768-60999", p)
+	for _, sameDest := range []bool{false, true} {
+		h := newHarness(t)
+		var ports []int
+		for i := 0; i < 16; i++ {
+			dport := uint16(1000 + i)
+			if sameDest {
+				dport = 1000
+			}
+			so := h.s.NewSocket()
+			so.Connect(netip.AddrPortFrom(netip.AddrFrom4(peerAddr), dport))
+			p := int(so.LocalAddr().Port())
+			if p < 32768 || p > 60999 {
+				t.Fatalf("port %d outside 32768-60999", p)
+			}
+			ports = append(ports, p)
 		}
-		ports = append(ports, p)
-	}
-	sequential := 0
-	for i := 1; i < len(ports); i++ {
-		if ports[i] == ports[i-1]+1 {
-			sequential++
+		steps := map[int]bool{}
+		for i := 1; i < len(ports); i++ {
+			steps[ports[i]-ports[i-1]] = true
 		}
-	}
-	if sequential > 2 {
-		t.Fatalf("ports %v look sequential", ports)
+		if len(steps) < 4 {
+			t.Fatalf("same destination %v: ports %v move in a guessable step", sameDest, ports)
+		}
 	}
 }
