@@ -59,6 +59,9 @@ type Options struct {
 	// SynCookies is net.ipv4.tcp_syncookies: SynCookiesOff,
 	// SynCookiesOnFlood (Linux's default) or SynCookiesAlways.
 	SynCookies int
+	// LocalPortRange is net.ipv4.ip_local_port_range: where ephemeral
+	// ports come from.
+	LocalPortRange [2]uint16
 
 	// RecvBuffer and SendBuffer are the per-connection buffer sizes in bytes.
 	RecvBuffer int
@@ -93,6 +96,7 @@ func DefaultOptions() Options {
 		KeepaliveIntvl:    75 * time.Second,
 		KeepaliveProbes:   9,
 		SynCookies:        SynCookiesOnFlood,
+		LocalPortRange:    [2]uint16{32768, 60999},
 		RecvBuffer:        4 << 20,
 		SendBuffer:        1 << 20,
 		Timestamps:        true,

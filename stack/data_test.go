@@ -432,3 +432,73 @@ func TestSegmentWithoutACKFlagDropped(t *testing.T) {
 		t.Fatalf("read %q, %v: want the acked data only", buf, err)
 	}
 }
+
+// RFC 6298 2 and 5: the estimator and the timer, step by step. A 100 ms
+// handshake gives SRTT 100 ms, RTTVAR 50 ms, RTO = SRTT + max(4 RTTVAR,
+// 200 ms) = 300 ms; a 50 ms sample then gives 93.75 ms, 50 ms, 293.75 ms.
+// Karn's rule: the ACK of a retransmitted segment is no sample. The backoff
+// doubles up to 120 s and stays there.
+func TestRFC6298Estimator(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.Retries2 = 30 })
+	l := h.listen(5)
+	h.send(seg{flags: flagSYN, seq: 0, opts: []byte{2, 4, 0x05, 0xb4}})
+	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.advance(100 * time.Millisecond)
+	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+	c, err := l.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rto := func() time.Duration {
+		h.s.mu.Lock()
+		defer h.s.mu.Unlock()
+		return c.e.rto
+	}
+	if got := rto(); got != 300*time.Millisecond {
+		t.Fatalf("RTO after a 100 ms handshake %v, want 300ms", got)
+	}
+	c.Write([]byte("a"))
+	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("a")})
+	h.advance(50 * time.Millisecond)
+	h.send(seg{flags: flagACK, seq: 1, ack: 2})
+	if got := rto(); got != 293750*time.Microsecond {
+		t.Fatalf("RTO after a 50 ms sample %v, want 293.75ms", got)
+	}
+
+	// The timer: "b" is resent one RTO after it left.
+	c.Write([]byte("b"))
+	h.expect(seg{flags: flagACK | flagPSH, seq: 2, ack: 1, data: []byte("b")})
+	sent := h.now()
+	h.expectAt(sent+294*time.Millisecond, seg{flags: flagACK | flagPSH, seq: 2, ack: 1, data: []byte("b")})
+	h.advance(time.Second)
+	h.link.Outbound()                           // its second retransmission
+	h.send(seg{flags: flagACK, seq: 1, ack: 3}) // 1.3 s after: not a sample
+	if got := rto(); got != 293750*time.Microsecond {
+		t.Fatalf("RTO %v after the ACK of a retransmission, want 293.75ms (Karn)", got)
+	}
+
+	// Backoff: 0.29, 0.59, 1.2 s... doubling to 120 s, then 120 s apart
+	// (to within the 100 ms steps of this loop).
+	c.Write([]byte("c"))
+	h.expect(seg{flags: flagACK | flagPSH, seq: 3, ack: 1, data: []byte("c")})
+	prev := h.now()
+	var times []time.Duration
+	for len(times) < 12 {
+		h.advance(100 * time.Millisecond)
+		if pkts := h.link.Outbound(); len(pkts) > 0 {
+			times = append(times, h.now())
+		}
+	}
+	want := 293750 * time.Microsecond
+	for i, at := range times {
+		gap := at - prev
+		if gap < want-100*time.Millisecond || gap > want+100*time.Millisecond {
+			t.Fatalf("retransmission %d %v after the previous one, want %v (doubling, at most 120 s)", i+1, gap, want)
+		}
+		prev = at
+		want = min(2*want, rtoMax)
+	}
+	if want != rtoMax {
+		t.Fatal("the backoff never reached the 120 s maximum")
+	}
+}

@@ -411,3 +411,27 @@ func TestB14SynRetriesBoundTime(t *testing.T) {
 		t.Fatalf("err %v, want ETIMEDOUT at 7 s", r.err)
 	}
 }
+
+// B16: a Dial whose ephemeral port happens to equal the port it dials on
+// its own address is a self-connect by accident: it is closed and the
+// dial retried with another port, as Go's net package does. With two
+// ephemeral ports and nobody listening, the retry ends in ECONNREFUSED,
+// never in the self-connected socket.
+func TestB16AccidentalSelfConnectRetried(t *testing.T) {
+	self := netip.AddrPortFrom(netip.AddrFrom4(stackAddr), 40000)
+	for try := 0; try < 64; try++ {
+		h := newHarness(t, func(o *Options) { o.LocalPortRange = [2]uint16{40000, 40001} })
+		c, err := h.s.DialTCP(context.Background(), netip.AddrPort{}, self)
+		if h.s.Counter("tcp.self_connects_retried") == 0 {
+			if c != nil {
+				c.Close()
+			}
+			continue // port 40001 came first: no accident this time
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("after the accidental self-connect: conn %v, err %v; want ECONNREFUSED from port 40001", c != nil, err)
+		}
+		return
+	}
+	t.Fatal("port 40000 never came first in 64 dials")
+}

@@ -86,6 +86,9 @@ func New(link Link, opts Options) (*Stack, error) {
 	if opts.RecvBuffer <= 0 || opts.SendBuffer <= 0 {
 		return nil, errors.New("stack: RecvBuffer and SendBuffer must be positive (start from DefaultOptions)")
 	}
+	if r := opts.LocalPortRange; r[0] == 0 || r[0] > r[1] {
+		return nil, fmt.Errorf("stack: LocalPortRange %d-%d: want 1 <= low <= high (start from DefaultOptions)", r[0], r[1])
+	}
 	if opts.SynCookies < SynCookiesOff || opts.SynCookies > maxSynCookiesValue {
 		return nil, fmt.Errorf("stack: SynCookies %d: want 0, 1 or 2 (as tcp_syncookies)", opts.SynCookies)
 	}
@@ -105,7 +108,7 @@ func New(link Link, opts Options) (*Stack, error) {
 		mtu:        mtu,
 		est:        hashtable.NewEstablished[*endpoint](),
 		lis:        hashtable.NewListeners[*listener](),
-		bind:       hashtable.NewBind(seed, 32768, 60999),
+		bind:       hashtable.NewBind(seed, opts.LocalPortRange[0], opts.LocalPortRange[1]),
 		bound:      make(map[hashtable.OwnerID]*Bound),
 		isnSeed:    maphash.MakeSeed(),
 		cookieSeed: maphash.MakeSeed(),

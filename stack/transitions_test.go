@@ -2,7 +2,9 @@ package stack
 
 import (
 	"context"
+	"errors"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,6 +42,42 @@ func TestTransitionSynRecvReset(t *testing.T) {
 	if st := h.s.Sockets(); len(st) != 1 || st[0].State != "LISTEN" {
 		t.Fatalf("listener disturbed: %+v", st)
 	}
+}
+
+// SYN-RECV (entered from SYN-SENT, a simultaneous open) -> CLOSED on RST:
+// RFC 9293 3.10.7.4 "connection refused", and so the dial fails.
+func TestTransitionActiveSynRecvReset(t *testing.T) {
+	h := newHarness(t)
+	ch := h.dial(context.Background())
+	h.activeExpect(seg{flags: flagSYN, seq: 0})
+	h.activeSend(seg{flags: flagSYN, seq: 0})
+	h.activeExpect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.activeSend(seg{flags: flagRST, seq: 1})
+	h.expectNone()
+	if r := <-ch; !errors.Is(r.err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial: %v, want ECONNREFUSED", r.err)
+	}
+	if st := h.s.Sockets(); len(st) != 0 {
+		t.Fatalf("after the RST: %+v", st)
+	}
+}
+
+// LISTEN -> SYN-SENT (RFC 9293's "SEND" on a listener) is a transition
+// Linux does not make: connect() on a listening socket fails with EISCONN
+// (inet_stream_connect) and nothing is sent; so does ustack.
+func TestTransitionListenConnectRefused(t *testing.T) {
+	h := newHarness(t)
+	so := h.s.NewSocket()
+	if err := so.Bind(netip.AddrPortFrom(netip.AddrFrom4(stackAddr), 80)); err != nil {
+		t.Fatal(err)
+	}
+	if err := so.Listen(5); err != nil {
+		t.Fatal(err)
+	}
+	if err := so.Connect(netip.AddrPortFrom(netip.AddrFrom4(peerAddr), 9)); !errors.Is(err, syscall.EISCONN) {
+		t.Fatalf("connect on a listener: %v, want EISCONN", err)
+	}
+	h.expectNone()
 }
 
 // SYN-SENT -> CLOSED on close(): nothing is sent.
