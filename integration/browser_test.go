@@ -38,7 +38,7 @@ func TestBrowserStatusPage(t *testing.T) {
 		}
 	}
 	if chromium == "" {
-		t.Skip("no chromium installed (Debian package chromium; .ci/run installs it)")
+		missing(t, "no chromium installed (Debian package chromium; .ci/run installs it)")
 	}
 	ns := newNS(t)
 	d := startDaemon(t, ns)

@@ -36,7 +36,7 @@ type wire struct {
 func captureWire(t *testing.T, ns *netns.NS, filter string) *wire {
 	t.Helper()
 	if _, err := exec.LookPath("tcpdump"); err != nil {
-		t.Skip("tcpdump is not installed (.ci/run installs it)")
+		missing(t, "tcpdump is not installed (.ci/run installs it)")
 	}
 	w := &wire{done: make(chan struct{})}
 	args := append([]string{"-i", "tun0", "-n", "-l", "-S", "-tt", "-U"}, strings.Fields(filter)...)
@@ -500,7 +500,7 @@ func echoRoundTrip(t *testing.T, d *daemon, ns *netns.NS, n int, limit time.Dura
 func TestLossyEcho8MB(t *testing.T) {
 	t.Parallel()
 	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("nft is not installed (.ci/run installs nftables)")
+		missing(t, "nft is not installed (.ci/run installs nftables)")
 	}
 	ns := newNS(t)
 	d := startDaemon(t, ns)
