@@ -131,8 +131,9 @@ func TestBytes20MB(t *testing.T) {
 	t.Logf("20 MB in %v (%.1f MB/s)", elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds()/1e6)
 }
 
-// TestPcap: --pcap writes a capture that tcpdump reads, holding the SYN of
-// a curl and the stack's SYN|ACK.
+// TestPcap: --pcap writes a capture that tcpdump and Wireshark (tshark)
+// read, holding the SYN of a curl, the stack's SYN|ACK and the HTTP
+// exchange.
 func TestPcap(t *testing.T) {
 	t.Parallel()
 	needTool(t, "curl")
@@ -159,5 +160,17 @@ func TestPcap(t *testing.T) {
 	if !strings.Contains(out, "HTTP/1.1 200 OK") && !strings.Contains(out, "HTTP: HTTP/1.1 200 OK") {
 		// tcpdump prints the first line of HTTP payloads.
 		t.Logf("note: tcpdump did not print the HTTP response line:\n%s", out)
+	}
+
+	// Wireshark's dissectors (tshark, its command line) read the same file:
+	// they find the HTTP exchange and no malformed packet.
+	tshark := needTool(t, "tshark")
+	out, errOut, err = runIn(ns, 60*time.Second, tshark, "-n", "-r", file, "-Y", "http.response or _ws.malformed",
+		"-T", "fields", "-e", "http.response.code", "-e", "_ws.malformed")
+	if err != nil {
+		t.Fatalf("tshark -r %s: %v: %s", file, err, errOut)
+	}
+	if fields := strings.Fields(out); len(fields) != 1 || fields[0] != "200" {
+		t.Fatalf("tshark -r %s: want one HTTP response, 200, and nothing malformed; got %q\n%s", file, out, errOut)
 	}
 }
