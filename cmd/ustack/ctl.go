@@ -16,10 +16,12 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"ustack/stack"
 )
 
-// The control socket is how "ustack ss" (and later "ustack nc") reach a
+// The control socket is how "ustack ss" and "ustack nc" reach a
 // running daemon: a unix stream socket carrying line-delimited JSON. Each
 // request is one JSON object with an "op" field and the op's own fields; each
 // reply is one JSON object, {"error":"..."} on failure. A connection may
@@ -32,7 +34,11 @@ import (
 // calls ctlSession.Hijack after its reply.
 //
 // The socket is made mode 0666 so that "ustack ss" works without root, as
-// ss does: every op must be something any local user may do.
+// ss does. Only the ops in readOnlyOps, which report and change nothing,
+// are open to every local user; any other op acts through the daemon (nc
+// listens on the stack's ports and connects from its address) and is
+// served only to root and to the daemon's own user, as the kernel's
+// SO_PEERCRED names them.
 
 // ctlRequest is the envelope every request shares; ops decode their own
 // fields from ctlSession.Raw.
@@ -51,11 +57,21 @@ type ctlResponse struct {
 // it hijacked the connection.
 type ctlOp func(s *ctlSession) (any, error)
 
+// readOnlyOps are the ops every local user may call. An op missing here is
+// refused to callers other than root and the daemon's user: a new op is
+// privileged unless it is added to this list.
+var readOnlyOps = map[string]bool{"ss": true, "stats": true}
+
+// opActions says what a privileged op does, for its refusal ("only root
+// may ..."); ops not listed are named.
+var opActions = map[string]string{"nc": "open connections through the daemon"}
+
 // ctlSession is one request on one control connection.
 type ctlSession struct {
 	Raw      json.RawMessage // the whole request line
 	conn     net.Conn
 	r        *bufio.Reader
+	cred     *unix.Ucred // the client, from SO_PEERCRED; nil if unknown
 	hijacked bool
 }
 
@@ -89,6 +105,9 @@ type ctlServer struct {
 	ln   net.Listener
 	ops  map[string]ctlOp
 	log  *log.Logger
+	// mayAct says whether a client may call the ops outside readOnlyOps;
+	// ctlMayAct unless a test replaces it before serve.
+	mayAct func(cred *unix.Ucred) bool
 
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
@@ -96,8 +115,21 @@ type ctlServer struct {
 	wg     sync.WaitGroup
 }
 
-// checkCtlFree fails if a daemon answers on path. It touches nothing, so
-// "ustack run" calls it before creating anything.
+// checkCtlPath fails if bindCtl would: a daemon answers on path, or path
+// exists and is not a socket. It touches nothing, so "ustack run" calls it
+// before creating anything.
+func checkCtlPath(path string) error {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().Type() != fs.ModeSocket {
+		return errNotSocket(path)
+	}
+	return checkCtlFree(path)
+}
+
+func errNotSocket(path string) error {
+	return fmt.Errorf("control socket %s: exists and is not a socket", path)
+}
+
+// checkCtlFree fails if a daemon answers on path.
 func checkCtlFree(path string) error {
 	c, err := net.DialTimeout("unix", path, time.Second)
 	if err == nil {
@@ -107,16 +139,67 @@ func checkCtlFree(path string) error {
 	return nil
 }
 
-// listenCtl creates the control socket at path: it creates the directory,
-// refuses if another daemon answers there or if path is not a socket, and
-// replaces a stale socket left by a daemon that died.
+// ctlMayAct is the rule for the ops that act: root, or the user the daemon
+// runs as (who could do the same without the daemon's help).
+func ctlMayAct(cred *unix.Ucred) bool {
+	return cred != nil && (cred.Uid == 0 || int(cred.Uid) == os.Geteuid())
+}
+
+// ctlDenied is the refusal of a privileged op.
+func ctlDenied(op string) error {
+	action, ok := opActions[op]
+	if !ok {
+		action = fmt.Sprintf("use the %q op", op)
+	}
+	who := "root"
+	if euid := os.Geteuid(); euid != 0 {
+		who = fmt.Sprintf("root or uid %d (the daemon's user)", euid)
+	}
+	return fmt.Errorf("permission denied: only %s may %s", who, action)
+}
+
+// peerCred is the kernel's record of who connected c (SO_PEERCRED): the
+// process's pid and effective ids at connect().
+func peerCred(c net.Conn) (*unix.Ucred, error) {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return nil, fmt.Errorf("not a unix socket: %T", c)
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var cred *unix.Ucred
+	var gerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, gerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return nil, err
+	}
+	return cred, gerr
+}
+
+// listenCtl creates the control socket at path and serves ops on it.
 func listenCtl(path string, ops map[string]ctlOp, lg *log.Logger) (*ctlServer, error) {
+	s, err := bindCtl(path, lg)
+	if err != nil {
+		return nil, err
+	}
+	s.serve(ops)
+	return s, nil
+}
+
+// bindCtl creates the control socket at path without serving it yet: it
+// creates the directory, refuses if another daemon answers there or if path
+// is not a socket, and replaces a stale socket left by a daemon that died.
+// Clients that connect before serve wait in the backlog.
+func bindCtl(path string, lg *log.Logger) (*ctlServer, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode().Type() != fs.ModeSocket {
-			return nil, fmt.Errorf("control socket %s: exists and is not a socket", path)
+			return nil, errNotSocket(path)
 		}
 		if err := checkCtlFree(path); err != nil {
 			return nil, err
@@ -137,10 +220,14 @@ func listenCtl(path string, ops map[string]ctlOp, lg *log.Logger) (*ctlServer, e
 		os.Remove(path)
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	s := &ctlServer{path: path, ln: ln, ops: ops, log: lg, conns: map[net.Conn]struct{}{}}
+	return &ctlServer{path: path, ln: ln, log: lg, mayAct: ctlMayAct, conns: map[net.Conn]struct{}{}}, nil
+}
+
+// serve starts answering requests with ops.
+func (s *ctlServer) serve(ops map[string]ctlOp) {
+	s.ops = ops
 	s.wg.Add(1)
 	go s.acceptLoop()
-	return s, nil
 }
 
 func (s *ctlServer) acceptLoop() {
@@ -183,6 +270,10 @@ func (s *ctlServer) serveConn(c net.Conn) {
 			c.Close()
 		}
 	}()
+	cred, err := peerCred(c)
+	if err != nil {
+		s.log.Printf("control socket: reading the client's credentials: %v", err)
+	}
 	r := bufio.NewReaderSize(c, 4096)
 	enc := json.NewEncoder(c)
 	for {
@@ -193,7 +284,7 @@ func (s *ctlServer) serveConn(c net.Conn) {
 		if len(strings.TrimSpace(string(line))) == 0 {
 			continue
 		}
-		sess := &ctlSession{Raw: line, conn: c, r: r}
+		sess := &ctlSession{Raw: line, conn: c, r: r, cred: cred}
 		reply := s.handle(sess)
 		if sess.hijacked {
 			hijacked = true
@@ -219,6 +310,9 @@ func (s *ctlServer) handle(sess *ctlSession) any {
 		}
 		sort.Strings(names)
 		return ctlResponse{Error: fmt.Sprintf("unknown op %q (want %s)", req.Op, strings.Join(names, ", "))}
+	}
+	if !readOnlyOps[req.Op] && !s.mayAct(sess.cred) {
+		return ctlResponse{Error: ctlDenied(req.Op).Error()}
 	}
 	reply, err := op(sess)
 	if err != nil {

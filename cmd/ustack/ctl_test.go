@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -11,7 +12,10 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"ustack/stack"
 )
@@ -218,5 +222,76 @@ func TestCtlJSONShape(t *testing.T) {
 	}{orEmpty[stack.SocketInfo](nil)})
 	if string(b) != `{"sockets":[]}` {
 		t.Errorf("got %s", b)
+	}
+}
+
+// Ops outside readOnlyOps are refused to a caller mayAct rejects, with a
+// reply that says who may; ss and stats stay open to everyone.
+func TestCtlRefusesActingOps(t *testing.T) {
+	dir, _ := os.MkdirTemp("", "ctl")
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "p.sock")
+	srv, err := bindCtl(path, log.New(io.Discard, "", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var seen atomic.Pointer[unix.Ucred]
+	srv.mayAct = func(cred *unix.Ucred) bool { seen.Store(cred); return false }
+	ops := ctlOps(&fakeView{sampleSockets[:1], sampleCounters})
+	var called atomic.Bool
+	ops["nc"] = func(*ctlSession) (any, error) { called.Store(true); return nil, nil }
+	ops["frob"] = func(*ctlSession) (any, error) { called.Store(true); return nil, nil }
+	srv.serve(ops)
+
+	var r ctlResponse
+	for _, op := range []string{"ss", "stats"} {
+		if err := ctlCall(path, ctlRequest{Op: op}, &r); err != nil {
+			t.Errorf("%s: %v", op, err)
+		}
+	}
+	who := "root"
+	if os.Geteuid() != 0 {
+		who = fmt.Sprintf("root or uid %d (the daemon's user)", os.Geteuid())
+	}
+	for op, action := range map[string]string{"nc": "open connections through the daemon", "frob": `use the "frob" op`} {
+		err := ctlCall(path, ctlRequest{Op: op}, &r)
+		if want := "permission denied: only " + who + " may " + action; err == nil || err.Error() != want {
+			t.Errorf("%s: %v, want %q", op, err, want)
+		}
+	}
+	if called.Load() {
+		t.Error("a refused op ran")
+	}
+	// SO_PEERCRED named this process.
+	if seen := seen.Load(); seen == nil || int(seen.Pid) != os.Getpid() || int(seen.Uid) != os.Geteuid() {
+		t.Errorf("peer credentials %+v, want pid %d uid %d", seen, os.Getpid(), os.Geteuid())
+	}
+
+	// `ustack nc` prints the refusal like any error of its own.
+	var stdout, stderr bytes.Buffer
+	if code := runNC([]string{"--ctl", path, "-N", "10.0.0.1", "9000"}, strings.NewReader("x"), &stdout, &stderr); code != 1 {
+		t.Errorf("ustack nc refused: exit %d", code)
+	}
+	if want := "ustack nc: permission denied: only " + who + " may open connections through the daemon\n"; stderr.String() != want || stdout.Len() != 0 {
+		t.Errorf("ustack nc refused: stdout %q, stderr %q; want %q", stdout.String(), stderr.String(), want)
+	}
+}
+
+func TestCtlMayAct(t *testing.T) {
+	euid := uint32(os.Geteuid())
+	for _, tc := range []struct {
+		cred *unix.Ucred
+		want bool
+	}{
+		{nil, false},
+		{&unix.Ucred{Uid: 0}, true},
+		{&unix.Ucred{Uid: euid}, true},
+		{&unix.Ucred{Uid: 65534}, euid == 65534},
+		{&unix.Ucred{Uid: 1000, Gid: 0}, euid == 1000}, // group root is not enough
+	} {
+		if got := ctlMayAct(tc.cred); got != tc.want {
+			t.Errorf("ctlMayAct(%+v) = %v, want %v", tc.cred, got, tc.want)
+		}
 	}
 }

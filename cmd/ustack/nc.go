@@ -10,7 +10,14 @@ package main
 //	                  'O' the connection is up (data: "local peer"),
 //	                  'D' data, 'F' the peer's FIN, 'E' an error text.
 //
-// Frames are needed because an error (a RST) can arrive mid-stream.
+// Frames are needed because an error (a RST) can arrive mid-stream. A
+// request the daemon refuses before opening anything (permission denied)
+// gets the control socket's usual JSON error line instead of frames.
+//
+// The two directions are independent, as in OpenBSD nc: the peer's FIN ends
+// the output, and standard input keeps flowing to the peer until its end
+// (half-close, B34). The daemon ends the control connection once the peer
+// has finished and the client's bytes are all written (or on an error).
 
 import (
 	"bufio"
@@ -26,6 +33,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -109,37 +117,71 @@ func ncServe(st *stack.Stack, req ncRequest, ctl net.Conn, r *bufio.Reader) {
 	defer c.Close()
 	writeFrame(ctl, frameUp, []byte(c.LocalAddr().String()+" "+c.RemoteAddr().String()))
 
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { // client -> peer
-		defer wg.Done()
-		if _, err := io.Copy(c, r); err == nil {
-			c.CloseWrite() // the client's EOF (nc -N): our FIN
+	// Both directions write frames: one at a time, and one error frame at
+	// most (a RST fails the read and the write alike).
+	var mu sync.Mutex
+	failed := false
+	frame := func(kind byte, data []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if failed {
+			return errors.New("connection failed")
+		}
+		if kind == frameErr {
+			failed = true
+		}
+		return writeFrame(ctl, kind, data)
+	}
+	sent := make(chan struct{})
+	go func() { // client -> peer, on after the peer's FIN
+		defer close(sent)
+		buf := make([]byte, 32<<10)
+		for {
+			n, rerr := r.Read(buf)
+			if n > 0 {
+				if _, werr := c.Write(buf[:n]); werr != nil {
+					frame(frameErr, []byte(errnoText(werr)))
+					c.Close() // ends the read below too
+					return
+				}
+			}
+			if rerr == io.EOF {
+				// The client's end of input (nc -N), or its exit: our FIN.
+				if werr := c.CloseWrite(); werr != nil {
+					frame(frameErr, []byte(errnoText(werr)))
+					c.Close()
+				}
+				return
+			}
+			if rerr != nil {
+				c.Close() // the client went away, as if nc had exited
+				return
+			}
 		}
 	}()
-	var mu sync.Mutex // frames from one goroutine only, but keep it obvious
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := c.Read(buf)
 		if n > 0 {
-			mu.Lock()
-			werr := writeFrame(ctl, frameData, buf[:n])
-			mu.Unlock()
-			if werr != nil {
-				return // the client went away: close the connection
+			if frame(frameData, buf[:n]) != nil {
+				return // the client went away (or an error): close the connection
 			}
 		}
 		if err == io.EOF {
-			writeFrame(ctl, frameFIN, nil)
+			if frame(frameFIN, nil) != nil {
+				return
+			}
 			break
 		}
 		if err != nil {
-			writeFrame(ctl, frameErr, []byte(errnoText(err)))
+			frame(frameErr, []byte(errnoText(err)))
 			return
 		}
 	}
 	// The peer finished; the client may still be sending (half-close).
-	wg.Wait()
+	// Closing the control connection afterwards tells the client that its
+	// bytes are all written.
+	<-sent
 }
 
 // ncOpen connects, or listens and accepts one connection.
@@ -240,6 +282,12 @@ func runNC(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	br := bufio.NewReader(c)
+	// A refusal before anything is opened (permission denied, nc not
+	// available) is the control socket's JSON error line, not a frame.
+	if b, err := br.Peek(1); err == nil && b[0] == '{' {
+		fmt.Fprintln(stderr, "ustack nc:", ctlReplyError(br))
+		return 1
+	}
 	buf := make([]byte, 64<<10)
 	kind, data, err := readFrame(br, buf)
 	if err != nil {
@@ -250,28 +298,123 @@ func runNC(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ustack nc: connect to %s (tcp) failed: %s\n", target, data)
 		return 1
 	}
+	return ncRelay(c.(*net.UnixConn), br, buf, stdin, stdout, stderr, *shutdown, *listen)
+}
+
+// ctlReplyError reads a JSON reply line from the daemon and returns its
+// error.
+func ctlReplyError(br *bufio.Reader) error {
+	line, err := readLine(br, maxCtlLine)
+	if err != nil {
+		return fmt.Errorf("the daemon closed the control connection: %w", err)
+	}
+	var resp ctlResponse
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return fmt.Errorf("bad reply from the daemon: %w", err)
+	}
+	if resp.Error == "" {
+		return fmt.Errorf("unexpected reply from the daemon: %s", line)
+	}
+	return errors.New(resp.Error)
+}
+
+// ncEvent is what the frame reader of ncRelay reports: the peer's FIN, an
+// error frame, a failed write to stdout, or the end of the control
+// connection.
+type ncEvent struct {
+	kind byte // frameFIN, frameErr, ncStdoutFailed or ncCtlEnded
+	text string
+	err  error
+}
+
+const (
+	ncStdoutFailed = 'w'
+	ncCtlEnded     = 'x'
+)
+
+// ncRelay moves the bytes once the connection is up: standard input to the
+// daemon, data frames to stdout. The two directions end on their own, as in
+// OpenBSD nc: the peer's FIN ends the output but standard input keeps
+// flowing (half-close, B34), and with -N its end becomes our FIN. It returns
+// 0 when both directions are done, 1 on an error. With -l it returns at the
+// peer's FIN, as nc -l does.
+func ncRelay(c *net.UnixConn, br *bufio.Reader, buf []byte, stdin io.Reader, stdout, stderr io.Writer, shutdown, listen bool) int {
+	quit := make(chan struct{})
+	defer close(quit)
+
+	// eofSent: all of standard input went to the daemon, then our
+	// shutdown (-N). The daemon ends the control connection only after
+	// it has passed both on, so an end after the FIN is then a success.
+	var eofSent atomic.Bool
+	inDone := make(chan struct{})
 	go func() {
-		io.Copy(c, stdin)
-		if *shutdown {
-			c.(*net.UnixConn).CloseWrite()
+		defer close(inDone)
+		if _, err := io.Copy(c, stdin); err == nil && shutdown {
+			eofSent.Store(true)
+			c.CloseWrite()
 		}
 	}()
-	for {
-		kind, data, err := readFrame(br, buf)
-		if err != nil {
-			fmt.Fprintln(stderr, "ustack nc: the daemon closed the control connection:", err)
-			return 1
+
+	events := make(chan ncEvent)
+	go func() {
+		send := func(ev ncEvent) bool {
+			select {
+			case events <- ev:
+				return true
+			case <-quit:
+				return false
+			}
 		}
-		switch kind {
-		case frameData:
-			if _, err := stdout.Write(data); err != nil {
+		for {
+			kind, data, err := readFrame(br, buf)
+			if err != nil {
+				send(ncEvent{kind: ncCtlEnded, err: err})
+				return
+			}
+			switch kind {
+			case frameData:
+				if _, err := stdout.Write(data); err != nil {
+					send(ncEvent{kind: ncStdoutFailed, err: err})
+					return
+				}
+			case frameFIN:
+				if !send(ncEvent{kind: frameFIN}) {
+					return
+				}
+			case frameErr:
+				send(ncEvent{kind: frameErr, text: string(data)})
+				return
+			}
+		}
+	}()
+
+	fin := false
+	for {
+		select {
+		case <-inDone:
+			inDone = nil // input done; without -N nothing more to wait for
+			if fin && !shutdown {
+				return 0
+			}
+		case ev := <-events:
+			switch ev.kind {
+			case frameFIN:
+				fin = true
+				if listen || (inDone == nil && !shutdown) {
+					return 0
+				}
+			case frameErr:
+				fmt.Fprintf(stderr, "ustack nc: %s\n", ev.text)
+				return 1
+			case ncStdoutFailed:
+				return 1
+			case ncCtlEnded:
+				if fin && ev.err == io.EOF && eofSent.Load() {
+					return 0 // the daemon wrote everything, then our FIN
+				}
+				fmt.Fprintln(stderr, "ustack nc: the daemon closed the control connection:", ev.err)
 				return 1
 			}
-		case frameFIN:
-			return 0
-		case frameErr:
-			fmt.Fprintf(stderr, "ustack nc: %s\n", data)
-			return 1
 		}
 	}
 }
