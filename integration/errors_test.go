@@ -39,6 +39,7 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"--serve", "echo:7", "--serve", "discard:7"}, "port 7 is already used"},
 		{[]string{"--serve", "echo:0"}, "bad port"},
 		{[]string{"--mtu", "10"}, "--mtu 10"},
+		{[]string{"--mtu", "575"}, "--mtu 575: want 576..65535"}, // below what the stack takes
 		{[]string{"--addr", "192.168.1.2"}, "outside"},
 	} {
 		args := append([]string{"run", "--ctl", ctl}, tc.args...)

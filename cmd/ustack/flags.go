@@ -48,6 +48,12 @@ type runConfig struct {
 	SynLinearTimeouts int
 }
 
+// minMTU and maxMTU are the link MTUs stack.New accepts.
+const (
+	minMTU = 576
+	maxMTU = 65535
+)
+
 // defaultServes is what "ustack run" serves when no --serve is given.
 var defaultServes = []serveSpec{{"http", 80}, {"echo", 7}}
 
@@ -70,7 +76,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 		impair  = fs.String("impair", "", "impair the link both ways, like netem: `SPEC` loss=2%,dup=1%,reorder=1%,delay=50ms,jitter=10ms (any subset; also limit=N, seed=N)")
 	)
 	fs.StringVar(&cfg.Tun, "tun", "tun0", "TUN device `NAME` to create (or attach to) and own")
-	fs.IntVar(&cfg.MTU, "mtu", 1500, "`MTU` of the TUN device")
+	fs.IntVar(&cfg.MTU, "mtu", 1500, fmt.Sprintf("`MTU` of the TUN device (%d..%d)", minMTU, maxMTU))
 	fs.Var(&serves, "serve", "built-in service `KIND:PORT`, repeatable (default http:80 and echo:7); kinds: "+strings.Join(serviceKindNames(), ", "))
 	fs.StringVar(&cfg.Ctl, "ctl", "", "control socket `PATH` for ustack ss and nc (default "+defaultCtlPath("NAME")+")")
 	fs.StringVar(&cfg.Pcap, "pcap", "", "write every packet in and out to pcap `FILE`")
@@ -127,9 +133,10 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	if a == p.Masked().Addr() || a == broadcast(p) {
 		return nil, fmt.Errorf("--addr %s is the network or broadcast address of %s", a, p.Masked())
 	}
-	// 68 is IPv4's minimum MTU; the TCP MSS must stay positive.
-	if cfg.MTU < 68 || cfg.MTU > 65535 {
-		return nil, fmt.Errorf("--mtu %d: want 68..65535", cfg.MTU)
+	// The stack's own range (stack.New refuses the rest, once tun0
+	// exists): 576 is the datagram every IPv4 host must accept (RFC 791).
+	if cfg.MTU < minMTU || cfg.MTU > maxMTU {
+		return nil, fmt.Errorf("--mtu %d: want %d..%d", cfg.MTU, minMTU, maxMTU)
 	}
 	if len(serves) == 0 {
 		cfg.Serves = append([]serveSpec(nil), defaultServes...)

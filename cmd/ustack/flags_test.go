@@ -5,6 +5,7 @@ import (
 	"flag"
 	"net/netip"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +60,20 @@ func TestRunFlagOffload(t *testing.T) {
 	}
 }
 
+// The MTUs at both ends of the range the stack takes are accepted.
+func TestRunFlagMTURange(t *testing.T) {
+	for _, mtu := range []string{"576", "1500", "65535"} {
+		cfg, err := parseRunFlags([]string{"--mtu", mtu}, &bytes.Buffer{})
+		if err != nil {
+			t.Errorf("--mtu %s: %v", mtu, err)
+			continue
+		}
+		if got := strconv.Itoa(cfg.MTU); got != mtu {
+			t.Errorf("--mtu %s: MTU %s", mtu, got)
+		}
+	}
+}
+
 func TestRunFlagsAll(t *testing.T) {
 	cfg, err := parseRunFlags([]string{
 		"--tun", "ut1", "--tun-addr", "192.168.7.1/30", "--addr", "192.168.7.2", "--mtu", "9000",
@@ -109,8 +124,10 @@ func TestRunFlagErrors(t *testing.T) {
 		{[]string{"--addr", "10.0.1.2"}, "outside --tun-addr's subnet"},
 		{[]string{"--addr", "10.0.0.1"}, "kernel's own address"},
 		{[]string{"--addr", "10.0.0.255"}, "broadcast"},
-		{[]string{"--mtu", "67"}, "want 68..65535"},
-		{[]string{"--mtu", "70000"}, "want 68..65535"},
+		{[]string{"--mtu", "67"}, "--mtu 67: want 576..65535"},
+		{[]string{"--mtu", "575"}, "--mtu 575: want 576..65535"}, // stack.New's minimum
+		{[]string{"--mtu", "65536"}, "--mtu 65536: want 576..65535"},
+		{[]string{"--mtu", "70000"}, "want 576..65535"},
 		{[]string{"--fin-timeout", "0s"}, "positive duration"},
 		{[]string{"--time-wait", "-1s"}, "positive duration"},
 		{[]string{"--syn-retries", "0"}, "want 1..127"},
@@ -151,6 +168,7 @@ func TestCmdRunExitCodes(t *testing.T) {
 	}{
 		{[]string{"--serve", "foo:1"}, 2, `ustack run: unknown service kind "foo"`},
 		{[]string{"--engine", "gvisor", "--trace"}, 2, "ustack run: --trace: not available with --engine gvisor"},
+		{[]string{"--mtu", "575"}, 2, "ustack run: --mtu 575: want 576..65535"},
 		{[]string{"--nope"}, 2, "flag provided but not defined"},
 		{[]string{"-h"}, 0, "Usage: ustack run"},
 	} {

@@ -10,12 +10,9 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"sync"
 	"syscall"
-	"time"
 
 	"ustack/impair"
-	"ustack/pcap"
 	"ustack/stack"
 	"ustack/tun"
 )
@@ -43,17 +40,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// pcapFlushEvery is how often the capture file is flushed, so that a
-// tcpdump -r (or Wireshark reload) on a live capture sees recent packets.
-const pcapFlushEvery = time.Second
-
 // daemon is what runDaemon has set up, torn down by close in the order
 // interface.md promises: connections first, then the device, and the
 // control socket last.
 type daemon struct {
 	lg       *log.Logger
-	pcap     *pcap.Writer
-	pcapStop chan struct{}
+	pcap     *capture
 	dev      *tun.Device
 	impair   *impair.Link
 	st       *stack.Stack // nil with --engine gvisor
@@ -69,17 +61,20 @@ func runDaemon(ctx context.Context, stop func(), cfg *runConfig, lg *log.Logger)
 	if cfg.Procs > 0 {
 		runtime.GOMAXPROCS(cfg.Procs)
 	}
-	if cfg.CPUProfile != "" {
-		stopProfile, err := startCPUProfile(cfg.CPUProfile)
-		if err != nil {
-			return err
-		}
-		defer stopProfile()
-	}
 	d := &daemon{lg: lg}
 	if err := d.start(cfg); err != nil {
 		d.close()
 		return err
+	}
+	// Like the capture, the profile is created once the daemon is up, so
+	// that a failed start leaves an earlier one alone.
+	if cfg.CPUProfile != "" {
+		stopProfile, err := startCPUProfile(cfg.CPUProfile)
+		if err != nil {
+			d.close()
+			return err
+		}
+		defer stopProfile()
 	}
 	<-ctx.Done()
 	stop()
@@ -88,11 +83,21 @@ func runDaemon(ctx context.Context, stop func(), cfg *runConfig, lg *log.Logger)
 	return nil
 }
 
+// start brings everything up in an order where what can fail fails before
+// anything is lost: the checks that only look come first, the TUN device
+// (removed again by close) next, and the capture file, which truncates an
+// earlier one, last of all, just before the control socket answers.
 func (d *daemon) start(cfg *runConfig) error {
 	// Refuse early, before creating anything, if a daemon already owns the
-	// control socket (most likely it owns the TUN device too).
-	if err := checkCtlFree(cfg.Ctl); err != nil {
+	// control socket (most likely it owns the TUN device too) or if the
+	// path is not a socket to replace.
+	if err := checkCtlPath(cfg.Ctl); err != nil {
 		return err
+	}
+	if cfg.Pcap != "" {
+		if err := checkPcapPath(cfg.Pcap); err != nil {
+			return err
+		}
 	}
 	opts := cfg.stackOptions()
 	if cfg.Trace {
@@ -104,12 +109,10 @@ func (d *daemon) start(cfg *runConfig) error {
 		return err
 	}
 	d.dev = dev
-	// After the device, so that a daemon that cannot start (no
-	// CAP_NET_ADMIN, device busy) leaves no empty capture behind.
 	if cfg.Pcap != "" {
-		if err := d.openPcap(cfg.Pcap, &opts); err != nil {
-			return err
-		}
+		// The hook holds packets until the file is created, below.
+		d.pcap = newCapture(cfg.Pcap, d.lg)
+		opts.Packet = d.pcap.packet
 	}
 	var link stack.Link = dev
 	if cfg.Impair != nil {
@@ -127,9 +130,6 @@ func (d *daemon) start(cfg *runConfig) error {
 	if cfg.Impair != nil {
 		d.lg.Printf("ustack run: impairing %s both ways: %s", dev.Name(), cfg.Impair)
 	}
-	if cfg.Pcap != "" {
-		d.lg.Printf("ustack run: capturing to %s", cfg.Pcap)
-	}
 
 	env := &serviceEnv{eng: d.eng, view: d.eng, log: d.lg}
 	if d.services, err = startServices(env, cfg.Addr, cfg.Serves); err != nil {
@@ -143,45 +143,18 @@ func (d *daemon) start(cfg *runConfig) error {
 			return nil, fmt.Errorf("nc is not available with --engine %s", cfg.Engine)
 		}
 	}
-	if d.ctl, err = listenCtl(cfg.Ctl, ops, d.lg); err != nil {
+	if d.ctl, err = bindCtl(cfg.Ctl, d.lg); err != nil {
 		return err
 	}
+	// Nothing else can fail now.
+	if d.pcap != nil {
+		if err := d.pcap.open(); err != nil {
+			return err
+		}
+		d.lg.Printf("ustack run: capturing to %s", cfg.Pcap)
+	}
+	d.ctl.serve(ops)
 	d.lg.Printf("ustack run: control socket %s", cfg.Ctl)
-	return nil
-}
-
-// openPcap creates the capture file and hooks it to every packet the stack
-// sees, in and out.
-func (d *daemon) openPcap(path string, opts *stack.Options) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w, err := pcap.NewWriter(f, 0)
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	d.pcap = w
-	var once sync.Once
-	opts.Packet = func(out bool, pkt []byte) {
-		if err := w.WritePacket(time.Now(), pkt); err != nil && err != pcap.ErrClosed {
-			once.Do(func() { d.lg.Printf("ustack run: pcap %s: %v (capture stopped)", path, err) })
-		}
-	}
-	d.pcapStop = make(chan struct{})
-	go func(stop chan struct{}) {
-		t := time.NewTicker(pcapFlushEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				w.Flush()
-			}
-		}
-	}(d.pcapStop)
 	return nil
 }
 
@@ -206,8 +179,7 @@ func (d *daemon) close() {
 		}
 	}
 	if d.pcap != nil {
-		close(d.pcapStop)
-		if err := d.pcap.Close(); err != nil {
+		if err := d.pcap.close(); err != nil {
 			d.lg.Printf("ustack run: pcap: %v", err)
 		}
 	}
