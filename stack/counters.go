@@ -18,6 +18,7 @@ const (
 	cntICMPIn
 	cntICMPEchoReplies
 	cntICMPMalformed
+	cntICMPIgnored
 	cntTCPIn
 	cntTCPOut
 	cntTCPGSOOut
@@ -77,6 +78,7 @@ var counterNames = [numCounters]string{
 	cntICMPIn:              "icmp.in",
 	cntICMPEchoReplies:     "icmp.echo_replies",
 	cntICMPMalformed:       "icmp.drop.malformed",
+	cntICMPIgnored:         "icmp.drop.not_echo_request",
 	cntTCPIn:               "tcp.in",
 	cntTCPOut:              "tcp.out",
 	cntTCPGSOOut:           "tcp.out.gso_packets",

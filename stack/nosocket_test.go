@@ -107,6 +107,24 @@ func TestB50EchoReply(t *testing.T) {
 	}
 }
 
+// Other ICMP messages (here "fragmentation needed") get no answer and are
+// counted: ustack does no PMTU discovery.
+func TestICMPOtherTypesCounted(t *testing.T) {
+	h := newHarness(t)
+	msg := make([]byte, 8+28)
+	msg[0], msg[1] = 3, 4 // destination unreachable, fragmentation needed
+	cs := header.Checksum(msg, 0)
+	msg[2], msg[3] = byte(cs>>8), byte(cs)
+	pkt := make([]byte, 20+len(msg))
+	copy(pkt[20:], msg)
+	header.EncodeIPv4(pkt, header.IPv4Fields{TotalLen: len(pkt), TTL: 64, Protocol: header.ProtoICMP, Src: peerAddr, Dst: stackAddr})
+	h.s.Inject(pkt)
+	h.expectNone()
+	if h.s.Counter("icmp.drop.not_echo_request") != 1 {
+		t.Fatal("not counted")
+	}
+}
+
 // B51: malformed packets are counted and dropped; nothing is sent.
 func TestB51MalformedDropped(t *testing.T) {
 	h := newHarness(t)

@@ -333,7 +333,8 @@ func (s *Stack) ipInput(now time.Time, pkt []byte, csumOK bool) {
 	}
 }
 
-// icmpInput answers echo requests (B50) and ignores the rest.
+// icmpInput answers echo requests (B50); the rest (errors, replies) is
+// counted and dropped: no PMTU discovery, no soft errors from ICMP.
 func (s *Stack) icmpInput(ip header.IPv4) {
 	s.inc(cntICMPIn)
 	msg := ip.Payload()
@@ -342,6 +343,7 @@ func (s *Stack) icmpInput(ip header.IPv4) {
 		return
 	}
 	if header.ICMPv4(msg).Type() != header.ICMPEchoRequest {
+		s.inc(cntICMPIgnored)
 		return
 	}
 	n := header.IPv4MinSize + len(msg)
