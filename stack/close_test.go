@@ -29,13 +29,14 @@ func TestB30ActiveClose(t *testing.T) {
 }
 
 // B30, passive side: CLOSE_WAIT -> (close) LAST_ACK -> (ACK) CLOSED; the
-// application reads EOF. A fresh connection is in quick-ACK mode, so the
-// FIN is ACKed at once (as Linux does).
+// application reads EOF. The FIN's ACK is delayed (Linux tcp_fin enters
+// pingpong mode), by one timer tick on a connection that has received no
+// data (Linux's ato is still 0).
 func TestB30PassiveClose(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
 	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
-	h.expect(seg{flags: flagACK, seq: 1, ack: 2})
+	h.expectAt(h.now()+delackNoData, seg{flags: flagACK, seq: 1, ack: 2})
 	h.wantState("CLOSE-WAIT")
 	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
 		t.Fatalf("read %v, want EOF", err)
@@ -312,7 +313,7 @@ func TestB30RetransmittedFinInCloseWait(t *testing.T) {
 	h := newHarness(t)
 	h.handshake(h.listen(5))
 	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
-	h.expect(seg{flags: flagACK, seq: 1, ack: 2})
+	h.expectAt(h.now()+delackNoData, seg{flags: flagACK, seq: 1, ack: 2})
 	h.wantState("CLOSE-WAIT")
 	h.advance(300 * time.Millisecond)
 	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
@@ -327,7 +328,7 @@ func TestCloseWaitDataAfterFin(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
 	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
-	h.expect(seg{flags: flagACK, seq: 1, ack: 2})
+	h.expectAt(h.now()+delackNoData, seg{flags: flagACK, seq: 1, ack: 2})
 	h.send(seg{flags: flagACK, seq: 2, ack: 1, n: 10})
 	h.expectNone()
 	h.wantState("CLOSE-WAIT")
@@ -348,7 +349,7 @@ func TestB40RSTAtFinSequenceInCloseWait(t *testing.T) {
 	h := newHarness(t)
 	h.handshake(h.listen(5))
 	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
-	h.expect(seg{flags: flagACK, seq: 1, ack: 2})
+	h.expectAt(h.now()+delackNoData, seg{flags: flagACK, seq: 1, ack: 2})
 	h.send(seg{flags: flagRST, seq: 1})
 	h.expectNone()
 	h.wantState("gone")

@@ -746,8 +746,9 @@ func (e *endpoint) maybeConsumeFin(now time.Time, sg *segment) {
 	switch e.state {
 	case stateSynRecv, stateEstablished:
 		e.setState(stateCloseWait, "FIN", sg)
-		// Like data: at once in quick-ACK mode, else delayed, so that an
-		// interactive application closing right away sends one FIN|ACK (B31).
+		// Linux tcp_fin enters pingpong mode: the ACK is delayed, so that
+		// an application that closes right away sends one FIN|ACK (B31).
+		e.pingpong = true
 		e.scheduleACK(now, false)
 	case stateFinWait1:
 		e.setState(stateClosing, "FIN (simultaneous close)", sg)

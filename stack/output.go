@@ -185,7 +185,11 @@ func (e *endpoint) scheduleACK(now time.Time, immediate bool) {
 		e.ackNow = true
 	default:
 		if !e.delackTimer.Pending() {
-			e.s.schedule(&e.delackTimer, now.Add(delackMin))
+			d := delackMin
+			if e.lastData.IsZero() {
+				d = delackNoData
+			}
+			e.s.schedule(&e.delackTimer, now.Add(d))
 		}
 		e.ackPending = true
 	}
