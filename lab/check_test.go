@@ -234,6 +234,11 @@ func TestTransPath(t *testing.T) {
 	if p := mk("ESTAB", "CLOSE-WAIT", "LAST-ACK", "CLOSE").path(); p != "ESTAB -> CLOSE-WAIT -> ?LAST-ACK -> CLOSE" {
 		t.Errorf("a gap shows: %q", p)
 	}
+	// A passive open starts in LISTEN, as the timeline shows it.
+	passive := mk("CLOSE", "SYN-RECV", "SYN-RECV", "ESTAB")
+	if p := passive.path(); p != "LISTEN -> SYN-RECV -> ESTAB" || !passive.hasPath("LISTEN", "SYN-RECV", "ESTAB") {
+		t.Errorf("passive open: path %q", p)
+	}
 	if p := (trans{}).path(); p != "(no transitions)" {
 		t.Errorf("empty %q", p)
 	}

@@ -343,12 +343,18 @@ type KConn struct {
 	name string // "" or a label for several clients
 }
 
-func (k *KConn) note(format string, args ...any) {
-	prefix := ""
+func (k *KConn) note(format string, args ...any) { k.noteAt(-1, format, args...) }
+
+// noteAt notes a call that began at start (see Timeline.NoteAt); -1 is now.
+func (k *KConn) noteAt(start time.Duration, format string, args ...any) {
 	if k.name != "" {
-		prefix = k.name + ": "
+		format = k.name + ": " + format
 	}
-	k.x.Kernel(prefix+format, args...)
+	if start < 0 {
+		k.x.Kernel(format, args...)
+		return
+	}
+	k.x.tl.NoteAt(start, "kernel", format, args...)
 }
 
 // Local is the socket's address.
@@ -390,15 +396,17 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// Write writes s and notes the outcome.
+// Write writes s and notes the outcome where the call began: before the
+// segment it sends.
 func (k *KConn) Write(s string) error {
+	start := k.x.tl.Now()
 	k.c.SetWriteDeadline(time.Now().Add(2 * time.Second))
 	n, err := k.c.Write([]byte(s))
 	if err != nil {
-		k.note("write(%d bytes) = %s", len(s), errName(err))
+		k.noteAt(start, "write(%d bytes) = %s", len(s), errName(err))
 		return err
 	}
-	k.note("write(%s) = %d", quote([]byte(s)), n)
+	k.noteAt(start, "write(%s) = %d", quote([]byte(s)), n)
 	return nil
 }
 
@@ -437,15 +445,17 @@ func (k *KConn) ReadAll(d time.Duration) ([]byte, error) {
 
 // CloseWrite is shutdown(SHUT_WR).
 func (k *KConn) CloseWrite() error {
+	start := k.x.tl.Now()
 	err := k.c.CloseWrite()
-	k.note("shutdown(SHUT_WR) = %s", errName(err))
+	k.noteAt(start, "shutdown(SHUT_WR) = %s", errName(err))
 	return err
 }
 
 // Close closes the socket.
 func (k *KConn) Close() error {
+	start := k.x.tl.Now()
 	err := k.c.Close()
-	k.note("close() = %s", errName(err))
+	k.noteAt(start, "close() = %s", errName(err))
 	return err
 }
 
@@ -548,15 +558,16 @@ func (u *UConn) ReadAll(d time.Duration) ([]byte, error) {
 	}
 }
 
-// Write writes s.
+// Write writes s, noted where the call began.
 func (u *UConn) Write(s string) error {
+	start := u.x.tl.Now()
 	u.c.SetWriteDeadline(time.Now().Add(2 * time.Second))
 	n, err := u.c.Write([]byte(s))
 	if err != nil {
-		u.x.Ustack("write(%d bytes) = %s", len(s), errName(err))
+		u.x.tl.NoteAt(start, "ustack", "write(%d bytes) = %s", len(s), errName(err))
 		return err
 	}
-	u.x.Ustack("write(%s) = %d", quote([]byte(s)), n)
+	u.x.tl.NoteAt(start, "ustack", "write(%s) = %d", quote([]byte(s)), n)
 	return nil
 }
 

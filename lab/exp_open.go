@@ -140,8 +140,8 @@ var acceptQueue = &Experiment{
 yet. Like Linux, it completes handshakes in the stack on its own: the
 accept queue holds backlog + 1 = 2 established connections. Two kernel
 clients connect and send a line each before anyone accepts; ustack ACKs the
-bytes and keeps them (ss: the listener's Recv-Q is the queue length, each
-connection's Recv-Q its unread bytes). A third client finds the queue
+bytes and keeps them (ss: the listener's Recv-Q is the queue length and
+its Send-Q the backlog, each connection's Recv-Q its unread bytes). A third client finds the queue
 full: its SYN is dropped silently (no SYN|ACK, no RST), so the kernel
 retransmits it (1 s later, and again) until the client gives up. Then
 ustack accepts: the first two connections come out in order, their bytes
@@ -221,9 +221,13 @@ same seq and no answer, and the reads after accept().`,
 		if len(cSyns) > 0 {
 			answers = later.where(and(out, func(s Segment) bool { return s.Dst == cSyns[0].Src }))
 		}
+		outcome := "connect() = " + errName(errC)
+		if isTimeout(errC) {
+			outcome = "connect() gave up at its own 2.5 s timeout"
+		}
 		x.Expect("B11", sameSeq && len(answers) == 0 && isTimeout(errC),
 			"with the queue full, the third client's SYN is dropped silently (no SYN|ACK, no RST) and the kernel retransmits it",
-			fmt.Sprintf("%d SYN(s) from client C (%s), %d answer(s) from ustack, connect() = %s", len(cSyns), later.where(and(in, is(fS))).lines(), len(answers), errName(errC)))
+			fmt.Sprintf("%d SYN(s) from client C (%s), %d answer(s) from ustack, %s", len(cSyns), later.where(and(in, is(fS))).lines(), len(answers), outcome))
 
 		var reads []string
 		var from []netip.AddrPort
@@ -387,12 +391,22 @@ func waitState(x *Env, so *stack.Socket, state string, d time.Duration) bool {
 
 // socketWrite writes msg on a non-blocking socket.
 func socketWrite(x *Env, so *stack.Socket, msg string) {
+	start := x.tl.Now()
 	n, err := so.Write([]byte(msg))
 	if err != nil {
-		x.Ustack("write(%s) = %s", quote([]byte(msg)), errName(err))
+		x.tl.NoteAt(start, "ustack", "write(%s) = %s", quote([]byte(msg)), errName(err))
 		return
 	}
-	x.Ustack("write(%s) = %d", quote([]byte(msg)), n)
+	x.tl.NoteAt(start, "ustack", "write(%s) = %d", quote([]byte(msg)), n)
+}
+
+// socketConnect is a non-blocking connect(), noted where the call began:
+// before the SYN it sends and whatever that sets off before it returns.
+func socketConnect(x *Env, so *stack.Socket, to netip.AddrPort) error {
+	start := x.tl.Now()
+	err := so.Connect(to)
+	x.tl.NoteAt(start, "ustack", "connect(%s) = %s", to, errName(err))
+	return err
 }
 
 // socketRead reads a non-blocking socket until n bytes came or d passed.
@@ -451,8 +465,7 @@ SYN-RECV -> ESTAB, and data flowing both ways afterwards.`,
 			kch <- dialed{k, err}
 		})
 		x.Sleep(50 * time.Millisecond) // the kernel's SYN is on its way
-		err := so.Connect(remote)
-		x.Ustack("connect(%s) = %s", remote, errName(err))
+		socketConnect(x, so, remote)
 		estab := waitState(x, so, "ESTAB", 3*time.Second)
 		var kd dialed
 		select {
@@ -532,7 +545,9 @@ var selfConnect = &Experiment{
 	Explain: `A ustack socket bound to 10.0.0.2:5000 connects to 10.0.0.2:5000: its own
 address and port. Packets for the stack's own address never leave: they
 take the stack's loopback path, so nothing crosses tun0 (the lines below
-come from the stack's packet observer). The SYN comes back to the socket
+come from the stack's packet observer). connect() on this non-blocking
+socket returns EINPROGRESS at once, as Linux's does, having sent the SYN;
+the rest happens without the application. The SYN comes back to the socket
 that sent it, in SYN-SENT: a SYN without ACK, so, as in a simultaneous
 open (B15), it moves to SYN-RECV and answers SYN|ACK with the same ISN.
 That SYN|ACK comes back too and completes the open: ESTABLISHED with
@@ -575,8 +590,7 @@ func selfConnected(x *Env, self netip.AddrPort) (*stack.Socket, error) {
 		return nil, err
 	}
 	x.Ustack("bind(%s) = 0", self)
-	err := so.Connect(self)
-	x.Ustack("connect(%s) = %s", self, errName(err))
+	socketConnect(x, so, self)
 	if !waitState(x, so, "ESTAB", 2*time.Second) {
 		x.Ustack("still %s after 2 s", so.State())
 	}

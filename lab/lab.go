@@ -114,8 +114,11 @@ func Run(ctx context.Context, e *Experiment, w io.Writer) (res Result) {
 	}()
 	res.Checks = x.Checks()
 	res.Took = time.Since(start)
-	fmt.Fprintln(w, "Timeline (seconds since the start; seq and ack relative to each side's ISN,")
-	fmt.Fprintln(w, "absolute when that side's SYN was not seen, as tcpdump numbers them):")
+	fmt.Fprintln(w, "Timeline (seconds since the start):")
+	if l := tl.Legend(); l != "" {
+		fmt.Fprintln(w, l)
+		fmt.Fprintln(w)
+	}
 	tl.Render(w)
 	fmt.Fprintln(w)
 	res.Match = writeVerdict(w, res.Checks, res.Err)
@@ -135,8 +138,8 @@ func writeHeading(w io.Writer, e *Experiment) {
 func writeWorld(w io.Writer, e *Experiment, x *Env) {
 	o := x.opts
 	fmt.Fprintf(w, "World: namespace %s; kernel %s on tun0, ustack %s.\n", x.ns.Name, tunPrefix, o.Addr)
-	fmt.Fprintf(w, "ustack's timers: fin_timeout %s, TIME-WAIT %s, syn_retries %d, syn_linear_timeouts %d.\n",
-		o.FinTimeout, o.TimeWait, o.SynRetries, o.SynLinearTimeouts)
+	fmt.Fprintln(w, wrap(fmt.Sprintf("ustack's settings: fin_timeout %s, TIME-WAIT %s (both 60s in Linux, shortened here), syn_retries %d, syn_linear_timeouts %d.",
+		o.FinTimeout, o.TimeWait, o.SynRetries, o.SynLinearTimeouts), 78, ""))
 	if e.Impair != "" {
 		fmt.Fprintf(w, "The link is impaired both ways (%s): times are when ustack sends or receives.\n", e.Impair)
 	}

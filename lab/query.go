@@ -130,10 +130,10 @@ func (ts trans) path() string {
 	if len(ts) == 0 {
 		return "(no transitions)"
 	}
-	states := []string{ts[0].From}
+	states := []string{ts[0].Start()}
 	for _, t := range ts {
-		if t.From != states[len(states)-1] {
-			states = append(states, "?"+t.From)
+		if t.Start() != states[len(states)-1] {
+			states = append(states, "?"+t.Start())
 		}
 		states = append(states, t.To)
 	}
@@ -141,12 +141,13 @@ func (ts trans) path() string {
 }
 
 // hasPath reports whether the states want appear in ts in order, each
-// step a transition from the one before (the path may go on after).
+// step a transition from the one before (the path may go on after). States
+// are named as the timeline shows them (a passive open starts in LISTEN).
 func (ts trans) hasPath(want ...string) bool {
 	for i := 0; i+len(want)-1 <= len(ts); i++ {
 		ok := true
 		for k := 0; k+1 < len(want); k++ {
-			if i+k >= len(ts) || ts[i+k].From != want[k] || ts[i+k].To != want[k+1] {
+			if i+k >= len(ts) || ts[i+k].Start() != want[k] || ts[i+k].To != want[k+1] {
 				ok = false
 				break
 			}
@@ -180,7 +181,7 @@ func sockFor(socks []stack.SocketInfo, local, peer netip.AddrPort) (stack.Socket
 
 // sockLine renders one socket for a check's "seen".
 func sockLine(s stack.SocketInfo) string {
-	l := fmt.Sprintf("%s Recv-Q %d Send-Q %d %s %s", s.State, s.RecvQ, s.SendQ, s.Local, s.Peer)
+	l := fmt.Sprintf("%s Recv-Q %d Send-Q %d %s %s", s.State, s.RecvQ, s.SendQ, s.Local, peerName(s.Peer))
 	if s.Timer != "" {
 		l += fmt.Sprintf(" timer %s (%.1fs)", s.Timer, s.TimerLeft.Seconds())
 	}

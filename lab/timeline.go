@@ -201,6 +201,20 @@ func (tr Transition) Conn(local, peer netip.AddrPort) bool {
 	return tr.Local == local && tr.Peer == peer
 }
 
+// Passive reports a passive open's first step: the stack makes the
+// listener's child socket in CLOSED and moves it to SYN-RECV at once.
+func (tr Transition) Passive() bool { return tr.From == "CLOSE" && tr.To == "SYN-RECV" }
+
+// Start is the state the transition is shown leaving: LISTEN for a passive
+// open's first step, as in RFC 9293's diagram (LISTEN -> SYN-RECEIVED),
+// since the child socket is the listener's doing; From otherwise.
+func (tr Transition) Start() string {
+	if tr.Passive() {
+		return "LISTEN"
+	}
+	return tr.From
+}
+
 // Event kinds of the timeline.
 const (
 	evSegment = iota
@@ -268,6 +282,25 @@ func (tl *Timeline) Packet(out bool, pkt []byte) {
 // Note adds a line said by who ("kernel", "ustack", "lab").
 func (tl *Timeline) Note(who, format string, args ...any) {
 	tl.add(Event{Kind: evNote, Who: who, Text: fmt.Sprintf(format, args...)})
+}
+
+// NoteAt adds a line about a call that began at start (a Now() taken
+// before it) and has returned: the line, with the call's result, goes
+// where the call began, before the segments and transitions it caused.
+func (tl *Timeline) NoteAt(start time.Duration, who, format string, args ...any) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if tl.frozen {
+		return
+	}
+	i := len(tl.events)
+	for i > 0 && tl.events[i-1].T > start {
+		i--
+	}
+	ev := Event{T: start, Kind: evNote, Who: who, Text: fmt.Sprintf(format, args...)}
+	tl.events = append(tl.events, Event{})
+	copy(tl.events[i+1:], tl.events[i:])
+	tl.events[i] = ev
 }
 
 // Freeze stops recording.
@@ -361,15 +394,27 @@ func portName(ap netip.AddrPort) string { return fmt.Sprintf(":%d", ap.Port()) }
 func FormatSegment(s Segment) string {
 	dir := endpointName(s.Src.Addr()) + " > " + endpointName(s.Dst.Addr())
 	ports := portName(s.Src) + " > " + portName(s.Dst)
-	return fmt.Sprintf("%-16s %-15s %s", dir, ports, s.TCP())
+	// The segment starts in column 33 even when dir is wider than its 16
+	// (an address nobody has, in syn-timeout).
+	return fmt.Sprintf("%-32s %s", fmt.Sprintf("%-16s %s", dir, ports), s.TCP())
 }
 
 // FormatTransition is a transition's timeline line without the time:
 // "ustack           10.0.0.2:7 ESTAB -> CLOSE-WAIT (FIN)   peer :41234".
+// A passive open's first step shows as LISTEN -> SYN-RECV (see Start).
 func FormatTransition(tr Transition) string {
-	line := fmt.Sprintf("%-16s %s %s -> %s", "ustack", tr.Local, tr.From, tr.To)
-	if tr.Cause != "" {
-		line += " (" + tr.Cause + ")"
+	line := fmt.Sprintf("%-16s %s %s -> %s", "ustack", tr.Local, tr.Start(), tr.To)
+	cause := tr.Cause
+	// "SYN (simultaneous open)" reads "SYN, simultaneous open" inside the
+	// line's own parentheses.
+	if i := strings.Index(cause, " ("); i >= 0 && strings.HasSuffix(cause, ")") {
+		cause = cause[:i] + ", " + cause[i+2:len(cause)-1]
+	}
+	if tr.Passive() {
+		cause = strings.TrimPrefix(cause+": the listener's new child socket", ": ")
+	}
+	if cause != "" {
+		line += " (" + cause + ")"
 	}
 	if tr.Peer.IsValid() && tr.Peer.Port() != 0 {
 		peer := tr.Peer.String()
@@ -412,6 +457,100 @@ func FormatEvent(ev Event) string {
 	return b.String()
 }
 
+// rfcStates are RFC 9293's names for the states ss abbreviates.
+var rfcStates = []struct{ ss, rfc string }{
+	{"ESTAB", "ESTABLISHED"}, {"SYN-RECV", "SYN-RECEIVED"}, {"CLOSE", "CLOSED"},
+}
+
+// Legend explains the notation of the timeline's lines, as far as they
+// need it: the segments', ss's state names, and the window field when
+// window scaling was in effect.
+func (tl *Timeline) Legend() string {
+	var sg segs
+	names := map[string]bool{}
+	for _, ev := range tl.Events() {
+		switch ev.Kind {
+		case evSegment:
+			sg = append(sg, ev.Seg)
+		case evTransition:
+			names[ev.Tr.Start()], names[ev.Tr.To] = true, true
+		}
+	}
+	var items []string
+	item := func(head, text string) {
+		l := wrap(text, 78, strings.Repeat(" ", 12))
+		items = append(items, fmt.Sprintf("  %-9s ", head)+l[12:])
+	}
+	if len(sg) > 0 {
+		item("segments", "as tcpdump writes them: flags S SYN, F FIN, R RST, P PSH, . ACK; "+
+			"seq start:end(length) and ack relative to each side's ISN, absolute when that side's SYN was not seen")
+	}
+	var ss, rfc []string
+	for _, n := range rfcStates {
+		if names[n.ss] {
+			ss, rfc = append(ss, n.ss), append(rfc, n.rfc)
+		}
+	}
+	switch {
+	case len(ss) == 1:
+		item("states", "as ss names them: "+ss[0]+" is RFC 9293's "+rfc[0])
+	case len(ss) > 1:
+		item("states", "as ss names them: "+strings.Join(ss, ", ")+" are RFC 9293's "+strings.Join(rfc, ", "))
+	}
+	if sc := scaledWindows(sg); len(sc) > 0 {
+		item("win", "the raw window field. A SYN's window is never scaled; after the SYNs, as both offered wscale (RFC 7323), "+
+			strings.Join(sc, ", "))
+	}
+	return strings.Join(items, "\n")
+}
+
+// scaledWindows describes, for each side whose windows were scaled in
+// sg, what its win field counts: "the kernel's counts 1024-byte units
+// (wscale 10: win 63 = 64512 bytes)". Scaling is in effect on a connection
+// once both of its SYNs offered it (RFC 7323 2.2), for every segment but
+// a SYN.
+func scaledWindows(sg segs) []string {
+	shift := map[[2]netip.AddrPort]int{} // a direction's SYN: its wscale, -1 for none
+	type side struct {
+		name  string
+		shift int
+	}
+	var order []side
+	example := map[side]uint16{}
+	for _, s := range sg {
+		dir := [2]netip.AddrPort{s.Src, s.Dst}
+		if s.Has(header.SYN) {
+			shift[dir] = -1
+			if s.Opts.HasWScale {
+				shift[dir] = int(s.Opts.WScale)
+			}
+			continue
+		}
+		mine, ok1 := shift[dir]
+		theirs, ok2 := shift[[2]netip.AddrPort{s.Dst, s.Src}]
+		if !ok1 || !ok2 || mine < 0 || theirs < 0 || s.Win == 0 {
+			continue
+		}
+		k := side{endpointName(s.Src.Addr()), mine}
+		if _, seen := example[k]; !seen {
+			order = append(order, k)
+			example[k] = s.Win
+		}
+	}
+	var out []string
+	for i, k := range order {
+		whose := k.name + "'s"
+		if k.name == "kernel" {
+			whose = "the kernel's"
+		}
+		if i == 0 {
+			whose += " counts"
+		}
+		out = append(out, fmt.Sprintf("%s %d-byte units (wscale %d: win %d = %d bytes)", whose, 1<<k.shift, k.shift, example[k], int(example[k])<<k.shift))
+	}
+	return out
+}
+
 // Render writes the timeline.
 func (tl *Timeline) Render(w io.Writer) {
 	for _, ev := range tl.Events() {
@@ -425,18 +564,29 @@ func formatSockets(socks []stack.SocketInfo) string {
 		return "(no sockets)"
 	}
 	rows := [][]string{{"State", "Recv-Q", "Send-Q", "Local:Port", "Peer:Port", "Timer"}}
+	orphanTimer := false
 	for _, s := range socks {
-		peer := s.Peer.String()
-		if !s.Peer.Addr().IsValid() || s.Peer.Addr().IsUnspecified() {
-			peer = "*:*"
-		}
 		timer := ""
 		if s.Timer != "" {
 			timer = fmt.Sprintf("%s (%.1fs)", s.Timer, max(s.TimerLeft, 0).Seconds())
 		}
-		rows = append(rows, []string{s.State, fmt.Sprint(s.RecvQ), fmt.Sprint(s.SendQ), s.Local.String(), peer, timer})
+		orphanTimer = orphanTimer || s.State == "FIN-WAIT-2" && s.Timer == "timewait"
+		rows = append(rows, []string{s.State, fmt.Sprint(s.RecvQ), fmt.Sprint(s.SendQ), s.Local.String(), peerName(s.Peer), timer})
 	}
-	return formatTable(rows)
+	t := formatTable(rows)
+	if orphanTimer {
+		t += "\n(timewait: the orphan's fin_timeout, on the TIME-WAIT timer as in Linux)"
+	}
+	return t
+}
+
+// peerName is a socket's peer as ss writes it: "*:*" when there is none
+// (a listener, a bound socket).
+func peerName(p netip.AddrPort) string {
+	if !p.Addr().IsValid() || p.Addr().IsUnspecified() {
+		return "*:*"
+	}
+	return p.String()
 }
 
 // formatTable left-aligns columns, two spaces apart.

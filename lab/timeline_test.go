@@ -170,6 +170,102 @@ func TestTraceHandler(t *testing.T) {
 	}
 }
 
+// A passive open's first step, CLOSE -> SYN-RECV in the stack's trace (the
+// listener's child starts in CLOSED), shows as RFC 9293's LISTEN ->
+// SYN-RECV; nested parentheses in a cause are flattened.
+func TestFormatTransitionNames(t *testing.T) {
+	local, peer := netip.MustParseAddrPort("10.0.0.2:7"), netip.MustParseAddrPort("10.0.0.1:40000")
+	for _, tc := range []struct {
+		from, to, cause, want string
+	}{
+		{"CLOSE", "SYN-RECV", "SYN", "10.0.0.2:7 LISTEN -> SYN-RECV (SYN: the listener's new child socket)   peer :40000"},
+		{"SYN-SENT", "SYN-RECV", "SYN (simultaneous open)", "10.0.0.2:7 SYN-SENT -> SYN-RECV (SYN, simultaneous open)   peer :40000"},
+		{"CLOSE", "SYN-SENT", "connect()", "10.0.0.2:7 CLOSE -> SYN-SENT (connect())   peer :40000"},
+		{"ESTAB", "CLOSE", "close() with unread data: RST sent", "10.0.0.2:7 ESTAB -> CLOSE (close() with unread data: RST sent)   peer :40000"},
+	} {
+		tr := Transition{Local: local, Peer: peer, From: tc.from, To: tc.to, Cause: tc.cause}
+		if got := strings.TrimLeft(strings.TrimPrefix(FormatTransition(tr), "ustack"), " "); got != tc.want {
+			t.Errorf("%s -> %s (%s):\n got %q\nwant %q", tc.from, tc.to, tc.cause, got, tc.want)
+		}
+	}
+}
+
+// A call noted at its start goes before what it caused, with its time.
+func TestNoteAt(t *testing.T) {
+	tl := newTimeline(time.Now())
+	tl.Note("ustack", "bind")
+	start := tl.Now()
+	time.Sleep(time.Millisecond)
+	handshake(t, tl)
+	tl.NoteAt(start, "ustack", "connect() = EINPROGRESS")
+	tl.Note("ustack", "after")
+	evs := tl.Events()
+	if len(evs) != 8 || evs[1].Text != "connect() = EINPROGRESS" || evs[1].T != start || evs[2].Kind != evSegment || evs[7].Text != "after" {
+		t.Errorf("events: %+v", evs)
+	}
+	for i := 1; i < len(evs); i++ {
+		if evs[i].T < evs[i-1].T {
+			t.Errorf("event %d at %v before event %d at %v", i, evs[i].T, i-1, evs[i-1].T)
+		}
+	}
+	tl.Freeze()
+	tl.NoteAt(start, "ustack", "frozen")
+	if len(tl.Events()) != 8 {
+		t.Error("NoteAt after Freeze")
+	}
+}
+
+// The legend explains what the timeline holds: the segments' notation,
+// ss's state names that appear, and each side's window scale once both
+// SYNs offered one.
+func TestLegend(t *testing.T) {
+	tl := newTimeline(time.Now())
+	if l := tl.Legend(); l != "" {
+		t.Errorf("legend of nothing: %q", l)
+	}
+	handshake(t, tl) // both SYNs with wscale 7; the kernel's win 502, ustack's 1000
+	log := slog.New(tl.Handler())
+	log.Info("tcp state", "local", uAP, "peer", kAP, "from", "CLOSE", "to", "SYN-RECV", "cause", "SYN")
+	log.Info("tcp state", "local", uAP, "peer", kAP, "from", "SYN-RECV", "to", "ESTAB", "cause", "ACK of SYN|ACK")
+	l := tl.Legend()
+	if !strings.HasPrefix(l, "  segments  as tcpdump writes them: flags S SYN, F FIN, R RST, P PSH, . ACK;\n") {
+		t.Errorf("legend's first line:\n%s", l)
+	}
+	words := strings.Join(strings.Fields(l), " ")
+	for _, want := range []string{
+		"states as ss names them: ESTAB, SYN-RECV are RFC 9293's ESTABLISHED, SYN-RECEIVED",
+		"the kernel's counts 128-byte units (wscale 7: win 502 = 64256 bytes), ustack's 128-byte units (wscale 7: win 1000 = 128000 bytes)",
+	} {
+		if !strings.Contains(words, want) {
+			t.Errorf("legend lacks %q:\n%s", want, l)
+		}
+	}
+	for _, line := range strings.Split(l, "\n") {
+		if len(line) > 78 {
+			t.Errorf("legend line too long (%d): %q", len(line), line)
+		}
+	}
+	if strings.Contains(l, "CLOSE ") || strings.Contains(l, "LISTEN") {
+		t.Errorf("legend names states that need no explaining:\n%s", l)
+	}
+}
+
+// Windows are scaled only once both SYNs offered it, and never on a SYN.
+func TestScaledWindows(t *testing.T) {
+	tl := newTimeline(time.Now())
+	tl.Packet(false, pkt(t, pktSpec{src: kAP, dst: uAP, flags: fS, seq: 1000, win: 64240, syn: true}))
+	tl.Packet(true, pkt(t, pktSpec{src: uAP, dst: kAP, flags: fRA, seq: 0, ack: 1001}))
+	if got := scaledWindows(tl.Segments()); len(got) != 0 {
+		t.Errorf("a refused SYN: %q", got)
+	}
+	// A SYN|ACK without options: no scaling either way.
+	tl.Packet(true, pkt(t, pktSpec{src: uAP, dst: kAP, flags: fSA, seq: 5000, ack: 1001, win: 65535}))
+	tl.Packet(false, pkt(t, pktSpec{src: kAP, dst: uAP, flags: fA, seq: 1001, ack: 5001, win: 65535}))
+	if got := scaledWindows(tl.Segments()); len(got) != 0 {
+		t.Errorf("one side without wscale: %q", got)
+	}
+}
+
 func TestFreeze(t *testing.T) {
 	tl := newTimeline(time.Now())
 	tl.Note("lab", "before")
@@ -218,9 +314,18 @@ func TestFormatSockets(t *testing.T) {
 	}
 	want := "State       Recv-Q  Send-Q  Local:Port     Peer:Port       Timer\n" +
 		"LISTEN      2       1       10.0.0.2:8000  *:*\n" +
-		"FIN-WAIT-2  0       0       10.0.0.2:7     10.0.0.1:40000  timewait (2.7s)"
+		"FIN-WAIT-2  0       0       10.0.0.2:7     10.0.0.1:40000  timewait (2.7s)\n" +
+		"(timewait: the orphan's fin_timeout, on the TIME-WAIT timer as in Linux)"
 	if got := formatSockets(socks); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	// Without an orphan's timer, no note; a verdict's "seen" names the
+	// listener's peer as the table does.
+	if got := formatSockets(socks[:1]); strings.Contains(got, "timewait") {
+		t.Errorf("a note without an orphan: %q", got)
+	}
+	if got := sockLine(socks[0]); got != "LISTEN Recv-Q 2 Send-Q 1 10.0.0.2:8000 *:*" {
+		t.Errorf("sockLine %q", got)
 	}
 	if got := formatSockets(nil); got != "(no sockets)" {
 		t.Errorf("empty: %q", got)
