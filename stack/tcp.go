@@ -52,16 +52,16 @@ func (st tcpState) synchronized() bool { return st >= stateEstablished }
 
 // Linux's constants (include/net/tcp.h).
 const (
-	rtoInitial   = time.Second
-	rtoMin       = 200 * time.Millisecond
-	rtoMax       = 120 * time.Second
-	delackMin    = 40 * time.Millisecond // TCP_ATO_MIN
+	rtoInitial = time.Second
+	rtoMin     = 200 * time.Millisecond
+	rtoMax     = 120 * time.Second
+	delackMin  = 40 * time.Millisecond // TCP_ATO_MIN
 	// delackNoData is the delayed-ACK wait on a connection that has not
 	// received data: Linux's ato is still 0 there, so its timer fires at
 	// the next tick, 0-4 ms at HZ=250; we take the middle.
 	delackNoData = 2 * time.Millisecond
-	maxQuickACKs = 16                    // TCP_MAX_QUICKACKS
-	initialCwnd  = 10                    // IW10, RFC 6928
+	maxQuickACKs = 16 // TCP_MAX_QUICKACKS
+	initialCwnd  = 10 // IW10, RFC 6928
 	maxOOORanges = 32
 	oowRateLimit = 500 * time.Millisecond // tcp_invalid_ratelimit
 	maxSACKSent  = 4
