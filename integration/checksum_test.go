@@ -32,6 +32,21 @@ func csum(b []byte, sum uint32) uint16 {
 	return ^uint16(sum)
 }
 
+// tcpCsum is the TCP checksum of seg from src to dst (RFC 9293 3.1: over
+// the pseudo-header too).
+func tcpCsum(src, dst [4]byte, seg []byte) uint16 {
+	var pseudo [12]byte
+	copy(pseudo[0:], src[:])
+	copy(pseudo[4:], dst[:])
+	pseudo[9] = unix.IPPROTO_TCP
+	binary.BigEndian.PutUint16(pseudo[10:], uint16(len(seg)))
+	var sum uint32
+	for i := 0; i < len(pseudo); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(pseudo[i:]))
+	}
+	return csum(seg, sum)
+}
+
 // synSegment is a bare TCP SYN from 10.0.0.1:sport to 10.0.0.2:80 with a
 // correct checksum, or a wrong one when bad is set.
 func synSegment(sport uint16, bad bool) []byte {
@@ -42,16 +57,7 @@ func synSegment(sport uint16, bad bool) []byte {
 	b[12] = 5 << 4
 	b[13] = 0x02 // SYN
 	binary.BigEndian.PutUint16(b[14:], 64240)
-	pseudo := make([]byte, 12)
-	copy(pseudo[0:], kernelAddr[:])
-	copy(pseudo[4:], stackAddr[:])
-	pseudo[9] = unix.IPPROTO_TCP
-	binary.BigEndian.PutUint16(pseudo[10:], uint16(len(b)))
-	var sum uint32
-	for i := 0; i < len(pseudo); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(pseudo[i:]))
-	}
-	c := csum(b, sum)
+	c := tcpCsum(kernelAddr, stackAddr, b)
 	if bad {
 		c ^= 0x5a5a
 	}

@@ -28,16 +28,7 @@ func spoofedSYN(src [4]byte, sport uint16) []byte {
 	tcp[12] = 5 << 4
 	tcp[13] = 0x02 // SYN
 	binary.BigEndian.PutUint16(tcp[14:], 64240)
-	var pseudo [12]byte
-	copy(pseudo[0:], src[:])
-	copy(pseudo[4:], stackAddr[:])
-	pseudo[9] = unix.IPPROTO_TCP
-	binary.BigEndian.PutUint16(pseudo[10:], uint16(len(tcp)))
-	var sum uint32
-	for i := 0; i < len(pseudo); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(pseudo[i:]))
-	}
-	binary.BigEndian.PutUint16(tcp[16:], csum(tcp, sum))
+	binary.BigEndian.PutUint16(tcp[16:], tcpCsum(src, stackAddr, tcp))
 	return p
 }
 

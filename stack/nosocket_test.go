@@ -83,16 +83,21 @@ func TestListenerAnswersStrayACKWithRST(t *testing.T) {
 	h.expect(seg{flags: flagRST, seq: 777, raw: true})
 }
 
-// B50: ping is answered.
-func TestB50EchoReply(t *testing.T) {
-	h := newHarness(t)
-	msg := []byte{8, 0, 0, 0, 0x12, 0x34, 0, 1, 'p', 'i', 'n', 'g'}
+// icmpPacket wraps an ICMP message from the peer in IPv4, filling in its
+// checksum.
+func icmpPacket(msg []byte) []byte {
 	cs := header.Checksum(msg, 0)
 	msg[2], msg[3] = byte(cs>>8), byte(cs)
 	pkt := make([]byte, 20+len(msg))
 	copy(pkt[20:], msg)
 	header.EncodeIPv4(pkt, header.IPv4Fields{TotalLen: len(pkt), TTL: 64, Protocol: header.ProtoICMP, Src: peerAddr, Dst: stackAddr})
-	h.s.Inject(pkt)
+	return pkt
+}
+
+// B50: ping is answered.
+func TestB50EchoReply(t *testing.T) {
+	h := newHarness(t)
+	h.s.Inject(icmpPacket([]byte{8, 0, 0, 0, 0x12, 0x34, 0, 1, 'p', 'i', 'n', 'g'}))
 	out := h.link.Outbound()
 	if len(out) != 1 {
 		t.Fatalf("got %d packets, want one echo reply", len(out))
@@ -113,12 +118,7 @@ func TestICMPOtherTypesCounted(t *testing.T) {
 	h := newHarness(t)
 	msg := make([]byte, 8+28)
 	msg[0], msg[1] = 3, 4 // destination unreachable, fragmentation needed
-	cs := header.Checksum(msg, 0)
-	msg[2], msg[3] = byte(cs>>8), byte(cs)
-	pkt := make([]byte, 20+len(msg))
-	copy(pkt[20:], msg)
-	header.EncodeIPv4(pkt, header.IPv4Fields{TotalLen: len(pkt), TTL: 64, Protocol: header.ProtoICMP, Src: peerAddr, Dst: stackAddr})
-	h.s.Inject(pkt)
+	h.s.Inject(icmpPacket(msg))
 	h.expectNone()
 	if h.s.Counter("icmp.drop.not_echo_request") != 1 {
 		t.Fatal("not counted")
