@@ -52,7 +52,14 @@ fuzz:
 # Prints one table and writes bench-results.json; BENCHFLAGS=-quick for a
 # one-minute run, BENCHFLAGS="-profile prof" for CPU profiles of the daemons.
 BENCHFLAGS ?=
+# wrk (Debian package) drives the HTTP rows; on a fresh Debian machine the
+# target installs it, as .ci/run installs what the tests use.
 bench:
+	@command -v wrk >/dev/null || ! command -v apt-get >/dev/null || { \
+		echo "make bench: installing wrk for the HTTP rows"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk >/dev/null 2>&1 || \
+		{ apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk >/dev/null; } || \
+		echo "make bench: could not install wrk: the HTTP rows will be skipped"; }
 	$(GO) run ./integration/bench $(BENCHFLAGS)
 
 demo: build
