@@ -370,3 +370,56 @@ func TestB37TimeWaitRSTMustBeExact(t *testing.T) {
 	h.send(seg{flags: flagRST, seq: 2})
 	h.wantState("gone")
 }
+
+// B31: data and FIN in one segment (an HTTP response and close): the FIN
+// puts the connection in pingpong mode before the ACK is decided (Linux
+// tcp_data_queue -> tcp_fin -> __tcp_ack_snd_check), so the ACK waits and
+// a prompt close sends one FIN|ACK.
+func TestB31DataAndFinInOneSegment(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	h.send(seg{flags: flagACK | flagPSH | flagFIN, seq: 1, ack: 1, data: []byte("response")})
+	h.expectNone()
+	io.ReadAll(c)
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 10})
+}
+
+// B36: in CLOSING, the ACK of our FIN moves to TIME-WAIT and the rest of
+// the segment is consumed (Linux: tcp_time_wait, then "goto consume"):
+// nothing answers a retransmitted FIN riding on it, and data past the FIN
+// does not reset the TIME-WAIT socket.
+func TestB36ClosingToTimeWaitConsumesSegment(t *testing.T) {
+	for _, last := range []seg{
+		{flags: flagFIN | flagACK, seq: 1, ack: 2}, // the peer's FIN again
+		{flags: flagACK, seq: 1, ack: 2, n: 2},     // bytes past its FIN
+	} {
+		h := newHarness(t)
+		c := h.handshake(h.listen(5))
+		c.Close()
+		h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+		h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+		h.expect(seg{flags: flagACK, seq: 2, ack: 2})
+		h.wantState("CLOSING")
+		h.send(last)
+		h.expectNone()
+		h.wantState("TIME-WAIT")
+	}
+}
+
+// B37 and B43: a SYN that reuses a TIME-WAIT pair is not held to the SYN
+// queue's limit (Linux tcp_conn_request: "TW buckets are converted to open
+// requests without limitations").
+func TestB37TimeWaitReuseWithSynQueueFull(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(2))
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
+	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
+	h.wantState("TIME-WAIT")
+	h.fillSynQueue(2)
+	h.send(seg{flags: flagSYN, seq: 100})
+	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 101})
+	h.wantState("SYN-RECV")
+}

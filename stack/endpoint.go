@@ -301,13 +301,11 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 	if !e.ackInput(now, sg) {
 		return
 	}
-	if e.gone {
+	if e.gone || e.state == stateTimeWait {
+		// The ACK of our FIN ended LAST-ACK, or took CLOSING to TIME-WAIT:
+		// the rest of the segment is consumed (Linux tcp_rcv_state_process,
+		// tcp_time_wait then "goto consume").
 		return
-	}
-	// RFC 7323 4.3: remember the timestamp to echo, once the ACK is
-	// accepted (Linux tcp_ack, FLAG_UPDATE_TS_RECENT).
-	if e.tsOK && sg.opts.HasTS && sg.seq.leq(e.lastAckSent) {
-		e.tsRecent = sg.opts.TSVal
 	}
 
 	// Step 7: data (B20). Once our side is shut for reading and sending
@@ -477,6 +475,12 @@ func (e *endpoint) ackInput(now time.Time, sg *segment) bool {
 			return false
 		}
 		return true // an old ACK: ignore it, keep the data
+	}
+	// RFC 7323 4.3: remember the timestamp to echo, once the ACK is
+	// accepted and before anything this ACK sends (Linux tcp_ack,
+	// FLAG_UPDATE_TS_RECENT, ahead of tcp_fastretrans_alert).
+	if e.tsOK && sg.opts.HasTS && sg.seq.leq(e.lastAckSent) {
+		e.tsRecent = sg.opts.TSVal
 	}
 
 	// RFC 9293: update the window from the newest segment only.
@@ -687,6 +691,12 @@ func (e *endpoint) dataInput(now time.Time, sg *segment) {
 	}
 	e.unacked += len(data)
 	e.notifyRead()
+	if !filled && sg.has(flagFIN) && e.rcvNxt == sg.seq.add(uint32(len(sg.payload))) && len(e.ooo) == 0 {
+		// The FIN right behind this data is taken next (maybeConsumeFin),
+		// and the ACK is decided there: Linux's tcp_fin enters pingpong
+		// mode before __tcp_ack_snd_check looks at quick-ACK mode.
+		return
+	}
 	e.scheduleACK(now, filled) // RFC 5681 4.2: ACK at once when a hole fills
 }
 

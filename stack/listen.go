@@ -60,8 +60,10 @@ func (l *listener) synInput(now time.Time, sg *segment, isn seqnum, useISN bool)
 		l.sendCookie(now, sg) // B43: a full SYN queue keeps no more state
 		return
 	}
-	if l.synQFull() {
-		s.inc(cntTCPSynQueueDrops) // tcp_syncookies=0: Linux's TCPReqQFullDrop
+	if !useISN && l.synQFull() {
+		// tcp_syncookies=0: Linux's TCPReqQFullDrop. A SYN that reuses a
+		// TIME-WAIT pair is exempt from the limit, as in tcp_conn_request.
+		s.inc(cntTCPSynQueueDrops)
 		return
 	}
 	e := l.newChild(now, sg)

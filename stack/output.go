@@ -371,12 +371,26 @@ func (e *endpoint) sackBlocks(b []header.SACKBlock) int {
 }
 
 // noteOOO remembers that an out-of-order segment starting at seq arrived,
-// for the order of our SACK blocks.
+// for the order of our SACK blocks: the block now holding it moves to the
+// front of the recency list (one entry per block, as Linux keeps its
+// selective_acks in tcp_sack_new_ofo_skb).
 func (e *endpoint) noteOOO(seq seqnum) {
-	k := min(e.nRecent, len(e.oooRecent)-1)
-	copy(e.oooRecent[1:k+1], e.oooRecent[:k])
-	e.oooRecent[0] = seq
-	e.nRecent = k + 1
+	var blk seqRange
+	for _, r := range e.ooo {
+		if seq.geq(r.start) && seq.lt(r.end) {
+			blk = r
+			break
+		}
+	}
+	var keep [len(e.oooRecent)]seqnum
+	k := 0
+	keep[k], k = seq, 1
+	for _, x := range e.oooRecent[:e.nRecent] {
+		if k < len(keep) && (x.lt(blk.start) || x.geq(blk.end)) {
+			keep[k], k = x, k+1
+		}
+	}
+	e.oooRecent, e.nRecent = keep, k
 }
 
 // selectWindow computes the window field (Linux tcp_select_window): free

@@ -210,3 +210,58 @@ func TestSACKBlocksMostRecentFirst(t *testing.T) {
 		t.Fatalf("SACK blocks %v, want %v", got, want)
 	}
 }
+
+// The recency order is per block: segments that land in one block count
+// once, and the other blocks keep their own order (Linux keeps its
+// selective_acks newest first, tcp_sack_new_ofo_skb).
+func TestSACKBlocksRecencyPerBlock(t *testing.T) {
+	h := newHarness(t)
+	sackHandshake(h)
+	var last header.TCP
+	for _, k := range []int{20, 30, 25, 2, 3, 4, 5} {
+		h.send(seg{flags: flagACK, seq: segAt(k), ack: 1, n: smss})
+		last = h.expect(seg{flags: flagACK, seq: 1, ack: 1})
+	}
+	var o header.TCPOptions
+	if err := header.ParseTCPOptions(last.Options(), &o); err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, b := range o.SACK[:o.NumSACK] {
+		got = append(got, int((b.Start-peerISN-1)/smss+1))
+	}
+	if want := "[2 25 30 20]"; fmt.Sprint(got) != want {
+		t.Fatalf("SACK blocks start at segments %v, want %s (newest first)", got, want)
+	}
+}
+
+// A fast retransmission echoes the TSval of the duplicate ACK that
+// triggered it: TS.Recent is taken before the ACK is acted on (Linux
+// tcp_ack: tcp_replace_ts_recent, then tcp_fastretrans_alert).
+func TestFastRetransmitEchoesLatestTSval(t *testing.T) {
+	h := newHarness(t)
+	l := h.listen(5)
+	h.send(seg{flags: flagSYN, seq: 0, opts: linuxSYNOpts(1000)})
+	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: tsOpts(1001, 0)})
+	c, err := l.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const mss = 1448 // 1460 less the timestamp option
+	c.Write(make([]byte, 6*mss))
+	for k := 0; k < 6; k++ {
+		h.out()
+	}
+	for _, ts := range []uint32{1002, 1003, 1004} {
+		h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: tsOpts(ts, 0)})
+	}
+	rtx := h.expect(seg{flags: flagACK, seq: 1, ack: 1, n: mss})
+	var o header.TCPOptions
+	if err := header.ParseTCPOptions(rtx.Options(), &o); err != nil {
+		t.Fatal(err)
+	}
+	if o.TSEcr != 1004 {
+		t.Fatalf("fast retransmission echoes TSval %d, want 1004 (the third duplicate ACK's)", o.TSEcr)
+	}
+}

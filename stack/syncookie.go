@@ -210,6 +210,13 @@ func (l *listener) cookieACK(now time.Time, sg *segment) bool {
 	s.inc(cntTCPPassiveOpens)
 	e.setState(stateSynRecv, "ACK with a valid SYN cookie", sg)
 	e.process(now, sg)
+	if e.state == stateEstablished && e.tsOK && sg.opts.TSEcr != 0 {
+		// No SYN|ACK was timed; its TSval echo gives the RTT (Linux
+		// tcp_ack_update_rtt falls back on TSecr the same way).
+		if d := int32(s.tsNow(now) + e.tsOff - sg.opts.TSEcr); d >= 0 {
+			e.rttSample(time.Duration(d) * time.Millisecond)
+		}
+	}
 	return true
 }
 

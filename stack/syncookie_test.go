@@ -63,10 +63,13 @@ func TestB43SynCookieWithTimestamps(t *testing.T) {
 	}
 	h.s.mu.Lock()
 	e := c.e
-	mss, wnd, ts, sack := e.mss, e.sndWnd, e.tsOK, e.sackOK
+	mss, wnd, ts, sack, srtt := e.mss, e.sndWnd, e.tsOK, e.sackOK, e.srtt
 	h.s.mu.Unlock()
 	if mss != 1460 || wnd != 100<<7 || !ts || !sack {
 		t.Fatalf("cookie connection: mss %d, send window %d, ts %v, sack %v; want 1460, %d, true, true", mss, wnd, ts, sack, 100<<7)
+	}
+	if srtt == 0 {
+		t.Fatal("no RTT sample from the cookie SYN|ACK's echoed TSval")
 	}
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("hello"), opts: tsOpts(102, o.TSVal)})
 	buf := make([]byte, 5)
