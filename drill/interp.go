@@ -405,7 +405,15 @@ func (in *interp) outbound(ev *Event) error {
 	var segs []*segment
 	var firstAt time.Duration
 	got := 0
-	for len(segs) == 0 || (got < pk.Len && !in.strictSeg) {
+	// A shorter segment is completed by the next ones (packetdrill's
+	// segmentation rule, §7), but a segment without data, or one with a
+	// FIN, is never the start or middle of a large write: it is compared
+	// alone, so a stray ACK cannot hide inside the data that follows it.
+	more := func() bool {
+		last := segs[len(segs)-1]
+		return got < pk.Len && !in.strictSeg && len(last.payload) > 0 && last.flags&header.FIN == 0
+	}
+	for len(segs) == 0 || more() {
 		seg, at, err := in.sniff(ev, so, deadline)
 		if err != nil {
 			if len(segs) > 0 && errors.Is(err, errNoPacket) {

@@ -48,7 +48,7 @@ var supportedSyscalls = map[string]bool{
 // next one's time begins.
 func Parse(path string, src []byte) (*Script, error) {
 	p := &parser{path: path, src: src, line: 1, col: 1}
-	p.script = &Script{Path: path, Divergences: map[string]string{}}
+	p.script = &Script{Path: path, Divergences: map[string]string{}, DivergenceLine: map[string]int{}}
 	if err := p.parseScript(); err != nil {
 		return nil, err
 	}
@@ -61,6 +61,14 @@ type parser struct {
 	off       int
 	line, col int
 	script    *Script
+	// pending are divergence notes waiting for the event below them.
+	pending []pendingNote
+}
+
+// pendingNote is a divergence note for stack, written on line.
+type pendingNote struct {
+	stack string
+	line  int
 }
 
 // bail carries a *SyntaxError out of the recursive descent.
@@ -93,6 +101,17 @@ func (p *parser) parseScript() (err error) {
 				p.failAt(pos, "the first event must be at time 0, found %s", fmtSeconds(ev.Time.Start))
 			}
 			p.script.Events = append(p.script.Events, ev)
+			// A note belongs to the first event below it (comments can be
+			// scanned while the event above is still being parsed).
+			var left []pendingNote
+			for _, n := range p.pending {
+				if ev.Pos.Line > n.line {
+					p.script.DivergenceLine[n.stack] = ev.Pos.Line
+				} else {
+					left = append(left, n)
+				}
+			}
+			p.pending = left
 		}
 	}
 }
@@ -166,7 +185,9 @@ func (p *parser) skipSpace() {
 	}
 }
 
-// noteComment records `// divergence: STACK: reason`.
+// noteComment records `// divergence: STACK: reason`, for the event that
+// follows it. Only gVisor may diverge: ustack follows Linux, and Linux is
+// the reference.
 func (p *parser) noteComment(text string) {
 	text = strings.TrimSpace(text)
 	rest, ok := strings.CutPrefix(text, "divergence:")
@@ -175,12 +196,20 @@ func (p *parser) noteComment(text string) {
 	}
 	stack, reason, ok := strings.Cut(rest, ":")
 	if !ok {
-		return
+		p.failAt(p.pos(), "a divergence note reads `// divergence: gvisor: reason`")
 	}
 	stack = strings.TrimSpace(stack)
 	reason = strings.TrimSpace(reason)
+	if stack != "gvisor" {
+		p.failAt(p.pos(), "divergence note for %q: only gvisor may diverge (ustack follows Linux, the reference)", stack)
+	}
 	if prev := p.script.Divergences[stack]; prev != "" {
+		if p.script.DivergenceLine[stack] != 0 {
+			p.failAt(p.pos(), "a second divergence note for %s: one event per script may diverge", stack)
+		}
 		reason = prev + " " + reason
+	} else {
+		p.pending = append(p.pending, pendingNote{stack, p.line})
 	}
 	p.script.Divergences[stack] = reason
 }

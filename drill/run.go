@@ -127,7 +127,11 @@ func RunScript(s *Script, stackName string, opts Options) Report {
 		rep.Outcome, rep.Reason = Fail, err.Error()
 	}
 	if rep.Divergence != "" {
-		rep.Outcome = Diverged
+		if at := s.DivergenceLine[stackName]; f != nil && f.Pos.Line == at {
+			rep.Outcome = Diverged
+		} else {
+			rep.Reason += fmt.Sprintf(" (the documented divergence is at line %d, not here)", at)
+		}
 	}
 	return rep
 }

@@ -18,8 +18,11 @@ type Script struct {
 	// implement, in order of first use. A script with any is skipped.
 	Unsupported []Feature
 	// Divergences are the `// divergence: STACK: reason` comments: an
-	// explained difference of STACK from Linux, so a FAIL there is expected.
-	Divergences map[string]string
+	// explained difference of STACK from Linux. A note stands right above
+	// the event where STACK departs, and only a FAIL at that event's line
+	// (DivergenceLine) is the expected one; any other is a failure.
+	Divergences    map[string]string
+	DivergenceLine map[string]int
 }
 
 // Feature is an unsupported feature and where the script first uses it.
