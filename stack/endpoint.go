@@ -36,6 +36,7 @@ type endpoint struct {
 	finSent   bool
 	sndFin    seqnum // sequence number of our FIN once sent
 	synAcked  bool   // our SYN is acknowledged: SND.UNA has passed the ISS
+	sndSml    seqnum // end of the last segment sent shorter than the MSS (Nagle)
 
 	// Receive sequence space.
 	irs       seqnum

@@ -56,8 +56,10 @@ func TestGSOInitialWindowOnePacket(t *testing.T) {
 	}
 }
 
-// The short tail of a write rides in the TSO packet only when Nagle would
-// let it go right after the full segments: with TCP_NODELAY, not without.
+// The short tail of a write rides in the TSO packet when Nagle lets it go:
+// with TCP_NODELAY, or, in Linux's (Minshall's) form of Nagle, when no short
+// segment is in flight (tcp_mss_split_point). The next short write then
+// waits for the ACK of that tail, unless TCP_NODELAY is set.
 func TestGSOTailAndNagle(t *testing.T) {
 	for _, nodelay := range []bool{false, true} {
 		h, gl := newGSOHarness(t)
@@ -67,35 +69,34 @@ func TestGSOTailAndNagle(t *testing.T) {
 		for i := range 3 {
 			h.expect(seg{flags: flagACK, seq: 1 + uint32(i*1460), ack: 1, n: 1460})
 		}
-		if nodelay {
-			h.expect(seg{flags: flagACK | flagPSH, seq: 1 + 3*1460, ack: 1, n: 100})
-			h.expectNone()
-			if len(gl.GSOWrites()) != 1 || gl.GSOWrites()[0] != 3*1460+100 {
-				t.Fatalf("nodelay: GSO writes %v, want one of %d", gl.GSOWrites(), 3*1460+100)
-			}
-			continue
-		}
-		h.expectNone() // Nagle: the tail waits for the ACK
-		if len(gl.GSOWrites()) != 1 || gl.GSOWrites()[0] != 3*1460 {
-			t.Fatalf("Nagle: GSO writes %v, want one of %d", gl.GSOWrites(), 3*1460)
-		}
-		h.send(seg{flags: flagACK, seq: 1, ack: 1 + 3*1460})
 		h.expect(seg{flags: flagACK | flagPSH, seq: 1 + 3*1460, ack: 1, n: 100})
+		h.expectNone()
+		if len(gl.GSOWrites()) != 1 || gl.GSOWrites()[0] != 3*1460+100 {
+			t.Fatalf("nodelay %v: GSO writes %v, want one of %d", nodelay, gl.GSOWrites(), 3*1460+100)
+		}
+		c.Write(make([]byte, 50))
+		if !nodelay {
+			h.expectNone() // Nagle: a short segment (the tail) is in flight
+			h.send(seg{flags: flagACK, seq: 1, ack: 1 + 3*1460 + 100})
+		}
+		h.expect(seg{flags: flagACK | flagPSH, seq: 1 + 3*1460 + 100, ack: 1, n: 50})
 		h.expectNone()
 	}
 }
 
-// A FIN queued behind the data goes on the last segment of the packet.
+// A FIN queued behind the data goes on the last segment.
 func TestGSOWithFIN(t *testing.T) {
 	h, gl := newGSOHarness(t)
 	c := h.handshake(h.listen(8))
-	c.SetNoDelay(false) // so the tail waits for the FIN
+	c.SetNoDelay(false)
+	c.Write([]byte("x")) // a short segment in flight: Nagle holds the next tail
+	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, n: 1})
 	c.Write(make([]byte, 2*1460+7))
-	h.expect(seg{flags: flagACK, seq: 1, ack: 1, n: 1460})
-	h.expect(seg{flags: flagACK, seq: 1 + 1460, ack: 1, n: 1460})
+	h.expect(seg{flags: flagACK, seq: 2, ack: 1, n: 1460})
+	h.expect(seg{flags: flagACK, seq: 2 + 1460, ack: 1, n: 1460})
 	h.expectNone()
 	c.CloseWrite()
-	h.expect(seg{flags: flagACK | flagPSH | flagFIN, seq: 1 + 2*1460, ack: 1, n: 7})
+	h.expect(seg{flags: flagACK | flagPSH | flagFIN, seq: 2 + 2*1460, ack: 1, n: 7})
 	h.expectNone()
 	if len(gl.GSOWrites()) != 1 {
 		t.Fatalf("GSO writes %v, want 1 (the tail and FIN alone are one segment)", gl.GSOWrites())

@@ -73,10 +73,12 @@ func (e *endpoint) sendData(now time.Time) {
 			break
 		}
 		if n > 0 && n < mss && e.flight() > 0 && !retransmit {
-			// Nagle (RFC 896) when enabled, and sender SWS avoidance
-			// (RFC 9293 3.8.6.2.1): a short segment waits for an ACK
-			// unless it is the last of the data.
-			if !last || (!e.nodelay && !fin) {
+			// Sender SWS avoidance (RFC 9293 3.8.6.2.1): a short segment
+			// waits for an ACK unless it is the last of the data. Nagle,
+			// when enabled, in Linux's (Minshall's) form, tcp_nagle_check:
+			// the last one waits only while an earlier short segment is
+			// unacknowledged.
+			if !last || (!e.nodelay && !fin && e.smallInFlight()) {
 				break
 			}
 		}
@@ -98,6 +100,9 @@ func (e *endpoint) sendData(now time.Time) {
 			e.rttTiming, e.rttSeq, e.rttStart = true, seq, now
 		}
 		e.sndNxt = seq.add(uint32(n))
+		if n%mss != 0 && !retransmit {
+			e.sndSml = e.sndNxt // ends short (Linux tcp_minshall_update)
+		}
 		if fin {
 			e.finSent = true
 			e.sndFin = e.sndNxt
@@ -132,13 +137,14 @@ func (e *endpoint) canGSO() bool {
 // as many whole segments as room (what the windows allow) and the link's
 // size limit take, plus the short tail of the queued data (rest) if it all
 // fits and Nagle would let that tail go after the full segments (last of
-// the data, and TCP_NODELAY or a FIN behind it). gso is the segment size,
-// or 0 when a single segment is all there is.
+// the data, and TCP_NODELAY, a FIN behind it, or no short segment in flight:
+// Linux's tcp_mss_split_point). gso is the segment size, or 0 when a single
+// segment is all there is.
 func (e *endpoint) gsoLen(mss, rest, room int) (n, gso int) {
 	// Headers: IPv4 without options, TCP with at most 40 bytes of options.
 	limit := e.s.gso.GSOMaxSize() - header.IPv4MinSize - header.TCPMinSize - 40
 	n = min(room, limit) / mss * mss
-	if rest <= min(room, limit) && rest > n && (e.nodelay || e.finQueued) {
+	if rest <= min(room, limit) && rest > n && (e.nodelay || e.finQueued || !e.smallInFlight()) {
 		n = rest
 	}
 	if n <= mss {
@@ -428,4 +434,10 @@ func (e *endpoint) selectWindow(syn bool) uint16 {
 		e.rcvAdv = edge
 	}
 	return uint16(w)
+}
+
+// smallInFlight is Linux's tcp_minshall_check: a segment shorter than the
+// MSS has been sent and is not yet acknowledged.
+func (e *endpoint) smallInFlight() bool {
+	return e.sndSml.gt(e.sndUna) && e.sndSml.leq(e.sndNxt)
 }
