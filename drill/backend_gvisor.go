@@ -152,6 +152,8 @@ func gvisorHonours(name, value string) bool {
 		return value == "1" // gVisor always offers both
 	case "net.ipv4.tcp_congestion_control":
 		return value == "cubic" || value == "reno"
+	case "net.ipv4.tcp_dsack":
+		return value == "0" // netstack sends no D-SACK blocks
 	case "net.ipv4.tcp_syncookies":
 		// 1 is netstack's own behaviour (cookies when the SYN queue is
 		// full); 2 is TCPAlwaysUseSynCookies.

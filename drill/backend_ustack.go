@@ -46,6 +46,10 @@ var ustackSysctls = map[string]func(o *stack.Options, p *Profile){
 	"net.ipv4.tcp_timestamps":     func(o *stack.Options, p *Profile) { o.Timestamps = p.Int("net.ipv4.tcp_timestamps", 1) != 0 },
 	"net.ipv4.tcp_sack":           func(o *stack.Options, p *Profile) { o.SACK = p.Int("net.ipv4.tcp_sack", 1) != 0 },
 	"net.ipv4.tcp_window_scaling": func(o *stack.Options, p *Profile) { o.WindowScaling = p.Int("net.ipv4.tcp_window_scaling", 1) != 0 },
+	"net.ipv4.tcp_dsack":          func(o *stack.Options, p *Profile) { o.DSACK = p.Int("net.ipv4.tcp_dsack", 1) != 0 },
+	// 0 turns off TLP (and early retransmit, which ustack does not do); 3
+	// and 4 turn TLP on.
+	"net.ipv4.tcp_early_retrans":  func(o *stack.Options, p *Profile) { o.TailLossProbes = p.Int("net.ipv4.tcp_early_retrans", 4) >= 3 },
 	"net.ipv4.tcp_syn_retries":    func(o *stack.Options, p *Profile) { o.SynRetries = p.Int("net.ipv4.tcp_syn_retries", 6) },
 	"net.ipv4.tcp_synack_retries": func(o *stack.Options, p *Profile) { o.SynAckRetries = p.Int("net.ipv4.tcp_synack_retries", 5) },
 	"net.ipv4.tcp_syn_linear_timeouts": func(o *stack.Options, p *Profile) {
@@ -71,11 +75,9 @@ var ustackSysctls = map[string]func(o *stack.Options, p *Profile){
 // ustackAbsent are sysctls for Linux features ustack does not have, so
 // turning them off is honoured as is.
 var ustackAbsent = map[string]string{
-	"net.ipv4.tcp_early_retrans": "0", // tail loss probes
-	"net.ipv4.tcp_recovery":      "0", // RACK
-	"net.ipv4.tcp_dsack":         "0",
-	"net.ipv4.tcp_ecn":           "0",
-	"net.ipv4.tcp_fastopen":      "0",
+	"net.ipv4.tcp_recovery": "0", // RACK
+	"net.ipv4.tcp_ecn":      "0",
+	"net.ipv4.tcp_fastopen": "0",
 }
 
 func (u *ustackNet) start(p *Profile) error {

@@ -72,6 +72,11 @@ type Options struct {
 	Timestamps    bool
 	SACK          bool
 	WindowScaling bool
+	// DSACK is net.ipv4.tcp_dsack: report duplicates (RFC 2883).
+	DSACK bool
+	// TailLossProbes is net.ipv4.tcp_early_retrans 3 or 4: probe the
+	// tail of a flight before the RTO (RFC 8985).
+	TailLossProbes bool
 
 	// Packet, when set, sees every packet in (out=false) and out (out=true),
 	// including the loopback path. pkt is only valid during the call.
@@ -102,6 +107,8 @@ func DefaultOptions() Options {
 		Timestamps:        true,
 		SACK:              true,
 		WindowScaling:     true,
+		DSACK:             true,
+		TailLossProbes:    true,
 	}
 }
 

@@ -703,7 +703,7 @@ func (e *endpoint) dataInput(now time.Time, sg *segment) {
 
 // setDSACK remembers a duplicate block for the next ACK.
 func (e *endpoint) setDSACK(start, end seqnum) {
-	if e.sackOK {
+	if e.sackOK && e.s.opts.DSACK {
 		e.dsack, e.hasDSACK = seqRange{start, end}, true
 	}
 }

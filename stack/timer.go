@@ -326,7 +326,7 @@ func (e *endpoint) sentEnd() seqnum {
 // recovery, no probe out), otherwise as the RTO.
 func (e *endpoint) armRetransmit(now time.Time) {
 	// Linux probes only in the Open state: no SACKed data, no dupacks.
-	if e.sackOK && e.srtt > 0 && !e.inRecovery && !e.tlpOut && e.backoff == 0 && len(e.sacked) == 0 && e.dupAcks == 0 {
+	if e.sackOK && e.s.opts.TailLossProbes && e.srtt > 0 && !e.inRecovery && !e.tlpOut && e.backoff == 0 && len(e.sacked) == 0 && e.dupAcks == 0 {
 		e.tlpArmed = true
 		e.s.schedule(&e.rtxTimer, now.Add(e.probeTimeout()))
 		return
