@@ -401,6 +401,13 @@ func (s *gvisorSock) SetOption(level, name, val int) error {
 	return nil
 }
 
+func boolInt(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
+}
+
 func (s *gvisorSock) SetLinger(on bool, secs int) error {
 	s.ep.SocketOptions().SetLinger(tcpip.LingerOption{Enabled: on, Timeout: time.Duration(secs) * time.Second})
 	return nil
@@ -415,6 +422,12 @@ func (s *gvisorSock) GetOption(level, name int) (int, error) {
 		return int(s.ep.SocketOptions().GetSendBufferSize()), nil
 	case level == unix.SOL_SOCKET && name == unix.SO_RCVBUF:
 		return int(s.ep.SocketOptions().GetReceiveBufferSize()), nil
+	case level == unix.SOL_SOCKET && name == unix.SO_REUSEADDR:
+		return boolInt(s.ep.SocketOptions().GetReuseAddress()), nil
+	case level == unix.SOL_SOCKET && name == unix.SO_KEEPALIVE:
+		return boolInt(s.ep.SocketOptions().GetKeepAlive()), nil
+	case level == unix.SOL_TCP && name == unix.TCP_NODELAY:
+		return boolInt(!s.ep.SocketOptions().GetDelayOption()), nil
 	}
 	return 0, unsupported("getsockopt level %d option %d on gvisor", level, name)
 }

@@ -199,20 +199,26 @@ func (s *ustackSock) Events() int16 {
 	return out
 }
 
-func (s *ustackSock) SetOption(level, name, val int) error {
-	var opt stack.SockOpt
+// ustackOpt maps a (level, name) pair to the Socket API's option.
+func ustackOpt(level, name int) (stack.SockOpt, bool) {
 	switch {
 	case level == unix.SOL_SOCKET && name == unix.SO_REUSEADDR:
-		opt = stack.OptReuseAddr
+		return stack.OptReuseAddr, true
 	case level == unix.SOL_SOCKET && name == unix.SO_KEEPALIVE:
-		opt = stack.OptKeepAlive
+		return stack.OptKeepAlive, true
 	case level == unix.SOL_SOCKET && name == unix.SO_RCVBUF:
-		opt = stack.OptRcvBuf
+		return stack.OptRcvBuf, true
 	case level == unix.SOL_SOCKET && name == unix.SO_SNDBUF:
-		opt = stack.OptSndBuf
+		return stack.OptSndBuf, true
 	case level == unix.SOL_TCP && name == unix.TCP_NODELAY:
-		opt = stack.OptNoDelay
-	default:
+		return stack.OptNoDelay, true
+	}
+	return 0, false
+}
+
+func (s *ustackSock) SetOption(level, name, val int) error {
+	opt, ok := ustackOpt(level, name)
+	if !ok {
 		return unsupported("setsockopt level %d option %d on ustack (its Socket API has SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF, SO_SNDBUF, TCP_NODELAY)", level, name)
 	}
 	return s.so.SetOption(opt, val)
@@ -226,5 +232,9 @@ func (s *ustackSock) SetLinger(on bool, secs int) error {
 }
 
 func (s *ustackSock) GetOption(level, name int) (int, error) {
-	return 0, unsupported("getsockopt level %d option %d on ustack (its Socket API has SO_ERROR only)", level, name)
+	opt, ok := ustackOpt(level, name)
+	if !ok {
+		return 0, unsupported("getsockopt level %d option %d on ustack (its Socket API has SO_ERROR, SO_REUSEADDR, SO_KEEPALIVE, SO_RCVBUF, SO_SNDBUF, TCP_NODELAY)", level, name)
+	}
+	return s.so.Option(opt)
 }

@@ -107,6 +107,9 @@ func (in *interp) decode(ev *Event) (*Op, error) {
 		}
 		op.Level, op.OptName = lv, name
 		if sc.Name == "getsockopt" {
+			if sc.Args[3].Kind == ExprStruct {
+				return nil, unsupported("getsockopt of a struct (%s)", sc.Args[2])
+			}
 			if _, ok := bracketed(3); !ok && !ellipsis(3) {
 				return bad("expected [value] as the fourth argument, found %s", sc.Args[3])
 			}

@@ -705,6 +705,10 @@ func (in *interp) checkResult(ev *Event, op *Op, res Result) error {
 		if want := sc.Args[3]; len(want.List) == 1 && want.List[0].Kind == ExprInt && res.Out != want.List[0].Int {
 			return mismatch("getsockopt %s: expected value %d, got %d", sc.Args[2], want.List[0].Int, res.Out)
 		}
+		// Every option drill reads is an int: the length written back is 4.
+		if want := sc.Args[4]; len(want.List) == 1 && want.List[0].Kind == ExprInt && want.List[0].Int != 4 {
+			return mismatch("getsockopt %s: expected length %d, got 4", sc.Args[2], want.List[0].Int)
+		}
 	case "ioctl":
 		if want := sc.Args[2]; len(want.List) == 1 && want.List[0].Kind == ExprInt && res.Out != want.List[0].Int {
 			return mismatch("ioctl %s: expected %d, got %d", sc.Args[1], want.List[0].Int, res.Out)

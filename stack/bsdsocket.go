@@ -79,6 +79,45 @@ func (s *Stack) NewSocket() *Socket {
 }
 
 // SetOption sets a socket option.
+// Option reads an option back, as getsockopt(2) returns it: 1 or 0 for
+// the flags, the doubled sizes for the buffers, SO_LINGER's seconds (-1
+// when off).
+func (so *Socket) Option(opt SockOpt) (int, error) {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if so.closed {
+		return 0, syscall.EBADF
+	}
+	b := func(v bool) int {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	switch opt {
+	case OptReuseAddr:
+		return b(so.reuseAddr), nil
+	case OptNoDelay:
+		return b(so.opts.nodelay), nil
+	case OptKeepAlive:
+		return b(so.opts.keepalive), nil
+	case OptLinger:
+		return so.opts.linger, nil
+	case OptRcvBuf:
+		if so.opts.rcvBuf > 0 {
+			return so.opts.rcvBuf, nil
+		}
+		return s.opts.RecvBuffer, nil
+	case OptSndBuf:
+		if so.opts.sndBuf > 0 {
+			return so.opts.sndBuf, nil
+		}
+		return s.opts.SendBuffer, nil
+	}
+	return 0, syscall.ENOPROTOOPT
+}
+
 func (so *Socket) SetOption(opt SockOpt, val int) error {
 	s := so.s
 	s.mu.Lock()
@@ -250,7 +289,9 @@ func (so *Socket) Accept() (*Socket, error) {
 	e := l.acceptQ[0]
 	l.acceptQ = l.acceptQ[1:]
 	e.parent = nil
-	c := &Socket{s: s, opts: l.child, e: e, ev: newWaiter(), addr: e.id.LocalAddr, port: e.id.LocalPort}
+	// Like Linux (sk_clone), the child inherits the listener's options,
+	// SO_REUSEADDR included.
+	c := &Socket{s: s, opts: l.child, reuseAddr: so.reuseAddr, e: e, ev: newWaiter(), addr: e.id.LocalAddr, port: e.id.LocalPort}
 	e.ev = c.ev
 	return c, nil
 }

@@ -61,3 +61,36 @@ func TestSocketNonBlocking(t *testing.T) {
 		t.Fatalf("SO_ERROR %v, want ECONNREFUSED", err)
 	}
 }
+
+// getsockopt reads options back; an accepted socket inherits its
+// listener's, SO_REUSEADDR included (Linux sk_clone).
+func TestSocketOptionsReadBackAndInherited(t *testing.T) {
+	h := newHarness(t)
+	l := h.s.NewSocket()
+	for _, o := range []SockOpt{OptReuseAddr, OptKeepAlive, OptNoDelay} {
+		if v, err := l.Option(o); err != nil || v != 0 {
+			t.Fatalf("option %d on a new socket: %d, %v; want 0", o, v, err)
+		}
+		if err := l.SetOption(o, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Bind(netip.AddrPortFrom(netip.AddrFrom4(stackAddr), 80)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Listen(5); err != nil {
+		t.Fatal(err)
+	}
+	h.send(seg{flags: flagSYN, seq: 0})
+	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []SockOpt{OptReuseAddr, OptKeepAlive, OptNoDelay} {
+		if v, err := c.Option(o); err != nil || v != 1 {
+			t.Fatalf("option %d on the accepted socket: %d, %v; want 1 (inherited)", o, v, err)
+		}
+	}
+}
