@@ -155,4 +155,16 @@ func TestShellCommands(t *testing.T) {
 	if _, err := parseShellCommand("nstat -n"); err == nil {
 		t.Error("nstat accepted")
 	}
+	// A quoted value keeps its blanks, as in sh.
+	act, err = parseShellCommand(`sysctl -w net.ipv4.tcp_rmem="4096 87380 6291456" 'net.ipv4.tcp_wmem=4096 16384 4194304'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = [][2]string{{"net.ipv4.tcp_rmem", "4096 87380 6291456"}, {"net.ipv4.tcp_wmem", "4096 16384 4194304"}}
+	if len(act.sysctls) != 2 || act.sysctls[0] != want[0] || act.sysctls[1] != want[1] {
+		t.Errorf("quoted sysctls = %q", act.sysctls)
+	}
+	if _, err := parseShellCommand(`sysctl -w net.ipv4.tcp_rmem="4096`); err == nil {
+		t.Error("an unterminated quote accepted")
+	}
 }

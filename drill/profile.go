@@ -128,6 +128,57 @@ type shellAction struct {
 // shell commands: it recognizes the ones TCP scripts use to configure the
 // stack (defaults.sh, sysctl, set_sysctls.py, ip tcp_metrics flush) and
 // reports anything else as unsupported.
+// shellWords splits a command into words as /bin/sh would for the simple
+// commands drill understands: blanks separate words, and '...' or "..."
+// (with \ escapes in double quotes) keep blanks inside one, so that
+// sysctl -w net.ipv4.tcp_rmem="4096 87380 6291456" is three words.
+func shellWords(s string) ([]string, error) {
+	var words []string
+	var w strings.Builder
+	in := false // inside a word
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t':
+			if in {
+				words = append(words, w.String())
+				w.Reset()
+				in = false
+			}
+		case c == '\'':
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, fmt.Errorf("unterminated '")
+			}
+			w.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+			in = true
+		case c == '"':
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) {
+					i++
+				}
+				w.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, fmt.Errorf(`unterminated "`)
+			}
+			in = true
+		default:
+			w.WriteByte(c)
+			in = true
+		}
+	}
+	if in {
+		words = append(words, w.String())
+	}
+	if len(words) == 0 {
+		return nil, fmt.Errorf("empty command")
+	}
+	return words, nil
+}
+
 func parseShellCommand(cmd string) (shellAction, error) {
 	var act shellAction
 	cmd = strings.ReplaceAll(cmd, "\\\n", " ")
@@ -142,7 +193,10 @@ func parseShellCommand(cmd string) (shellAction, error) {
 		}
 	}
 	for _, part := range parts {
-		f := strings.Fields(part)
+		f, err := shellWords(part)
+		if err != nil {
+			return act, fmt.Errorf("shell command %q (%v)", part, err)
+		}
 		switch {
 		case path.Base(f[0]) == "defaults.sh":
 			// The Linux defaults profile, which every script starts from.
@@ -161,7 +215,7 @@ func parseShellCommand(cmd string) (shellAction, error) {
 				if !ok {
 					return act, fmt.Errorf("shell command %q (sysctl read, not a write)", part)
 				}
-				act.sysctls = append(act.sysctls, [2]string{name, strings.Trim(value, `"'`)})
+				act.sysctls = append(act.sysctls, [2]string{name, value})
 				n++
 			}
 			if n == 0 {
