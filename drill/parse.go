@@ -63,6 +63,9 @@ type parser struct {
 	script    *Script
 	// pending are divergence notes waiting for the event below them.
 	pending []pendingNote
+	// Where the last skipSpace started: a token missing at the end of a
+	// line is reported there, not at the start of the next one.
+	spaceTo, spaceLine, spaceCol int
 }
 
 // pendingNote is a divergence note for stack, written on line.
@@ -158,6 +161,11 @@ func (p *parser) advanceN(n int) {
 
 // skipSpace skips whitespace and comments, collecting divergence notes.
 func (p *parser) skipSpace() {
+	if p.off != p.spaceTo {
+		// Fresh text since the last skip: remember where this one starts.
+		p.spaceLine, p.spaceCol = p.line, p.col
+	}
+	defer func() { p.spaceTo = p.off }()
 	for !p.eof() {
 		c := p.peek()
 		switch {
@@ -249,6 +257,12 @@ func (p *parser) failAt(pos Pos, format string, args ...any) {
 
 // expected fails with "expected WHAT, found ..." at the current position.
 func (p *parser) expected(what string) {
+	if p.line > p.spaceLine {
+		// The line ended before the token: say so where it ended.
+		pos := p.pos()
+		pos.Line, pos.Col = p.spaceLine, p.spaceCol
+		p.failAt(pos, "expected %s, found end of line", what)
+	}
 	p.failAt(p.pos(), "expected %s, found %s", what, p.found())
 }
 

@@ -119,7 +119,7 @@ func TestParseErrors(t *testing.T) {
 		{"0 > S 0:5(0)\n", "t.pkt:1:7: expected end sequence number 0 (= 0 + 0), found 5"},
 		{"0 < . 1:1(0) ack 1\n", "t.pkt:1:7: expected win N on an inbound packet (the window is required on < lines)"},
 		{"0 close(3) = 0\n+0 > Q 0:0(0)\n", `t.pkt:2:6: expected TCP flags (S, S., ., P., F., R, ... or -), found "Q"`},
-		{"0 socket(..., SOCK_STREAM, IPPROTO_TCP) = \n", "t.pkt:2:1: expected a result (an integer), found end of file"},
+		{"0 socket(..., SOCK_STREAM, IPPROTO_TCP) = \n", "t.pkt:1:42: expected a result (an integer), found end of line"},
 		{"0 read(3, ..., 10) = 10 EFOO\n", `t.pkt:1:25: expected an errno name (EAGAIN, EINPROGRESS, ...), found "EFOO"`},
 		{"1 close(3) = 0\n", "t.pkt:1:1: the first event must be at time 0, found 1"},
 		{"0 close(3 = 0\n", `t.pkt:1:11: expected , or ) in the argument list, found "="`},
