@@ -910,6 +910,7 @@ func (e *endpoint) synSentInput(now time.Time, sg *segment) {
 			e.s.inc(cntTCPResetsReceived)
 			e.s.inc(cntTCPAttemptFails)
 			e.fail(now, syscall.ECONNREFUSED, "RST|ACK", sg)
+			return
 		}
 		e.s.inc(cntTCPIgnored) // RST without ACK: ignore (RFC 9293)
 		return
