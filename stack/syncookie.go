@@ -210,6 +210,13 @@ func (l *listener) cookieACK(now time.Time, sg *segment) bool {
 	s.inc(cntTCPPassiveOpens)
 	e.setState(stateSynRecv, "ACK with a valid SYN cookie", sg)
 	e.process(now, sg)
+	if e.state == stateSynRecv {
+		// Not completed after all: a cookie child keeps no timer, so it
+		// must not stay (the peer's next segment brings the cookie again).
+		e.setState(stateClosed, "cookie ACK not accepted", sg)
+		e.destroy()
+		return true
+	}
 	if e.state == stateEstablished && e.tsOK && sg.opts.TSEcr != 0 {
 		// No SYN|ACK was timed; its TSval echo gives the RTT (Linux
 		// tcp_ack_update_rtt falls back on TSecr the same way).
