@@ -8,34 +8,36 @@ import (
 	"time"
 )
 
-// TestRunFailedStartKeepsPcap: a start that fails (here --ctl names a
-// regular file, which the daemon refuses to replace) leaves an existing
-// --pcap file exactly as it was, and no device behind: the capture is
-// created only once nothing else can fail.
+// TestRunFailedStartKeepsPcap: a start that fails once its capture is
+// already being written (here tun0 is busy: another daemon owns it) leaves
+// an existing --pcap file exactly as it was and no temporary file beside
+// it: the capture replaces the file only once nothing else can fail.
 func TestRunFailedStartKeepsPcap(t *testing.T) {
 	t.Parallel()
 	ns := newNS(t)
+	d := startDaemon(t, ns)
 	dir := t.TempDir()
 	capture := filepath.Join(dir, "earlier.pcap")
 	const earlier = "an earlier capture that a failed start must not truncate\n"
 	if err := os.WriteFile(capture, []byte(earlier), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	notSocket := filepath.Join(dir, "notes.txt")
-	if err := os.WriteFile(notSocket, []byte("not a socket\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, errOut, err := runIn(ns, 10*time.Second, ustackBin, "run", "--ctl", notSocket, "--pcap", capture)
-	if code := exitCode(err); code != 1 || !strings.Contains(errOut, "exists and is not a socket") {
-		t.Fatalf("ustack run --ctl REGULAR-FILE: exit %d (%v), stderr %q; want 1 and \"exists and is not a socket\"", code, err, errOut)
+	_, errOut, err := runIn(ns, 10*time.Second, ustackBin, "run", "--ctl", filepath.Join(dir, "ctl2.sock"), "--pcap", capture)
+	if code := exitCode(err); code != 1 || !strings.Contains(errOut, "tun0 is busy") {
+		d.fatalf("second ustack run on tun0: exit %d (%v), stderr %q; want 1 and \"tun0 is busy\"", code, err, errOut)
 	}
 	if b, err := os.ReadFile(capture); err != nil || string(b) != earlier {
 		t.Errorf("--pcap %s after a failed start: %q, %v; want it untouched (%q)", capture, b, err, earlier)
 	}
-	if b, err := os.ReadFile(notSocket); err != nil || string(b) != "not a socket\n" {
-		t.Errorf("--ctl %s after a failed start: %q, %v; want it untouched", notSocket, b, err)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if out, _ := ns.Run("ip", "-o", "link", "show"); strings.Contains(out, "tun0") {
-		t.Errorf("a failed start left a device behind:\n%s", out)
+	if len(ents) != 1 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("after a failed start the directory holds %v, want only earlier.pcap", names)
 	}
 }

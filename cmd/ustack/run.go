@@ -84,9 +84,10 @@ func runDaemon(ctx context.Context, stop func(), cfg *runConfig, lg *log.Logger)
 }
 
 // start brings everything up in an order where what can fail fails before
-// anything is lost: the checks that only look come first, the TUN device
-// (removed again by close) next, and the capture file, which truncates an
-// earlier one, last of all, just before the control socket answers.
+// anything is lost: the checks that only look come first, then what close
+// removes again (the capture's temporary file, the TUN device), and the
+// capture replaces an earlier file only once nothing else can fail, just
+// before the control socket answers.
 func (d *daemon) start(cfg *runConfig) error {
 	// Refuse early, before creating anything, if a daemon already owns the
 	// control socket (most likely it owns the TUN device too) or if the
@@ -94,12 +95,15 @@ func (d *daemon) start(cfg *runConfig) error {
 	if err := checkCtlPath(cfg.Ctl); err != nil {
 		return err
 	}
+	opts := cfg.stackOptions()
 	if cfg.Pcap != "" {
-		if err := checkPcapPath(cfg.Pcap); err != nil {
+		c, err := startCapture(cfg.Pcap, d.lg)
+		if err != nil {
 			return err
 		}
+		d.pcap = c
+		opts.Packet = c.packet
 	}
-	opts := cfg.stackOptions()
 	if cfg.Trace {
 		opts.Trace = slog.New(slog.NewTextHandler(d.lg.Writer(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -109,11 +113,6 @@ func (d *daemon) start(cfg *runConfig) error {
 		return err
 	}
 	d.dev = dev
-	if cfg.Pcap != "" {
-		// The hook holds packets until the file is created, below.
-		d.pcap = newCapture(cfg.Pcap, d.lg)
-		opts.Packet = d.pcap.packet
-	}
 	var link stack.Link = dev
 	if cfg.Impair != nil {
 		d.impair = impair.New(dev, *cfg.Impair)
@@ -148,7 +147,7 @@ func (d *daemon) start(cfg *runConfig) error {
 	}
 	// Nothing else can fail now.
 	if d.pcap != nil {
-		if err := d.pcap.open(); err != nil {
+		if err := d.pcap.commit(); err != nil {
 			return err
 		}
 		d.lg.Printf("ustack run: capturing to %s", cfg.Pcap)
