@@ -78,7 +78,6 @@ func (s *Stack) NewSocket() *Socket {
 	return &Socket{s: s, opts: sockOpts{linger: -1}, ev: newWaiter()}
 }
 
-// SetOption sets a socket option.
 // Option reads an option back, as getsockopt(2) returns it: 1 or 0 for
 // the flags, the doubled sizes for the buffers, SO_LINGER's seconds (-1
 // when off).
@@ -118,6 +117,7 @@ func (so *Socket) Option(opt SockOpt) (int, error) {
 	return 0, syscall.ENOPROTOOPT
 }
 
+// SetOption sets a socket option.
 func (so *Socket) SetOption(opt SockOpt, val int) error {
 	s := so.s
 	s.mu.Lock()

@@ -66,12 +66,10 @@ func (l *listener) synInput(now time.Time, sg *segment, isn seqnum, useISN bool)
 		s.inc(cntTCPSynQueueDrops)
 		return
 	}
-	e := l.newChild(now, sg)
-	if useISN {
-		e.iss = isn
-		e.sndUna, e.sndNxt, e.sndMax = isn, isn, isn
-		e.recover = isn
+	if !useISN {
+		isn = s.isn(now, sg.tuple())
 	}
+	e := l.newChild(now, sg, isn)
 	if !s.est.Insert(e.id, e) {
 		return
 	}
@@ -82,14 +80,13 @@ func (l *listener) synInput(now time.Time, sg *segment, isn seqnum, useISN bool)
 }
 
 // newChild makes the endpoint a SYN to the listener asks for, not yet in any
-// table: our ISN, the peer's, and the options of its SYN.
-func (l *listener) newChild(now time.Time, sg *segment) *endpoint {
-	s := l.s
-	e := s.newEndpoint(sg.tuple())
+// table: our ISN iss, the peer's, and the options of its SYN.
+func (l *listener) newChild(now time.Time, sg *segment, iss seqnum) *endpoint {
+	e := l.s.newEndpoint(sg.tuple())
 	l.child.apply(e)
 	e.parent = l
-	e.iss = s.isn(now, e.id)
-	e.sndUna, e.sndNxt, e.sndMax = e.iss, e.iss, e.iss
+	e.iss = iss
+	e.sndUna, e.sndNxt, e.sndMax = iss, iss, iss
 	e.irs = sg.seq
 	e.rcvNxt = sg.seq.add(1)
 	e.rcvAdv = e.rcvNxt // nothing offered yet: the SYN|ACK offers the window

@@ -363,11 +363,8 @@ func (e *endpoint) sackBlocks(b []header.SACKBlock) int {
 		}
 	}
 	for _, seq := range e.oooRecent[:e.nRecent] {
-		for i, r := range e.ooo {
-			if seq.geq(r.start) && seq.lt(r.end) {
-				add(i)
-				break
-			}
+		if i := e.oooBlock(seq); i >= 0 {
+			add(i)
 		}
 	}
 	for i := len(e.ooo) - 1; i >= 0 && n < max; i-- {
@@ -382,21 +379,28 @@ func (e *endpoint) sackBlocks(b []header.SACKBlock) int {
 // selective_acks in tcp_sack_new_ofo_skb).
 func (e *endpoint) noteOOO(seq seqnum) {
 	var blk seqRange
-	for _, r := range e.ooo {
-		if seq.geq(r.start) && seq.lt(r.end) {
-			blk = r
-			break
-		}
+	if i := e.oooBlock(seq); i >= 0 {
+		blk = e.ooo[i]
 	}
 	var keep [len(e.oooRecent)]seqnum
-	k := 0
-	keep[k], k = seq, 1
+	keep[0] = seq
+	k := 1
 	for _, x := range e.oooRecent[:e.nRecent] {
 		if k < len(keep) && (x.lt(blk.start) || x.geq(blk.end)) {
 			keep[k], k = x, k+1
 		}
 	}
 	e.oooRecent, e.nRecent = keep, k
+}
+
+// oooBlock is the index of the out-of-order block holding seq, or -1.
+func (e *endpoint) oooBlock(seq seqnum) int {
+	for i, r := range e.ooo {
+		if seq.geq(r.start) && seq.lt(r.end) {
+			return i
+		}
+	}
+	return -1
 }
 
 // selectWindow computes the window field (Linux tcp_select_window): free

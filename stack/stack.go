@@ -89,7 +89,7 @@ func New(link Link, opts Options) (*Stack, error) {
 	if r := opts.LocalPortRange; r[0] == 0 || r[0] > r[1] {
 		return nil, fmt.Errorf("stack: LocalPortRange %d-%d: want 1 <= low <= high (start from DefaultOptions)", r[0], r[1])
 	}
-	if opts.SynCookies < SynCookiesOff || opts.SynCookies > maxSynCookiesValue {
+	if opts.SynCookies < SynCookiesOff || opts.SynCookies > SynCookiesAlways {
 		return nil, fmt.Errorf("stack: SynCookies %d: want 0, 1 or 2 (as tcp_syncookies)", opts.SynCookies)
 	}
 	mtu := link.MTU()

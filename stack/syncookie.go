@@ -39,10 +39,9 @@ const (
 
 // SynCookies modes, as net.ipv4.tcp_syncookies.
 const (
-	SynCookiesOff      = 0 // a full SYN queue drops SYNs
-	SynCookiesOnFlood  = 1 // cookies only when the SYN queue is full (Linux's default)
-	SynCookiesAlways   = 2 // every SYN is answered with a cookie
-	maxSynCookiesValue = SynCookiesAlways
+	SynCookiesOff     = 0 // a full SYN queue drops SYNs
+	SynCookiesOnFlood = 1 // cookies only when the SYN queue is full (Linux's default)
+	SynCookiesAlways  = 2 // every SYN is answered with a cookie
 )
 
 // cookieMinute is the cookie clock: minutes of the stack's clock.
@@ -138,13 +137,12 @@ func (l *listener) synQFull() bool { return len(l.synQ) > l.backlog }
 // state (B43). The child endpoint built for it is thrown away.
 func (l *listener) sendCookie(now time.Time, sg *segment) {
 	s := l.s
-	e := l.newChild(now, sg)
+	e := l.newChild(now, sg, s.makeCookie(now, sg.tuple(), sg.seq, cookieMSSIndex(&sg.opts)))
 	// Linux tcp_conn_request: without timestamps there is nowhere to keep
 	// the window scale and SACK-permitted, so the SYN|ACK offers neither.
 	if !e.tsOK {
 		e.wsOK, e.sackOK, e.sndWscale, e.rcvWscale = false, false, 0, 0
 	}
-	e.iss = s.makeCookie(now, e.id, e.irs, cookieMSSIndex(&sg.opts))
 	e.cookieTS = true
 	s.inc(cntTCPSynCookiesSent)
 	e.sendSegment(now, e.iss, flagSYN|flagACK, 0, 0)
@@ -197,10 +195,8 @@ func (l *listener) cookieACK(now time.Time, sg *segment) bool {
 		return true
 	}
 	synSeg := segment{src: sg.src, dst: sg.dst, srcPort: sg.srcPort, dstPort: sg.dstPort, seq: irs, flags: flagSYN, opts: o}
-	e := l.newChild(now, &synSeg)
-	e.iss = iss
-	e.sndUna, e.sndNxt, e.sndMax = iss, iss.add(1), iss.add(1)
-	e.recover = iss
+	e := l.newChild(now, &synSeg, iss)
+	e.sndNxt, e.sndMax = iss.add(1), iss.add(1) // our SYN|ACK went out
 	// The window our SYN|ACK offered (unscaled), as selectWindow(true) set it.
 	e.rcvAdv = e.rcvNxt.add(uint32(min(e.rcvSpace(), 65535)))
 	if !s.est.Insert(e.id, e) {
