@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"os"
 	"testing"
 	"time"
 )
@@ -48,51 +49,45 @@ func TestWriteToAcrossRingWrap(t *testing.T) {
 	}
 }
 
-// blockingWriter shows p to the test and, once the test lets go, takes
-// two bytes of it and fails.
-type blockingWriter struct {
-	got     chan []byte
-	release chan struct{}
+// readingWriter is handed the receive buffer by WriteTo; while it holds
+// it, it tries a Read on the same Conn (with a short deadline), then takes
+// two bytes and fails.
+type readingWriter struct {
+	c       *Conn
+	got     string
+	readN   int
+	readErr error
 }
 
 var errStop = errors.New("stop")
 
-func (w *blockingWriter) Write(p []byte) (int, error) {
-	w.got <- append([]byte(nil), p...)
-	<-w.release
+func (w *readingWriter) Write(p []byte) (int, error) {
+	w.got = string(p)
+	w.c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	w.readN, w.readErr = w.c.Read(make([]byte, 16))
+	w.c.SetReadDeadline(time.Time{})
 	return 2, errStop
 }
 
 // A writer's error ends WriteTo and leaves what it did not take readable;
-// a Read while the writer holds the bytes waits instead of taking them
-// again.
+// a Read while the writer holds the bytes waits (here until its deadline)
+// instead of taking them a second time.
 func TestWriteToWriterErrorAndConcurrentRead(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(8))
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("hello")})
-	w := &blockingWriter{got: make(chan []byte), release: make(chan struct{})}
-	done := make(chan error, 1)
-	go func() {
-		_, err := c.WriteTo(w)
-		done <- err
-	}()
-	if p := <-w.got; string(p) != "hello" {
-		t.Fatalf("writer got %q", p)
-	}
-	read := make(chan string, 1)
-	go func() {
-		buf := make([]byte, 16)
-		n, _ := c.Read(buf)
-		read <- string(buf[:n])
-	}()
-	// Let the Read reach its wait; were it not to wait, it would take
-	// "hello" while the writer still holds it.
-	time.Sleep(20 * time.Millisecond)
-	close(w.release)
-	if err := <-done; !errors.Is(err, errStop) {
+	w := &readingWriter{c: c}
+	if _, err := c.WriteTo(w); !errors.Is(err, errStop) {
 		t.Fatalf("WriteTo: %v, want the writer's error", err)
 	}
-	if got := <-read; got != "llo" {
-		t.Fatalf("Read beside WriteTo: %q, want llo (the writer took he)", got)
+	if w.got != "hello" {
+		t.Fatalf("writer got %q", w.got)
+	}
+	if w.readN != 0 || !errors.Is(w.readErr, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read while the writer held the bytes: %d, %v; want 0 and a deadline error", w.readN, w.readErr)
+	}
+	buf := make([]byte, 16)
+	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "llo" {
+		t.Fatalf("Read after WriteTo: %q, %v; want llo (the writer took he)", buf[:n], err)
 	}
 }
