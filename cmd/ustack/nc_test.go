@@ -104,8 +104,10 @@ func TestNCSendsAfterPeerFIN(t *testing.T) {
 		r := startNC(append(append([]string{"--ctl", path}, args...), "10.0.0.2", "8084")...)
 		r.stdin.Write(bytes.Repeat([]byte("a"), 1000))
 		<-finSent
-		for r.stdout.String() != halfCloseGreeting {
-			time.Sleep(time.Millisecond)
+		for deadline := time.Now().Add(5 * time.Second); r.stdout.String() != halfCloseGreeting; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%q: no greeting on stdout after 5 s: %q", args, r.stdout.String())
+			}
 		}
 		r.running(t, 100*time.Millisecond, "at the peer's FIN with its input open")
 		r.stdin.Write(bytes.Repeat([]byte("b"), 50000))
