@@ -147,10 +147,10 @@ func ncServe(st *stack.Stack, req ncRequest, ctl net.Conn, r *bufio.Reader) {
 			}
 			if rerr == io.EOF {
 				// The client's end of input (nc -N), or its exit: our FIN.
-				if werr := c.CloseWrite(); werr != nil {
-					frame(frameErr, []byte(errnoText(werr)))
-					c.Close()
-				}
+				// A failed shutdown (ENOTCONN after a RST that raced
+				// our EOF) is not reported: as OpenBSD nc ignores it,
+				// the read below reports what ended the connection.
+				c.CloseWrite()
 				return
 			}
 			if rerr != nil {
