@@ -100,6 +100,9 @@ type Result struct {
 	Errno syscall.Errno
 	// Out is the value written back by getsockopt and ioctl.
 	Out int64
+	// Linger is getsockopt(SO_LINGER)'s struct linger: l_onoff and
+	// l_linger. Out holds l_onoff, the int a 4-byte buffer receives.
+	Linger *[2]int
 	// Revents are poll()'s revents, one per PollFD.
 	Revents []int16
 	// Handle is the live handle socket() and accept() returned.

@@ -377,13 +377,24 @@ func (s *gvisorSock) SetOption(level, name, val int) error {
 		so.SetSendBufferSize(int64(val)*2, true)
 	case level == unix.SOL_TCP && name == unix.TCP_NODELAY:
 		so.SetDelayOption(val == 0)
+	// The range checks are the sentry's (setSockOptTCP): netstack itself
+	// takes any value.
 	case level == unix.SOL_TCP && name == unix.TCP_KEEPIDLE:
+		if val < 1 || val > 32767 {
+			return unix.EINVAL
+		}
 		o := tcpip.KeepaliveIdleOption(time.Duration(val) * time.Second)
 		return errOrNil(s.ep.SetSockOpt(&o))
 	case level == unix.SOL_TCP && name == unix.TCP_KEEPINTVL:
+		if val < 1 || val > 32767 {
+			return unix.EINVAL
+		}
 		o := tcpip.KeepaliveIntervalOption(time.Duration(val) * time.Second)
 		return errOrNil(s.ep.SetSockOpt(&o))
 	case level == unix.SOL_TCP && name == unix.TCP_KEEPCNT:
+		if val < 1 || val > 127 {
+			return unix.EINVAL
+		}
 		return errOrNil(s.ep.SetSockOptInt(tcpip.KeepaliveCountOption, val))
 	case level == unix.SOL_TCP && name == unix.TCP_MAXSEG:
 		return errOrNil(s.ep.SetSockOptInt(tcpip.MaxSegOption, val))
@@ -391,6 +402,9 @@ func (s *gvisorSock) SetOption(level, name, val int) error {
 		o := tcpip.TCPLingerTimeoutOption(time.Duration(val) * time.Second)
 		return errOrNil(s.ep.SetSockOpt(&o))
 	case level == unix.SOL_TCP && name == unix.TCP_USER_TIMEOUT:
+		if val < 0 {
+			return unix.EINVAL
+		}
 		o := tcpip.TCPUserTimeoutOption(time.Duration(val) * time.Millisecond)
 		return errOrNil(s.ep.SetSockOpt(&o))
 	case level == unix.SOL_TCP && name == unix.TCP_SYNCNT:
@@ -413,6 +427,11 @@ func (s *gvisorSock) SetLinger(on bool, secs int) error {
 	return nil
 }
 
+func (s *gvisorSock) GetLinger() (bool, int, error) {
+	lo := s.ep.SocketOptions().GetLinger()
+	return lo.Enabled, int(lo.Timeout / time.Second), nil
+}
+
 func (s *gvisorSock) GetOption(level, name int) (int, error) {
 	switch {
 	case level == unix.SOL_TCP && name == unix.TCP_MAXSEG:
@@ -428,6 +447,31 @@ func (s *gvisorSock) GetOption(level, name int) (int, error) {
 		return boolInt(s.ep.SocketOptions().GetKeepAlive()), nil
 	case level == unix.SOL_TCP && name == unix.TCP_NODELAY:
 		return boolInt(!s.ep.SocketOptions().GetDelayOption()), nil
+	case level == unix.SOL_TCP && name == unix.TCP_USER_TIMEOUT:
+		var o tcpip.TCPUserTimeoutOption
+		err := s.ep.GetSockOpt(&o)
+		return int(time.Duration(o) / time.Millisecond), errOrNil(err)
+	case level == unix.SOL_TCP && name == unix.TCP_LINGER2:
+		var o tcpip.TCPLingerTimeoutOption
+		err := s.ep.GetSockOpt(&o)
+		if o < 0 {
+			return -1, errOrNil(err) // as the sentry reports it
+		}
+		return int(time.Duration(o) / time.Second), errOrNil(err)
+	case level == unix.SOL_TCP && name == unix.TCP_KEEPIDLE:
+		var o tcpip.KeepaliveIdleOption
+		err := s.ep.GetSockOpt(&o)
+		return int(time.Duration(o) / time.Second), errOrNil(err)
+	case level == unix.SOL_TCP && name == unix.TCP_KEEPINTVL:
+		var o tcpip.KeepaliveIntervalOption
+		err := s.ep.GetSockOpt(&o)
+		return int(time.Duration(o) / time.Second), errOrNil(err)
+	case level == unix.SOL_TCP && name == unix.TCP_KEEPCNT:
+		v, err := s.ep.GetSockOptInt(tcpip.KeepaliveCountOption)
+		return v, errOrNil(err)
+	case level == unix.SOL_TCP && name == unix.TCP_SYNCNT:
+		v, err := s.ep.GetSockOptInt(tcpip.TCPSynCountOption)
+		return v, errOrNil(err)
 	}
 	return 0, unsupported("getsockopt level %d option %d on gvisor", level, name)
 }

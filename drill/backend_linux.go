@@ -454,6 +454,15 @@ func (l *linuxBackend) syscallFunc(op *Op) (func() Result, error) {
 		}
 		return func() Result { return simple(unix.SetsockoptInt(fd, op.Level, op.OptName, op.IntVal)) }, nil
 	case "getsockopt":
+		if op.Level == unix.SOL_SOCKET && op.OptName == unix.SO_LINGER {
+			return func() Result {
+				lg, err := unix.GetsockoptLinger(fd, op.Level, op.OptName)
+				if err != nil {
+					return errResult(err)
+				}
+				return Result{Out: int64(lg.Onoff), Linger: &[2]int{int(lg.Onoff), int(lg.Linger)}}
+			}, nil
+		}
 		return func() Result {
 			v, err := unix.GetsockoptInt(fd, op.Level, op.OptName)
 			if err != nil {

@@ -212,6 +212,20 @@ func ustackOpt(level, name int) (stack.SockOpt, bool) {
 		return stack.OptSndBuf, true
 	case level == unix.SOL_TCP && name == unix.TCP_NODELAY:
 		return stack.OptNoDelay, true
+	case level == unix.SOL_TCP && name == unix.TCP_MAXSEG:
+		return stack.OptMaxSeg, true
+	case level == unix.SOL_TCP && name == unix.TCP_USER_TIMEOUT:
+		return stack.OptUserTimeout, true
+	case level == unix.SOL_TCP && name == unix.TCP_LINGER2:
+		return stack.OptLinger2, true
+	case level == unix.SOL_TCP && name == unix.TCP_KEEPIDLE:
+		return stack.OptKeepIdle, true
+	case level == unix.SOL_TCP && name == unix.TCP_KEEPINTVL:
+		return stack.OptKeepIntvl, true
+	case level == unix.SOL_TCP && name == unix.TCP_KEEPCNT:
+		return stack.OptKeepCnt, true
+	case level == unix.SOL_TCP && name == unix.TCP_SYNCNT:
+		return stack.OptSynCnt, true
 	}
 	return 0, false
 }
@@ -219,7 +233,7 @@ func ustackOpt(level, name int) (stack.SockOpt, bool) {
 func (s *ustackSock) SetOption(level, name, val int) error {
 	opt, ok := ustackOpt(level, name)
 	if !ok {
-		return unsupported("setsockopt level %d option %d on ustack (its Socket API has SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF, SO_SNDBUF, TCP_NODELAY)", level, name)
+		return unsupported("setsockopt level %d option %d on ustack (its Socket API has SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF, SO_SNDBUF and TCP_NODELAY, TCP_MAXSEG, TCP_USER_TIMEOUT, TCP_LINGER2, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT)", level, name)
 	}
 	return s.so.SetOption(opt, val)
 }
@@ -231,10 +245,14 @@ func (s *ustackSock) SetLinger(on bool, secs int) error {
 	return s.so.SetOption(stack.OptLinger, secs)
 }
 
+func (s *ustackSock) GetLinger() (bool, int, error) {
+	return s.so.Linger()
+}
+
 func (s *ustackSock) GetOption(level, name int) (int, error) {
 	opt, ok := ustackOpt(level, name)
 	if !ok {
-		return 0, unsupported("getsockopt level %d option %d on ustack (its Socket API has SO_ERROR, SO_REUSEADDR, SO_KEEPALIVE, SO_RCVBUF, SO_SNDBUF, TCP_NODELAY)", level, name)
+		return 0, unsupported("getsockopt level %d option %d on ustack (its Socket API has SO_ERROR, SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF, SO_SNDBUF and TCP_NODELAY, TCP_MAXSEG, TCP_USER_TIMEOUT, TCP_LINGER2, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT)", level, name)
 	}
 	return s.so.Option(opt)
 }

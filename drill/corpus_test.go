@@ -1,6 +1,7 @@
 package drill
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -55,4 +56,51 @@ func TestCorpus(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Every script with a divergence note has its row in docs/divergences.md,
+// and every row names a script that still carries one: the notes and the
+// explanation cannot drift apart.
+func TestDivergencesDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/divergences.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]bool{}
+	for _, line := range strings.Split(string(doc), "\n") {
+		if f := strings.Split(line, "|"); len(f) > 2 && strings.HasPrefix(strings.TrimSpace(f[1]), "b") {
+			rows[strings.TrimSpace(f[1])] = true
+		}
+	}
+	files, _ := filepath.Glob("testdata/*.pkt")
+	noted := map[string]bool{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), "// divergence: gvisor:") {
+			name := strings.TrimSuffix(filepath.Base(f), ".pkt")
+			noted[name] = true
+			if !rows[name] {
+				t.Errorf("%s declares a gVisor divergence but docs/divergences.md has no row for it", name)
+			}
+		}
+	}
+	for name := range rows {
+		if !noted[name] && !strings.Contains(name, ",") {
+			if _, err := os.Stat(filepath.Join("testdata", name+".pkt")); err != nil {
+				t.Errorf("docs/divergences.md has a row for %s, which is not in the corpus", name)
+			} else if !skippedOnGVisor(string(doc), name) {
+				t.Errorf("docs/divergences.md has a row for %s, which declares no divergence", name)
+			}
+		}
+	}
+}
+
+// skippedOnGVisor reports whether the doc lists name among the scripts
+// gVisor skips (a row of that table, not of the divergences).
+func skippedOnGVisor(doc, name string) bool {
+	i := strings.Index(doc, "## Skipped on gVisor")
+	return i >= 0 && strings.Contains(doc[i:], "| "+name)
 }

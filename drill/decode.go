@@ -107,8 +107,14 @@ func (in *interp) decode(ev *Event) (*Op, error) {
 		}
 		op.Level, op.OptName = lv, name
 		if sc.Name == "getsockopt" {
-			if sc.Args[3].Kind == ExprStruct {
-				return nil, unsupported("getsockopt of a struct (%s)", sc.Args[2])
+			if want := sc.Args[3]; want.Kind == ExprStruct {
+				if lv != unix.SOL_SOCKET || name != unix.SO_LINGER {
+					return nil, unsupported("getsockopt of a struct (%s)", sc.Args[2])
+				}
+				if want.Field("onoff") == nil || want.Field("linger") == nil {
+					return bad("expected {onoff=N, linger=N}")
+				}
+				break
 			}
 			if _, ok := bracketed(3); !ok && !ellipsis(3) {
 				return bad("expected [value] as the fourth argument, found %s", sc.Args[3])

@@ -702,12 +702,25 @@ func (in *interp) checkResult(ev *Event, op *Op, res Result) error {
 	}
 	switch sc.Name {
 	case "getsockopt":
-		if want := sc.Args[3]; len(want.List) == 1 && want.List[0].Kind == ExprInt && res.Out != want.List[0].Int {
+		// An int option writes back 4 bytes; struct linger is 8. A [N]
+		// buffer for SO_LINGER receives l_onoff, as Linux copies
+		// min(len, sizeof(struct linger)) bytes (sock_getsockopt).
+		length := int64(4)
+		if want := sc.Args[3]; want.Kind == ExprStruct {
+			length = 8
+			if res.Linger == nil {
+				return mismatch("getsockopt %s: the stack returned no struct linger", sc.Args[2])
+			}
+			on, secs := want.Field("onoff"), want.Field("linger")
+			if on.Kind == ExprInt && on.Int != int64(res.Linger[0]) || secs.Kind == ExprInt && secs.Int != int64(res.Linger[1]) {
+				return mismatch("getsockopt %s: expected {onoff=%s, linger=%s}, got {onoff=%d, linger=%d}",
+					sc.Args[2], on, secs, res.Linger[0], res.Linger[1])
+			}
+		} else if len(want.List) == 1 && want.List[0].Kind == ExprInt && res.Out != want.List[0].Int {
 			return mismatch("getsockopt %s: expected value %d, got %d", sc.Args[2], want.List[0].Int, res.Out)
 		}
-		// Every option drill reads is an int: the length written back is 4.
-		if want := sc.Args[4]; len(want.List) == 1 && want.List[0].Kind == ExprInt && want.List[0].Int != 4 {
-			return mismatch("getsockopt %s: expected length %d, got 4", sc.Args[2], want.List[0].Int)
+		if want := sc.Args[4]; len(want.List) == 1 && want.List[0].Kind == ExprInt && want.List[0].Int != length {
+			return mismatch("getsockopt %s: expected length %d, got %d", sc.Args[2], want.List[0].Int, length)
 		}
 	case "ioctl":
 		if want := sc.Args[2]; len(want.List) == 1 && want.List[0].Kind == ExprInt && res.Out != want.List[0].Int {

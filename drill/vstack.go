@@ -61,6 +61,8 @@ type vsock interface {
 	InQ() int
 	SetOption(level, name, val int) error
 	SetLinger(on bool, secs int) error
+	// GetLinger is getsockopt(SO_LINGER): l_onoff and l_linger.
+	GetLinger() (on bool, secs int, err error)
 	GetOption(level, name int) (int, error)
 }
 
@@ -333,6 +335,13 @@ func (v *vstack) call(op *Op) (Result, *pendingCall, error) {
 	case "getsockopt":
 		if op.Level == unix.SOL_SOCKET && op.OptName == unix.SO_ERROR {
 			return Result{Out: int64(so.SockError())}, nil, nil
+		}
+		if op.Level == unix.SOL_SOCKET && op.OptName == unix.SO_LINGER {
+			on, secs, err := so.GetLinger()
+			if err != nil {
+				return v.errResultOrUnsupported(err)
+			}
+			return Result{Out: int64(boolInt(on)), Linger: &[2]int{boolInt(on), secs}}, nil, nil
 		}
 		val, err := so.GetOption(op.Level, op.OptName)
 		if err != nil {

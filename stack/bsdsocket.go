@@ -3,6 +3,7 @@ package stack
 import (
 	"net/netip"
 	"syscall"
+	"time"
 
 	"ustack/hashtable"
 )
@@ -12,8 +13,42 @@ type sockOpts struct {
 	nodelay   bool
 	keepalive bool
 	linger    int // seconds, -1 off
-	rcvBuf    int // 0: the stack's default
-	sndBuf    int
+	// lingerTime is SO_LINGER's l_linger, kept while lingering is off as
+	// Linux keeps sk_lingertime (sock_setsockopt): getsockopt reads it back.
+	lingerTime int
+	rcvBuf     int // 0: the stack's default
+	sndBuf     int
+	tcp        tcpOpts
+}
+
+// tcpOpts are the per-socket TCP options of tcp(7). A zero field means the
+// stack-wide setting (Options, Linux's sysctl).
+type tcpOpts struct {
+	userMSS     int           // TCP_MAXSEG: caps the MSS we announce and use
+	userTimeout time.Duration // TCP_USER_TIMEOUT: how long data may go unacknowledged
+	linger2     time.Duration // TCP_LINGER2: an orphan's FIN-WAIT-2 time; <0 aborts
+	keepIdle    time.Duration // TCP_KEEPIDLE
+	keepIntvl   time.Duration // TCP_KEEPINTVL
+	keepCnt     int           // TCP_KEEPCNT
+	synCnt      int           // TCP_SYNCNT
+}
+
+func (t *tcpOpts) keepaliveIdle(o *Options) time.Duration {
+	return orDefault(t.keepIdle, o.KeepaliveIdle)
+}
+func (t *tcpOpts) keepaliveIntvl(o *Options) time.Duration {
+	return orDefault(t.keepIntvl, o.KeepaliveIntvl)
+}
+func (t *tcpOpts) keepaliveProbes(o *Options) int { return orDefault(t.keepCnt, o.KeepaliveProbes) }
+func (t *tcpOpts) synRetries(o *Options) int      { return orDefault(t.synCnt, o.SynRetries) }
+
+// orDefault is the per-socket value unless it is zero (unset).
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v != zero {
+		return v
+	}
+	return def
 }
 
 // goSockOpts are the defaults of Go's net package: TCP_NODELAY on.
@@ -22,6 +57,7 @@ var goSockOpts = sockOpts{nodelay: true, linger: -1}
 // apply gives a new connection the options.
 func (o sockOpts) apply(e *endpoint) {
 	e.nodelay, e.keepalive, e.linger = o.nodelay, o.keepalive, o.linger
+	e.tcpOpts = o.tcp
 	// Never below what the buffers already hold (or was offered as window).
 	if o.rcvBuf > 0 {
 		e.rcvBuf.limit = max(o.rcvBuf+rcvSlack, e.rcvBuf.limit)
@@ -38,12 +74,28 @@ func (o sockOpts) apply(e *endpoint) {
 type SockOpt int
 
 const (
-	OptReuseAddr SockOpt = iota // SO_REUSEADDR
-	OptNoDelay                  // TCP_NODELAY
-	OptKeepAlive                // SO_KEEPALIVE
-	OptLinger                   // SO_LINGER: seconds, -1 off
-	OptRcvBuf                   // SO_RCVBUF, bytes (Linux doubles the value; so do we)
-	OptSndBuf                   // SO_SNDBUF, bytes (doubled)
+	OptReuseAddr   SockOpt = iota // SO_REUSEADDR
+	OptNoDelay                    // TCP_NODELAY
+	OptKeepAlive                  // SO_KEEPALIVE
+	OptLinger                     // SO_LINGER: seconds, -1 off
+	OptRcvBuf                     // SO_RCVBUF, bytes (Linux doubles the value; so do we)
+	OptSndBuf                     // SO_SNDBUF, bytes (doubled)
+	OptMaxSeg                     // TCP_MAXSEG: 0 or 88..32767 bytes
+	OptUserTimeout                // TCP_USER_TIMEOUT: milliseconds, 0 off
+	OptLinger2                    // TCP_LINGER2: seconds (capped at 120), 0 tcp_fin_timeout, <0 abort
+	OptKeepIdle                   // TCP_KEEPIDLE: seconds, 1..32767
+	OptKeepIntvl                  // TCP_KEEPINTVL: seconds, 1..32767
+	OptKeepCnt                    // TCP_KEEPCNT: 1..127
+	OptSynCnt                     // TCP_SYNCNT: SYN retransmissions, 1..127
+)
+
+// Linux's bounds for the TCP options (include/net/tcp.h).
+const (
+	minUserMSS    = 88    // TCP_MIN_MSS
+	maxUserMSS    = 32767 // MAX_TCP_WINDOW
+	maxFinTimeout = 120 * time.Second
+	maxKeepIdle   = 32767 // MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL (seconds)
+	maxKeepCnt    = 127   // MAX_TCP_KEEPCNT, MAX_TCP_SYNCNT
 )
 
 // Events are poll(2)-style readiness bits.
@@ -76,6 +128,19 @@ type Socket struct {
 // NewSocket returns an unbound socket with Linux's defaults (Nagle on).
 func (s *Stack) NewSocket() *Socket {
 	return &Socket{s: s, opts: sockOpts{linger: -1}, ev: newWaiter()}
+}
+
+// Linger reads SO_LINGER back as getsockopt(2) fills struct linger: whether
+// lingering is on, and the time last set (0 if never), which survives
+// turning lingering off.
+func (so *Socket) Linger() (on bool, secs int, err error) {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if so.closed {
+		return false, 0, syscall.EBADF
+	}
+	return so.opts.linger >= 0, so.opts.lingerTime, nil
 }
 
 // Option reads an option back, as getsockopt(2) returns it: 1 or 0 for
@@ -113,6 +178,38 @@ func (so *Socket) Option(opt SockOpt) (int, error) {
 			return so.opts.sndBuf, nil
 		}
 		return s.opts.SendBuffer, nil
+	case OptMaxSeg:
+		// Linux do_tcp_getsockopt: user_mss before a connection exists
+		// (CLOSE, LISTEN), else the current MSS without options,
+		// TCP_MSS_DEFAULT until the handshake says otherwise.
+		e := so.e
+		if e == nil || e.state == stateClosed || e.state == stateListen {
+			if so.opts.tcp.userMSS > 0 {
+				return so.opts.tcp.userMSS, nil
+			}
+			if e == nil {
+				return 536, nil
+			}
+		}
+		return e.effMSS(), nil
+	case OptUserTimeout:
+		return int(so.opts.tcp.userTimeout / time.Millisecond), nil
+	case OptLinger2:
+		switch {
+		case so.opts.tcp.linger2 < 0:
+			return -1, nil
+		case so.opts.tcp.linger2 == 0:
+			return int(s.opts.FinTimeout / time.Second), nil
+		}
+		return int(so.opts.tcp.linger2 / time.Second), nil
+	case OptKeepIdle:
+		return int(so.opts.tcp.keepaliveIdle(&s.opts) / time.Second), nil
+	case OptKeepIntvl:
+		return int(so.opts.tcp.keepaliveIntvl(&s.opts) / time.Second), nil
+	case OptKeepCnt:
+		return so.opts.tcp.keepaliveProbes(&s.opts), nil
+	case OptSynCnt:
+		return so.opts.tcp.synRetries(&s.opts), nil
 	}
 	return 0, syscall.ENOPROTOOPT
 }
@@ -135,10 +232,51 @@ func (so *Socket) SetOption(opt SockOpt, val int) error {
 		so.opts.keepalive = val != 0
 	case OptLinger:
 		so.opts.linger = val
+		if val >= 0 {
+			so.opts.lingerTime = val
+		}
 	case OptRcvBuf:
 		so.opts.rcvBuf = max(2*val, 2048)
 	case OptSndBuf:
 		so.opts.sndBuf = max(2*val, 4608)
+	case OptMaxSeg:
+		if val != 0 && (val < minUserMSS || val > maxUserMSS) {
+			return syscall.EINVAL
+		}
+		so.opts.tcp.userMSS = val
+	case OptUserTimeout:
+		if val < 0 {
+			return syscall.EINVAL
+		}
+		so.opts.tcp.userTimeout = time.Duration(val) * time.Millisecond
+	case OptLinger2:
+		switch {
+		case val < 0:
+			so.opts.tcp.linger2 = -1
+		case val > int(maxFinTimeout/time.Second):
+			so.opts.tcp.linger2 = maxFinTimeout
+		default:
+			so.opts.tcp.linger2 = time.Duration(val) * time.Second
+		}
+	case OptKeepIdle, OptKeepIntvl:
+		if val < 1 || val > maxKeepIdle {
+			return syscall.EINVAL
+		}
+		d := time.Duration(val) * time.Second
+		if opt == OptKeepIdle {
+			so.opts.tcp.keepIdle = d
+		} else {
+			so.opts.tcp.keepIntvl = d
+		}
+	case OptKeepCnt, OptSynCnt:
+		if val < 1 || val > maxKeepCnt {
+			return syscall.EINVAL
+		}
+		if opt == OptKeepCnt {
+			so.opts.tcp.keepCnt = val
+		} else {
+			so.opts.tcp.synCnt = val
+		}
 	default:
 		return syscall.ENOPROTOOPT
 	}

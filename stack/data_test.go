@@ -51,12 +51,14 @@ func TestB20RetransmissionBackoff(t *testing.T) {
 	c := h.handshake(h.listen(5)) // an instant handshake: RTO is the 200 ms minimum
 	c.Write([]byte("data"))
 	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
-	// Doubling from 200 ms: 0.2, 0.6, 1.4, 3.0 s. tcp_retries2=4 gives up
-	// (2<<4 - 1) * 200 ms = 6.2 s after the first transmission.
-	for _, at := range []time.Duration{200, 600, 1400, 3000} {
+	// Doubling from 200 ms: 0.2, 0.6, 1.4, 3.0, 6.2 s. tcp_retries2=4
+	// allows (2<<4 - 1) * 200 ms = 6.2 s, counted from the first
+	// retransmission (retrans_stamp): at 6.2 s only 6.0 s have passed, so
+	// the segment goes a fifth time, and the timer after it gives up.
+	for _, at := range []time.Duration{200, 600, 1400, 3000, 6200} {
 		h.expectAt(at*time.Millisecond, seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
 	}
-	h.advance(6200*time.Millisecond - h.now() - time.Millisecond)
+	h.advance(12600*time.Millisecond - h.now() - time.Millisecond)
 	h.wantState("ESTAB")
 	h.advance(2 * time.Millisecond)
 	h.expectNone()

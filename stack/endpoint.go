@@ -89,6 +89,7 @@ type endpoint struct {
 	tlpArmed  bool      // rtxTimer is the tail loss probe timer (RFC 8985)
 	tlpOut    bool      // a probe is unanswered: the next expiry is the RTO
 	probes    int       // unanswered zero-window or keepalive probes
+	probesAt  time.Time // first zero-window probe of this run (icsk_probes_tstamp)
 	lastRecv  time.Time
 	isnOver   seqnum // ISN chosen by TIME_WAIT reuse (B37), if isnSet
 	isnSet    bool
@@ -120,6 +121,8 @@ type endpoint struct {
 	wrWait    cond
 	ev        waiter // a Socket's readiness channel; nil for a Conn
 	gone      bool   // removed from every table
+
+	tcpOpts // per-socket TCP options (tcp(7))
 }
 
 // seqRange is a block of out-of-order data [start, end).
@@ -154,8 +157,19 @@ const rcvSlack = 1 << 14
 // rcvSpace is the free receive space we may offer as window.
 func (e *endpoint) rcvSpace() int { return max(e.rcvBuf.Free()-rcvSlack, 0) }
 
-// ourMSS is the MSS we announce: the link MTU less IPv4 and TCP headers.
+// ourMSS is the MSS the link allows: its MTU less IPv4 and TCP headers.
 func (s *Stack) ourMSS() int { return s.mtu - 40 }
+
+// advMSS is the MSS we announce and the most we send: the link's, capped by
+// TCP_MAXSEG (Linux tcp_advertise_mss, and tcp_parse_options clamping the
+// peer's MSS to user_mss).
+func (e *endpoint) advMSS() int {
+	m := e.s.ourMSS()
+	if e.userMSS > 0 && e.userMSS < m {
+		m = e.userMSS
+	}
+	return m
+}
 
 // rcvWscaleFor picks our window scale like Linux's tcp_select_initial_window:
 // enough shift for the whole receive buffer to be advertised.
@@ -498,6 +512,7 @@ func (e *endpoint) ackInput(now time.Time, sg *segment) bool {
 			// Linux tcp_ack_probe: the window is open, the probes'
 			// backoff goes with them.
 			e.persist = false
+			e.probesAt = time.Time{}
 			e.probes = 0
 			e.backoff = 0
 			e.s.timers.Stop(&e.rtxTimer)
@@ -585,6 +600,16 @@ func (e *endpoint) onNewAck(now time.Time, sg *segment, acked uint32) {
 	if finAcked {
 		switch e.state {
 		case stateFinWait1:
+			if e.orphan && e.linger2 < 0 {
+				// TCP_LINGER2 -1: an orphan does not wait in FIN-WAIT-2;
+				// Linux tcp_done()s it and answers this ACK with a RST,
+				// as for no socket (tcp_rcv_state_process returns 1).
+				e.s.inc(cntTCPAbortOnData)
+				e.s.sendResetFor(sg)
+				e.setState(stateClosed, "ACK of FIN, TCP_LINGER2 < 0: RST sent", sg)
+				e.destroy()
+				return
+			}
 			e.setState(stateFinWait2, "ACK of FIN", sg)
 			if e.orphan {
 				e.armFinWait2(now)
@@ -950,9 +975,9 @@ func (e *endpoint) synSentInput(now time.Time, sg *segment) {
 func (e *endpoint) negotiate(o *optionsT, synAck bool) {
 	opts := &e.s.opts
 	if o.HasMSS && o.MSS > 0 {
-		e.mss = min(int(o.MSS), e.s.ourMSS())
+		e.mss = min(int(o.MSS), e.advMSS())
 	} else {
-		e.mss = min(536, e.s.ourMSS())
+		e.mss = min(536, e.advMSS())
 	}
 	e.wsOK = opts.WindowScaling && o.HasWScale
 	if e.wsOK {

@@ -111,6 +111,7 @@ func (e *endpoint) sendData(now time.Time) {
 		e.sndMax = seqMax(e.sndMax, e.sndNxt)
 		if !e.rtxTimer.Pending() || (e.tlpArmed && !retransmit) {
 			e.persist = false
+			e.probesAt = time.Time{}
 			e.armRetransmit(now) // new data moves the probe (tcp_event_new_data_sent)
 		}
 		if fin {
@@ -254,7 +255,11 @@ func (e *endpoint) sendSYN(now time.Time, synAck bool) {
 	if e.retries == 0 {
 		e.rttTiming, e.rttSeq, e.rttStart = true, e.iss, now
 	}
-	e.s.schedule(&e.rtxTimer, now.Add(e.synTimeout()))
+	d := e.synTimeout()
+	if e.retries > 0 && e.active {
+		d = e.clampToUserTimeout(now, e.synStart, d, jiffy) // tcp_retransmit_timer's rearm
+	}
+	e.s.schedule(&e.rtxTimer, now.Add(d))
 }
 
 // sendSegment builds one segment with our options and sends it: seq and
@@ -293,7 +298,7 @@ func (e *endpoint) sendSegmentGSO(now time.Time, seq seqnum, flags uint8, off, n
 		} else {
 			ecr = e.tsRecent
 		}
-		optLen = header.PutSYNOptions(opts, uint16(s.ourMSS()), wscale, sack, ts, tsVal, ecr)
+		optLen = header.PutSYNOptions(opts, uint16(e.advMSS()), wscale, sack, ts, tsVal, ecr)
 	} else {
 		var blocks [maxSACKSent]header.SACKBlock
 		nb := 0

@@ -647,6 +647,14 @@ func (e *endpoint) closeLocked(now time.Time) {
 	}
 	e.queueFIN(now, "close()")
 	if e.state == stateFinWait2 {
+		if e.linger2 < 0 {
+			// TCP_LINGER2 -1: no FIN-WAIT-2 for an orphan (__tcp_close).
+			e.s.inc(cntTCPAbortOnLinger)
+			e.sendRST(now)
+			e.setState(stateClosed, "close() in FIN-WAIT-2 with TCP_LINGER2 < 0: RST sent", nil)
+			e.destroy()
+			return
+		}
 		e.armFinWait2(now)
 	}
 }

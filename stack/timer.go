@@ -29,8 +29,15 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 		// Linux tcp_write_timeout: out of retransmissions, or out of the
 		// time tcp_syn_retries allows by the exponential model, whichever
 		// comes first (with linear timeouts the time usually does).
+		// TCP_USER_TIMEOUT replaces the time (retransmits_timed_out),
+		// which only counts once something was retransmitted.
 		o := &e.s.opts
-		if e.retries >= o.SynRetries+o.SynLinearTimeouts || now.Sub(e.synStart) >= modelTimeout(o.SynRetries, rtoInitial) {
+		retries := e.synRetries(o)
+		limit := modelTimeout(retries, rtoInitial)
+		if e.userTimeout > 0 {
+			limit = e.userTimeout
+		}
+		if e.retries >= retries+o.SynLinearTimeouts || e.retries > 0 && now.Sub(e.synStart) >= limit {
 			e.s.inc(cntTCPAttemptFails)
 			e.fail(now, syscall.ETIMEDOUT, "SYN retransmissions exhausted", nil)
 			return
@@ -42,7 +49,7 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 	case stateSynRecv:
 		limit := e.s.opts.SynAckRetries
 		if e.active {
-			limit = e.s.opts.SynRetries
+			limit = e.synRetries(&e.s.opts)
 		}
 		if e.retries >= limit {
 			if e.active {
@@ -73,13 +80,21 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 		return
 	}
 	if e.rtxStart.IsZero() {
-		e.rtxStart = now.Add(-e.rto)
+		// Linux's retrans_stamp: the time of the first retransmission
+		// (tcp_retransmit_skb stamps it after sending).
+		e.rtxStart = now
 	}
 	limit := e.s.opts.Retries2
 	if e.orphan {
 		limit = orphanRetries(e.backedOffRTO() < rtoMax)
 	}
-	if now.Sub(e.rtxStart) >= retriesTimeout(limit) {
+	timeout := retriesTimeout(limit)
+	if e.userTimeout > 0 {
+		timeout = e.userTimeout
+	}
+	// Linux retransmits_timed_out: the time counts only once something
+	// has been retransmitted.
+	if e.backoff > 0 && now.Sub(e.rtxStart) >= timeout {
 		// B20: give up after tcp_retries2 (Linux tcp_write_err: no RST).
 		e.s.inc(cntTCPAbortOnTimeout)
 		e.fail(now, syscall.ETIMEDOUT, "retransmissions exhausted", nil)
@@ -106,7 +121,21 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 		e.finSent = false
 	}
 	e.sendData(now)
-	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
+	e.s.schedule(&e.rtxTimer, now.Add(e.clampToUserTimeout(now, e.rtxStart, e.backedOffRTO(), jiffy)))
+}
+
+// jiffy is one Linux timer tick at HZ=250.
+const jiffy = 4 * time.Millisecond
+
+// clampToUserTimeout is Linux's tcp_clamp_rto_to_user_timeout (and
+// tcp_clamp_probe0_to_user_timeout): with TCP_USER_TIMEOUT, a timer that
+// started counting at start fires no later than when the time runs out,
+// and at least floor from now.
+func (e *endpoint) clampToUserTimeout(now, start time.Time, d, floor time.Duration) time.Duration {
+	if e.userTimeout <= 0 || start.IsZero() {
+		return d
+	}
+	return min(d, max(e.userTimeout-now.Sub(start), floor))
 }
 
 // orphanRetries is Linux's tcp_orphan_retries with tcp_orphan_retries=0:
@@ -140,6 +169,7 @@ func modelTimeout(boundary int, base time.Duration) time.Duration {
 func (e *endpoint) zeroWindowProbe(now time.Time) {
 	if e.sndWnd > 0 {
 		e.persist = false
+		e.probesAt = time.Time{}
 		e.sendData(now)
 		return
 	}
@@ -148,6 +178,15 @@ func (e *endpoint) zeroWindowProbe(now time.Time) {
 	// tcp_retries2 unanswered probes end the connection; an orphan gives
 	// up sooner, on the backoff, which answers do not reset. Like
 	// tcp_write_err, no RST.
+	// TCP_USER_TIMEOUT bounds the probing from the first probe on, answers
+	// or not (tcp_probe_timer's icsk_probes_tstamp).
+	if e.probesAt.IsZero() {
+		e.probesAt = now
+	} else if e.userTimeout > 0 && now.Sub(e.probesAt) >= e.userTimeout {
+		e.s.inc(cntTCPAbortOnTimeout)
+		e.fail(now, syscall.ETIMEDOUT, "zero window: TCP_USER_TIMEOUT", nil)
+		return
+	}
 	maxProbes := e.s.opts.Retries2
 	if e.orphan {
 		alive := e.backedOffRTO() < rtoMax
@@ -167,7 +206,7 @@ func (e *endpoint) zeroWindowProbe(now time.Time) {
 	e.s.inc(cntTCPZeroWindowProbes)
 	e.sendSegment(now, e.sndUna-1, flagACK, 0, 0)
 	e.backoff++
-	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
+	e.s.schedule(&e.rtxTimer, now.Add(e.clampToUserTimeout(now, e.probesAt, e.backedOffRTO(), tlpMinTimeout)))
 }
 
 func (e *endpoint) onDelackTimer(now time.Time) {
@@ -185,12 +224,23 @@ func (e *endpoint) armKeepalive(now time.Time) {
 	if base.IsZero() {
 		base = now
 	}
-	e.s.schedule(&e.keepTimer, base.Add(e.s.opts.KeepaliveIdle))
+	e.s.schedule(&e.keepTimer, base.Add(e.keepaliveIdle(&e.s.opts)))
 }
 
 // armFinWait2 bounds an orphaned FIN-WAIT-2 (B35, Linux tcp_fin_timeout).
 func (e *endpoint) armFinWait2(now time.Time) {
-	e.s.schedule(&e.keepTimer, now.Add(e.s.opts.FinTimeout))
+	e.s.schedule(&e.keepTimer, now.Add(e.finTime()))
+}
+
+// finTime is Linux's tcp_fin_time: TCP_LINGER2 if set, else
+// tcp_fin_timeout, never under 3.5 RTOs.
+func (e *endpoint) finTime() time.Duration {
+	d := e.s.opts.FinTimeout
+	if e.linger2 > 0 {
+		d = e.linger2
+	}
+	rto := e.backedOffRTO()
+	return max(d, 4*rto-rto/2)
 }
 
 // onKeepTimer is Linux's tcp_keepalive_timer: the FIN-WAIT-2 timeout for
@@ -208,16 +258,17 @@ func (e *endpoint) onKeepTimer(now time.Time) {
 	}
 	o := &e.s.opts
 	idle := now.Sub(e.lastRecv)
-	if e.probes == 0 && idle < o.KeepaliveIdle {
-		e.s.schedule(&e.keepTimer, e.lastRecv.Add(o.KeepaliveIdle))
+	if e.probes == 0 && idle < e.keepaliveIdle(o) {
+		e.s.schedule(&e.keepTimer, e.lastRecv.Add(e.keepaliveIdle(o)))
 		return
 	}
 	if e.sndBuf.Len() > 0 {
 		// Data in flight: the retransmission timer is in charge.
-		e.s.schedule(&e.keepTimer, now.Add(o.KeepaliveIntvl))
+		e.s.schedule(&e.keepTimer, now.Add(e.keepaliveIntvl(o)))
 		return
 	}
-	if e.probes >= o.KeepaliveProbes {
+	// With TCP_USER_TIMEOUT the silence, not the probe count, decides.
+	if e.userTimeout > 0 && idle >= e.userTimeout && e.probes > 0 || e.userTimeout == 0 && e.probes >= e.keepaliveProbes(o) {
 		e.s.inc(cntTCPAbortOnTimeout)
 		e.sendRST(now)
 		e.fail(now, syscall.ETIMEDOUT, "keepalive probes unanswered", nil)
@@ -226,7 +277,7 @@ func (e *endpoint) onKeepTimer(now time.Time) {
 	e.probes++
 	e.s.inc(cntTCPKeepaliveProbes)
 	e.sendSegment(now, e.sndUna-1, flagACK, 0, 0)
-	e.s.schedule(&e.keepTimer, now.Add(o.KeepaliveIntvl))
+	e.s.schedule(&e.keepTimer, now.Add(e.keepaliveIntvl(o)))
 }
 
 func (e *endpoint) onTimeWaitTimer(now time.Time) {

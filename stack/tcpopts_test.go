@@ -1,0 +1,241 @@
+package stack
+
+import (
+	"errors"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"ustack/stack/header"
+)
+
+// Per-socket TCP options (tcp(7)), each against the segments it changes.
+
+// listenSocket binds a Socket on port 80 with the options set, and listens.
+func (h *harness) listenSocket(opts map[SockOpt]int) *Socket {
+	h.t.Helper()
+	l := h.s.NewSocket()
+	for o, v := range opts {
+		if err := l.SetOption(o, v); err != nil {
+			h.t.Fatalf("option %d = %d: %v", o, v, err)
+		}
+	}
+	if err := l.Bind(netip.AddrPortFrom(netip.AddrFrom4(stackAddr), 80)); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := l.Listen(5); err != nil {
+		h.t.Fatal(err)
+	}
+	return l
+}
+
+// acceptSocket completes a passive open (no options) and accepts it.
+func (h *harness) acceptSocket(l *Socket) *Socket {
+	h.t.Helper()
+	h.send(seg{flags: flagSYN, seq: 0, opts: []byte{2, 4, 0x05, 0xb4}})
+	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+	c, err := l.Accept()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return c
+}
+
+func wantOption(t *testing.T, so *Socket, o SockOpt, want int) {
+	t.Helper()
+	if v, err := so.Option(o); err != nil || v != want {
+		t.Fatalf("option %d: %d, %v; want %d", o, v, err, want)
+	}
+}
+
+// TCP_MAXSEG on a listener: the SYN|ACK announces it and the connection
+// sends no larger segments, though the peer offered 1460; getsockopt reads
+// user_mss, then the MSS in use.
+func TestTCPMaxSegCapsAnnouncedAndSentMSS(t *testing.T) {
+	h := newHarness(t)
+	l := h.s.NewSocket()
+	wantOption(t, l, OptMaxSeg, 536) // TCP_MSS_DEFAULT
+	for _, bad := range []int{87, 32768, -1} {
+		if err := l.SetOption(OptMaxSeg, bad); err != syscall.EINVAL {
+			t.Fatalf("TCP_MAXSEG %d: %v, want EINVAL", bad, err)
+		}
+	}
+	l.Close()
+	l = h.listenSocket(map[SockOpt]int{OptMaxSeg: 1100})
+	wantOption(t, l, OptMaxSeg, 1100)
+
+	h.send(seg{flags: flagSYN, seq: 0, opts: []byte{2, 4, 0x05, 0xb4}})
+	synack := h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	var o header.TCPOptions
+	if err := header.ParseTCPOptions(synack.Options(), &o); err != nil || !o.HasMSS || o.MSS != 1100 {
+		t.Fatalf("SYN|ACK MSS option %v %d (%v), want 1100", o.HasMSS, o.MSS, err)
+	}
+	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOption(t, c, OptMaxSeg, 1100)
+	c.SetOption(OptNoDelay, 1)
+	if n, err := c.Write(make([]byte, 2000)); n != 2000 || err != nil {
+		t.Fatalf("write: %d, %v", n, err)
+	}
+	h.expect(seg{flags: flagACK, seq: 1, ack: 1, n: 1100})
+	h.expect(seg{flags: flagACK | flagPSH, seq: 1101, ack: 1, n: 900})
+}
+
+// TCP_USER_TIMEOUT: the RTO after the second retransmission is cut to end
+// when the time since the first retransmission (Linux's retrans_stamp) is
+// up, and the connection fails there with ETIMEDOUT and no RST.
+func TestTCPUserTimeoutCutsRetransmissions(t *testing.T) {
+	h := newHarness(t)
+	c := h.acceptSocket(h.listenSocket(nil))
+	if err := c.SetOption(OptUserTimeout, -1); err != syscall.EINVAL {
+		t.Fatalf("TCP_USER_TIMEOUT -1: %v, want EINVAL", err)
+	}
+	c.SetOption(OptUserTimeout, 1000)
+	wantOption(t, c, OptUserTimeout, 1000)
+	c.Write([]byte("data"))
+	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
+	h.expectAt(200*time.Millisecond, seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
+	h.expectAt(600*time.Millisecond, seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
+	// Without the option the next would come at 1.4 s. (The RTO is a
+	// hair over 200 ms: a microsecond of RTT.)
+	h.advance(1200*time.Millisecond - h.now() - time.Millisecond)
+	h.wantState("ESTAB")
+	h.advance(2 * time.Millisecond)
+	h.expectNone()
+	h.wantState("gone")
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("read: %v, want ETIMEDOUT", err)
+	}
+}
+
+// TCP_USER_TIMEOUT bounds zero-window probing from the first probe, even
+// when the peer answers every probe.
+func TestTCPUserTimeoutEndsAnsweredWindowProbes(t *testing.T) {
+	h := newHarness(t)
+	l := h.listenSocket(map[SockOpt]int{OptUserTimeout: 1000})
+	h.send(seg{flags: flagSYN, seq: 0, opts: []byte{2, 4, 0x05, 0xb4}})
+	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1}) // a zero window
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOption(t, c, OptUserTimeout, 1000) // inherited
+	c.Write([]byte("data"))
+	h.expectAt(200*time.Millisecond, seg{flags: flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+	h.expectAt(600*time.Millisecond, seg{flags: flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+	// The next probe would be at 1.4 s; 1 s after the first (1.2 s) the
+	// connection is gone.
+	h.advance(1200*time.Millisecond - h.now() - time.Millisecond)
+	h.wantState("ESTAB")
+	h.advance(2 * time.Millisecond)
+	h.expectNone()
+	h.wantState("gone")
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("read: %v, want ETIMEDOUT", err)
+	}
+}
+
+// TCP_LINGER2 -1: the ACK of an orphan's FIN kills it and is answered
+// with a RST as for no socket (seq = SEG.ACK, no ACK flag).
+func TestTCPLinger2NegativeResetsOnFINACK(t *testing.T) {
+	h := newHarness(t)
+	c := h.acceptSocket(h.listenSocket(nil))
+	c.SetOption(OptLinger2, -1)
+	wantOption(t, c, OptLinger2, -1)
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 2})
+	h.expect(seg{flags: flagRST, seq: 2, ack: 0, win: 0})
+	h.wantState("gone")
+}
+
+// TCP_LINGER2 -1: close() in FIN-WAIT-2 (after shutdown) resets at once.
+func TestTCPLinger2NegativeResetsOnCloseInFinWait2(t *testing.T) {
+	h := newHarness(t)
+	c := h.acceptSocket(h.listenSocket(map[SockOpt]int{OptLinger2: -1}))
+	c.Shutdown(syscall.SHUT_WR)
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 2})
+	h.expectNone()
+	h.wantState("FIN-WAIT-2")
+	c.Close()
+	h.expect(seg{flags: flagRST | flagACK, seq: 2, ack: 1})
+	h.wantState("gone")
+}
+
+// TCP_LINGER2 > 0 replaces tcp_fin_timeout for the orphan's FIN-WAIT-2,
+// capped at 120 s; 0 reads back the sysctl.
+func TestTCPLinger2SetsFinWait2Time(t *testing.T) {
+	h := newHarness(t) // tcp_fin_timeout 60 s
+	c := h.acceptSocket(h.listenSocket(nil))
+	wantOption(t, c, OptLinger2, 60)
+	c.SetOption(OptLinger2, 500)
+	wantOption(t, c, OptLinger2, 120)
+	c.SetOption(OptLinger2, 2)
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 2})
+	h.advance(2*time.Second - time.Millisecond)
+	h.wantState("FIN-WAIT-2")
+	h.advance(time.Millisecond)
+	h.expectNone()
+	h.wantState("gone")
+}
+
+// TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT replace the sysctls for one
+// socket: probes after 2 s of silence, then every second; the third probe
+// is never sent, a RST is.
+func TestTCPKeepaliveSocketOptions(t *testing.T) {
+	h := newHarness(t)
+	c := h.acceptSocket(h.listenSocket(nil))
+	wantOption(t, c, OptKeepIdle, 7200)
+	wantOption(t, c, OptKeepCnt, 9)
+	for o, bad := range map[SockOpt]int{OptKeepIdle: 0, OptKeepIntvl: 32768, OptKeepCnt: 128} {
+		if err := c.SetOption(o, bad); err != syscall.EINVAL {
+			t.Fatalf("option %d = %d: %v, want EINVAL", o, bad, err)
+		}
+	}
+	c.SetOption(OptKeepIdle, 2)
+	c.SetOption(OptKeepIntvl, 1)
+	c.SetOption(OptKeepCnt, 2)
+	c.SetOption(OptKeepAlive, 1)
+	h.expectAt(2*time.Second, seg{flags: flagACK, seq: 0, ack: 1})
+	h.expectAt(3*time.Second, seg{flags: flagACK, seq: 0, ack: 1})
+	h.expectAt(4*time.Second, seg{flags: flagRST | flagACK, seq: 1, ack: 1})
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("read: %v, want ETIMEDOUT", err)
+	}
+}
+
+// TCP_SYNCNT replaces tcp_syn_retries for one connect(): with 1 (and the
+// default four linear timeouts) SYNs go at 0, 1 and 2 s, and the exponential
+// model's 3 s end it.
+func TestTCPSynCntLimitsConnect(t *testing.T) {
+	h := newHarness(t)
+	so := h.s.NewSocket()
+	if err := so.SetOption(OptSynCnt, 0); err != syscall.EINVAL {
+		t.Fatalf("TCP_SYNCNT 0: %v, want EINVAL", err)
+	}
+	so.SetOption(OptSynCnt, 1)
+	wantOption(t, so, OptSynCnt, 1)
+	so.Bind(netip.AddrPortFrom(netip.AddrFrom4(stackAddr), 80))
+	if err := so.Connect(netip.AddrPortFrom(netip.AddrFrom4(peerAddr), 40000)); err != syscall.EINPROGRESS {
+		t.Fatalf("connect: %v", err)
+	}
+	h.expect(seg{flags: flagSYN, seq: 0, win: -1})
+	h.expectAt(time.Second, seg{flags: flagSYN, seq: 0, win: -1})
+	h.expectAt(2*time.Second, seg{flags: flagSYN, seq: 0, win: -1})
+	h.advance(3*time.Second - h.now())
+	h.expectNone()
+	if err := so.SockError(); err != syscall.ETIMEDOUT {
+		t.Fatalf("SO_ERROR %v, want ETIMEDOUT", err)
+	}
+}
