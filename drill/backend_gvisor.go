@@ -409,6 +409,9 @@ func (s *gvisorSock) SetOption(level, name, val int) error {
 		return errOrNil(s.ep.SetSockOpt(&o))
 	case level == unix.SOL_TCP && name == unix.TCP_SYNCNT:
 		return errOrNil(s.ep.SetSockOptInt(tcpip.TCPSynCountOption, val))
+	case level == unix.SOL_TCP && name == unix.TCP_DEFER_ACCEPT:
+		o := tcpip.TCPDeferAcceptOption(time.Duration(max(val, 0)) * time.Second)
+		return errOrNil(s.ep.SetSockOpt(&o))
 	default:
 		return unsupported("setsockopt level %d option %d on gvisor", level, name)
 	}
@@ -472,6 +475,10 @@ func (s *gvisorSock) GetOption(level, name int) (int, error) {
 	case level == unix.SOL_TCP && name == unix.TCP_SYNCNT:
 		v, err := s.ep.GetSockOptInt(tcpip.TCPSynCountOption)
 		return v, errOrNil(err)
+	case level == unix.SOL_TCP && name == unix.TCP_DEFER_ACCEPT:
+		var o tcpip.TCPDeferAcceptOption
+		err := s.ep.GetSockOpt(&o)
+		return int(time.Duration(o) / time.Second), errOrNil(err)
 	}
 	return 0, unsupported("getsockopt level %d option %d on gvisor", level, name)
 }

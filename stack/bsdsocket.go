@@ -19,6 +19,11 @@ type sockOpts struct {
 	rcvBuf     int // 0: the stack's default
 	sndBuf     int
 	tcp        tcpOpts
+
+	// deferAccept is a listener's TCP_DEFER_ACCEPT as Linux keeps it
+	// (rskq_defer_accept): the SYN|ACK retransmissions a bare ACK is
+	// ignored for. Not inherited: an accepted socket reads 0.
+	deferAccept int
 }
 
 // tcpOpts are the per-socket TCP options of tcp(7). A zero field means the
@@ -87,6 +92,7 @@ const (
 	OptKeepIntvl                  // TCP_KEEPINTVL: seconds, 1..32767
 	OptKeepCnt                    // TCP_KEEPCNT: 1..127
 	OptSynCnt                     // TCP_SYNCNT: SYN retransmissions, 1..127
+	OptDeferAccept                // TCP_DEFER_ACCEPT: seconds, rounded up to whole SYN|ACK retransmissions
 )
 
 // Linux's bounds for the TCP options (include/net/tcp.h).
@@ -210,6 +216,8 @@ func (so *Socket) Option(opt SockOpt) (int, error) {
 		return so.opts.tcp.keepaliveProbes(&s.opts), nil
 	case OptSynCnt:
 		return so.opts.tcp.synRetries(&s.opts), nil
+	case OptDeferAccept:
+		return retransToSecs(so.opts.deferAccept), nil
 	}
 	return 0, syscall.ENOPROTOOPT
 }
@@ -268,6 +276,8 @@ func (so *Socket) SetOption(opt SockOpt, val int) error {
 		} else {
 			so.opts.tcp.keepIntvl = d
 		}
+	case OptDeferAccept:
+		so.opts.deferAccept = secsToRetrans(val)
 	case OptKeepCnt, OptSynCnt:
 		if val < 1 || val > maxKeepCnt {
 			return syscall.EINVAL
@@ -430,6 +440,7 @@ func (so *Socket) Accept() (*Socket, error) {
 	// Like Linux (sk_clone), the child inherits the listener's options,
 	// SO_REUSEADDR included.
 	c := &Socket{s: s, opts: l.child, reuseAddr: so.reuseAddr, e: e, ev: newWaiter(), addr: e.id.LocalAddr, port: e.id.LocalPort}
+	c.opts.deferAccept = 0 // the child's accept queue is its own (inet_csk_clone_lock)
 	e.ev = c.ev
 	return c, nil
 }
@@ -619,4 +630,33 @@ func (so *Socket) LocalAddr() netip.AddrPort {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return addrPort(so.addr, so.port)
+}
+
+// secsToRetrans turns TCP_DEFER_ACCEPT seconds into the SYN|ACK
+// retransmissions that cover them, the timeout doubling from 1 s up to the
+// 120 s maximum (Linux secs_to_retrans).
+func secsToRetrans(secs int) int {
+	if secs <= 0 {
+		return 0
+	}
+	n, timeout, period := 1, 1, 1
+	for secs > period && n < 255 {
+		n++
+		timeout = min(2*timeout, int(rtoMax/time.Second))
+		period += timeout
+	}
+	return n
+}
+
+// retransToSecs is the inverse for getsockopt (Linux retrans_to_secs).
+func retransToSecs(n int) int {
+	if n <= 0 {
+		return 0
+	}
+	timeout, period := 1, 1
+	for ; n > 1; n-- {
+		timeout = min(2*timeout, int(rtoMax/time.Second))
+		period += timeout
+	}
+	return period
 }

@@ -41,6 +41,7 @@ const (
 	cntTCPSynAckRetrans
 	cntTCPListenOverflows
 	cntTCPListenDrops
+	cntTCPDeferAcceptDrops
 	cntTCPSynQueueDrops
 	cntTCPSynCookiesSent
 	cntTCPSynCookiesRecv
@@ -101,6 +102,7 @@ var counterNames = [numCounters]string{
 	cntTCPSynAckRetrans:    "tcp.synack_retrans",
 	cntTCPListenOverflows:  "tcp.listen_overflows",
 	cntTCPListenDrops:      "tcp.listen_drops",
+	cntTCPDeferAcceptDrops: "tcp.defer_accept_drops",
 	cntTCPSynQueueDrops:    "tcp.syn_queue_drops",
 	cntTCPSynCookiesSent:   "tcp.syncookies_sent",
 	cntTCPSynCookiesRecv:   "tcp.syncookies_recv",

@@ -239,3 +239,33 @@ func TestTCPSynCntLimitsConnect(t *testing.T) {
 		t.Fatalf("SO_ERROR %v, want ETIMEDOUT", err)
 	}
 }
+
+// TCP_DEFER_ACCEPT: a bare ACK leaves the connection in SYN-RECV and
+// unaccepted, with no SYN|ACK until the last deferred try; data completes
+// it. 5 s is three retransmissions (1 + 2 + 4 s), read back as 7.
+func TestTCPDeferAcceptWaitsForData(t *testing.T) {
+	h := newHarness(t)
+	l := h.listenSocket(map[SockOpt]int{OptDeferAccept: 5})
+	wantOption(t, l, OptDeferAccept, 7)
+	h.send(seg{flags: flagSYN, seq: 0})
+	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+	h.expectNone()
+	h.wantState("SYN-RECV")
+	if _, err := l.Accept(); err != syscall.EAGAIN {
+		t.Fatalf("accept after a bare ACK: %v, want EAGAIN", err)
+	}
+	// Silence at 1 s and 3 s; the last deferred try at 7 s.
+	h.expectAt(7*time.Second, seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, data: []byte("late")})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 5})
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOption(t, c, OptDeferAccept, 0)
+	buf := make([]byte, 8)
+	if n, _ := c.Read(buf); string(buf[:n]) != "late" {
+		t.Fatalf("read %q", buf[:n])
+	}
+}

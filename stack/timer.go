@@ -47,22 +47,40 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 		e.sendSYN(now, false)
 		return
 	case stateSynRecv:
-		limit := e.s.opts.SynAckRetries
 		if e.active {
-			limit = e.synRetries(&e.s.opts)
-		}
-		if e.retries >= limit {
-			if e.active {
+			if e.retries >= e.synRetries(&e.s.opts) {
 				e.fail(now, syscall.ETIMEDOUT, "SYN|ACK retransmissions exhausted", nil)
-			} else {
-				e.setState(stateClosed, "SYN|ACK retransmissions exhausted", nil)
-				e.destroy()
+				return
 			}
+			e.retries++
+			e.s.inc(cntTCPSynAckRetrans)
+			e.sendSYN(now, true)
 			return
 		}
+		// Linux reqsk_timer_handler and syn_ack_recalc: the listener's
+		// TCP_SYNCNT or tcp_synack_retries; with TCP_DEFER_ACCEPT at
+		// least that many, and once a bare ACK came, no SYN|ACK until
+		// the last deferred try, which gives the peer's ACK to it the
+		// chance to complete the handshake.
+		limit := orDefault(e.synCnt, e.s.opts.SynAckRetries)
+		deferAccept := 0
+		if e.parent != nil {
+			deferAccept = e.parent.child.deferAccept
+		}
+		limit = max(limit, deferAccept)
+		if e.retries >= limit && (!e.deferAcked || e.retries >= deferAccept) {
+			e.setState(stateClosed, "SYN|ACK retransmissions exhausted", nil)
+			e.destroy()
+			return
+		}
+		resend := !e.deferAcked || e.retries >= deferAccept-1
 		e.retries++
-		e.s.inc(cntTCPSynAckRetrans)
-		e.sendSYN(now, true)
+		if resend {
+			e.s.inc(cntTCPSynAckRetrans)
+			e.sendSYN(now, true)
+		} else {
+			e.s.schedule(&e.rtxTimer, now.Add(e.synTimeout()))
+		}
 		return
 	}
 	if !e.canSendData() {
