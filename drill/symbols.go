@@ -60,7 +60,7 @@ var symbols = map[string]int64{
 	"TCP_INQ":              unix.TCP_INQ,
 
 	"IP_BIND_ADDRESS_NO_PORT": unix.IP_BIND_ADDRESS_NO_PORT,
-	"IP_LOCAL_PORT_RANGE":     51, // not in every x/sys version
+	"IP_LOCAL_PORT_RANGE":     unix.IP_LOCAL_PORT_RANGE,
 	"IP_TOS":                  unix.IP_TOS,
 
 	"F_GETFL":    unix.F_GETFL,

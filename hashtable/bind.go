@@ -231,16 +231,36 @@ func (b *Bind) rangeLen() uint32 { return uint32(b.hi-b.lo) + 1 }
 // does, once every port in the range has been tried; the counter is then
 // left as it was.
 func (b *Bind) Ephemeral(local, remote Addr, remotePort uint16, free func(port uint16) bool) (uint16, error) {
+	return b.EphemeralIn(b.lo, b.hi, local, remote, remotePort, free)
+}
+
+// Range narrows the table's ephemeral range to a socket's own lo..hi
+// (Linux's IP_LOCAL_PORT_RANGE, inet_sk_get_local_port_range): each bound
+// is used only if it lies inside the table's range; 0 leaves it alone.
+func (b *Bind) Range(lo, hi uint16) (uint16, uint16) {
+	rlo, rhi := b.lo, b.hi
+	if lo >= rlo && lo <= rhi {
+		rlo = lo
+	}
+	if hi >= rlo && hi <= rhi {
+		rhi = hi
+	}
+	return rlo, rhi
+}
+
+// EphemeralIn is Ephemeral within lo..hi, a part of the table's range
+// that Range gives.
+func (b *Bind) EphemeralIn(lo, hi uint16, local, remote Addr, remotePort uint16, free func(port uint16) bool) (uint16, error) {
 	var msg [10]byte
 	copy(msg[0:4], local[:])
 	copy(msg[4:8], remote[:])
 	binary.BigEndian.PutUint16(msg[8:10], remotePort)
 	h := b.key.sum(msg[:])
 	g := &b.perturb[h%perturbLen]
-	n := b.rangeLen()
+	n := uint32(hi-lo) + 1
 	pos := (uint32(h>>32) + *g) % n
 	for tries := range n {
-		port := b.lo + uint16(pos)
+		port := lo + uint16(pos)
 		if pos++; pos == n {
 			pos = 0
 		}
@@ -264,13 +284,19 @@ func (b *Bind) Ephemeral(local, remote Addr, remotePort uint16, free func(port u
 // bound and syscall.EADDRINUSE (what bind(2) reports) if every port in the
 // range is taken.
 func (b *Bind) EphemeralBind(e BindEntry) (uint16, error) {
+	return b.EphemeralBindIn(b.lo, b.hi, e)
+}
+
+// EphemeralBindIn is EphemeralBind within lo..hi, a part of the table's
+// range that Range gives.
+func (b *Bind) EphemeralBindIn(lo, hi uint16, e BindEntry) (uint16, error) {
 	if _, ok := b.owners[e.Owner]; ok {
 		return 0, syscall.EINVAL
 	}
-	n := b.rangeLen()
+	n := uint32(hi-lo) + 1
 	start := uint32(b.rng.Uint64() % uint64(n))
 	for i := range n {
-		port := b.lo + uint16((start+i)%n)
+		port := lo + uint16((start+i)%n)
 		if !b.InUse(port) {
 			b.insert(e, port)
 			return port, nil

@@ -831,3 +831,28 @@ func BenchmarkEphemeralBind(b *testing.B) {
 		bt.Unbind(1, p)
 	}
 }
+
+// Range narrows the table's range bound by bound, ignoring a bound outside
+// it, as Linux's inet_sk_get_local_port_range.
+func TestBindRange(t *testing.T) {
+	b := NewBind(testSeed(0), 32768, 60999)
+	for _, c := range []struct{ lo, hi, wantLo, wantHi uint16 }{
+		{0, 0, 32768, 60999},
+		{40000, 0, 40000, 60999},
+		{0, 40000, 32768, 40000},
+		{40000, 40010, 40000, 40010},
+		{1000, 2000, 32768, 60999},   // both outside
+		{1000, 33000, 32768, 33000},  // low outside
+		{50000, 61000, 50000, 60999}, // high outside
+	} {
+		if lo, hi := b.Range(c.lo, c.hi); lo != c.wantLo || hi != c.wantHi {
+			t.Errorf("Range(%d, %d) = %d-%d, want %d-%d", c.lo, c.hi, lo, hi, c.wantLo, c.wantHi)
+		}
+	}
+	for range 50 {
+		p, err := b.EphemeralIn(40000, 40001, ipA, ipB, 80, nil)
+		if err != nil || p < 40000 || p > 40001 {
+			t.Fatalf("EphemeralIn(40000, 40001) = %d, %v", p, err)
+		}
+	}
+}

@@ -79,20 +79,22 @@ func (o sockOpts) apply(e *endpoint) {
 type SockOpt int
 
 const (
-	OptReuseAddr   SockOpt = iota // SO_REUSEADDR
-	OptNoDelay                    // TCP_NODELAY
-	OptKeepAlive                  // SO_KEEPALIVE
-	OptLinger                     // SO_LINGER: seconds, -1 off
-	OptRcvBuf                     // SO_RCVBUF, bytes (Linux doubles the value; so do we)
-	OptSndBuf                     // SO_SNDBUF, bytes (doubled)
-	OptMaxSeg                     // TCP_MAXSEG: 0 or 88..32767 bytes
-	OptUserTimeout                // TCP_USER_TIMEOUT: milliseconds, 0 off
-	OptLinger2                    // TCP_LINGER2: seconds (capped at 120), 0 tcp_fin_timeout, <0 abort
-	OptKeepIdle                   // TCP_KEEPIDLE: seconds, 1..32767
-	OptKeepIntvl                  // TCP_KEEPINTVL: seconds, 1..32767
-	OptKeepCnt                    // TCP_KEEPCNT: 1..127
-	OptSynCnt                     // TCP_SYNCNT: SYN retransmissions, 1..127
-	OptDeferAccept                // TCP_DEFER_ACCEPT: seconds, rounded up to whole SYN|ACK retransmissions
+	OptReuseAddr         SockOpt = iota // SO_REUSEADDR
+	OptNoDelay                          // TCP_NODELAY
+	OptKeepAlive                        // SO_KEEPALIVE
+	OptLinger                           // SO_LINGER: seconds, -1 off
+	OptRcvBuf                           // SO_RCVBUF, bytes (Linux doubles the value; so do we)
+	OptSndBuf                           // SO_SNDBUF, bytes (doubled)
+	OptMaxSeg                           // TCP_MAXSEG: 0 or 88..32767 bytes
+	OptUserTimeout                      // TCP_USER_TIMEOUT: milliseconds, 0 off
+	OptLinger2                          // TCP_LINGER2: seconds (capped at 120), 0 tcp_fin_timeout, <0 abort
+	OptKeepIdle                         // TCP_KEEPIDLE: seconds, 1..32767
+	OptKeepIntvl                        // TCP_KEEPINTVL: seconds, 1..32767
+	OptKeepCnt                          // TCP_KEEPCNT: 1..127
+	OptSynCnt                           // TCP_SYNCNT: SYN retransmissions, 1..127
+	OptDeferAccept                      // TCP_DEFER_ACCEPT: seconds, rounded up to whole SYN|ACK retransmissions
+	OptBindAddressNoPort                // IP_BIND_ADDRESS_NO_PORT: bind(port 0) leaves the port to connect()
+	OptLocalPortRange                   // IP_LOCAL_PORT_RANGE: lo | hi<<16 narrows the ephemeral range; 0 each: the stack's
 )
 
 // Linux's bounds for the TCP options (include/net/tcp.h).
@@ -125,6 +127,9 @@ type Socket struct {
 	owner     hashtable.OwnerID // bind-table entry, once bound
 	addr      [4]byte
 	port      uint16
+	addrOnly  bool   // bound to an address, the port left to connect (IP_BIND_ADDRESS_NO_PORT)
+	noPort    bool   // IP_BIND_ADDRESS_NO_PORT
+	portRange uint32 // IP_LOCAL_PORT_RANGE
 	l         *listener
 	e         *endpoint
 	ev        waiter
@@ -168,6 +173,10 @@ func (so *Socket) Option(opt SockOpt) (int, error) {
 	switch opt {
 	case OptReuseAddr:
 		return b(so.reuseAddr), nil
+	case OptBindAddressNoPort:
+		return b(so.noPort), nil
+	case OptLocalPortRange:
+		return int(so.portRange), nil
 	case OptNoDelay:
 		return b(so.opts.nodelay), nil
 	case OptKeepAlive:
@@ -233,6 +242,17 @@ func (so *Socket) SetOption(opt SockOpt, val int) error {
 	switch opt {
 	case OptReuseAddr:
 		so.reuseAddr = val != 0
+		return nil
+	case OptBindAddressNoPort:
+		so.noPort = val != 0
+		return nil
+	case OptLocalPortRange:
+		// Linux do_ip_setsockopt: both bounds set and crossed is EINVAL.
+		lo, hi := uint16(val), uint16(uint32(val)>>16)
+		if lo != 0 && hi != 0 && lo > hi {
+			return syscall.EINVAL
+		}
+		so.portRange = uint32(val)
 		return nil
 	case OptNoDelay:
 		so.opts.nodelay = val != 0
@@ -312,10 +332,26 @@ func (so *Socket) Bind(addr netip.AddrPort) error {
 	if so.closed {
 		return syscall.EBADF
 	}
-	if so.owner != 0 || so.e != nil {
+	if so.owner != 0 || so.e != nil || so.addrOnly {
 		return syscall.EINVAL
 	}
+	if addr.Port() == 0 && so.noPort {
+		// IP_BIND_ADDRESS_NO_PORT: only the address now; connect()
+		// picks the port knowing the destination (__inet_bind).
+		a, err := s.localAddr(addr.Addr())
+		if err != nil {
+			return err
+		}
+		so.addr, so.addrOnly = a, true
+		return nil
+	}
 	return so.bindLocked(addr)
+}
+
+// portBounds is the ephemeral range for this socket: the stack's, narrowed
+// by IP_LOCAL_PORT_RANGE.
+func (so *Socket) portBounds() (lo, hi uint16) {
+	return so.s.bind.Range(uint16(so.portRange), uint16(so.portRange>>16))
 }
 
 func (so *Socket) bindLocked(addr netip.AddrPort) error {
@@ -328,7 +364,8 @@ func (so *Socket) bindLocked(addr netip.AddrPort) error {
 	entry := hashtable.BindEntry{Owner: owner, Addr: a, ReuseAddr: so.reuseAddr}
 	port := addr.Port()
 	if port == 0 {
-		if port, err = s.bind.EphemeralBind(entry); err != nil {
+		lo, hi := so.portBounds()
+		if port, err = s.bind.EphemeralBindIn(lo, hi, entry); err != nil {
 			return err
 		}
 	} else if err := s.bind.Bind(entry, port); err != nil {
@@ -354,7 +391,8 @@ func (so *Socket) Listen(backlog int) error {
 		return nil
 	}
 	if so.owner == 0 {
-		if err := so.bindLocked(netip.AddrPort{}); err != nil {
+		// inet_autobind: a port now, even after IP_BIND_ADDRESS_NO_PORT.
+		if err := so.bindLocked(addrPort(so.addr, 0)); err != nil {
 			return err
 		}
 	}
@@ -403,7 +441,7 @@ func (so *Socket) Connect(addr netip.AddrPort) error {
 			return syscall.EADDRNOTAVAIL
 		}
 	} else {
-		port, err := s.ephemeralFor(id)
+		port, err := s.ephemeralFor(id, uint16(so.portRange), uint16(so.portRange>>16))
 		if err != nil {
 			return err
 		}

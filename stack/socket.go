@@ -311,7 +311,7 @@ func (s *Stack) dialOnce(ctx context.Context, laddr, raddr netip.AddrPort) (*Con
 			return nil, opError("dial", nil, remote, err)
 		}
 	} else {
-		port, err := s.ephemeralFor(id)
+		port, err := s.ephemeralFor(id, 0, 0)
 		if err != nil {
 			s.mu.Unlock()
 			return nil, opError("dial", nil, remote, err)
@@ -362,8 +362,9 @@ func (s *Stack) dialOnce(ctx context.Context, laddr, raddr netip.AddrPort) (*Con
 
 // ephemeralFor picks a local port for id per RFC 6056 (B42): free in the
 // bind table and unused with this remote address and port.
-func (s *Stack) ephemeralFor(id hashtable.FourTuple) (uint16, error) {
-	return s.bind.Ephemeral(id.LocalAddr, id.RemoteAddr, id.RemotePort, func(p uint16) bool {
+func (s *Stack) ephemeralFor(id hashtable.FourTuple, lo, hi uint16) (uint16, error) {
+	lo, hi = s.bind.Range(lo, hi)
+	return s.bind.EphemeralIn(lo, hi, id.LocalAddr, id.RemoteAddr, id.RemotePort, func(p uint16) bool {
 		t := id
 		t.LocalPort = p
 		_, taken := s.est.Lookup(t)

@@ -269,3 +269,68 @@ func TestTCPDeferAcceptWaitsForData(t *testing.T) {
 		t.Fatalf("read %q", buf[:n])
 	}
 }
+
+// IP_LOCAL_PORT_RANGE narrows the ephemeral range of bind(port 0) and
+// connect() to the part inside the stack's; bounds outside it are ignored,
+// crossed ones refused.
+func TestLocalPortRangeNarrowsEphemeralPorts(t *testing.T) {
+	h := newHarness(t) // 32768-60999
+	so := h.s.NewSocket()
+	if err := so.SetOption(OptLocalPortRange, 50000|40000<<16); err != syscall.EINVAL {
+		t.Fatalf("crossed range: %v, want EINVAL", err)
+	}
+	for i := 0; i < 20; i++ {
+		so := h.s.NewSocket()
+		so.SetOption(OptLocalPortRange, 40000|40009<<16)
+		if err := so.Bind(netip.AddrPort{}); err != nil {
+			t.Fatal(err)
+		}
+		if p := so.LocalAddr().Port(); p < 40000 || p > 40009 {
+			t.Fatalf("bind(0) got port %d, want 40000-40009", p)
+		}
+		so.Close()
+	}
+	// A low bound below the stack's range is ignored: 32768..32770.
+	for i := 0; i < 3; i++ {
+		so := h.s.NewSocket()
+		so.SetOption(OptLocalPortRange, 1000|32770<<16)
+		if err := so.Connect(netip.AddrPortFrom(netip.AddrFrom4(peerAddr), 9)); err != syscall.EINPROGRESS {
+			t.Fatalf("connect %d: %v", i, err)
+		}
+		if p := so.LocalAddr().Port(); p < 32768 || p > 32770 {
+			t.Fatalf("connect got port %d, want 32768-32770", p)
+		}
+	}
+	so = h.s.NewSocket()
+	so.SetOption(OptLocalPortRange, 1000|32770<<16)
+	if err := so.Connect(netip.AddrPortFrom(netip.AddrFrom4(peerAddr), 9)); err != syscall.EADDRNOTAVAIL {
+		t.Fatalf("fourth connect into three ports: %v, want EADDRNOTAVAIL", err)
+	}
+}
+
+// IP_BIND_ADDRESS_NO_PORT: bind(port 0) takes the address only; connect()
+// then picks the port, and a second bind is refused as for a bound socket.
+func TestBindAddressNoPortDefersThePort(t *testing.T) {
+	h := newHarness(t)
+	so := h.s.NewSocket()
+	so.SetOption(OptBindAddressNoPort, 1)
+	wantOption(t, so, OptBindAddressNoPort, 1)
+	if err := so.Bind(netip.AddrPortFrom(netip.AddrFrom4(stackAddr), 0)); err != nil {
+		t.Fatal(err)
+	}
+	if p := so.LocalAddr().Port(); p != 0 {
+		t.Fatalf("port %d after bind, want 0 (deferred)", p)
+	}
+	if h.s.bind.Len() != 0 {
+		t.Fatalf("bind table holds %d entries, want none before connect", h.s.bind.Len())
+	}
+	if err := so.Bind(netip.AddrPortFrom(netip.AddrFrom4(stackAddr), 0)); err != syscall.EINVAL {
+		t.Fatalf("second bind: %v, want EINVAL", err)
+	}
+	if err := so.Connect(netip.AddrPortFrom(netip.AddrFrom4(peerAddr), 9)); err != syscall.EINPROGRESS {
+		t.Fatal(err)
+	}
+	if p := so.LocalAddr().Port(); p < 32768 || p > 60999 {
+		t.Fatalf("port %d after connect, want an ephemeral one", p)
+	}
+}
