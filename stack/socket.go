@@ -769,6 +769,75 @@ func (c *Conn) SetKeepAlive(on bool) error {
 	return nil
 }
 
+// SetKeepAlivePeriod is TCP_KEEPIDLE, as in Go's net package: rounded up
+// to whole seconds, zero meaning Go's default of 15 s and a negative value
+// leaving it unchanged.
+func (c *Conn) SetKeepAlivePeriod(d time.Duration) error {
+	return c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: c.keepAliveOn(), Idle: d, Interval: -1, Count: -1})
+}
+
+// SetKeepAliveConfig is net.TCPConn's: SO_KEEPALIVE with TCP_KEEPIDLE,
+// TCP_KEEPINTVL and TCP_KEEPCNT (B23). Zero fields take Go's defaults
+// (15 s, 15 s, 9), negative ones are left unchanged; out of Linux's range
+// (1..32767 s, 1..127) is EINVAL.
+func (c *Conn) SetKeepAliveConfig(config net.KeepAliveConfig) error {
+	idle := keepaliveSecs(config.Idle, 15*time.Second)
+	intvl := keepaliveSecs(config.Interval, 15*time.Second)
+	count := config.Count
+	if count == 0 {
+		count = 9
+	}
+	if idle > maxKeepIdle || intvl > maxKeepIdle || count > maxKeepCnt {
+		return c.err("set", syscall.EINVAL)
+	}
+	s := c.s
+	s.mu.Lock()
+	e := c.e
+	if idle > 0 {
+		e.keepIdle = time.Duration(idle) * time.Second
+	}
+	if intvl > 0 {
+		e.keepIntvl = time.Duration(intvl) * time.Second
+	}
+	if count > 0 {
+		e.keepCnt = count
+	}
+	s.mu.Unlock()
+	return c.SetKeepAlive(config.Enable)
+}
+
+// keepaliveSecs rounds d up to seconds as Go's net package does: 0 takes
+// def, and a negative d stays negative (leave unchanged).
+func keepaliveSecs(d, def time.Duration) int {
+	switch {
+	case d < 0:
+		return -1
+	case d == 0:
+		d = def
+	}
+	return int((d + time.Second - 1) / time.Second)
+}
+
+func (c *Conn) keepAliveOn() bool {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	return c.e.keepalive
+}
+
+// SetUserTimeout is TCP_USER_TIMEOUT (tcp(7), RFC 5482): how long sent
+// data may stay unacknowledged, or window probes and keepalives
+// unanswered, before the connection fails with ETIMEDOUT; zero restores
+// the retry counts (tcp_retries2, tcp_keepalive_probes).
+func (c *Conn) SetUserTimeout(d time.Duration) error {
+	if d < 0 {
+		return c.err("set", syscall.EINVAL)
+	}
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	c.e.userTimeout = d.Truncate(time.Millisecond)
+	return nil
+}
+
 // SetNoDelay is TCP_NODELAY; on by default, as in Go's net package.
 func (c *Conn) SetNoDelay(on bool) error {
 	s := c.s

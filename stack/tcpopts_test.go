@@ -2,6 +2,7 @@ package stack
 
 import (
 	"errors"
+	"net"
 	"net/netip"
 	"syscall"
 	"testing"
@@ -332,5 +333,46 @@ func TestBindAddressNoPortDefersThePort(t *testing.T) {
 	}
 	if p := so.LocalAddr().Port(); p < 32768 || p > 60999 {
 		t.Fatalf("port %d after connect, want an ephemeral one", p)
+	}
+}
+
+// Conn.SetKeepAliveConfig is net.TCPConn's: with Idle 2 s, Interval 1 s
+// and Count 2 the probes go at 2 s and 3 s of silence and the RST at 4 s;
+// out-of-range values are EINVAL in an *OpError.
+func TestConnSetKeepAliveConfig(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	if err := c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Count: 200}); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("Count 200: %v, want EINVAL", err)
+	}
+	if err := c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 1500 * time.Millisecond, Interval: time.Second, Count: 2}); err != nil {
+		t.Fatal(err)
+	}
+	// Idle rounds up to 2 s, as Go's net package does.
+	h.expectAt(2*time.Second, seg{flags: flagACK, seq: 0, ack: 1})
+	h.expectAt(3*time.Second, seg{flags: flagACK, seq: 0, ack: 1})
+	h.expectAt(4*time.Second, seg{flags: flagRST | flagACK, seq: 1, ack: 1})
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("read: %v, want ETIMEDOUT", err)
+	}
+}
+
+// Conn.SetUserTimeout is TCP_USER_TIMEOUT for Go programs.
+func TestConnSetUserTimeout(t *testing.T) {
+	h := newHarness(t)
+	c := h.handshake(h.listen(5))
+	if err := c.SetUserTimeout(-time.Second); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("negative: %v, want EINVAL", err)
+	}
+	c.SetUserTimeout(500 * time.Millisecond)
+	c.Write([]byte("data"))
+	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
+	h.expectAt(200*time.Millisecond, seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
+	h.expectAt(600*time.Millisecond, seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
+	// 500 ms after the first retransmission: the next timer is cut to 700 ms.
+	h.advance(702*time.Millisecond - h.now())
+	h.expectNone()
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
+		t.Fatalf("read: %v, want ETIMEDOUT", err)
 	}
 }
