@@ -75,25 +75,28 @@ type endpoint struct {
 	highRxt    seqnum // recovery: retransmitted up to here (RFC 6675)
 
 	// Retransmission timer state (RFC 6298).
-	srtt       time.Duration
-	rttvar     time.Duration
-	rto        time.Duration
-	rttTiming  bool
-	rttSeq     seqnum
-	rttStart   time.Time
-	backoff    int       // RTO expirations in a row
-	rtxStart   time.Time // when the current run of retransmissions began
-	retries    int       // SYN / SYN|ACK retransmissions so far
-	synStart   time.Time // when the first SYN left
-	persist    bool      // rtxTimer is the persist timer (B21)
-	tlpArmed   bool      // rtxTimer is the tail loss probe timer (RFC 8985)
-	tlpOut     bool      // a probe is unanswered: the next expiry is the RTO
-	probes     int       // unanswered zero-window or keepalive probes
-	probesAt   time.Time // first zero-window probe of this run (icsk_probes_tstamp)
-	deferAcked bool      // SYN-RECV: a bare ACK came, ignored for TCP_DEFER_ACCEPT
-	lastRecv   time.Time
-	isnOver    seqnum // ISN chosen by TIME_WAIT reuse (B37), if isnSet
-	isnSet     bool
+	srtt      time.Duration
+	rttvar    time.Duration
+	rto       time.Duration
+	rttTiming bool
+	rttSeq    seqnum
+	rttStart  time.Time
+	backoff   int       // RTO expirations in a row
+	rtxStart  time.Time // when the current run of retransmissions began
+	retries   int       // SYN / SYN|ACK retransmissions so far
+	synStart  time.Time // when the first SYN left
+	persist   bool      // rtxTimer is the persist timer (B21)
+	tlpArmed  bool      // rtxTimer is the tail loss probe timer (RFC 8985)
+	tlpOut    bool      // a probe is unanswered: the next expiry is the RTO
+	probes    int       // unanswered zero-window or keepalive probes
+	probesAt  time.Time // first zero-window probe of this run (icsk_probes_tstamp)
+	lastRecv  time.Time
+	isnOver   seqnum // ISN chosen by TIME_WAIT reuse (B37), if isnSet
+	isnSet    bool
+
+	// Passive open.
+	deferAcked bool // SYN-RECV: a bare ACK came, ignored for TCP_DEFER_ACCEPT
+	fromCookie bool // made from a SYN cookie's ACK: no SYN-RECV to wait in
 
 	// ACK policy (B22).
 	quickACKs  int
@@ -310,7 +313,7 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 			e.s.sendResetFor(sg)
 			return
 		}
-		if l := e.parent; l != nil && !e.active && e.retries < l.child.deferAccept && sg.seq.add(sg.seqLen()) == e.irs.add(1) {
+		if l := e.parent; l != nil && !e.active && !e.fromCookie && e.retries < l.child.deferAccept && sg.seq.add(sg.seqLen()) == e.irs.add(1) {
 			// TCP_DEFER_ACCEPT: a bare ACK does not complete the
 			// handshake; the connection waits for data (tcp_check_req).
 			e.deferAcked = true

@@ -204,6 +204,7 @@ func (l *listener) cookieACK(now time.Time, sg *segment) bool {
 	}
 	l.synQ[e] = struct{}{}
 	s.inc(cntTCPPassiveOpens)
+	e.fromCookie = true // cookie_v4_check completes it: TCP_DEFER_ACCEPT does not apply
 	e.setState(stateSynRecv, "ACK with a valid SYN cookie", sg)
 	e.process(now, sg)
 	if e.state == stateSynRecv {
