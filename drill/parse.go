@@ -98,6 +98,14 @@ func (p *parser) parseScript() (err error) {
 			p.parseOption()
 		case p.peek() == '`' && len(p.script.Events) == 0 && p.script.Init == nil:
 			p.script.Init = p.parseShell()
+		case p.peek() == '`' && len(p.script.Events) > 0 && p.script.Cleanup == nil:
+			// An untimed command after the events: the cleanup command,
+			// which must end the script.
+			p.script.Cleanup = p.parseShell()
+			p.skipSpace()
+			if !p.eof() {
+				p.failAt(p.pos(), "expected the end of the script after the cleanup command on line %d (an untimed `command` must come last)", pos.Line)
+			}
 		default:
 			ev := p.parseEvent()
 			if len(p.script.Events) == 0 && ev.Time.Kind == TimeAbsolute && ev.Time.Start != 0 {
@@ -755,6 +763,7 @@ func (p *parser) parseSyscall() *Syscall {
 		if p.peek() != '(' {
 			p.expected("( after the syscall name " + name)
 		}
+		p.skipBalanced() // the arguments may span lines (recvmsg's msghdr)
 		p.restOfLine()
 		p.unsupported(pos, "syscall "+name+"()")
 		return nil
@@ -811,6 +820,31 @@ func (p *parser) parseSyscall() *Syscall {
 	return sc
 }
 
+// skipBalanced skips from an opening bracket to the one that closes it,
+// across lines, nested (), [] and {} and strings included.
+func (p *parser) skipBalanced() {
+	pos := p.pos()
+	depth := 0
+	for !p.eof() {
+		switch c := p.advance(); c {
+		case '(', '[', '{':
+			depth++
+		case ')', ']', '}':
+			if depth--; depth == 0 {
+				return
+			}
+		case '"':
+			for !p.eof() && p.peek() != '"' && p.peek() != '\n' {
+				p.advance()
+			}
+			if !p.eof() && p.peek() == '"' {
+				p.advance()
+			}
+		}
+	}
+	p.failAt(pos, "expected ) to close this argument list, found end of file")
+}
+
 // parseExpr parses an argument: integers, symbols, `...`, [list],
 // {name=value, ...}, "string", joined with |.
 func (p *parser) parseExpr() *Expr {
@@ -861,8 +895,14 @@ func (p *parser) parsePrimary() *Expr {
 			if name == "" {
 				p.expected("a field name in {name=value}")
 			}
+			f := Field{Name: name}
+			if p.accept("(") { // msg_iov(1)=[...], msg_name(...)=...
+				f.Arg = p.parseExpr()
+				p.expect(")")
+			}
 			p.expect("=")
-			e.Fields = append(e.Fields, Field{Name: name, Value: p.parseExpr()})
+			f.Value = p.parseExpr()
+			e.Fields = append(e.Fields, f)
 			if p.accept(",") {
 				continue
 			}

@@ -99,6 +99,9 @@ func TestParseUnsupported(t *testing.T) {
 		{"0 < icmp unreachable frag_needed mtu 1200 [1:1461(1460)]\n", "icmp packet"},
 		{"0 > S 0:0(0) <mss 1460,FO abcd,nop,nop>\n", "TCP option FO"},
 		{"0 sendmsg(3, {msg_name(...)=...}, 0) = 0\n", "syscall sendmsg()"},
+		// Arguments over several lines, as the kernel's selftests write
+		// recvmsg: skipped whole, and the script parses on.
+		{"0 recvmsg(3, {msg_name(...)=...,\n\tmsg_iov(1)=[{..., 1000}],\n\tmsg_control=[{cmsg_data=9000}]}, 0) = 1000\n+0 close(3) = 0\n", "syscall recvmsg()"},
 		{"0 setsockopt(3, SOL_TCP, TCP_ZEROCOPY_RECEIVE, [1], 4) = 0\n", "symbol TCP_ZEROCOPY_RECEIVE"},
 		{"0 %{ assert tcpi_rtt > 0 }%\n", "python block %{ }%"},
 		{"0 > [ect0] S. 0:0(0) ack 1\n", "IP header check [...] (ECN/TOS/TTL)"},
@@ -130,6 +133,7 @@ func TestParseErrors(t *testing.T) {
 		{"0 hello\n", `t.pkt:1:8: expected ( after the syscall name hello, found end of line`},
 		{"0 1:1(0)\n", `t.pkt:1:3: expected a syscall, packet (< or >) or ` + "`command`" + `, found "1"`},
 		{"0 > S. 0:0(0) ack 1 <...>\n+0 < S 0:0(0) win 1 <...>\n", "t.pkt:2:8: <...> (options not checked) is allowed on outbound packets only"},
+		{"0 close(3) = 0\n`cleanup.sh`\n+0 close(4) = 0\n", "t.pkt:3:1: expected the end of the script after the cleanup command on line 2 (an untimed `command` must come last)"},
 	} {
 		_, err := Parse("t.pkt", []byte(tc.src))
 		var se *SyntaxError
@@ -166,5 +170,14 @@ func TestShellCommands(t *testing.T) {
 	}
 	if _, err := parseShellCommand(`sysctl -w net.ipv4.tcp_rmem="4096`); err == nil {
 		t.Error("an unterminated quote accepted")
+	}
+}
+
+// An untimed command after the last event is packetdrill's cleanup command:
+// recorded, not run, and the script's events are all there.
+func TestParseCleanupCommand(t *testing.T) {
+	s := mustParse(t, "`./defaults.sh`\n0 close(3) = 0\n+0 close(4) = 0\n\n`/tmp/sysctl_restore_${PPID}.sh`\n")
+	if s.Init == nil || s.Cleanup == nil || s.Cleanup.Command != "/tmp/sysctl_restore_${PPID}.sh" || len(s.Events) != 2 {
+		t.Fatalf("init %v, cleanup %v, %d events", s.Init, s.Cleanup, len(s.Events))
 	}
 }

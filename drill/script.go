@@ -14,6 +14,10 @@ type Script struct {
 	// event), or nil.
 	Init   *Shell
 	Events []*Event
+	// Cleanup is the back-quoted command after the last event (packetdrill's
+	// cleanup command), or nil. It is not run: every run's stack, and the
+	// Linux namespace, is thrown away afterwards.
+	Cleanup *Shell
 	// Unsupported names the features the script uses that drill does not
 	// implement, in order of first use. A script with any is skipped.
 	Unsupported []Feature
@@ -121,7 +125,9 @@ type Expr struct {
 
 // Field is one name=value of a struct argument.
 type Field struct {
-	Name  string
+	Name string
+	// Arg is the parenthesized part of `msg_iov(1)=...`, or nil.
+	Arg   *Expr
 	Value *Expr
 }
 
