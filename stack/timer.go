@@ -310,8 +310,11 @@ func (e *endpoint) congestionOnAck(now time.Time, acked uint32) {
 	mss := uint32(e.effMSS())
 	if e.inRecovery {
 		if e.sndUna.geq(e.recover) {
+			// Full ACK: deflate to ssthresh (RFC 5681 3.2 step 6; the
+			// second choice of RFC 6582 3.2, as Linux's
+			// tcp_end_cwnd_reduction).
 			e.inRecovery = false
-			e.cwnd = max(min(e.ssthresh, e.flight()+mss), mss)
+			e.cwnd = max(e.ssthresh, mss)
 		} else {
 			// Partial ACK: retransmit the next hole, deflate.
 			if e.retransmitLostHoles(now, 2) == 0 && e.highRxt.leq(e.sndUna) {
