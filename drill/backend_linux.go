@@ -42,6 +42,10 @@ type linuxBackend struct {
 	call *linuxCall // the blocked call
 	// Notes are settings the namespace refused (recorded, not fatal).
 	Notes []string
+	// cc is the congestion control every socket gets with TCP_CONGESTION
+	// when the namespace refused it as its default (only the initial
+	// namespace may default to a restricted algorithm such as cubic).
+	cc string
 }
 
 // linuxCall is a system call running on its own locked OS thread.
@@ -100,8 +104,14 @@ func (l *linuxBackend) Start(p *Profile) error {
 			if p.Explicit(name) {
 				return unsupported("sysctl %s=%s in a network namespace: %v", name, p.Get(name), err)
 			}
-			// Defaults a namespace cannot take (cubic when only reno and
-			// bbr are allowed) are recorded, not fatal (packetdrill.md §10).
+			// Defaults a namespace cannot take are recorded, not fatal
+			// (packetdrill.md §10). The congestion control is then set
+			// on each socket instead, which root may do (accepted
+			// sockets inherit it, tcp_ca_openreq_child).
+			if name == "net.ipv4.tcp_congestion_control" {
+				l.cc = p.Get(name)
+				continue
+			}
 			l.Notes = append(l.Notes, fmt.Sprintf("%s=%s not set: %v", name, p.Get(name), err))
 		}
 	}
@@ -247,6 +257,12 @@ func (l *linuxBackend) Do(op *Op) (Result, bool, error) {
 		err := l.ns.Do(func() error {
 			var err error
 			fd, err = unix.Socket(unix.AF_INET, typ, unix.IPPROTO_TCP)
+			if err == nil && l.cc != "" {
+				if cerr := unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, l.cc); cerr != nil {
+					unix.Close(fd)
+					return fmt.Errorf("linux: TCP_CONGESTION %s: %w", l.cc, cerr)
+				}
+			}
 			return err
 		})
 		if err != nil {

@@ -70,6 +70,12 @@ var ustackSysctls = map[string]func(o *stack.Options, p *Profile){
 	"net.ipv4.tcp_keepalive_probes": func(o *stack.Options, p *Profile) {
 		o.KeepaliveProbes = p.Int("net.ipv4.tcp_keepalive_probes", 9)
 	},
+	"net.ipv4.tcp_congestion_control": func(o *stack.Options, p *Profile) {
+		o.CongestionControl = stack.CongestionCubic
+		if p.Get("net.ipv4.tcp_congestion_control") == "reno" {
+			o.CongestionControl = stack.CongestionReno
+		}
+	},
 }
 
 // ustackAbsent are sysctls for Linux features ustack does not have, so
@@ -87,6 +93,9 @@ func (u *ustackNet) start(p *Profile) error {
 		}
 		if ustackSysctls[name] == nil {
 			return unsupported("sysctl %s=%s on ustack", name, p.Get(name))
+		}
+		if v := p.Get(name); name == "net.ipv4.tcp_congestion_control" && v != "cubic" && v != "reno" {
+			return unsupported("sysctl %s=%s on ustack (it has cubic and reno)", name, v)
 		}
 	}
 	u.clock = timers.NewVirtual(ustackEpoch)

@@ -58,6 +58,10 @@ type Options struct {
 	Timeout time.Duration
 	// Verbose, when set, receives a trace of every event.
 	Verbose io.Writer
+	// Context, when set, stops a run when it is cancelled (an interrupted
+	// `ustack drill`): the backend is closed all the same, so the Linux
+	// backend's namespace is deleted.
+	Context context.Context
 }
 
 // DefaultTimeout is the per-script wall-clock limit.
@@ -111,7 +115,11 @@ func RunScript(s *Script, stackName string, opts Options) Report {
 	if timeout == 0 {
 		timeout = DefaultTimeout
 	}
-	err = runOn(s, events, newBackend(), profile, timeout, opts.Verbose)
+	parent := opts.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	err = runOn(parent, s, events, newBackend(), profile, timeout, opts.Verbose)
 	var u *Unsupported
 	var f *Failure
 	switch {
@@ -170,8 +178,8 @@ func setupProfile(s *Script) (*Profile, []*Event, error) {
 // runOn runs events on b within timeout. The interpreter runs on its own
 // goroutine so that a stack that hangs (a Linux call that never returns)
 // is cut off; closing the backend then releases it.
-func runOn(s *Script, events []*Event, b Backend, p *Profile, timeout time.Duration, verbose io.Writer) (err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+func runOn(parent context.Context, s *Script, events []*Event, b Backend, p *Profile, timeout time.Duration, verbose io.Writer) (err error) {
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	if err := b.Start(p); err != nil {
 		b.Close()
@@ -205,6 +213,9 @@ func runOn(s *Script, events []*Event, b Backend, p *Profile, timeout time.Durat
 	}
 	if errors.Is(err, errTimeout) {
 		err = &Failure{Msg: fmt.Sprintf("timed out after %v (the stack hung or the script waits forever)", timeout)}
+		if parent.Err() != nil {
+			err = &Failure{Msg: "interrupted"}
+		}
 	}
 	if cerr := b.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("closing %s: %w", b.Name(), cerr)

@@ -77,6 +77,9 @@ type Options struct {
 	// TailLossProbes is net.ipv4.tcp_early_retrans 3 or 4: probe the
 	// tail of a flight before the RTO (RFC 8985).
 	TailLossProbes bool
+	// CongestionControl is net.ipv4.tcp_congestion_control: CUBIC by
+	// default, as Linux.
+	CongestionControl CongestionControl
 
 	// Packet, when set, sees every packet in (out=false) and out (out=true),
 	// including the loopback path. pkt is only valid during the call.

@@ -348,10 +348,17 @@ func TestB21BackoffEndsWhenWindowOpens(t *testing.T) {
 	h.expectAt(start+200*time.Millisecond, seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("x")})
 }
 
-// B20: a second timeout for the same data leaves ssthresh where the first
-// one put it (RFC 5681 3.1, Linux tcp_enter_loss).
+// B20: a timeout sets ssthresh from cwnd, 0.7 of it with CUBIC and half
+// with Reno, and a second timeout for the same data leaves it where the
+// first put it (RFC 5681 3.1, Linux tcp_enter_loss).
 func TestB20SsthreshOnRepeatedRTO(t *testing.T) {
-	h := newHarness(t)
+	for _, cc := range []CongestionControl{CongestionCubic, CongestionReno} {
+		t.Run(cc.String(), func(t *testing.T) { testSsthreshOnRepeatedRTO(t, cc) })
+	}
+}
+
+func testSsthreshOnRepeatedRTO(t *testing.T, cc CongestionControl) {
+	h := newHarness(t, func(o *Options) { o.CongestionControl = cc })
 	c := h.handshake(h.listen(5))
 	c.Write(make([]byte, 10*smss))
 	for i := 0; i < 10; i++ {
@@ -364,8 +371,12 @@ func TestB20SsthreshOnRepeatedRTO(t *testing.T) {
 	}
 	h.expectAt(200*time.Millisecond, seg{flags: flagACK, seq: 1, ack: 1, n: smss})
 	first := ssthresh()
-	if first != 5*smss {
-		t.Fatalf("ssthresh after the first RTO %d, want FlightSize/2 = %d", first, 5*smss)
+	want := uint32(7 * smss) // 10 * 717/1024 segments (tcp_cubic)
+	if cc == CongestionReno {
+		want = 5 * smss
+	}
+	if first != want {
+		t.Fatalf("ssthresh after the first RTO %d, want %d", first, want)
 	}
 	h.expectAt(600*time.Millisecond, seg{flags: flagACK, seq: 1, ack: 1, n: smss})
 	if got := ssthresh(); got != first {

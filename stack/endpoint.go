@@ -98,6 +98,13 @@ type endpoint struct {
 	deferAcked bool // SYN-RECV: a bare ACK came, ignored for TCP_DEFER_ACCEPT
 	fromCookie bool // made from a SYN cookie's ACK: no SYN-RECV to wait in
 
+	// Congestion control (cc.go).
+	cubic        cubic
+	cwndCnt      uint32 // segments ACKed toward the next cwnd increase (snd_cwnd_cnt)
+	cwndLimited  bool   // cwnd limited the flight of this window (is_cwnd_limited)
+	maxFlight    uint32 // the most in flight this window (max_packets_out), bytes
+	cwndUsageSeq seqnum // the window those two describe ends here
+
 	// ACK policy (B22).
 	quickACKs  int
 	pingpong   bool      // interactive: we answered within the ATO (Linux pingpong mode)
@@ -451,7 +458,7 @@ func (e *endpoint) completePassiveOpen(now time.Time, sg *segment) bool {
 		return false
 	}
 	if e.rttTiming && e.retries == 0 {
-		e.rttSample(now.Sub(e.rttStart)) // Linux tcp_synack_rtt_meas
+		e.rttSample(now, now.Sub(e.rttStart)) // Linux tcp_synack_rtt_meas
 	}
 	e.rttTiming = false
 	delete(l.synQ, e)
@@ -530,6 +537,7 @@ func (e *endpoint) ackInput(now time.Time, sg *segment) bool {
 		}
 	}
 
+	sackedBefore := e.sackedBytes()
 	newSACK := e.updateScoreboard(sg)
 	acked := ack.sub(e.sndUna)
 	if acked == 0 {
@@ -544,13 +552,13 @@ func (e *endpoint) ackInput(now time.Time, sg *segment) bool {
 		return true
 	}
 
-	e.onNewAck(now, sg, acked)
+	e.onNewAck(now, sg, acked, sackedBefore)
 	return true
 }
 
 // onNewAck takes newly acknowledged bytes off the send queue and updates
 // the RTT estimate, the congestion window and the timers.
-func (e *endpoint) onNewAck(now time.Time, sg *segment, acked uint32) {
+func (e *endpoint) onNewAck(now time.Time, sg *segment, acked, sackedBefore uint32) {
 	ack := sg.ack
 	dataAcked := int(acked)
 	// Our FIN follows the queued data; an ACK beyond that end acks it, even
@@ -586,10 +594,10 @@ func (e *endpoint) onNewAck(now time.Time, sg *segment, acked uint32) {
 	// from a retransmitted segment, which backoff > 0 marks.
 	if e.tsOK && sg.opts.HasTS && sg.opts.TSEcr != 0 && e.backoff == 0 {
 		if d := int32(e.s.tsNow(now) + e.tsOff - sg.opts.TSEcr); d >= 0 {
-			e.rttSample(time.Duration(d) * time.Millisecond)
+			e.rttSample(now, time.Duration(d)*time.Millisecond)
 		}
 	} else if e.rttTiming && ack.gt(e.rttSeq) {
-		e.rttSample(now.Sub(e.rttStart))
+		e.rttSample(now, now.Sub(e.rttStart))
 	}
 	if e.rttTiming && ack.gt(e.rttSeq) {
 		e.rttTiming = false
@@ -597,7 +605,10 @@ func (e *endpoint) onNewAck(now time.Time, sg *segment, acked uint32) {
 	e.backoff = 0
 	e.rtxStart = time.Time{}
 
-	e.congestionOnAck(now, acked)
+	// What this ACK delivered: newly acked or SACKed, not what an earlier
+	// SACK already counted (Linux's acked_sacked).
+	delivered := acked + e.sackedBytes() - sackedBefore
+	e.congestionOnAck(now, acked, delivered)
 
 	e.tlpOut = false
 	if e.sndUna == e.sndMax {
@@ -635,10 +646,11 @@ func (e *endpoint) onNewAck(now time.Time, sg *segment, acked uint32) {
 }
 
 // rttSample feeds the RFC 6298 estimator; the minimum RTO is Linux's 200 ms.
-func (e *endpoint) rttSample(r time.Duration) {
+func (e *endpoint) rttSample(now time.Time, r time.Duration) {
 	if r <= 0 {
 		r = time.Microsecond
 	}
+	e.ccRTTSample(now, r)
 	if e.srtt == 0 {
 		e.srtt = r
 		e.rttvar = r / 2
@@ -965,7 +977,7 @@ func (e *endpoint) synSentInput(now time.Time, sg *segment) {
 	if sg.has(flagACK) {
 		e.sndUna = sg.ack
 		if e.rttTiming && e.retries == 0 {
-			e.rttSample(now.Sub(e.rttStart))
+			e.rttSample(now, now.Sub(e.rttStart))
 		}
 		e.rttTiming = false
 		e.setState(stateEstablished, "SYN|ACK", sg)

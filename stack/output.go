@@ -30,6 +30,7 @@ func (e *endpoint) output(now time.Time) {
 // one MSS from SND.NXT while the windows allow, the FIN after the last byte.
 func (e *endpoint) sendData(now time.Time) {
 	mss := e.dataRoom()
+	sent := false
 	for {
 		dataEnd := e.sndUna.add(uint32(e.sndBuf.Len()))
 		if e.sndNxt.gt(dataEnd) {
@@ -94,6 +95,7 @@ func (e *endpoint) sendData(now time.Time) {
 			e.pingpong = true // a reply within the ATO (Linux tcp_event_data_sent)
 		}
 		e.sendSegmentGSO(now, seq, flags, int(seq.sub(e.sndUna)), n, gso)
+		sent = true
 		if retransmit {
 			e.s.inc(cntTCPRetransSegs)
 		} else if !e.rttTiming && !e.tsOK {
@@ -117,6 +119,9 @@ func (e *endpoint) sendData(now time.Time) {
 		if fin {
 			break
 		}
+	}
+	if limited := e.flight() >= e.cwnd; sent || limited {
+		e.noteCwndUsage(limited) // tcp_write_xmit's tcp_cwnd_validate
 	}
 	// B21: data waits behind a zero window with nothing in flight to
 	// bring an ACK: the persist timer probes.

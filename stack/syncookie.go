@@ -218,7 +218,7 @@ func (l *listener) cookieACK(now time.Time, sg *segment) bool {
 		// No SYN|ACK was timed; its TSval echo gives the RTT (Linux
 		// tcp_ack_update_rtt falls back on TSecr the same way).
 		if d := int32(s.tsNow(now) + e.tsOff - sg.opts.TSEcr); d >= 0 {
-			e.rttSample(time.Duration(d) * time.Millisecond)
+			e.rttSample(now, time.Duration(d)*time.Millisecond)
 		}
 	}
 	return true

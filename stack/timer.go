@@ -125,8 +125,9 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 	// 3.1, Linux tcp_enter_loss), as it does in fast recovery, which has
 	// set it already.
 	if e.backoff == 0 && !e.inRecovery {
-		e.ssthresh = max(e.flight()/2, uint32(2*e.effMSS()))
+		e.ssthresh = e.ccSsthresh() // tcp_enter_loss
 	}
+	e.ccOnRTO()
 	e.recover = e.sndMax // RFC 6582 4.2: no fast retransmit for what the RTO resends
 	e.cwnd = uint32(e.effMSS())
 	e.inRecovery = false
@@ -303,10 +304,9 @@ func (e *endpoint) onTimeWaitTimer(now time.Time) {
 	e.destroy()
 }
 
-// congestionOnAck grows the congestion window for acked bytes (RFC 5681
-// 3.1, with appropriate byte counting limited to one SMSS per ACK) and
-// handles NewReno partial and full ACKs (RFC 6582 3.2).
-func (e *endpoint) congestionOnAck(now time.Time, acked uint32) {
+// congestionOnAck handles NewReno partial and full ACKs in recovery (RFC
+// 6582 3.2); outside it, cwnd grows as the congestion control says (cc.go).
+func (e *endpoint) congestionOnAck(now time.Time, acked, delivered uint32) {
 	mss := uint32(e.effMSS())
 	if e.inRecovery {
 		if e.sndUna.geq(e.recover) {
@@ -330,14 +330,7 @@ func (e *endpoint) congestionOnAck(now time.Time, acked uint32) {
 		}
 	}
 	e.dupAcks = 0
-	if e.cwnd < e.ssthresh {
-		e.cwnd += min(acked, mss)
-	} else {
-		e.cwnd += max(mss*mss/e.cwnd, 1)
-	}
-	if limit := uint32(e.s.opts.SendBuffer) * 2; e.cwnd > limit {
-		e.cwnd = limit
-	}
+	e.ccOnAck(now, delivered)
 }
 
 // onDupAck counts duplicate ACKs; the third starts fast retransmit and
@@ -354,7 +347,7 @@ func (e *endpoint) onDupAck(now time.Time) {
 			return // RFC 6582 4.1: no new recovery for the same loss
 		}
 		e.s.inc(cntTCPFastRetrans)
-		e.ssthresh = max(e.flight()/2, 2*mss)
+		e.ssthresh = e.ccSsthresh()
 		e.recover = e.sndMax
 		e.inRecovery = true
 		e.highRxt = e.sndUna

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"ustack/drill"
@@ -55,9 +59,16 @@ func cmdDrill(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ustack drill: --stacks names no stack")
 		return 2
 	}
-	opts := drill.Options{Timeout: *timeout}
+	// An interrupt stops the run between events: the current backend is
+	// closed (the Linux namespace deleted) and no further script starts.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opts := drill.Options{Timeout: *timeout, Context: ctx}
 	var reps []drill.Report
 	for _, path := range fs.Args() {
+		if ctx.Err() != nil {
+			break
+		}
 		s, err := drill.ParseFile(path)
 		for _, stack := range names {
 			var rep drill.Report
@@ -77,6 +88,10 @@ func cmdDrill(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	sum := drill.WriteReport(stdout, reps)
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "ustack drill: interrupted")
+		return 1
+	}
 	if sum.Failed > 0 {
 		return 1
 	}
