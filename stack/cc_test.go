@@ -129,3 +129,39 @@ func TestCwndDoesNotGrowWhenAppLimited(t *testing.T) {
 		t.Fatalf("cwnd %d after 20 one-byte round trips, want %d (unchanged)", got, before)
 	}
 }
+
+// PRR (RFC 6937) in recovery: the third SACK forces the retransmission of
+// the lost head; then, with pipe at ssthresh, each segment delivered lets
+// one new segment out, two for a SACK that covers two (tcp_cwnd_reduction;
+// RFC 6582's inflation would give one per duplicate ACK).
+func TestPRROneSegmentPerDelivered(t *testing.T) {
+	h := newHarness(t)
+	c := sackHandshake(h)
+	c.Write(make([]byte, 10*smss))
+	for i := 0; i < 10; i++ {
+		h.out()
+	}
+	// The peer holds segments 2 to upTo.
+	sack := func(upTo int) {
+		h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: h.sackOpts([2]uint32{segAt(2), segAt(upTo + 1)})})
+	}
+	sack(2)
+	sack(3)
+	h.expectNone()
+	sack(4)
+	h.expect(seg{flags: flagACK, seq: 1, ack: 1, n: smss}) // the fast retransmit
+	h.expectNone()
+	c.Write(make([]byte, 5*smss))
+	h.expectNone() // pipe is at ssthresh: nothing until something is delivered
+	sack(5)
+	h.expect(seg{flags: flagACK, seq: 1 + 10*smss, ack: 1, n: smss, win: -1})
+	h.expectNone()
+	sack(7) // two more segments delivered: two out
+	h.expect(seg{flags: flagACK, seq: 1 + 11*smss, ack: 1, n: smss, win: -1})
+	h.expect(seg{flags: flagACK, seq: 1 + 12*smss, ack: 1, n: smss, win: -1})
+	h.expectNone()
+	sack(9)
+	h.expect(seg{flags: flagACK, seq: 1 + 13*smss, ack: 1, n: smss, win: -1})
+	h.expect(seg{flags: flagACK | flagPSH, seq: 1 + 14*smss, ack: 1, n: smss, win: -1})
+	h.expectNone()
+}

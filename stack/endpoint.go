@@ -98,8 +98,13 @@ type endpoint struct {
 	deferAcked bool // SYN-RECV: a bare ACK came, ignored for TCP_DEFER_ACCEPT
 	fromCookie bool // made from a SYN cookie's ACK: no SYN-RECV to wait in
 
-	// Congestion control (cc.go).
+	// Congestion control (cc.go) and recovery (prr.go).
 	cubic        cubic
+	priorCwnd    uint32 // segments: cwnd when recovery began
+	prrDelivered uint32 // segments delivered since then
+	prrOut       uint32 // segments sent since then
+	renoSacked   uint32 // without SACK: duplicate ACKs stand for SACKed segments
+	headLost     bool   // SND.UNA's segment is marked lost (fast retransmit, NewReno)
 	cwndCnt      uint32 // segments ACKed toward the next cwnd increase (snd_cwnd_cnt)
 	cwndLimited  bool   // cwnd limited the flight of this window (is_cwnd_limited)
 	maxFlight    uint32 // the most in flight this window (max_packets_out), bytes
@@ -538,13 +543,17 @@ func (e *endpoint) ackInput(now time.Time, sg *segment) bool {
 	}
 
 	sackedBefore := e.sackedBytes()
+	var lostBefore uint32
+	if e.inRecovery {
+		lostBefore = e.lostBytes()
+	}
 	newSACK := e.updateScoreboard(sg)
 	acked := ack.sub(e.sndUna)
 	if acked == 0 {
 		// A duplicate ACK (RFC 5681 2): no data, no window change, data
 		// outstanding; with SACK, new SACK information counts too.
 		if len(sg.payload) == 0 && !sg.has(flagFIN) && (!wndChanged || newSACK) && e.sndMax.gt(e.sndUna) {
-			e.onDupAck(now)
+			e.onDupAck(now, e.sackedBytes()-sackedBefore, lostBefore)
 		}
 		if e.tlpArmed && (newSACK || e.dupAcks > 0) {
 			e.armRetransmit(now) // no longer "Open": the RTO, not a probe
@@ -552,13 +561,13 @@ func (e *endpoint) ackInput(now time.Time, sg *segment) bool {
 		return true
 	}
 
-	e.onNewAck(now, sg, acked, sackedBefore)
+	e.onNewAck(now, sg, acked, sackedBefore, lostBefore)
 	return true
 }
 
 // onNewAck takes newly acknowledged bytes off the send queue and updates
 // the RTT estimate, the congestion window and the timers.
-func (e *endpoint) onNewAck(now time.Time, sg *segment, acked, sackedBefore uint32) {
+func (e *endpoint) onNewAck(now time.Time, sg *segment, acked, sackedBefore, lostBefore uint32) {
 	ack := sg.ack
 	dataAcked := int(acked)
 	// Our FIN follows the queued data; an ACK beyond that end acks it, even
@@ -608,7 +617,7 @@ func (e *endpoint) onNewAck(now time.Time, sg *segment, acked, sackedBefore uint
 	// What this ACK delivered: newly acked or SACKed, not what an earlier
 	// SACK already counted (Linux's acked_sacked).
 	delivered := acked + e.sackedBytes() - sackedBefore
-	e.congestionOnAck(now, acked, delivered)
+	e.congestionOnAck(now, acked, delivered, lostBefore)
 
 	e.tlpOut = false
 	if e.sndUna == e.sndMax {

@@ -58,10 +58,20 @@ func (e *endpoint) sendData(now time.Time) {
 		if next, ok := e.nextSacked(e.sndNxt); ok && retransmit && int(next.sub(e.sndNxt)) < avail {
 			avail = int(next.sub(e.sndNxt)) // up to the next SACKed block
 		}
-		wnd := min(e.sndWnd, e.cwnd)
+		// The peer's window covers all that is outstanding; cwnd, in
+		// recovery, only what is still in the network (RFC 6675 pipe).
 		usable := 0
-		if f := e.flight(); wnd > f {
-			usable = int(wnd - f)
+		if f := e.flight(); e.sndWnd > f {
+			usable = int(e.sndWnd - f)
+		}
+		inNet := e.flight()
+		if e.inRecovery {
+			inNet = e.pipe()
+		}
+		if e.cwnd > inNet {
+			usable = min(usable, int(e.cwnd-inNet))
+		} else {
+			usable = 0
 		}
 		n := min(avail, usable, mss)
 		gso := 0
@@ -96,6 +106,9 @@ func (e *endpoint) sendData(now time.Time) {
 		}
 		e.sendSegmentGSO(now, seq, flags, int(seq.sub(e.sndUna)), n, gso)
 		sent = true
+		if e.inRecovery {
+			e.prrOut += max(e.ackedSegs(uint32(n)), 1)
+		}
 		if retransmit {
 			e.s.inc(cntTCPRetransSegs)
 		} else if !e.rttTiming && !e.tsOK {

@@ -113,15 +113,17 @@ func (e *endpoint) retransmitLostHoles(now time.Time, max int) int {
 			seq = end
 			continue
 		}
-		if !e.isLost(seq) {
+		head := e.headLost && seq == e.sndUna
+		if !head && !e.isLost(seq) {
 			break
 		}
+		e.headLost = false
 		n := min(int(dataEnd.sub(seq)), e.dataRoom())
 		if next, ok := e.nextSacked(seq); ok && int(next.sub(seq)) < n {
 			n = int(next.sub(seq))
 		}
 		flags := flagACK
-		if seq.add(uint32(n)) == dataEnd {
+		if seq.add(uint32(n)) == e.sndUna.add(uint32(e.sndBuf.Len())) { // the end of the queued data, as the original
 			flags |= flagPSH
 		}
 		e.s.inc(cntTCPRetransSegs)

@@ -131,6 +131,8 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 	e.recover = e.sndMax // RFC 6582 4.2: no fast retransmit for what the RTO resends
 	e.cwnd = uint32(e.effMSS())
 	e.inRecovery = false
+	e.headLost = false
+	e.renoSacked = 0 // tcp_reset_reno_sack
 	e.dupAcks = 0
 	e.rttTiming = false
 	e.backoff++
@@ -304,28 +306,36 @@ func (e *endpoint) onTimeWaitTimer(now time.Time) {
 	e.destroy()
 }
 
-// congestionOnAck handles NewReno partial and full ACKs in recovery (RFC
-// 6582 3.2); outside it, cwnd grows as the congestion control says (cc.go).
-func (e *endpoint) congestionOnAck(now time.Time, acked, delivered uint32) {
+// congestionOnAck handles partial and full ACKs in recovery (RFC 6582 3.2,
+// with PRR setting the pace, prr.go); outside it, cwnd grows as the
+// congestion control says (cc.go).
+func (e *endpoint) congestionOnAck(now time.Time, acked, delivered, lostBefore uint32) {
 	mss := uint32(e.effMSS())
+	if !e.sackOK {
+		// tcp_remove_reno_sacks: the ACK fills the hole, and each
+		// segment beyond it was one of the duplicate ACKs.
+		n := e.ackedSegs(acked)
+		delivered = max(sub0(n, e.renoSacked), 1) * mss
+		e.renoSacked = sub0(e.renoSacked, n-1)
+	}
 	if e.inRecovery {
 		if e.sndUna.geq(e.recover) {
 			// Full ACK: deflate to ssthresh (RFC 5681 3.2 step 6; the
 			// second choice of RFC 6582 3.2, as Linux's
 			// tcp_end_cwnd_reduction).
 			e.inRecovery = false
+			e.headLost = false
+			e.renoSacked = 0
 			e.cwnd = max(e.ssthresh, mss)
 		} else {
-			// Partial ACK: retransmit the next hole, deflate.
-			if e.retransmitLostHoles(now, 2) == 0 && e.highRxt.leq(e.sndUna) {
-				e.retransmitHead(now) // NewReno, or SACK has not told us
+			// Partial ACK: without SACK (NewReno), or when SACK marks
+			// nothing lost, the new head is the next loss.
+			if !e.sackOK || (e.lostBytes() == 0 && e.highRxt.leq(e.sndUna)) {
+				if _, sacked := e.sackedAt(e.sndUna); !sacked {
+					e.headLost = true
+				}
 			}
-			if acked >= e.cwnd {
-				e.cwnd = mss
-			} else {
-				e.cwnd -= acked
-			}
-			e.cwnd += mss
+			e.prrOnAck(now, delivered, true, e.lostBytes() > lostBefore)
 			return
 		}
 	}
@@ -333,26 +343,29 @@ func (e *endpoint) congestionOnAck(now time.Time, acked, delivered uint32) {
 	e.ccOnAck(now, delivered)
 }
 
-// onDupAck counts duplicate ACKs; the third starts fast retransmit and
-// NewReno recovery (RFC 5681 3.2, RFC 6582 3.2).
-func (e *endpoint) onDupAck(now time.Time) {
+// onDupAck counts duplicate ACKs, which delivered newly SACKed bytes; the
+// third (or SACK's IsLost) starts fast retransmit and recovery (RFC 5681
+// 3.2, RFC 6582 3.2, RFC 6675 5), whose pace PRR sets (prr.go).
+func (e *endpoint) onDupAck(now time.Time, delivered, lostBefore uint32) {
 	mss := uint32(e.effMSS())
 	e.dupAcks++
+	if !e.sackOK {
+		// tcp_add_reno_sack: a duplicate ACK stands for one segment that
+		// arrived, up to all but one of those outstanding.
+		if out := e.ackedSegs(e.flight()); e.renoSacked+1 < out {
+			e.renoSacked++
+		}
+		delivered = mss
+	}
 	switch {
 	case e.inRecovery:
-		e.cwnd += mss // inflate for each segment that left the network
-		e.retransmitLostHoles(now, 1)
+		e.prrOnAck(now, delivered, false, e.lostBytes() > lostBefore)
 	case e.dupAcks >= dupThresh || (e.sackOK && e.isLost(e.sndUna)):
 		if e.sndUna.lt(e.recover) {
 			return // RFC 6582 4.1: no new recovery for the same loss
 		}
-		e.s.inc(cntTCPFastRetrans)
-		e.ssthresh = e.ccSsthresh()
-		e.recover = e.sndMax
-		e.inRecovery = true
-		e.highRxt = e.sndUna
-		e.retransmitHead(now)
-		e.cwnd = e.ssthresh + 3*mss
+		e.enterRecovery()
+		e.prrOnAck(now, delivered, false, true)
 	}
 }
 
