@@ -80,7 +80,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.Var(&serves, "serve", "built-in service `KIND:PORT`, repeatable (default http:80 and echo:7); kinds: "+strings.Join(serviceKindNames(), ", "))
 	fs.StringVar(&cfg.Ctl, "ctl", "", "control socket `PATH` for ustack ss and nc (default "+defaultCtlPath("NAME")+")")
 	fs.StringVar(&cfg.Pcap, "pcap", "", "write every packet in and out to pcap `FILE`")
-	fs.DurationVar(&cfg.FinTimeout, "fin-timeout", def.FinTimeout, "FIN_WAIT_2 timeout of an orphaned socket, like net.ipv4.tcp_fin_timeout")
+	fs.DurationVar(&cfg.FinTimeout, "fin-timeout", def.FinTimeout, "FIN_WAIT_2 timeout of an orphaned socket, like net.ipv4.tcp_fin_timeout (never under 3.5 RTOs, as Linux's tcp_fin_time)")
 	fs.DurationVar(&cfg.TimeWait, "time-wait", def.TimeWait, "TIME_WAIT length")
 	fs.IntVar(&cfg.SynRetries, "syn-retries", def.SynRetries, "SYN retransmissions before connect gives up, like net.ipv4.tcp_syn_retries")
 	fs.IntVar(&cfg.SynLinearTimeouts, "syn-linear-timeouts", def.SynLinearTimeouts, "SYN retransmissions at a linear 1 s before backing off, like net.ipv4.tcp_syn_linear_timeouts (0: pure exponential)")
