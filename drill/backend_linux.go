@@ -40,7 +40,8 @@ type linuxBackend struct {
 	reader sync.WaitGroup
 
 	call *linuxCall // the blocked call
-	// Notes are settings the namespace refused (recorded, not fatal).
+	// Notes are settings the namespace refused (recorded, not fatal;
+	// RunScript reports them).
 	Notes []string
 	// cc is the congestion control every socket gets with TCP_CONGESTION
 	// when the namespace refused it as its default (only the initial
@@ -259,8 +260,10 @@ func (l *linuxBackend) Do(op *Op) (Result, bool, error) {
 			fd, err = unix.Socket(unix.AF_INET, typ, unix.IPPROTO_TCP)
 			if err == nil && l.cc != "" {
 				if cerr := unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, l.cc); cerr != nil {
-					unix.Close(fd)
-					return fmt.Errorf("linux: TCP_CONGESTION %s: %w", l.cc, cerr)
+					// Not built into this kernel: the namespace's default
+					// stays, written down like the refused sysctl.
+					l.Notes = append(l.Notes, fmt.Sprintf("TCP_CONGESTION %s: %v; sockets keep the namespace's default", l.cc, cerr))
+					l.cc = ""
 				}
 			}
 			return err
@@ -521,3 +524,5 @@ func (l *linuxBackend) syscallFunc(op *Op) (func() Result, error) {
 	}
 	return nil, unsupported("syscall %s() on linux", op.Name)
 }
+
+func (l *linuxBackend) notes() []string { return l.Notes }

@@ -34,6 +34,9 @@ type Report struct {
 	Elapsed    time.Duration
 	// Timing is set for a failure in timing only (see Failure.Timing).
 	Timing bool
+	// Notes are settings the stack could not take (a sysctl a network
+	// namespace refuses): not a failure, but printed with the result.
+	Notes []string
 }
 
 // Line is the report's one-line form.
@@ -119,7 +122,11 @@ func RunScript(s *Script, stackName string, opts Options) Report {
 	if parent == nil {
 		parent = context.Background()
 	}
-	err = runOn(parent, s, events, newBackend(), profile, timeout, opts.Verbose)
+	b := newBackend()
+	err = runOn(parent, s, events, b, profile, timeout, opts.Verbose)
+	if n, ok := b.(interface{ notes() []string }); ok {
+		rep.Notes = n.notes()
+	}
 	var u *Unsupported
 	var f *Failure
 	switch {
@@ -256,6 +263,9 @@ func WriteReport(w io.Writer, reps []Report) Summary {
 		fmt.Fprintln(w, r.Line())
 		if (r.Outcome == Fail || r.Outcome == Diverged) && r.Detail != "" {
 			fmt.Fprintln(w, strings.TrimRight(r.Detail, "\n"))
+		}
+		for _, n := range r.Notes {
+			fmt.Fprintln(w, "    note:", n)
 		}
 	}
 	s := Summarize(reps)
