@@ -303,8 +303,12 @@ func (s *gvisorSock) Read(p []byte) (int, error) {
 	return res.Count, nil
 }
 
-func (s *gvisorSock) Write(p []byte) (int, error) {
-	n, err := s.ep.Write(bytes.NewReader(p), tcpip.WriteOptions{})
+func (s *gvisorSock) Write(p []byte) (int, error) { return s.write(p, false) }
+
+func (s *gvisorSock) SendMore(p []byte) (int, error) { return s.write(p, true) }
+
+func (s *gvisorSock) write(p []byte, more bool) (int, error) {
+	n, err := s.ep.Write(bytes.NewReader(p), tcpip.WriteOptions{More: more})
 	if err != nil {
 		return int(n), gvisorErrno(err)
 	}
@@ -409,6 +413,8 @@ func (s *gvisorSock) SetOption(level, name, val int) error {
 		return errOrNil(s.ep.SetSockOpt(&o))
 	case level == unix.SOL_TCP && name == unix.TCP_SYNCNT:
 		return errOrNil(s.ep.SetSockOptInt(tcpip.TCPSynCountOption, val))
+	case level == unix.SOL_TCP && name == unix.TCP_CORK:
+		so.SetCorkOption(val != 0)
 	case level == unix.SOL_TCP && name == unix.TCP_DEFER_ACCEPT:
 		o := tcpip.TCPDeferAcceptOption(time.Duration(max(val, 0)) * time.Second)
 		return errOrNil(s.ep.SetSockOpt(&o))
@@ -475,6 +481,8 @@ func (s *gvisorSock) GetOption(level, name int) (int, error) {
 	case level == unix.SOL_TCP && name == unix.TCP_SYNCNT:
 		v, err := s.ep.GetSockOptInt(tcpip.TCPSynCountOption)
 		return v, errOrNil(err)
+	case level == unix.SOL_TCP && name == unix.TCP_CORK:
+		return boolInt(s.ep.SocketOptions().GetCorkOption()), nil
 	case level == unix.SOL_TCP && name == unix.TCP_DEFER_ACCEPT:
 		var o tcpip.TCPDeferAcceptOption
 		err := s.ep.GetSockOpt(&o)

@@ -51,6 +51,8 @@ type vsock interface {
 	Read(p []byte) (int, error)
 	// Write returns EAGAIN when the send buffer is full.
 	Write(p []byte) (int, error)
+	// SendMore is Write with MSG_MORE.
+	SendMore(p []byte) (int, error)
 	Shutdown(how int) error
 	Close() error
 	// Events is the poll mask: evIn | evOut | evErr | evHup.
@@ -284,8 +286,12 @@ func (v *vstack) call(op *Op) (Result, *pendingCall, error) {
 		}
 		return v.tryOrBlock(s, try)
 	case "write", "send":
-		if op.Flags&^(unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL) != 0 {
+		if op.Flags&^(unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL|unix.MSG_MORE) != 0 {
 			return Result{}, nil, unsupported("%s flags %#x", op.Name, op.Flags)
+		}
+		write := so.Write
+		if op.Flags&unix.MSG_MORE != 0 {
+			write = so.SendMore
 		}
 		buf := make([]byte, op.Count)
 		nonblock := s.nonblock || op.Flags&unix.MSG_DONTWAIT != 0
@@ -294,7 +300,7 @@ func (v *vstack) call(op *Op) (Result, *pendingCall, error) {
 		// error stops it), as Linux's tcp_sendmsg does.
 		try := func() (Result, bool) {
 			for sent < len(buf) {
-				n, err := so.Write(buf[sent:])
+				n, err := write(buf[sent:])
 				sent += n
 				if err == unix.EAGAIN {
 					if nonblock && sent > 0 {

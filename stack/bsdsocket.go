@@ -36,6 +36,7 @@ type tcpOpts struct {
 	keepIntvl   time.Duration // TCP_KEEPINTVL
 	keepCnt     int           // TCP_KEEPCNT
 	synCnt      int           // TCP_SYNCNT
+	cork        bool          // TCP_CORK: hold partial segments
 }
 
 func (t *tcpOpts) keepaliveIdle(o *Options) time.Duration {
@@ -95,6 +96,7 @@ const (
 	OptDeferAccept                      // TCP_DEFER_ACCEPT: seconds, rounded up to whole SYN|ACK retransmissions
 	OptBindAddressNoPort                // IP_BIND_ADDRESS_NO_PORT: bind(port 0) leaves the port to connect()
 	OptLocalPortRange                   // IP_LOCAL_PORT_RANGE: lo | hi<<16 narrows the ephemeral range; 0 each: the stack's
+	OptCork                             // TCP_CORK: 1 holds partial segments until cleared (or the RTO passes)
 )
 
 // Linux's bounds for the TCP options (include/net/tcp.h).
@@ -227,6 +229,8 @@ func (so *Socket) Option(opt SockOpt) (int, error) {
 		return so.opts.tcp.synRetries(&s.opts), nil
 	case OptDeferAccept:
 		return retransToSecs(so.opts.deferAccept), nil
+	case OptCork:
+		return b(so.opts.tcp.cork), nil
 	}
 	return 0, syscall.ENOPROTOOPT
 }
@@ -298,6 +302,10 @@ func (so *Socket) SetOption(opt SockOpt, val int) error {
 		}
 	case OptDeferAccept:
 		so.opts.deferAccept = secsToRetrans(val)
+	case OptCork:
+		// Clearing it pushes what was held (__tcp_sock_set_cork); the
+		// output below does.
+		so.opts.tcp.cork = val != 0
 	case OptKeepCnt, OptSynCnt:
 		if val < 1 || val > maxKeepCnt {
 			return syscall.EINVAL
@@ -514,7 +522,15 @@ func (so *Socket) Read(p []byte) (int, error) {
 
 // Write queues bytes: EAGAIN when the send buffer is full or the
 // connection is not yet established.
-func (so *Socket) Write(p []byte) (int, error) {
+func (so *Socket) Write(p []byte) (int, error) { return so.Send(p, 0) }
+
+// Send is send(2) with its flags: MSG_MORE holds a partial last segment,
+// as TCP_CORK does, until a later send without it (or the RTO). Other
+// flags are EOPNOTSUPP.
+func (so *Socket) Send(p []byte, flags int) (int, error) {
+	if flags&^syscall.MSG_MORE != 0 {
+		return 0, syscall.EOPNOTSUPP
+	}
 	s := so.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -537,7 +553,9 @@ func (so *Socket) Write(p []byte) (int, error) {
 	if n == 0 && len(p) > 0 {
 		return 0, syscall.EAGAIN
 	}
+	e.more = flags&syscall.MSG_MORE != 0 // for this push only (tcp_push)
 	e.output(s.clock.Now())
+	e.more = false
 	s.drainLoopLocked()
 	return n, nil
 }

@@ -105,6 +105,7 @@ type endpoint struct {
 	prrOut       uint32 // segments sent since then
 	renoSacked   uint32 // without SACK: duplicate ACKs stand for SACKed segments
 	headLost     bool   // SND.UNA's segment is marked lost (fast retransmit, NewReno)
+	more         bool   // the write being pushed was sent with MSG_MORE
 	cwndCnt      uint32 // segments ACKed toward the next cwnd increase (snd_cwnd_cnt)
 	cwndLimited  bool   // cwnd limited the flight of this window (is_cwnd_limited)
 	maxFlight    uint32 // the most in flight this window (max_packets_out), bytes

@@ -83,6 +83,12 @@ func (e *endpoint) sendData(now time.Time) {
 		if n == 0 && !(fin && (usable > 0 || e.sndWnd > 0 || e.flight() == 0)) {
 			break
 		}
+		if n > 0 && n < mss && !retransmit && !fin && (e.cork || e.more) {
+			// TCP_CORK or MSG_MORE: a partial segment waits for more data
+			// (tcp_nagle_check's TCP_NAGLE_CORK), or for the probe timer
+			// below when nothing is in flight to bring an ACK.
+			break
+		}
 		if n > 0 && n < mss && e.flight() > 0 && !retransmit {
 			// Sender SWS avoidance (RFC 9293 3.8.6.2.1): a short segment
 			// waits for an ACK unless it is the last of the data. Nagle,
@@ -124,7 +130,7 @@ func (e *endpoint) sendData(now time.Time) {
 			e.sndNxt = e.sndNxt.add(1)
 		}
 		e.sndMax = seqMax(e.sndMax, e.sndNxt)
-		if !e.rtxTimer.Pending() || (e.tlpArmed && !retransmit) {
+		if !e.rtxTimer.Pending() || e.persist || (e.tlpArmed && !retransmit) {
 			e.persist = false
 			e.probesAt = time.Time{}
 			e.armRetransmit(now) // new data moves the probe (tcp_event_new_data_sent)
@@ -136,10 +142,11 @@ func (e *endpoint) sendData(now time.Time) {
 	if limited := e.flight() >= e.cwnd; sent || limited {
 		e.noteCwndUsage(limited) // tcp_write_xmit's tcp_cwnd_validate
 	}
-	// B21: data waits behind a zero window with nothing in flight to
-	// bring an ACK: the persist timer probes.
+	// B21: data waits behind a zero window, or held by TCP_CORK or
+	// MSG_MORE, with nothing in flight to bring an ACK: the persist timer
+	// probes (tcp_check_probe_timer), at the RTO.
 	pending := e.sndUna.add(uint32(e.sndBuf.Len())).gt(e.sndNxt) || (e.finQueued && !e.finSent)
-	if e.sndWnd == 0 && pending && e.flight() == 0 && !e.rtxTimer.Pending() {
+	if pending && e.flight() == 0 && !e.rtxTimer.Pending() && (e.sndWnd == 0 || e.cork || e.more) {
 		e.persist = true
 		e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
 	}

@@ -376,3 +376,45 @@ func TestConnSetUserTimeout(t *testing.T) {
 		t.Fatalf("read: %v, want ETIMEDOUT", err)
 	}
 }
+
+// TCP_CORK holds a partial segment with nothing in flight until the probe
+// timer (the RTO) sends it with PSH; a full segment goes at once and its
+// short tail waits; clearing the cork sends the tail.
+func TestTCPCorkHoldsPartialSegments(t *testing.T) {
+	h := newHarness(t)
+	c := h.acceptSocket(h.listenSocket(nil))
+	c.SetOption(OptCork, 1)
+	wantOption(t, c, OptCork, 1)
+	c.Write(make([]byte, 100))
+	h.expectNone()
+	h.expectAt(200*time.Millisecond, seg{flags: flagACK | flagPSH, seq: 1, ack: 1, n: 100}) // RTO 200 ms
+	h.send(seg{flags: flagACK, seq: 1, ack: 101})
+	c.Write(make([]byte, smss+400))
+	h.expect(seg{flags: flagACK, seq: 101, ack: 1, n: smss})
+	h.expectNone()
+	h.send(seg{flags: flagACK, seq: 1, ack: 101 + smss})
+	h.expectNone()
+	c.SetOption(OptCork, 0)
+	h.expect(seg{flags: flagACK | flagPSH, seq: 101 + smss, ack: 1, n: 400})
+}
+
+// MSG_MORE holds the tail of that send only: the next send without it
+// pushes everything; and a FIN is never held.
+func TestSendMSGMore(t *testing.T) {
+	h := newHarness(t)
+	c := h.acceptSocket(h.listenSocket(nil))
+	if _, err := c.Send(make([]byte, 300), syscall.MSG_MORE); err != nil {
+		t.Fatal(err)
+	}
+	h.expectNone()
+	c.Send(make([]byte, 100), 0)
+	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, n: 400})
+	h.send(seg{flags: flagACK, seq: 1, ack: 401})
+	c.Send(make([]byte, 50), syscall.MSG_MORE)
+	h.expectNone()
+	c.Shutdown(syscall.SHUT_WR)
+	h.expect(seg{flags: flagACK | flagPSH | flagFIN, seq: 401, ack: 1, n: 50})
+	if _, err := c.Send([]byte("x"), syscall.MSG_OOB); err != syscall.EOPNOTSUPP {
+		t.Fatalf("MSG_OOB: %v, want EOPNOTSUPP", err)
+	}
+}

@@ -191,7 +191,7 @@ func (e *endpoint) zeroWindowProbe(now time.Time) {
 	if e.sndWnd > 0 {
 		e.persist = false
 		e.probesAt = time.Time{}
-		e.sendData(now)
+		e.writeWakeup(now)
 		return
 	}
 	// Linux tcp_probe_timer: a peer that answers keeps us probing for as
@@ -457,4 +457,25 @@ func (e *endpoint) tailLossProbe(now time.Time) {
 		e.sendSegment(now, start, flags, int(start.sub(e.sndUna)), n)
 	}
 	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
+}
+
+// writeWakeup is Linux's tcp_write_wakeup with the window open: the probe
+// timer sends the head of the unsent data, up to a segment, with PSH,
+// whatever TCP_CORK or Nagle held back; the RTO then covers it.
+func (e *endpoint) writeWakeup(now time.Time) {
+	dataEnd := e.sndUna.add(uint32(e.sndBuf.Len()))
+	usable := int(e.sndWnd) - int(e.flight())
+	n := min(int(dataEnd.sub(e.sndNxt)), e.dataRoom(), max(usable, 0))
+	if n <= 0 || !e.sndNxt.lt(dataEnd) {
+		e.sendData(now) // our FIN, or nothing held
+		return
+	}
+	seq := e.sndNxt
+	e.sendSegment(now, seq, flagACK|flagPSH, int(seq.sub(e.sndUna)), n)
+	e.sndNxt = seq.add(uint32(n))
+	e.sndMax = seqMax(e.sndMax, e.sndNxt)
+	if !e.rttTiming && !e.tsOK {
+		e.rttTiming, e.rttSeq, e.rttStart = true, seq, now
+	}
+	e.armRetransmit(now)
 }
