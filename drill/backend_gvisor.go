@@ -291,9 +291,13 @@ func (s *gvisorSock) Accept() (vsock, error) {
 	return c, nil
 }
 
-func (s *gvisorSock) Read(p []byte) (int, error) {
+func (s *gvisorSock) Read(p []byte) (int, error) { return s.read(p, false) }
+
+func (s *gvisorSock) Peek(p []byte) (int, error) { return s.read(p, true) }
+
+func (s *gvisorSock) read(p []byte, peek bool) (int, error) {
 	w := tcpip.SliceWriter(p)
-	res, err := s.ep.Read(&w, tcpip.ReadOptions{})
+	res, err := s.ep.Read(&w, tcpip.ReadOptions{Peek: peek})
 	if err != nil {
 		if _, eof := err.(*tcpip.ErrClosedForReceive); eof {
 			return 0, nil

@@ -53,6 +53,8 @@ type vsock interface {
 	Write(p []byte) (int, error)
 	// SendMore is Write with MSG_MORE.
 	SendMore(p []byte) (int, error)
+	// Peek is Read with MSG_PEEK.
+	Peek(p []byte) (int, error)
 	Shutdown(how int) error
 	Close() error
 	// Events is the poll mask: evIn | evOut | evErr | evHup.
@@ -266,19 +268,35 @@ func (v *vstack) call(op *Op) (Result, *pendingCall, error) {
 		}
 		return v.tryOrBlock(s, try)
 	case "read", "recv":
-		if op.Flags&^unix.MSG_DONTWAIT != 0 {
+		if op.Flags&^(unix.MSG_DONTWAIT|unix.MSG_PEEK|unix.MSG_WAITALL) != 0 {
 			return Result{}, nil, unsupported("%s flags %#x", op.Name, op.Flags)
 		}
 		buf := make([]byte, op.Count)
+		read := so.Read
+		if op.Flags&unix.MSG_PEEK != 0 {
+			read = so.Peek
+		}
+		// MSG_WAITALL on a blocking socket: tcp_recvmsg waits until the
+		// whole count is there, or EOF or an error ends the wait.
+		waitAll := op.Flags&unix.MSG_WAITALL != 0 && op.Flags&unix.MSG_PEEK == 0 && !s.nonblock && op.Flags&unix.MSG_DONTWAIT == 0
+		got := 0
 		try := func() (Result, bool) {
-			n, err := so.Read(buf)
-			if err == unix.EAGAIN {
-				return errnoResult(unix.EAGAIN), false
+			for {
+				n, err := read(buf[got:])
+				got += n
+				switch {
+				case err == unix.EAGAIN && got > 0 && !waitAll:
+					return Result{Ret: int64(got)}, true
+				case err == unix.EAGAIN:
+					return errnoResult(unix.EAGAIN), false
+				case err != nil && got > 0:
+					return Result{Ret: int64(got)}, true
+				case err != nil:
+					return v.errResult(err), true
+				case n == 0 || !waitAll || got == len(buf):
+					return Result{Ret: int64(got)}, true
+				}
 			}
-			if err != nil {
-				return v.errResult(err), true
-			}
-			return Result{Ret: int64(n)}, true
 		}
 		if op.Flags&unix.MSG_DONTWAIT != 0 {
 			r, _ := try()

@@ -492,7 +492,16 @@ func (so *Socket) Accept() (*Socket, error) {
 }
 
 // Read reads received bytes: EAGAIN when none wait, 0 at EOF.
-func (so *Socket) Read(p []byte) (int, error) {
+func (so *Socket) Read(p []byte) (int, error) { return so.Recv(p, 0) }
+
+// Recv is recv(2) with its flags: MSG_PEEK copies without consuming (the
+// window does not move). MSG_WAITALL is for blocking callers, who keep
+// calling until all of p is filled; here it reads what there is. Other
+// flags are EOPNOTSUPP.
+func (so *Socket) Recv(p []byte, flags int) (int, error) {
+	if flags&^(syscall.MSG_PEEK|syscall.MSG_WAITALL) != 0 {
+		return 0, syscall.EOPNOTSUPP
+	}
 	s := so.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -505,6 +514,9 @@ func (so *Socket) Read(p []byte) (int, error) {
 	case e.rcvBuf.Len() > 0: // even after SHUT_RD, as Linux tcp_recvmsg
 		if len(p) == 0 {
 			return 0, nil
+		}
+		if flags&syscall.MSG_PEEK != 0 {
+			return e.rcvBuf.Peek(p, 0), nil
 		}
 		n := e.rcvBuf.Read(p)
 		e.afterRead(s.clock.Now())

@@ -94,3 +94,26 @@ func TestSocketOptionsReadBackAndInherited(t *testing.T) {
 		}
 	}
 }
+
+// recv(MSG_PEEK) leaves the bytes queued and the window where it was; an
+// unknown flag is EOPNOTSUPP.
+func TestRecvPeek(t *testing.T) {
+	h := newHarness(t)
+	c := h.acceptSocket(h.listenSocket(nil))
+	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("hello")})
+	h.out()
+	buf := make([]byte, 3)
+	if n, err := c.Recv(buf, syscall.MSG_PEEK); n != 3 || err != nil || string(buf) != "hel" {
+		t.Fatalf("peek: %d %q %v", n, buf[:n], err)
+	}
+	if c.InQ() != 5 {
+		t.Fatalf("SIOCINQ after a peek: %d, want 5", c.InQ())
+	}
+	buf = make([]byte, 10)
+	if n, _ := c.Read(buf); string(buf[:n]) != "hello" {
+		t.Fatalf("read after peek: %q", buf[:n])
+	}
+	if _, err := c.Recv(buf, syscall.MSG_OOB); err != syscall.EOPNOTSUPP {
+		t.Fatalf("MSG_OOB: %v, want EOPNOTSUPP", err)
+	}
+}
