@@ -295,6 +295,14 @@ func (s *gvisorSock) Read(p []byte) (int, error) { return s.read(p, false) }
 
 func (s *gvisorSock) Peek(p []byte) (int, error) { return s.read(p, true) }
 
+func (s *gvisorSock) Closing() bool {
+	switch tcp.EndpointState(s.ep.State()) {
+	case tcp.StateFinWait1, tcp.StateClosing, tcp.StateLastAck:
+		return true
+	}
+	return false
+}
+
 func (s *gvisorSock) read(p []byte, peek bool) (int, error) {
 	w := tcpip.SliceWriter(p)
 	res, err := s.ep.Read(&w, tcpip.ReadOptions{Peek: peek})

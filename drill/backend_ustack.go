@@ -179,6 +179,7 @@ func (s *ustackSock) Read(p []byte) (int, error)     { return s.so.Read(p) }
 func (s *ustackSock) Write(p []byte) (int, error)    { return s.so.Write(p) }
 func (s *ustackSock) SendMore(p []byte) (int, error) { return s.so.Send(p, unix.MSG_MORE) }
 func (s *ustackSock) Peek(p []byte) (int, error)     { return s.so.Recv(p, unix.MSG_PEEK) }
+func (s *ustackSock) Closing() bool                  { return s.so.Closing() }
 func (s *ustackSock) Shutdown(how int) error         { return s.so.Shutdown(how) }
 func (s *ustackSock) Close() error                   { return s.so.Close() }
 func (s *ustackSock) SockError() syscall.Errno       { return s.so.SockError() }

@@ -55,6 +55,8 @@ type vsock interface {
 	SendMore(p []byte) (int, error)
 	// Peek is Read with MSG_PEEK.
 	Peek(p []byte) (int, error)
+	// Closing is FIN-WAIT-1, CLOSING or LAST-ACK, also after Close.
+	Closing() bool
 	Shutdown(how int) error
 	Close() error
 	// Events is the poll mask: evIn | evOut | evErr | evHup.
@@ -343,9 +345,20 @@ func (v *vstack) call(op *Op) (Result, *pendingCall, error) {
 		}
 		return Result{}, &pendingCall{retry: try}, nil
 	case "close":
+		on, secs, lerr := so.GetLinger()
 		err := so.Close()
 		delete(v.socks, op.FD)
-		return v.result(0, err)
+		if err != nil || lerr != nil || !on || secs <= 0 || !so.Closing() {
+			return v.result(0, err)
+		}
+		// SO_LINGER with a time: close(2) waits, up to that time, for the
+		// FIN to be sent and acknowledged (sk_stream_wait_close), then
+		// returns 0 either way.
+		pc := &pendingCall{deadline: v.now + time.Duration(secs)*time.Second, hasDeadline: true}
+		pc.retry = func() (Result, bool) {
+			return Result{}, !so.Closing() || v.now >= pc.deadline
+		}
+		return Result{}, pc, nil
 	case "shutdown":
 		return v.result(0, so.Shutdown(op.How))
 	case "setsockopt":

@@ -692,6 +692,23 @@ func (so *Socket) State() string {
 	return ""
 }
 
+// Closing reports whether the connection is still sending its FIN or
+// waiting for its ACK (FIN-WAIT-1, CLOSING, LAST-ACK), also after Close:
+// what a lingering close(2) waits out (sk_stream_closing).
+func (so *Socket) Closing() bool {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if so.e == nil || so.e.gone {
+		return false
+	}
+	switch so.e.state {
+	case stateFinWait1, stateClosing, stateLastAck:
+		return true
+	}
+	return false
+}
+
 // LocalAddr is the bound address.
 func (so *Socket) LocalAddr() netip.AddrPort {
 	s := so.s

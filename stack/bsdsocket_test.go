@@ -117,3 +117,22 @@ func TestRecvPeek(t *testing.T) {
 		t.Fatalf("MSG_OOB: %v, want EOPNOTSUPP", err)
 	}
 }
+
+// Closing is what a lingering close waits out: true from close() until
+// the FIN is acknowledged.
+func TestSocketClosing(t *testing.T) {
+	h := newHarness(t)
+	c := h.acceptSocket(h.listenSocket(nil))
+	if c.Closing() {
+		t.Fatal("closing while established")
+	}
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	if !c.Closing() {
+		t.Fatal("not closing in FIN-WAIT-1")
+	}
+	h.send(seg{flags: flagACK, seq: 1, ack: 2})
+	if c.Closing() {
+		t.Fatal("still closing in FIN-WAIT-2")
+	}
+}
