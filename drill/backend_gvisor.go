@@ -427,6 +427,8 @@ func (s *gvisorSock) SetOption(level, name, val int) error {
 		return errOrNil(s.ep.SetSockOptInt(tcpip.TCPSynCountOption, val))
 	case level == unix.SOL_TCP && name == unix.TCP_CORK:
 		so.SetCorkOption(val != 0)
+	case level == unix.SOL_TCP && name == unix.TCP_QUICKACK:
+		so.SetQuickAck(val != 0)
 	case level == unix.SOL_TCP && name == unix.TCP_DEFER_ACCEPT:
 		o := tcpip.TCPDeferAcceptOption(time.Duration(max(val, 0)) * time.Second)
 		return errOrNil(s.ep.SetSockOpt(&o))
@@ -495,6 +497,8 @@ func (s *gvisorSock) GetOption(level, name int) (int, error) {
 		return v, errOrNil(err)
 	case level == unix.SOL_TCP && name == unix.TCP_CORK:
 		return boolInt(s.ep.SocketOptions().GetCorkOption()), nil
+	case level == unix.SOL_TCP && name == unix.TCP_QUICKACK:
+		return boolInt(s.ep.SocketOptions().GetQuickAck()), nil
 	case level == unix.SOL_TCP && name == unix.TCP_DEFER_ACCEPT:
 		var o tcpip.TCPDeferAcceptOption
 		err := s.ep.GetSockOpt(&o)

@@ -97,6 +97,7 @@ const (
 	OptBindAddressNoPort                // IP_BIND_ADDRESS_NO_PORT: bind(port 0) leaves the port to connect()
 	OptLocalPortRange                   // IP_LOCAL_PORT_RANGE: lo | hi<<16 narrows the ephemeral range; 0 each: the stack's
 	OptCork                             // TCP_CORK: 1 holds partial segments until cleared (or the RTO passes)
+	OptQuickAck                         // TCP_QUICKACK: 0 delays ACKs (interactive mode), 1 leaves it and sends one owed
 )
 
 // Linux's bounds for the TCP options (include/net/tcp.h).
@@ -231,6 +232,8 @@ func (so *Socket) Option(opt SockOpt) (int, error) {
 		return retransToSecs(so.opts.deferAccept), nil
 	case OptCork:
 		return b(so.opts.tcp.cork), nil
+	case OptQuickAck:
+		return b(so.e == nil || !so.e.pingpong), nil
 	}
 	return 0, syscall.ENOPROTOOPT
 }
@@ -306,6 +309,20 @@ func (so *Socket) SetOption(opt SockOpt, val int) error {
 		// Clearing it pushes what was held (__tcp_sock_set_cork); the
 		// output below does.
 		so.opts.tcp.cork = val != 0
+	case OptQuickAck:
+		// Linux __tcp_sock_set_quickack: 0 enters interactive (pingpong)
+		// mode; 1 leaves it and sends an owed ACK once the data is read
+		// or more than a segment is unacknowledged (tcp_cleanup_rbuf).
+		// It acts on the connection, not on options it inherits.
+		if e := so.e; e != nil {
+			e.pingpong = val == 0
+			ready := e.state == stateEstablished || e.state == stateCloseWait
+			if val != 0 && ready && e.ackPending && (e.rcvBuf.Len() == 0 || e.unacked > e.rcvMSS) {
+				e.sendACK(s.clock.Now())
+				s.drainLoopLocked()
+			}
+		}
+		return nil
 	case OptKeepCnt, OptSynCnt:
 		if val < 1 || val > maxKeepCnt {
 			return syscall.EINVAL

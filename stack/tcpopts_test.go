@@ -418,3 +418,21 @@ func TestSendMSGMore(t *testing.T) {
 		t.Fatalf("MSG_OOB: %v, want EOPNOTSUPP", err)
 	}
 }
+
+// TCP_QUICKACK 0 delays even the first ACKs (interactive mode); 1 sends
+// the owed ACK once the data is read.
+func TestTCPQuickAck(t *testing.T) {
+	h := newHarness(t)
+	c := h.acceptSocket(h.listenSocket(nil))
+	wantOption(t, c, OptQuickAck, 1)
+	c.SetOption(OptQuickAck, 0)
+	wantOption(t, c, OptQuickAck, 0)
+	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("abc")})
+	h.expectNone()
+	c.SetOption(OptQuickAck, 1) // unread data: the ACK still waits
+	h.expectNone()
+	c.Read(make([]byte, 10))
+	h.expectNone() // reading alone does not send it
+	c.SetOption(OptQuickAck, 1)
+	h.expect(seg{flags: flagACK, seq: 1, ack: 4})
+}
