@@ -295,6 +295,10 @@ func (s *gvisorSock) Read(p []byte) (int, error) { return s.read(p, false) }
 
 func (s *gvisorSock) Peek(p []byte) (int, error) { return s.read(p, true) }
 
+// Readable: the drill does not give gVisor SO_RCVLOWAT (its setsockopt
+// is unsupported here), so any queued byte ends a blocking read.
+func (s *gvisorSock) Readable(int) bool { return s.Events()&(evIn|evErr|evHup) != 0 }
+
 func (s *gvisorSock) Closing() bool {
 	switch tcp.EndpointState(s.ep.State()) {
 	case tcp.StateFinWait1, tcp.StateClosing, tcp.StateLastAck:

@@ -180,6 +180,7 @@ func (s *ustackSock) Write(p []byte) (int, error)    { return s.so.Write(p) }
 func (s *ustackSock) SendMore(p []byte) (int, error) { return s.so.Send(p, unix.MSG_MORE) }
 func (s *ustackSock) Peek(p []byte) (int, error)     { return s.so.Recv(p, unix.MSG_PEEK) }
 func (s *ustackSock) Closing() bool                  { return s.so.Closing() }
+func (s *ustackSock) Readable(n int) bool            { return s.so.Readable(n) }
 func (s *ustackSock) Shutdown(how int) error         { return s.so.Shutdown(how) }
 func (s *ustackSock) Close() error                   { return s.so.Close() }
 func (s *ustackSock) SockError() syscall.Errno       { return s.so.SockError() }
@@ -244,6 +245,8 @@ func ustackOpt(level, name int) (stack.SockOpt, bool) {
 		return stack.OptCork, true
 	case level == unix.SOL_TCP && name == unix.TCP_QUICKACK:
 		return stack.OptQuickAck, true
+	case level == unix.SOL_SOCKET && name == unix.SO_RCVLOWAT:
+		return stack.OptRcvLowat, true
 	case level == unix.SOL_IP && name == unix.IP_BIND_ADDRESS_NO_PORT:
 		return stack.OptBindAddressNoPort, true
 	case level == unix.SOL_IP && name == unix.IP_LOCAL_PORT_RANGE:
@@ -255,7 +258,7 @@ func ustackOpt(level, name int) (stack.SockOpt, bool) {
 func (s *ustackSock) SetOption(level, name, val int) error {
 	opt, ok := ustackOpt(level, name)
 	if !ok {
-		return unsupported("setsockopt level %d option %d on ustack (its Socket API has SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF, SO_SNDBUF and TCP_NODELAY, TCP_MAXSEG, TCP_USER_TIMEOUT, TCP_LINGER2, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT, TCP_DEFER_ACCEPT, TCP_CORK, TCP_QUICKACK and IP_BIND_ADDRESS_NO_PORT, IP_LOCAL_PORT_RANGE)", level, name)
+		return unsupported("setsockopt level %d option %d on ustack (its Socket API has SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF, SO_SNDBUF, SO_RCVLOWAT and TCP_NODELAY, TCP_MAXSEG, TCP_USER_TIMEOUT, TCP_LINGER2, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT, TCP_DEFER_ACCEPT, TCP_CORK, TCP_QUICKACK and IP_BIND_ADDRESS_NO_PORT, IP_LOCAL_PORT_RANGE)", level, name)
 	}
 	return s.so.SetOption(opt, val)
 }
@@ -274,7 +277,7 @@ func (s *ustackSock) GetLinger() (bool, int, error) {
 func (s *ustackSock) GetOption(level, name int) (int, error) {
 	opt, ok := ustackOpt(level, name)
 	if !ok {
-		return 0, unsupported("getsockopt level %d option %d on ustack (its Socket API has SO_ERROR, SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF, SO_SNDBUF and TCP_NODELAY, TCP_MAXSEG, TCP_USER_TIMEOUT, TCP_LINGER2, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT, TCP_DEFER_ACCEPT, TCP_CORK, TCP_QUICKACK and IP_BIND_ADDRESS_NO_PORT, IP_LOCAL_PORT_RANGE)", level, name)
+		return 0, unsupported("getsockopt level %d option %d on ustack (its Socket API has SO_ERROR, SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF, SO_SNDBUF, SO_RCVLOWAT and TCP_NODELAY, TCP_MAXSEG, TCP_USER_TIMEOUT, TCP_LINGER2, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT, TCP_DEFER_ACCEPT, TCP_CORK, TCP_QUICKACK and IP_BIND_ADDRESS_NO_PORT, IP_LOCAL_PORT_RANGE)", level, name)
 	}
 	return s.so.Option(opt)
 }

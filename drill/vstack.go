@@ -2,6 +2,7 @@ package drill
 
 import (
 	"errors"
+	"math"
 	"net/netip"
 	"syscall"
 	"time"
@@ -57,6 +58,9 @@ type vsock interface {
 	Peek(p []byte) (int, error)
 	// Closing is FIN-WAIT-1, CLOSING or LAST-ACK, also after Close.
 	Closing() bool
+	// Readable is whether a blocking read of n bytes returns now
+	// (SO_RCVLOWAT).
+	Readable(n int) bool
 	Shutdown(how int) error
 	Close() error
 	// Events is the poll mask: evIn | evOut | evErr | evHup.
@@ -278,16 +282,33 @@ func (v *vstack) call(op *Op) (Result, *pendingCall, error) {
 		if op.Flags&unix.MSG_PEEK != 0 {
 			read = so.Peek
 		}
-		// MSG_WAITALL on a blocking socket: tcp_recvmsg waits until the
-		// whole count is there, or EOF or an error ends the wait.
-		waitAll := op.Flags&unix.MSG_WAITALL != 0 && op.Flags&unix.MSG_PEEK == 0 && !s.nonblock && op.Flags&unix.MSG_DONTWAIT == 0
+		// A blocking read copies what is queued at once, and returns when
+		// it has its target: min(count, SO_RCVLOWAT), or the whole count
+		// with MSG_WAITALL (sock_rcvlowat). Short of it, it sleeps until
+		// SO_RCVLOWAT bytes more are queued, or EOF or an error
+		// (tcp_data_ready): the bytes it already took do not count.
+		blocking := !s.nonblock && op.Flags&unix.MSG_DONTWAIT == 0
+		peek := op.Flags&unix.MSG_PEEK != 0
+		lowat := 1
+		if v, err := so.GetOption(unix.SOL_SOCKET, unix.SO_RCVLOWAT); err == nil && v > 1 {
+			lowat = v
+		}
+		target := min(op.Count, lowat)
+		if op.Flags&unix.MSG_WAITALL != 0 && !peek {
+			target = op.Count
+		}
 		got := 0
 		try := func() (Result, bool) {
+			if got > 0 && !so.Readable(math.MaxInt) {
+				return Result{}, false // asleep until SO_RCVLOWAT more
+			}
 			for {
 				n, err := read(buf[got:])
 				got += n
 				switch {
-				case err == unix.EAGAIN && got > 0 && !waitAll:
+				case err == unix.EAGAIN && got >= target:
+					return Result{Ret: int64(got)}, true
+				case err == unix.EAGAIN && (!blocking || peek) && got > 0:
 					return Result{Ret: int64(got)}, true
 				case err == unix.EAGAIN:
 					return errnoResult(unix.EAGAIN), false
@@ -295,7 +316,7 @@ func (v *vstack) call(op *Op) (Result, *pendingCall, error) {
 					return Result{Ret: int64(got)}, true
 				case err != nil:
 					return v.errResult(err), true
-				case n == 0 || !waitAll || got == len(buf):
+				case n == 0 || got >= target || peek || got == len(buf):
 					return Result{Ret: int64(got)}, true
 				}
 			}

@@ -18,6 +18,7 @@ type sockOpts struct {
 	lingerTime int
 	rcvBuf     int // 0: the stack's default
 	sndBuf     int
+	rcvLowat   int // SO_RCVLOWAT; 0 means 1
 	tcp        tcpOpts
 
 	// deferAccept is a listener's TCP_DEFER_ACCEPT as Linux keeps it
@@ -98,6 +99,7 @@ const (
 	OptLocalPortRange                   // IP_LOCAL_PORT_RANGE: lo | hi<<16 narrows the ephemeral range; 0 each: the stack's
 	OptCork                             // TCP_CORK: 1 holds partial segments until cleared (or the RTO passes)
 	OptQuickAck                         // TCP_QUICKACK: 0 delays ACKs (interactive mode), 1 leaves it and sends one owed
+	OptRcvLowat                         // SO_RCVLOWAT: bytes that make the socket readable (poll, blocking reads)
 )
 
 // Linux's bounds for the TCP options (include/net/tcp.h).
@@ -234,6 +236,8 @@ func (so *Socket) Option(opt SockOpt) (int, error) {
 		return b(so.opts.tcp.cork), nil
 	case OptQuickAck:
 		return b(so.e == nil || !so.e.pingpong), nil
+	case OptRcvLowat:
+		return max(so.opts.rcvLowat, 1), nil
 	}
 	return 0, syscall.ENOPROTOOPT
 }
@@ -309,6 +313,14 @@ func (so *Socket) SetOption(opt SockOpt, val int) error {
 		// Clearing it pushes what was held (__tcp_sock_set_cork); the
 		// output below does.
 		so.opts.tcp.cork = val != 0
+	case OptRcvLowat:
+		// Linux: a negative value means INT_MAX, and tcp_set_rcvlowat
+		// caps it at half the largest receive buffer (tcp_rmem[2]).
+		if val < 0 || val > s.opts.RecvBuffer/2 {
+			val = s.opts.RecvBuffer / 2
+		}
+		so.opts.rcvLowat = val
+		so.ev.notify()
 	case OptQuickAck:
 		// Linux __tcp_sock_set_quickack: 0 enters interactive (pingpong)
 		// mode; 1 leaves it and sends an owed ACK once the data is read
@@ -652,7 +664,7 @@ func (so *Socket) Events() Events {
 	if e == nil {
 		return EventOut | EventHup // Linux: an unconnected socket polls as HUP|OUT
 	}
-	if e.rcvBuf.Len() > 0 || e.finRecvd || e.shutRd || e.gone || e.softErr != 0 {
+	if e.readableLocked(max(so.opts.rcvLowat, 1)) {
 		ev |= EventIn
 	}
 	if e.softErr != 0 {
@@ -707,6 +719,29 @@ func (so *Socket) State() string {
 		return so.e.state.String()
 	}
 	return ""
+}
+
+// Readable reports whether a blocking read of target bytes would return
+// now: that much is queued (or SO_RCVLOWAT's worth, Linux's
+// sock_rcvlowat takes the smaller), or EOF or an error ends the wait.
+func (so *Socket) Readable(target int) bool {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if so.e == nil {
+		return true // the read fails at once
+	}
+	return so.e.readableLocked(min(max(target, 1), max(so.opts.rcvLowat, 1)))
+}
+
+// readableLocked is tcp_stream_is_readable and tcp_epollin_ready: target
+// bytes queued, or the window nearly shut (so waiting could deadlock), or
+// nothing more will come.
+func (e *endpoint) readableLocked(target int) bool {
+	if n := e.rcvBuf.Len(); n > 0 && (n >= target || e.rcvAdv.sub(e.rcvNxt) <= uint32(e.rcvMSS)) {
+		return true
+	}
+	return e.finRecvd || e.shutRd || e.gone || e.softErr != 0
 }
 
 // Closing reports whether the connection is still sending its FIN or

@@ -136,3 +136,30 @@ func TestSocketClosing(t *testing.T) {
 		t.Fatal("still closing in FIN-WAIT-2")
 	}
 }
+
+// SO_RCVLOWAT: below it the socket does not poll readable; at it, or at
+// EOF, it does. Values above half the receive buffer are capped.
+func TestSocketRcvLowat(t *testing.T) {
+	h := newHarness(t)
+	c := h.acceptSocket(h.listenSocket(nil))
+	c.SetOption(OptRcvLowat, 5)
+	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("abc")})
+	if c.Events()&EventIn != 0 || c.Readable(10) {
+		t.Fatal("readable with 3 bytes under SO_RCVLOWAT 5")
+	}
+	if !c.Readable(2) {
+		t.Fatal("a read of 2 must not wait for SO_RCVLOWAT 5 (the smaller counts)")
+	}
+	h.send(seg{flags: flagACK | flagPSH, seq: 4, ack: 1, data: []byte("de")})
+	if c.Events()&EventIn == 0 {
+		t.Fatal("not readable with 5 bytes at SO_RCVLOWAT 5")
+	}
+	c.SetOption(OptRcvLowat, -1)
+	if v, _ := c.Option(OptRcvLowat); v != h.s.opts.RecvBuffer/2 {
+		t.Fatalf("SO_RCVLOWAT -1 reads back %d, want half the buffer %d", v, h.s.opts.RecvBuffer/2)
+	}
+	h.send(seg{flags: flagACK | flagFIN, seq: 6, ack: 1})
+	if c.Events()&EventIn == 0 {
+		t.Fatal("not readable at EOF")
+	}
+}
