@@ -337,6 +337,17 @@ func (in *interp) inbound(ev *Event) error {
 		return in.fail(ev.Pos, "inbound packet for a connection whose local port is not known yet (the stack's SYN was not seen)")
 	}
 	off := so.liveLocalISN - so.scriptLocalISN
+	if ic := pk.ICMP; ic != nil {
+		// The quoted datagram is our segment: from us to the peer, with
+		// the live sequence number.
+		in.logf("inject %s", pk)
+		pkt := encodeICMPError(ic, netip.AddrPortFrom(LocalAddr, so.localPort), netip.AddrPortFrom(RemoteAddr, so.remotePort), ic.Seq+off)
+		if err := in.b.Inject(pkt); err != nil {
+			return err
+		}
+		in.finish(ev, lo, in.b.Now())
+		return nil
+	}
 	seg := &segment{
 		src:   netip.AddrPortFrom(RemoteAddr, so.remotePort),
 		dst:   netip.AddrPortFrom(LocalAddr, so.localPort),

@@ -178,6 +178,19 @@ func encodeSegment(s *segment) []byte {
 	return pkt
 }
 
+// encodeICMPError builds an ICMP error from the peer's address to us about
+// our segment from local to remote with sequence number seq (the quoted IP
+// header and the first 8 bytes of TCP, RFC 792).
+func encodeICMPError(ic *ICMPSpec, local, remote netip.AddrPort, seq uint32) []byte {
+	orig := make([]byte, header.IPv4MinSize+header.TCPMinSize)
+	header.EncodeIPv4(orig, header.IPv4Fields{TotalLen: len(orig), TTL: 64, Protocol: header.ProtoTCP, Src: local.Addr().As4(), Dst: remote.Addr().As4()})
+	header.EncodeTCP(orig[header.IPv4MinSize:], header.TCPFields{SrcPort: local.Port(), DstPort: remote.Port(), Seq: seq, Flags: header.ACK}, 0)
+	pkt := make([]byte, header.IPv4MinSize+header.ICMPv4MinSize+len(orig))
+	n := header.PutICMPError(pkt[header.IPv4MinSize:], ic.Type, ic.Code, uint32(ic.MTU), orig)
+	header.EncodeIPv4(pkt, header.IPv4Fields{TotalLen: header.IPv4MinSize + n, TTL: 64, Protocol: header.ProtoICMP, Src: remote.Addr().As4(), Dst: local.Addr().As4()})
+	return pkt[:header.IPv4MinSize+n]
+}
+
 // flagString writes flags the way scripts do (S., F., P., R, ., -).
 func flagString(flags uint8, ae bool) string {
 	var b strings.Builder

@@ -575,6 +575,13 @@ func (p *parser) parsePacket() *Packet {
 		p.unsupported(pos, "IP header check [...] (ECN/TOS/TTL)")
 		return nil
 	}
+	if p.peekWord() == "icmp" && pk.Dir == Inbound {
+		if spec := p.parseICMP(pos); spec != nil {
+			pk.ICMP = spec
+			return pk
+		}
+		return nil
+	}
 	if w := p.peekWord(); w == "icmp" || w == "udp" || w == "ipv4" || w == "ipv6" || w == "gre" || w == "mpls" {
 		p.restOfLine()
 		p.unsupported(pos, w+" packet")
@@ -952,4 +959,43 @@ func (p *parser) parsePrimary() *Expr {
 // fmtSeconds formats a duration the way scripts write times.
 func fmtSeconds(d time.Duration) string {
 	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
+}
+
+// parseICMP parses the rest of `< icmp TYPE [CODE] [mtu N] [start:end(len)]`:
+// an ICMP error about our segment that starts at start. Types and codes
+// outside packetdrill's TCP-related set are unsupported features.
+func (p *parser) parseICMP(pos Pos) *ICMPSpec {
+	p.word() // icmp
+	name := p.word()
+	typ, ok := icmpTypes[name]
+	if !ok {
+		p.restOfLine()
+		p.unsupported(pos, "icmp "+name+" packet")
+		return nil
+	}
+	spec := &ICMPSpec{Type: typ}
+	if typ == 3 {
+		code := p.word()
+		c, ok := icmpUnreachCodes[code]
+		if !ok {
+			p.failAt(pos, "expected an unreachable code (port_unreachable, frag_needed, ...), found %q", code)
+		}
+		spec.Code = c
+	}
+	if p.peekWord() == "mtu" {
+		p.word()
+		spec.MTU = uint16(p.number("an MTU"))
+	}
+	p.expect("[")
+	spec.Seq = p.u32("the quoted segment's start sequence number")
+	p.expect(":")
+	end := p.u32("the quoted segment's end sequence number")
+	p.expect("(")
+	n := p.number("the quoted segment's length")
+	p.expect(")")
+	p.expect("]")
+	if uint64(end-spec.Seq) != n {
+		p.failAt(pos, "expected the quoted segment's length %d (= %d - %d), found %d", end-spec.Seq, end, spec.Seq, n)
+	}
+	return spec
 }

@@ -96,7 +96,8 @@ func TestParseDivergence(t *testing.T) {
 
 func TestParseUnsupported(t *testing.T) {
 	for _, tc := range []struct{ src, feature string }{
-		{"0 < icmp unreachable frag_needed mtu 1200 [1:1461(1460)]\n", "icmp packet"},
+		{"0 > icmp unreachable port_unreachable [1:1461(1460)]\n", "icmp packet"},
+		{"0 < icmp redirect [1:1461(1460)]\n", "icmp redirect packet"},
 		{"0 > S 0:0(0) <mss 1460,FO abcd,nop,nop>\n", "TCP option FO"},
 		{"0 sendmsg(3, {msg_name(...)=...}, 0) = 0\n", "syscall sendmsg()"},
 		// Arguments over several lines, as the kernel's selftests write
@@ -179,5 +180,21 @@ func TestParseCleanupCommand(t *testing.T) {
 	s := mustParse(t, "`./defaults.sh`\n0 close(3) = 0\n+0 close(4) = 0\n\n`/tmp/sysctl_restore_${PPID}.sh`\n")
 	if s.Init == nil || s.Cleanup == nil || s.Cleanup.Command != "/tmp/sysctl_restore_${PPID}.sh" || len(s.Events) != 2 {
 		t.Fatalf("init %v, cleanup %v, %d events", s.Init, s.Cleanup, len(s.Events))
+	}
+}
+
+// An inbound ICMP error line: type, code, next-hop MTU and the quoted
+// segment; a length that does not match the range is an error.
+func TestParseICMP(t *testing.T) {
+	s := mustParse(t, "0 < icmp unreachable frag_needed mtu 1200 [1:1461(1460)]\n")
+	ic := s.Events[0].Packet.ICMP
+	if ic == nil || ic.Type != 3 || ic.Code != 4 || ic.MTU != 1200 || ic.Seq != 1 {
+		t.Fatalf("parsed %+v", ic)
+	}
+	if _, err := Parse("t.pkt", []byte("0 < icmp unreachable frag_needed [1:1461(1000)]\n")); err == nil {
+		t.Fatal("a quoted segment with a wrong length parsed")
+	}
+	if _, err := Parse("t.pkt", []byte("0 < icmp unreachable nonsense [1:1461(1460)]\n")); err == nil {
+		t.Fatal("an unknown unreachable code parsed")
 	}
 }

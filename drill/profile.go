@@ -202,6 +202,9 @@ func parseShellCommand(cmd string) (shellAction, error) {
 			// The Linux defaults profile, which every script starts from.
 		case f[0] == "ip" && len(f) >= 3 && f[1] == "tcp_metrics" && f[2] == "flush":
 			// Each run starts from a fresh stack: nothing is cached.
+		case len(f) == 5 && f[0] == "ethtool" && f[1] == "-K" && f[2] == "tun0" && (f[3] == "tso" || f[3] == "gso") && f[4] == "off":
+			// Already so: the Linux backend's tun0 has no offloads, and
+			// the userspace stacks segment to the MSS themselves.
 		case f[0] == "sysctl" || f[0] == "/sbin/sysctl" || f[0] == "/usr/sbin/sysctl":
 			n := 0
 			for _, a := range f[1:] {

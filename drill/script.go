@@ -192,6 +192,33 @@ type Packet struct {
 	// Options is nil for "no options"; AnyOptions is set for `<...>`.
 	Options    []TCPOption
 	AnyOptions bool
+	// ICMP, when set, makes this an inbound ICMP error about the TCP
+	// segment it quotes (`< icmp unreachable frag_needed mtu 1200
+	// [1:1461(1460)]`); the TCP fields above are unused.
+	ICMP *ICMPSpec
+}
+
+// ICMPSpec is an ICMP error line: its type and code, the next-hop MTU
+// (frag_needed), and the sequence number of the quoted segment of ours
+// (relative, like the script's outbound lines).
+type ICMPSpec struct {
+	Type, Code uint8
+	MTU        uint16
+	Seq        uint32
+}
+
+// icmpTypes and icmpUnreachCodes are packetdrill's names (icmp_packet.c).
+var icmpTypes = map[string]uint8{
+	"unreachable": 3, "time_exceeded": 11, "parameter_problem": 12,
+}
+
+var icmpUnreachCodes = map[string]uint8{
+	"net_unreachable": 0, "host_unreachable": 1, "protocol_unreachable": 2,
+	"port_unreachable": 3, "frag_needed": 4, "source_route_failed": 5,
+	"net_unknown": 6, "host_unknown": 7, "source_host_isolated": 8,
+	"net_prohibited": 9, "host_prohibited": 10, "net_unreachable_for_tos": 11,
+	"host_unreachable_for_tos": 12, "packet_filtered": 13,
+	"precedence_violation": 14, "precedence_cutoff": 15,
 }
 
 // OptionKind is a TCP option kind as scripts write it.

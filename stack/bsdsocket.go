@@ -693,6 +693,11 @@ func (so *Socket) SockError() syscall.Errno {
 	}
 	err := so.e.softErr
 	so.e.softErr = 0
+	if err == 0 {
+		// Linux sock_getsockopt: with no error pending, SO_ERROR takes
+		// the soft one (an ICMP error while open).
+		err, so.e.icmpErr = so.e.icmpErr, 0
+	}
 	return err
 }
 

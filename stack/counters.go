@@ -42,6 +42,9 @@ const (
 	cntTCPListenOverflows
 	cntTCPListenDrops
 	cntTCPDeferAcceptDrops
+	cntTCPICMPErrors
+	cntTCPPMTUReductions
+	cntICMPOutOfWindow
 	cntTCPSynQueueDrops
 	cntTCPSynCookiesSent
 	cntTCPSynCookiesRecv
@@ -79,7 +82,7 @@ var counterNames = [numCounters]string{
 	cntICMPIn:              "icmp.in",
 	cntICMPEchoReplies:     "icmp.echo_replies",
 	cntICMPMalformed:       "icmp.drop.malformed",
-	cntICMPIgnored:         "icmp.drop.not_echo_request",
+	cntICMPIgnored:         "icmp.drop.ignored",
 	cntTCPIn:               "tcp.in",
 	cntTCPOut:              "tcp.out",
 	cntTCPGSOOut:           "tcp.out.gso_packets",
@@ -103,6 +106,9 @@ var counterNames = [numCounters]string{
 	cntTCPListenOverflows:  "tcp.listen_overflows",
 	cntTCPListenDrops:      "tcp.listen_drops",
 	cntTCPDeferAcceptDrops: "tcp.defer_accept_drops",
+	cntTCPICMPErrors:       "tcp.icmp_errors",
+	cntTCPPMTUReductions:   "tcp.pmtu_reductions",
+	cntICMPOutOfWindow:     "icmp.out_of_window",
 	cntTCPSynQueueDrops:    "tcp.syn_queue_drops",
 	cntTCPSynCookiesSent:   "tcp.syncookies_sent",
 	cntTCPSynCookiesRecv:   "tcp.syncookies_recv",

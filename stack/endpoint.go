@@ -128,6 +128,7 @@ type endpoint struct {
 
 	// Application side.
 	softErr   syscall.Errno // reported once by the next read or write
+	icmpErr   syscall.Errno // an ICMP error while open: what a timeout reports (sk_err_soft)
 	hardErr   syscall.Errno // the connection failed: what writes report afterwards
 	shutRd    bool
 	shutWr    bool
@@ -853,6 +854,9 @@ func (e *endpoint) resetByPeer(now time.Time, sg *segment) {
 
 // fail ends the connection with an error the application will see.
 func (e *endpoint) fail(now time.Time, errno syscall.Errno, why string, sg *segment) {
+	if errno == syscall.ETIMEDOUT && e.icmpErr != 0 {
+		errno = e.icmpErr // tcp_write_err: the soft error, if any, explains the timeout
+	}
 	e.setState(stateClosed, why, sg)
 	e.softErr = errno
 	e.hardErr = errno
@@ -1011,6 +1015,9 @@ func (e *endpoint) negotiate(o *optionsT, synAck bool) {
 		e.mss = min(int(o.MSS), e.advMSS())
 	} else {
 		e.mss = min(536, e.advMSS())
+	}
+	if p := e.s.pathMSS(e.s.clock.Now(), e.id.RemoteAddr); p > 0 {
+		e.mss = min(e.mss, p) // a learned path MTU (RFC 1191)
 	}
 	e.wsOK = opts.WindowScaling && o.HasWScale
 	if e.wsOK {

@@ -67,6 +67,8 @@ type Stack struct {
 	// nothing at most once per deadline (Linux leaves a cleared
 	// retransmit timer armed the same way, inet_csk_clear_xmit_timer),
 	// instead of once per ACK that stops the RTO.
+	pmtu map[[4]byte]pmtuEntry // learned path MTUs (icmp.go)
+
 	timerAt   time.Time
 	wake      chan struct{} // timer loop: a timer is due before timerAt
 	done      chan struct{}
@@ -327,22 +329,27 @@ func (s *Stack) ipInput(now time.Time, pkt []byte, csumOK bool) {
 	case header.ProtoTCP:
 		s.tcpInput(now, ip.Src(), ip.Dst(), ip.Payload(), csumOK)
 	case header.ProtoICMP:
-		s.icmpInput(ip)
+		s.icmpInput(now, ip)
 	default:
 		s.inc(cntIPUnknownProto)
 	}
 }
 
-// icmpInput answers echo requests (B50); the rest (errors, replies) is
-// counted and dropped: no PMTU discovery, no soft errors from ICMP.
-func (s *Stack) icmpInput(ip header.IPv4) {
+// icmpInput answers echo requests (B50) and hands errors about our TCP
+// segments to their connection (icmp.go); the rest is counted and dropped.
+func (s *Stack) icmpInput(now time.Time, ip header.IPv4) {
 	s.inc(cntICMPIn)
 	msg := ip.Payload()
 	if len(msg) < header.ICMPv4MinSize || !header.ICMPChecksumValid(msg) {
 		s.inc(cntICMPMalformed)
 		return
 	}
-	if header.ICMPv4(msg).Type() != header.ICMPEchoRequest {
+	switch header.ICMPv4(msg).Type() {
+	case header.ICMPEchoRequest:
+	case icmpDestUnreach, icmpTimeExceeded, icmpParamProblem:
+		s.icmpError(now, msg)
+		return
+	default:
 		s.inc(cntICMPIgnored)
 		return
 	}

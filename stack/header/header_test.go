@@ -719,3 +719,17 @@ func BenchmarkPutDataOptions(b *testing.B) {
 		PutDataOptions(buf[:], true, 1, 2, sacks)
 	}
 }
+
+// An ICMP error quotes the IP header and 8 bytes, and checks out.
+func TestPutICMPError(t *testing.T) {
+	orig := make([]byte, 60)
+	EncodeIPv4(orig, IPv4Fields{TotalLen: 60, TTL: 64, Protocol: ProtoTCP, Src: [4]byte{10, 0, 0, 2}, Dst: [4]byte{10, 0, 0, 1}})
+	for i := 20; i < 60; i++ {
+		orig[i] = byte(i)
+	}
+	b := make([]byte, 64)
+	n := PutICMPError(b, ICMPDestUnreach, 4, 1200, orig)
+	if n != 8+28 || !ICMPChecksumValid(b[:n]) || b[0] != 3 || b[1] != 4 || b[7] != 0xb0 || b[6] != 0x04 || b[n-1] != 27 {
+		t.Fatalf("message % x (%d bytes)", b[:n], n)
+	}
+}

@@ -61,3 +61,27 @@ func MakeEchoReply(msg []byte) {
 	msg[2], msg[3] = 0, 0
 	binary.BigEndian.PutUint16(msg[2:4], Checksum(msg, 0))
 }
+
+// ICMP error types (RFC 792).
+const (
+	ICMPDestUnreach  = 3
+	ICMPTimeExceeded = 11
+	ICMPParamProblem = 12
+)
+
+// PutICMPError writes into b an ICMP error message of type typ and code
+// about the datagram orig (its IPv4 header and the first 8 bytes after it
+// are quoted, RFC 792); info is the 32-bit field after the checksum (the
+// next-hop MTU in its low 16 bits for "fragmentation needed", RFC 1191).
+// It returns the message length; b must hold ICMPv4MinSize plus the quote.
+func PutICMPError(b []byte, typ, code uint8, info uint32, orig []byte) int {
+	quote := min(len(orig), IPv4(orig).HeaderLen()+8)
+	n := ICMPv4MinSize + quote
+	b = b[:n]
+	b[0], b[1] = typ, code
+	binary.BigEndian.PutUint16(b[2:4], 0)
+	binary.BigEndian.PutUint32(b[4:8], info)
+	copy(b[ICMPv4MinSize:], orig[:quote])
+	binary.BigEndian.PutUint16(b[2:4], Checksum(b, 0))
+	return n
+}

@@ -1,0 +1,197 @@
+package stack
+
+import (
+	"encoding/binary"
+	"syscall"
+	"time"
+
+	"ustack/hashtable"
+	"ustack/stack/header"
+)
+
+// ICMP errors about our TCP segments (RFC 5927, RFC 1122 4.2.3.9), as
+// Linux's tcp_v4_err: a connection being opened fails with the error; an
+// open one keeps trying and reports it only if it then times out; and
+// "fragmentation needed" lowers the path MTU (RFC 1191) and resends what
+// no longer fits.
+
+// ICMP types and destination-unreachable codes (RFC 792).
+const (
+	icmpDestUnreach    = 3
+	icmpSourceQuench   = 4
+	icmpTimeExceeded   = 11
+	icmpParamProblem   = 12
+	icmpNetUnreach     = 0
+	icmpHostUnreach    = 1
+	icmpFragNeeded     = 4
+	icmpMaxUnreachCode = 15
+)
+
+// minPMTU is Linux's ip_rt_min_pmtu: a smaller "next-hop MTU" is taken as this.
+const minPMTU = 552
+
+// pmtuExpiry is how long a learned path MTU lasts (ip_rt_mtu_expires).
+const pmtuExpiry = 10 * time.Minute
+
+// maxPMTUEntries bounds the path MTU cache; the oldest entry makes room.
+const maxPMTUEntries = 1024
+
+// unreachErrno is Linux's icmp_err_convert for destination unreachable.
+var unreachErrno = [icmpMaxUnreachCode + 1]syscall.Errno{
+	syscall.ENETUNREACH,  // network unreachable
+	syscall.EHOSTUNREACH, // host unreachable
+	syscall.ENOPROTOOPT,  // protocol unreachable
+	syscall.ECONNREFUSED, // port unreachable
+	syscall.EMSGSIZE,     // fragmentation needed (handled as PMTU)
+	syscall.EOPNOTSUPP,   // source route failed
+	syscall.ENETUNREACH,  // network unknown
+	syscall.EHOSTDOWN,    // host unknown
+	syscall.ENONET,       // source host isolated
+	syscall.ENETUNREACH,  // network prohibited
+	syscall.EHOSTUNREACH, // host prohibited
+	syscall.ENETUNREACH,  // network unreachable for TOS
+	syscall.EHOSTUNREACH, // host unreachable for TOS
+	syscall.EHOSTUNREACH, // communication prohibited
+	syscall.EHOSTUNREACH, // host precedence violation
+	syscall.EHOSTUNREACH, // precedence cutoff
+}
+
+// pmtuEntry is a learned path MTU towards one address.
+type pmtuEntry struct {
+	mtu     int
+	expires time.Time
+}
+
+// icmpError handles an ICMP error message msg (type, code, the 4 bytes
+// after the checksum, then the offending datagram's IP header and at least
+// 8 bytes of its payload).
+func (s *Stack) icmpError(now time.Time, msg []byte) {
+	inner := header.IPv4(msg[header.ICMPv4MinSize:])
+	if len(inner) < header.IPv4MinSize || inner.HeaderLen() < header.IPv4MinSize || len(inner) < inner.HeaderLen()+8 || inner.Protocol() != header.ProtoTCP {
+		s.inc(cntICMPIgnored)
+		return
+	}
+	tcp := inner[inner.HeaderLen():]
+	// Our segment went from us (its source) to the peer.
+	id := hashtable.FourTuple{
+		LocalAddr: inner.Src(), LocalPort: binary.BigEndian.Uint16(tcp[0:2]),
+		RemoteAddr: inner.Dst(), RemotePort: binary.BigEndian.Uint16(tcp[2:4]),
+	}
+	e, ok := s.est.Lookup(id)
+	if !ok {
+		s.inc(cntICMPIgnored)
+		return
+	}
+	typ, code := msg[0], msg[1]
+	e.icmpError(now, typ, code, int(binary.BigEndian.Uint16(msg[6:8])), seqnum(binary.BigEndian.Uint32(tcp[4:8])))
+}
+
+func (e *endpoint) icmpError(now time.Time, typ, code uint8, mtu int, seq seqnum) {
+	s := e.s
+	if e.state == stateTimeWait || e.state == stateClosed || e.gone {
+		s.inc(cntICMPIgnored)
+		return
+	}
+	if e.state == stateSynRecv && !e.active {
+		// A request socket (tcp_req_err): only a fatal error about our
+		// SYN|ACK drops it, silently.
+		fatal := typ == icmpParamProblem || typ == icmpDestUnreach && (code == icmpNetUnreach || code == icmpHostUnreach)
+		if fatal && seq == e.iss {
+			s.inc(cntTCPICMPErrors)
+			e.setState(stateClosed, "ICMP error for the SYN|ACK", nil)
+			e.destroy()
+		} else {
+			s.inc(cntICMPOutOfWindow)
+		}
+		return
+	}
+	if seq.lt(e.sndUna) || seq.gt(e.sndNxt) {
+		s.inc(cntICMPOutOfWindow) // LINUX_MIB_OUTOFWINDOWICMPS
+		return
+	}
+	var errno syscall.Errno
+	switch {
+	case typ == icmpParamProblem:
+		errno = syscall.EPROTO
+	case typ == icmpTimeExceeded:
+		errno = syscall.EHOSTUNREACH
+	case typ == icmpDestUnreach && code == icmpFragNeeded:
+		e.pmtuReduced(now, mtu)
+		return
+	case typ == icmpDestUnreach && code <= icmpMaxUnreachCode:
+		errno = unreachErrno[code]
+	default: // source quench, redirect, anything else: ignored
+		s.inc(cntICMPIgnored)
+		return
+	}
+	s.inc(cntTCPICMPErrors)
+	if e.state == stateSynSent || e.state == stateSynRecv {
+		// Opening: the error is final (connect fails with it).
+		e.fail(now, errno, "ICMP error while connecting", nil)
+		return
+	}
+	// Open: RFC 1122 4.2.3.9 lets us keep trying; the error is what a
+	// timeout will report (sk_err_soft), and SO_ERROR reads it.
+	e.icmpErr = errno
+}
+
+// pmtuReduced is tcp_v4_mtu_reduced: a smaller path MTU lowers the MSS,
+// and the segments that no longer fit are sent again at once, cut to it
+// (tcp_simple_retransmit), without a congestion response.
+func (e *endpoint) pmtuReduced(now time.Time, mtu int) {
+	s := e.s
+	if mtu < minPMTU {
+		mtu = minPMTU
+	}
+	mss := mtu - header.IPv4MinSize - header.TCPMinSize
+	s.rememberPMTU(now, e.id.RemoteAddr, mtu)
+	if mss >= e.mss {
+		return
+	}
+	s.inc(cntTCPPMTUReductions)
+	e.mss = mss
+	if !e.canSendData() || e.sndUna == e.sndNxt {
+		return
+	}
+	e.sndNxt = e.sndUna
+	e.highRxt = e.sndUna
+	if e.finSent && e.sndFin.geq(e.sndUna) {
+		e.finSent = false
+	}
+	e.sendData(now)
+}
+
+// rememberPMTU keeps a learned path MTU for new connections to addr (Linux
+// keeps it in the route's exception, for ip_rt_mtu_expires).
+func (s *Stack) rememberPMTU(now time.Time, addr [4]byte, mtu int) {
+	if s.pmtu == nil {
+		s.pmtu = make(map[[4]byte]pmtuEntry)
+	}
+	if _, ok := s.pmtu[addr]; !ok && len(s.pmtu) >= maxPMTUEntries {
+		var oldest [4]byte
+		first := true
+		for a, p := range s.pmtu {
+			if first || p.expires.Before(s.pmtu[oldest].expires) {
+				oldest, first = a, false
+			}
+		}
+		delete(s.pmtu, oldest)
+	}
+	if p, ok := s.pmtu[addr]; ok && p.mtu < mtu && now.Before(p.expires) {
+		mtu = p.mtu
+	}
+	s.pmtu[addr] = pmtuEntry{mtu: mtu, expires: now.Add(pmtuExpiry)}
+}
+
+// pathMSS is the MSS the learned path MTU to addr allows, or 0 if none is known.
+func (s *Stack) pathMSS(now time.Time, addr [4]byte) int {
+	p, ok := s.pmtu[addr]
+	if !ok {
+		return 0
+	}
+	if !now.Before(p.expires) {
+		delete(s.pmtu, addr)
+		return 0
+	}
+	return p.mtu - header.IPv4MinSize - header.TCPMinSize
+}
