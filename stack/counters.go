@@ -44,6 +44,7 @@ const (
 	cntTCPDeferAcceptDrops
 	cntTCPICMPErrors
 	cntTCPPMTUReductions
+	cntTCPRTORevert
 	cntICMPOutOfWindow
 	cntTCPSynQueueDrops
 	cntTCPSynCookiesSent
@@ -108,6 +109,7 @@ var counterNames = [numCounters]string{
 	cntTCPDeferAcceptDrops: "tcp.defer_accept_drops",
 	cntTCPICMPErrors:       "tcp.icmp_errors",
 	cntTCPPMTUReductions:   "tcp.pmtu_reductions",
+	cntTCPRTORevert:        "tcp.rto_reverts",
 	cntICMPOutOfWindow:     "icmp.out_of_window",
 	cntTCPSynQueueDrops:    "tcp.syn_queue_drops",
 	cntTCPSynCookiesSent:   "tcp.syncookies_sent",

@@ -83,6 +83,7 @@ type endpoint struct {
 	rttStart  time.Time
 	backoff   int       // RTO expirations in a row
 	rtxStart  time.Time // when the current run of retransmissions began
+	rtoSentAt time.Time // when the RTO last resent the head
 	retries   int       // SYN / SYN|ACK retransmissions so far
 	synStart  time.Time // when the first SYN left
 	persist   bool      // rtxTimer is the persist timer (B21)
@@ -615,6 +616,7 @@ func (e *endpoint) onNewAck(now time.Time, sg *segment, acked, sackedBefore, los
 	}
 	e.backoff = 0
 	e.rtxStart = time.Time{}
+	e.icmpErr = 0 // tcp_ack: data got through, the soft error is stale
 
 	// What this ACK delivered: newly acked or SACKed, not what an earlier
 	// SACK already counted (Linux's acked_sacked).

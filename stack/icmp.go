@@ -120,6 +120,9 @@ func (e *endpoint) icmpError(now time.Time, typ, code uint8, mtu int, seq seqnum
 		return
 	case typ == icmpDestUnreach && code <= icmpMaxUnreachCode:
 		errno = unreachErrno[code]
+		if code == icmpNetUnreach || code == icmpHostUnreach {
+			defer e.rtoRevert(now, seq)
+		}
 	default: // source quench, redirect, anything else: ignored
 		s.inc(cntICMPIgnored)
 		return
@@ -133,6 +136,24 @@ func (e *endpoint) icmpError(now time.Time, typ, code uint8, mtu int, seq seqnum
 	// Open: RFC 1122 4.2.3.9 lets us keep trying; the error is what a
 	// timeout will report (sk_err_soft), and SO_ERROR reads it.
 	e.icmpErr = errno
+}
+
+// rtoRevert is RFC 6069 (Linux tcp_ld_RTO_revert): a net or host
+// unreachable for the head segment while the RTO backs off says the path,
+// not congestion, lost it. One step of backoff is undone, and the timer
+// fires as that shorter RTO says from the last retransmission, at once if
+// that time has passed.
+func (e *endpoint) rtoRevert(now time.Time, seq seqnum) {
+	if e.gone || seq != e.sndUna || e.backoff == 0 || e.persist || e.tlpArmed || e.rtoSentAt.IsZero() || !e.state.synchronized() {
+		return
+	}
+	e.s.inc(cntTCPRTORevert)
+	e.backoff--
+	if left := e.backedOffRTO() - now.Sub(e.rtoSentAt); left > 0 {
+		e.s.schedule(&e.rtxTimer, now.Add(left))
+		return
+	}
+	e.onRetransmitTimer(now)
 }
 
 // pmtuReduced is tcp_v4_mtu_reduced: a smaller path MTU lowers the MSS,

@@ -98,3 +98,24 @@ func TestICMPFragNeededLowersMSS(t *testing.T) {
 	h.expect(seg{flags: flagACK, seq: 1, ack: 1, n: 1160})
 	h.expect(seg{flags: flagACK | flagPSH, seq: 1161, ack: 1, n: 840})
 }
+
+// RFC 6069: host unreachable for the head while the RTO backs off undoes
+// one step: the next retransmission is one RTO (200 ms) after the last, not
+// two. An ACK that then gets through clears the soft error.
+func TestICMPUnreachableRevertsRTOBackoff(t *testing.T) {
+	h := newHarness(t)
+	c := h.acceptSocket(h.listenSocket(nil))
+	c.Write([]byte("data"))
+	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
+	h.expectAt(200*time.Millisecond, seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
+	h.advance(100 * time.Millisecond)
+	h.icmpAbout(header.ICMPDestUnreach, 1, 0, 1)
+	h.expectAt(400*time.Millisecond, seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")}) // not 600
+	if h.s.Counter("tcp.rto_reverts") != 1 {
+		t.Fatal("tcp.rto_reverts not counted")
+	}
+	h.send(seg{flags: flagACK, seq: 1, ack: 5})
+	if err := c.SockError(); err != 0 {
+		t.Fatalf("SO_ERROR %v after an ACK got through, want 0", err)
+	}
+}

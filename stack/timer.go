@@ -142,6 +142,7 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 		e.finSent = false
 	}
 	e.sendData(now)
+	e.rtoSentAt = now
 	e.s.schedule(&e.rtxTimer, now.Add(e.clampToUserTimeout(now, e.rtxStart, e.backedOffRTO(), jiffy)))
 }
 
