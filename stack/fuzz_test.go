@@ -313,7 +313,26 @@ func (fz *fuzzer) segmentStep(r *fzReader) {
 	seq += uint32(int32(seqDelta))
 	ack += uint32(int32(ackDelta))
 	fz.packets++
+	if who&0x20 != 0 {
+		// An ICMP error from a router about the stack's segment to this
+		// peer (ack stands for its sequence number): the type and code
+		// from flags, the next-hop MTU from win.
+		fz.inject(fzICMPError([]uint8{3, 11, 12, 4, 5}[flags%5], flags>>4, win, src, sport, dport, ack))
+		return
+	}
 	fz.inject(fzSegment(src, sport, dport, seq, ack, flags, win, opts, payload))
+}
+
+// fzICMPError builds an ICMP error about a segment from the stack's port
+// dport to peer:sport with sequence number seq.
+func fzICMPError(typ, code uint8, mtu uint16, peer [4]byte, sport, dport uint16, seq uint32) []byte {
+	orig := make([]byte, 40)
+	header.EncodeIPv4(orig, header.IPv4Fields{TotalLen: 40, TTL: 64, Protocol: header.ProtoTCP, Src: fzStack, Dst: peer})
+	header.EncodeTCP(orig[20:], header.TCPFields{SrcPort: dport, DstPort: sport, Seq: seq, Flags: header.ACK}, 0)
+	pkt := make([]byte, 20+8+28)
+	n := header.PutICMPError(pkt[20:], typ, code, uint32(mtu), orig)
+	header.EncodeIPv4(pkt, header.IPv4Fields{TotalLen: 20 + n, TTL: 64, Protocol: header.ProtoICMP, Src: [4]byte{10, 0, 0, 254}, Dst: fzStack})
+	return pkt[:20+n]
 }
 
 // timeStep moves the clock by 1..64 units of 1 ms, 100 ms, 10 s or 5 min.
