@@ -196,7 +196,10 @@ func (b *Bind) InUse(port uint16) bool {
 func (b *Bind) Len() int { return len(b.owners) }
 
 // rangeLen is the number of ports in the ephemeral range (at most 65535).
-func (b *Bind) rangeLen() uint32 { return uint32(b.hi-b.lo) + 1 }
+func (b *Bind) rangeLen() uint32 { return span(b.lo, b.hi) }
+
+// span is the number of ports in lo..hi.
+func span(lo, hi uint16) uint32 { return uint32(hi-lo) + 1 }
 
 // Ephemeral picks a local port for connect() on an unbound socket using
 // RFC 6056 section 3.3.4 (Algorithm 4, "Double-Hash Port Selection"), as
@@ -257,7 +260,7 @@ func (b *Bind) EphemeralIn(lo, hi uint16, local, remote Addr, remotePort uint16,
 	binary.BigEndian.PutUint16(msg[8:10], remotePort)
 	h := b.key.sum(msg[:])
 	g := &b.perturb[h%perturbLen]
-	n := uint32(hi-lo) + 1
+	n := span(lo, hi)
 	pos := (uint32(h>>32) + *g) % n
 	for tries := range n {
 		port := lo + uint16(pos)
@@ -293,7 +296,7 @@ func (b *Bind) EphemeralBindIn(lo, hi uint16, e BindEntry) (uint16, error) {
 	if _, ok := b.owners[e.Owner]; ok {
 		return 0, syscall.EINVAL
 	}
-	n := uint32(hi-lo) + 1
+	n := span(lo, hi)
 	start := uint32(b.rng.Uint64() % uint64(n))
 	for i := range n {
 		port := lo + uint16((start+i)%n)

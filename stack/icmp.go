@@ -15,12 +15,8 @@ import (
 // "fragmentation needed" lowers the path MTU (RFC 1191) and resends what
 // no longer fits.
 
-// ICMP types and destination-unreachable codes (RFC 792).
+// Destination-unreachable codes (RFC 792); the types are header's.
 const (
-	icmpDestUnreach    = 3
-	icmpSourceQuench   = 4
-	icmpTimeExceeded   = 11
-	icmpParamProblem   = 12
 	icmpNetUnreach     = 0
 	icmpHostUnreach    = 1
 	icmpFragNeeded     = 4
@@ -95,7 +91,7 @@ func (e *endpoint) icmpError(now time.Time, typ, code uint8, mtu int, seq seqnum
 	if e.state == stateSynRecv && !e.active {
 		// A request socket (tcp_req_err): only a fatal error about our
 		// SYN|ACK drops it, silently.
-		fatal := typ == icmpParamProblem || typ == icmpDestUnreach && (code == icmpNetUnreach || code == icmpHostUnreach)
+		fatal := typ == header.ICMPParamProblem || typ == header.ICMPDestUnreach && (code == icmpNetUnreach || code == icmpHostUnreach)
 		if fatal && seq == e.iss {
 			s.inc(cntTCPICMPErrors)
 			e.setState(stateClosed, "ICMP error for the SYN|ACK", nil)
@@ -111,14 +107,14 @@ func (e *endpoint) icmpError(now time.Time, typ, code uint8, mtu int, seq seqnum
 	}
 	var errno syscall.Errno
 	switch {
-	case typ == icmpParamProblem:
+	case typ == header.ICMPParamProblem:
 		errno = syscall.EPROTO
-	case typ == icmpTimeExceeded:
+	case typ == header.ICMPTimeExceeded:
 		errno = syscall.EHOSTUNREACH
-	case typ == icmpDestUnreach && code == icmpFragNeeded:
+	case typ == header.ICMPDestUnreach && code == icmpFragNeeded:
 		e.pmtuReduced(now, mtu)
 		return
-	case typ == icmpDestUnreach && code <= icmpMaxUnreachCode:
+	case typ == header.ICMPDestUnreach && code <= icmpMaxUnreachCode:
 		errno = unreachErrno[code]
 		if code == icmpNetUnreach || code == icmpHostUnreach {
 			defer e.rtoRevert(now, seq)

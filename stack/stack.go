@@ -346,7 +346,7 @@ func (s *Stack) icmpInput(now time.Time, ip header.IPv4) {
 	}
 	switch header.ICMPv4(msg).Type() {
 	case header.ICMPEchoRequest:
-	case icmpDestUnreach, icmpTimeExceeded, icmpParamProblem:
+	case header.ICMPDestUnreach, header.ICMPTimeExceeded, header.ICMPParamProblem:
 		s.icmpError(now, msg)
 		return
 	default:

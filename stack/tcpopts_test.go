@@ -44,6 +44,22 @@ func (h *harness) acceptSocket(l *Socket) *Socket {
 	return c
 }
 
+// wantTimedOutAt checks that the connection is open a moment before d and
+// gone a moment after it, without a segment (no RST), and that a read then
+// fails with ETIMEDOUT. The RTO is a hair over 200 ms (a microsecond of
+// RTT), hence the 2 ms.
+func (h *harness) wantTimedOutAt(d time.Duration, c *Socket) {
+	h.t.Helper()
+	h.advance(d - h.now() - time.Millisecond)
+	h.wantState("ESTAB")
+	h.advance(2 * time.Millisecond)
+	h.expectNone()
+	h.wantState("gone")
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
+		h.t.Fatalf("read: %v, want ETIMEDOUT", err)
+	}
+}
+
 func wantOption(t *testing.T, so *Socket, o SockOpt, want int) {
 	t.Helper()
 	if v, err := so.Option(o); err != nil || v != want {
@@ -102,16 +118,8 @@ func TestTCPUserTimeoutCutsRetransmissions(t *testing.T) {
 	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
 	h.expectAt(200*time.Millisecond, seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
 	h.expectAt(600*time.Millisecond, seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
-	// Without the option the next would come at 1.4 s. (The RTO is a
-	// hair over 200 ms: a microsecond of RTT.)
-	h.advance(1200*time.Millisecond - h.now() - time.Millisecond)
-	h.wantState("ESTAB")
-	h.advance(2 * time.Millisecond)
-	h.expectNone()
-	h.wantState("gone")
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
-		t.Fatalf("read: %v, want ETIMEDOUT", err)
-	}
+	// Without the option the next would come at 1.4 s.
+	h.wantTimedOutAt(1200*time.Millisecond, c)
 }
 
 // TCP_USER_TIMEOUT bounds zero-window probing from the first probe, even
@@ -134,14 +142,7 @@ func TestTCPUserTimeoutEndsAnsweredWindowProbes(t *testing.T) {
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
 	// The next probe would be at 1.4 s; 1 s after the first (1.2 s) the
 	// connection is gone.
-	h.advance(1200*time.Millisecond - h.now() - time.Millisecond)
-	h.wantState("ESTAB")
-	h.advance(2 * time.Millisecond)
-	h.expectNone()
-	h.wantState("gone")
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
-		t.Fatalf("read: %v, want ETIMEDOUT", err)
-	}
+	h.wantTimedOutAt(1200*time.Millisecond, c)
 }
 
 // TCP_LINGER2 -1: the ACK of an orphan's FIN kills it and is answered
