@@ -358,7 +358,7 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 			if e.shutRd && sg.seq.add(uint32(len(sg.payload))).gt(e.rcvNxt) {
 				e.s.inc(cntTCPAbortOnData)
 				e.s.sendResetFor(sg)
-				e.abort(now, syscall.ECONNRESET, "data after close(): RST sent")
+				e.close("data after close(): RST sent", nil, syscall.ECONNRESET)
 				return
 			}
 			e.dataInput(now, sg)
@@ -415,7 +415,7 @@ func (e *endpoint) afterPeerFin(now time.Time, sg *segment) bool {
 		if e.state == stateCloseWait {
 			errno = syscall.EPIPE
 		}
-		e.abort(now, errno, "data after the peer's FIN: RST sent")
+		e.close("data after the peer's FIN: RST sent", nil, errno)
 		return true
 	}
 	e.setDSACK(sg.seq, seqMin(sg.seq.add(sg.seqLen()), e.rcvNxt))
@@ -641,8 +641,7 @@ func (e *endpoint) onNewAck(now time.Time, sg *segment, acked, sackedBefore, los
 				// as for no socket (tcp_rcv_state_process returns 1).
 				e.s.inc(cntTCPAbortOnData)
 				e.s.sendResetFor(sg)
-				e.setState(stateClosed, "ACK of FIN, TCP_LINGER2 < 0: RST sent", sg)
-				e.destroy()
+				e.close("ACK of FIN, TCP_LINGER2 < 0: RST sent", sg, 0)
 				return
 			}
 			e.setState(stateFinWait2, "ACK of FIN", sg)
@@ -652,8 +651,7 @@ func (e *endpoint) onNewAck(now time.Time, sg *segment, acked, sackedBefore, los
 		case stateClosing:
 			e.enterTimeWait(now, "ACK of FIN", sg)
 		case stateLastAck:
-			e.setState(stateClosed, "ACK of FIN", sg)
-			e.destroy()
+			e.close("ACK of FIN", sg, 0)
 		}
 	}
 }
@@ -838,41 +836,35 @@ func (e *endpoint) resetByPeer(now time.Time, sg *segment) {
 		if !e.active {
 			// A listener's child just goes away (Linux: the request
 			// socket is dropped).
-			e.setState(stateClosed, "RST", sg)
-			e.destroy()
+			e.close("RST", sg, 0)
 			return
 		}
-		e.fail(now, syscall.ECONNREFUSED, "RST", sg)
+		e.close("RST", sg, syscall.ECONNREFUSED)
 	case stateCloseWait:
-		e.fail(now, syscall.EPIPE, "RST", sg)
+		e.close("RST", sg, syscall.EPIPE)
 	case stateClosing, stateLastAck:
-		e.setState(stateClosed, "RST", sg)
-		e.destroy()
+		e.close("RST", sg, 0)
 	default:
 		e.s.inc(cntTCPEstabResets)
-		e.fail(now, syscall.ECONNRESET, "RST", sg)
+		e.close("RST", sg, syscall.ECONNRESET)
 	}
 }
 
-// fail ends the connection with an error the application will see.
-func (e *endpoint) fail(now time.Time, errno syscall.Errno, why string, sg *segment) {
+// close is the one way a connection ends: CLOSED (traced with why and the
+// segment that caused it), the error the application will see (0: none;
+// an orphan has no application), then out of every table with its timers
+// stopped and its waiters woken.
+func (e *endpoint) close(why string, sg *segment, errno syscall.Errno) {
 	if errno == syscall.ETIMEDOUT && e.icmpErr != 0 {
 		errno = e.icmpErr // tcp_write_err: the soft error, if any, explains the timeout
 	}
 	e.setState(stateClosed, why, sg)
-	e.softErr = errno
-	e.hardErr = errno
-	e.destroy()
-}
-
-// abort ends the connection locally (no segment is sent here); why is
-// traced, errno is what the application sees.
-func (e *endpoint) abort(now time.Time, errno syscall.Errno, why string) {
-	e.setState(stateClosed, why, nil)
-	if !e.orphan {
-		e.softErr = errno
+	if errno != 0 {
+		if !e.orphan {
+			e.softErr = errno
+		}
+		e.hardErr = errno
 	}
-	e.hardErr = errno
 	e.destroy()
 }
 
@@ -926,8 +918,7 @@ func (e *endpoint) timeWaitInput(now time.Time, sg *segment) {
 		// RFC 1337 says ignore; Linux (tcp_rfc1337=0) kills the socket
 		// when the RST is exactly at RCV.NXT.
 		if sg.seq == e.rcvNxt {
-			e.setState(stateClosed, "RST in TIME-WAIT", sg)
-			e.destroy()
+			e.close("RST in TIME-WAIT", sg, 0)
 		} else {
 			e.s.inc(cntTCPIgnored)
 		}
@@ -937,8 +928,7 @@ func (e *endpoint) timeWaitInput(now time.Time, sg *segment) {
 		if l, ok := e.s.lis.Lookup(e.id.LocalAddr, e.id.LocalPort); ok {
 			isn := e.sndNxt.add(65535 + 2)
 			e.s.inc(cntTCPTimeWaitRecycled)
-			e.setState(stateClosed, "new SYN reuses the pair", sg)
-			e.destroy()
+			e.close("new SYN reuses the pair", sg, 0)
 			l.synInput(now, sg, isn, true)
 			return
 		}
@@ -973,7 +963,7 @@ func (e *endpoint) synSentInput(now time.Time, sg *segment) {
 		if sg.has(flagACK) {
 			e.s.inc(cntTCPResetsReceived)
 			e.s.inc(cntTCPAttemptFails)
-			e.fail(now, syscall.ECONNREFUSED, "RST|ACK", sg)
+			e.close("RST|ACK", sg, syscall.ECONNREFUSED)
 			return
 		}
 		e.s.inc(cntTCPIgnored) // RST without ACK: ignore (RFC 9293)

@@ -94,8 +94,7 @@ func (e *endpoint) icmpError(now time.Time, typ, code uint8, mtu int, seq seqnum
 		fatal := typ == header.ICMPParamProblem || typ == header.ICMPDestUnreach && (code == icmpNetUnreach || code == icmpHostUnreach)
 		if fatal && seq == e.iss {
 			s.inc(cntTCPICMPErrors)
-			e.setState(stateClosed, "ICMP error for the SYN|ACK", nil)
-			e.destroy()
+			e.close("ICMP error for the SYN|ACK", nil, 0)
 		} else {
 			s.inc(cntICMPOutOfWindow)
 		}
@@ -126,7 +125,7 @@ func (e *endpoint) icmpError(now time.Time, typ, code uint8, mtu int, seq seqnum
 	s.inc(cntTCPICMPErrors)
 	if e.state == stateSynSent || e.state == stateSynRecv {
 		// Opening: the error is final (connect fails with it).
-		e.fail(now, errno, "ICMP error while connecting", nil)
+		e.close("ICMP error while connecting", nil, errno)
 		return
 	}
 	// Open: RFC 1122 4.2.3.9 lets us keep trying; the error is what a

@@ -39,7 +39,7 @@ type Stack struct {
 	lis     *hashtable.Listeners[*listener]
 	bind    *hashtable.Bind
 	nextID  hashtable.OwnerID
-	bound   map[hashtable.OwnerID]*Bound // bound-only sockets, for ss
+	bound   map[hashtable.OwnerID]*Socket // bound-only sockets, for ss
 	isnSeed maphash.Seed
 	// cookieSeed keys SYN cookies (B43), apart from the ISNs'.
 	cookieSeed maphash.Seed
@@ -111,7 +111,7 @@ func New(link Link, opts Options) (*Stack, error) {
 		est:        hashtable.NewEstablished[*endpoint](),
 		lis:        hashtable.NewListeners[*listener](),
 		bind:       hashtable.NewBind(seed, opts.LocalPortRange[0], opts.LocalPortRange[1]),
-		bound:      make(map[hashtable.OwnerID]*Bound),
+		bound:      make(map[hashtable.OwnerID]*Socket),
 		isnSeed:    maphash.MakeSeed(),
 		cookieSeed: maphash.MakeSeed(),
 		txBuf:      make([]byte, 65536),
@@ -161,9 +161,8 @@ func (s *Stack) Close() error {
 		if e.state != stateTimeWait && e.state != stateSynSent {
 			e.sendRST(now)
 		}
-		e.abort(now, errConnAborted, "stack closed")
+		e.close("stack closed", nil, errConnAborted)
 	}
-	s.drainLoopLocked()
 	s.mu.Unlock()
 	close(s.done)
 	err := s.link.Close()
@@ -239,7 +238,6 @@ func (s *Stack) inject(pkt []byte, csumOK bool) {
 		s.opts.Packet(false, pkt)
 	}
 	s.ipInput(now, pkt, csumOK)
-	s.drainLoopLocked()
 	s.mu.Unlock()
 }
 
@@ -253,7 +251,6 @@ func (s *Stack) RunTimers() {
 
 func (s *Stack) runTimersLocked(now time.Time) {
 	s.timers.Expire(now)
-	s.drainLoopLocked()
 }
 
 // NextTimer returns the earliest pending timer deadline.
@@ -420,10 +417,11 @@ const (
 	txFreeBMax = 64
 )
 
-// stackLock is the stack's mutex. Its Unlock writes the packets queued
-// while it was held, after releasing it, so that no link write (a syscall
-// on a TUN device) ever blocks the read loop or the application behind the
-// lock. Only one goroutine flushes at a time and it takes the queue in
+// stackLock is the stack's mutex. Its Unlock first processes the packets
+// the stack sent to its own address (so no caller has to), then writes the
+// packets queued for the link after releasing it, so that no link write (a
+// syscall on a TUN device) ever blocks the read loop or the application
+// behind the lock. Only one goroutine flushes at a time and it takes the queue in
 // order, so packets leave in the order the stack made them.
 type stackLock struct {
 	mu sync.Mutex
@@ -435,6 +433,8 @@ func (l *stackLock) Lock() { l.mu.Lock() }
 func (l *stackLock) Unlock() {
 	s := l.s
 	for {
+		// Our own packets first (B16): what they make joins the queue.
+		s.drainLoopLocked()
 		if s.flushing || len(s.txq) == 0 {
 			l.mu.Unlock()
 			return

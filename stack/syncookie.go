@@ -210,8 +210,7 @@ func (l *listener) cookieACK(now time.Time, sg *segment) bool {
 	if e.state == stateSynRecv {
 		// Not completed after all: a cookie child keeps no timer, so it
 		// must not stay (the peer's next segment brings the cookie again).
-		e.setState(stateClosed, "cookie ACK not accepted", sg)
-		e.destroy()
+		e.close("cookie ACK not accepted", sg, 0)
 		return true
 	}
 	if e.state == stateEstablished && e.tsOK && sg.opts.TSEcr != 0 {

@@ -62,7 +62,7 @@ func TestB43SynCookieWithTimestamps(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.s.mu.Lock()
-	e := c.e
+	e := c.so.e
 	mss, wnd, ts, sack, srtt := e.mss, e.sndWnd, e.tsOK, e.sackOK, e.srtt
 	h.s.mu.Unlock()
 	if mss != 1460 || wnd != 100<<7 || !ts || !sack {
@@ -101,7 +101,7 @@ func TestB43SynCookieWithoutTimestamps(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.s.mu.Lock()
-	mss, wnd := c.e.mss, c.e.sndWnd
+	mss, wnd := c.so.e.mss, c.so.e.sndWnd
 	h.s.mu.Unlock()
 	if mss != 1300 || wnd != 1000 {
 		t.Fatalf("mss %d, window %d; want 1300 (cookie table), 1000 (unscaled)", mss, wnd)

@@ -39,7 +39,7 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 		}
 		if e.retries >= retries+o.SynLinearTimeouts || e.retries > 0 && now.Sub(e.synStart) >= limit {
 			e.s.inc(cntTCPAttemptFails)
-			e.fail(now, syscall.ETIMEDOUT, "SYN retransmissions exhausted", nil)
+			e.close("SYN retransmissions exhausted", nil, syscall.ETIMEDOUT)
 			return
 		}
 		e.retries++
@@ -49,7 +49,7 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 	case stateSynRecv:
 		if e.active {
 			if e.retries >= e.synRetries(&e.s.opts) {
-				e.fail(now, syscall.ETIMEDOUT, "SYN|ACK retransmissions exhausted", nil)
+				e.close("SYN|ACK retransmissions exhausted", nil, syscall.ETIMEDOUT)
 				return
 			}
 			e.retries++
@@ -69,8 +69,7 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 		}
 		limit = max(limit, deferAccept)
 		if e.retries >= limit && (!e.deferAcked || e.retries >= deferAccept) {
-			e.setState(stateClosed, "SYN|ACK retransmissions exhausted", nil)
-			e.destroy()
+			e.close("SYN|ACK retransmissions exhausted", nil, 0)
 			return
 		}
 		resend := !e.deferAcked || e.retries >= deferAccept-1
@@ -115,7 +114,7 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 	if e.backoff > 0 && now.Sub(e.rtxStart) >= timeout {
 		// B20: give up after tcp_retries2 (Linux tcp_write_err: no RST).
 		e.s.inc(cntTCPAbortOnTimeout)
-		e.fail(now, syscall.ETIMEDOUT, "retransmissions exhausted", nil)
+		e.close("retransmissions exhausted", nil, syscall.ETIMEDOUT)
 		return
 	}
 	e.s.inc(cntTCPTimeouts)
@@ -206,7 +205,7 @@ func (e *endpoint) zeroWindowProbe(now time.Time) {
 		e.probesAt = now
 	} else if e.userTimeout > 0 && now.Sub(e.probesAt) >= e.userTimeout {
 		e.s.inc(cntTCPAbortOnTimeout)
-		e.fail(now, syscall.ETIMEDOUT, "zero window: TCP_USER_TIMEOUT", nil)
+		e.close("zero window: TCP_USER_TIMEOUT", nil, syscall.ETIMEDOUT)
 		return
 	}
 	maxProbes := e.s.opts.Retries2
@@ -215,13 +214,13 @@ func (e *endpoint) zeroWindowProbe(now time.Time) {
 		maxProbes = orphanRetries(alive)
 		if !alive && e.backoff >= maxProbes {
 			e.s.inc(cntTCPAbortOnTimeout)
-			e.fail(now, syscall.ETIMEDOUT, "zero window: orphan out of probes", nil)
+			e.close("zero window: orphan out of probes", nil, syscall.ETIMEDOUT)
 			return
 		}
 	}
 	if e.probes >= maxProbes {
 		e.s.inc(cntTCPAbortOnTimeout)
-		e.fail(now, syscall.ETIMEDOUT, "zero window probes unanswered", nil)
+		e.close("zero window probes unanswered", nil, syscall.ETIMEDOUT)
 		return
 	}
 	e.probes++
@@ -271,8 +270,7 @@ func (e *endpoint) onKeepTimer(now time.Time) {
 	if e.state == stateFinWait2 && e.orphan {
 		// B35: straight to CLOSED, no TIME-WAIT and no segment.
 		e.s.inc(cntTCPFinWait2Timeouts)
-		e.setState(stateClosed, "FIN-WAIT-2 timeout", nil)
-		e.destroy()
+		e.close("FIN-WAIT-2 timeout", nil, 0)
 		return
 	}
 	if !e.keepalive || !e.state.synchronized() || e.state == stateTimeWait {
@@ -293,7 +291,7 @@ func (e *endpoint) onKeepTimer(now time.Time) {
 	if e.userTimeout > 0 && idle >= e.userTimeout && e.probes > 0 || e.userTimeout == 0 && e.probes >= e.keepaliveProbes(o) {
 		e.s.inc(cntTCPAbortOnTimeout)
 		e.sendRST(now)
-		e.fail(now, syscall.ETIMEDOUT, "keepalive probes unanswered", nil)
+		e.close("keepalive probes unanswered", nil, syscall.ETIMEDOUT)
 		return
 	}
 	e.probes++
@@ -303,8 +301,7 @@ func (e *endpoint) onKeepTimer(now time.Time) {
 }
 
 func (e *endpoint) onTimeWaitTimer(now time.Time) {
-	e.setState(stateClosed, "TIME-WAIT timeout", nil)
-	e.destroy()
+	e.close("TIME-WAIT timeout", nil, 0)
 }
 
 // congestionOnAck handles partial and full ACKs in recovery (RFC 6582 3.2,

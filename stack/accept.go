@@ -124,14 +124,13 @@ func (l *listener) closeLocked(now time.Time) {
 		c.orphan = true
 		c.sendRST(now)
 		s.inc(cntTCPAbortOnClose)
-		c.abort(now, errConnAborted, "listener closed: RST sent")
+		c.close("listener closed: RST sent", nil, errConnAborted)
 	}
 	l.acceptQ = nil
 	for c := range l.synQ {
 		c.parent = nil
 		c.orphan = true
-		c.setState(stateClosed, "listener closed", nil)
-		c.destroy()
+		c.close("listener closed", nil, 0)
 	}
 	l.synQ = nil
 	l.notify()

@@ -1,0 +1,76 @@
+package stack
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+
+	"ustack/hashtable"
+)
+
+// What `ustack ss` and the status page show: one line per socket.
+
+// Sockets lists every socket, like ss -tan, sorted by local then peer.
+func (s *Stack) Sockets() []SocketInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clock.Now()
+	var out []SocketInfo
+	for _, l := range s.listenersLocked() {
+		out = append(out, SocketInfo{State: "LISTEN", RecvQ: len(l.acceptQ), SendQ: l.backlog,
+			Local: addrPort(l.addr, l.port), Peer: netip.AddrPortFrom(netip.IPv4Unspecified(), 0)})
+	}
+	for _, b := range s.bound {
+		out = append(out, SocketInfo{State: "UNCONN", Local: addrPort(b.addr, b.port),
+			Peer: netip.AddrPortFrom(netip.IPv4Unspecified(), 0)})
+	}
+	for _, e := range s.endpointsLocked() {
+		si := SocketInfo{State: e.state.String(), RecvQ: e.rcvBuf.Len(), SendQ: e.sndBuf.Len(),
+			Local: addrPort(e.id.LocalAddr, e.id.LocalPort), Peer: addrPort(e.id.RemoteAddr, e.id.RemotePort)}
+		switch {
+		case e.waitTimer.Pending():
+			si.Timer, si.TimerLeft = "timewait", e.waitTimer.Deadline().Sub(now)
+		case e.rtxTimer.Pending():
+			si.Timer, si.TimerLeft = "on", e.rtxTimer.Deadline().Sub(now)
+			if e.persist {
+				si.Timer = "persist"
+			}
+			si.Retransmits = max(e.backoff, e.retries)
+		case e.keepTimer.Pending():
+			si.Timer, si.TimerLeft = "keepalive", e.keepTimer.Deadline().Sub(now)
+			if e.state == stateFinWait2 && e.orphan {
+				si.Timer = "timewait" // Linux reports an orphan FIN-WAIT-2 so
+			}
+		}
+		out = append(out, si)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if c := out[i].Local.Compare(out[j].Local); c != 0 {
+			return c < 0
+		}
+		return out[i].Peer.Compare(out[j].Peer) < 0
+	})
+	return out
+}
+
+func (s *Stack) endpointsLocked() []*endpoint {
+	var out []*endpoint
+	s.est.All(func(_ hashtable.FourTuple, e *endpoint) bool {
+		out = append(out, e)
+		return true
+	})
+	return out
+}
+
+func (s *Stack) listenersLocked() []*listener {
+	var out []*listener
+	s.lis.All(func(_ [4]byte, _ uint16, l *listener) bool {
+		out = append(out, l)
+		return true
+	})
+	return out
+}
+
+
+// String describes the stack for logs.
+func (s *Stack) String() string { return fmt.Sprintf("ustack %v mtu %d", s.opts.Addr, s.mtu) }

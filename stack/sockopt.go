@@ -1,0 +1,370 @@
+package stack
+
+import (
+	"syscall"
+	"time"
+
+)
+
+// sockOpts are the per-socket options a listener hands to its children.
+type sockOpts struct {
+	nodelay   bool
+	keepalive bool
+	linger    int // seconds, -1 off
+	// lingerTime is SO_LINGER's l_linger, kept while lingering is off as
+	// Linux keeps sk_lingertime (sock_setsockopt): getsockopt reads it back.
+	lingerTime int
+	rcvBuf     int // 0: the stack's default
+	sndBuf     int
+	rcvLowat   int // SO_RCVLOWAT; 0 means 1
+	tcp        tcpOpts
+
+	// deferAccept is a listener's TCP_DEFER_ACCEPT as Linux keeps it
+	// (rskq_defer_accept): the SYN|ACK retransmissions a bare ACK is
+	// ignored for. Not inherited: an accepted socket reads 0.
+	deferAccept int
+}
+
+// tcpOpts are the per-socket TCP options of tcp(7). A zero field means the
+// stack-wide setting (Options, Linux's sysctl).
+type tcpOpts struct {
+	userMSS     int           // TCP_MAXSEG: caps the MSS we announce and use
+	userTimeout time.Duration // TCP_USER_TIMEOUT: how long data may go unacknowledged
+	linger2     time.Duration // TCP_LINGER2: an orphan's FIN-WAIT-2 time; <0 aborts
+	keepIdle    time.Duration // TCP_KEEPIDLE
+	keepIntvl   time.Duration // TCP_KEEPINTVL
+	keepCnt     int           // TCP_KEEPCNT
+	synCnt      int           // TCP_SYNCNT
+	cork        bool          // TCP_CORK: hold partial segments
+}
+
+func (t *tcpOpts) keepaliveIdle(o *Options) time.Duration {
+	return orDefault(t.keepIdle, o.KeepaliveIdle)
+}
+func (t *tcpOpts) keepaliveIntvl(o *Options) time.Duration {
+	return orDefault(t.keepIntvl, o.KeepaliveIntvl)
+}
+func (t *tcpOpts) keepaliveProbes(o *Options) int { return orDefault(t.keepCnt, o.KeepaliveProbes) }
+func (t *tcpOpts) synRetries(o *Options) int      { return orDefault(t.synCnt, o.SynRetries) }
+
+// orDefault is the per-socket value unless it is zero (unset).
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v != zero {
+		return v
+	}
+	return def
+}
+
+// goSockOpts are the defaults of Go's net package: TCP_NODELAY on.
+var goSockOpts = sockOpts{nodelay: true, linger: -1}
+
+// apply gives a new connection the options.
+func (o sockOpts) apply(e *endpoint) {
+	e.nodelay, e.keepalive, e.linger = o.nodelay, o.keepalive, o.linger
+	e.tcpOpts = o.tcp
+	// Never below what the buffers already hold (or was offered as window).
+	if o.rcvBuf > 0 {
+		e.rcvBuf.limit = max(o.rcvBuf+rcvSlack, e.rcvBuf.limit)
+		if e.state == stateClosed || e.state == stateSynSent || e.state == stateListen {
+			e.rcvBuf.limit = o.rcvBuf + rcvSlack
+		}
+	}
+	if o.sndBuf > 0 {
+		e.sndBuf.limit = max(o.sndBuf, e.sndBuf.Len())
+	}
+}
+
+// SockOpt names a socket option of Socket.SetOption.
+type SockOpt int
+
+const (
+	OptReuseAddr         SockOpt = iota // SO_REUSEADDR
+	OptNoDelay                          // TCP_NODELAY
+	OptKeepAlive                        // SO_KEEPALIVE
+	OptLinger                           // SO_LINGER: seconds, -1 off
+	OptRcvBuf                           // SO_RCVBUF, bytes (Linux doubles the value; so do we)
+	OptSndBuf                           // SO_SNDBUF, bytes (doubled)
+	OptMaxSeg                           // TCP_MAXSEG: 0 or 88..32767 bytes
+	OptUserTimeout                      // TCP_USER_TIMEOUT: milliseconds, 0 off
+	OptLinger2                          // TCP_LINGER2: seconds (capped at 120), 0 tcp_fin_timeout, <0 abort
+	OptKeepIdle                         // TCP_KEEPIDLE: seconds, 1..32767
+	OptKeepIntvl                        // TCP_KEEPINTVL: seconds, 1..32767
+	OptKeepCnt                          // TCP_KEEPCNT: 1..127
+	OptSynCnt                           // TCP_SYNCNT: SYN retransmissions, 1..127
+	OptDeferAccept                      // TCP_DEFER_ACCEPT: seconds, rounded up to whole SYN|ACK retransmissions
+	OptBindAddressNoPort                // IP_BIND_ADDRESS_NO_PORT: bind(port 0) leaves the port to connect()
+	OptLocalPortRange                   // IP_LOCAL_PORT_RANGE: lo | hi<<16 narrows the ephemeral range; 0 each: the stack's
+	OptCork                             // TCP_CORK: 1 holds partial segments until cleared (or the RTO passes)
+	OptQuickAck                         // TCP_QUICKACK: 0 delays ACKs (interactive mode), 1 leaves it and sends one owed
+	OptRcvLowat                         // SO_RCVLOWAT: bytes that make the socket readable (poll, blocking reads)
+)
+
+// Linux's bounds for the TCP options (include/net/tcp.h).
+const (
+	minUserMSS    = 88    // TCP_MIN_MSS
+	maxUserMSS    = 32767 // MAX_TCP_WINDOW
+	maxFinTimeout = 120 * time.Second
+	maxKeepIdle   = 32767 // MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL (seconds)
+	maxKeepCnt    = 127   // MAX_TCP_KEEPCNT, MAX_TCP_SYNCNT
+)
+
+// Events are poll(2)-style readiness bits.
+type Events uint8
+
+const (
+	EventIn  Events = 1 << iota // readable: data, EOF, a connection to accept
+	EventOut                    // writable
+	EventErr                    // a pending error (SO_ERROR)
+	EventHup                    // both directions finished
+)
+
+// Linger reads SO_LINGER back as getsockopt(2) fills struct linger: whether
+// lingering is on, and the time last set (0 if never), which survives
+// turning lingering off.
+func (so *Socket) Linger() (on bool, secs int, err error) {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if so.closed {
+		return false, 0, syscall.EBADF
+	}
+	return so.opts.linger >= 0, so.opts.lingerTime, nil
+}
+
+// Option reads an option back, as getsockopt(2) returns it: 1 or 0 for
+// the flags, the doubled sizes for the buffers, SO_LINGER's seconds (-1
+// when off).
+func (so *Socket) Option(opt SockOpt) (int, error) {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if so.closed {
+		return 0, syscall.EBADF
+	}
+	b := func(v bool) int {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	switch opt {
+	case OptReuseAddr:
+		return b(so.reuseAddr), nil
+	case OptBindAddressNoPort:
+		return b(so.noPort), nil
+	case OptLocalPortRange:
+		return int(so.portRange), nil
+	case OptNoDelay:
+		return b(so.opts.nodelay), nil
+	case OptKeepAlive:
+		return b(so.opts.keepalive), nil
+	case OptLinger:
+		return so.opts.linger, nil
+	case OptRcvBuf:
+		if so.opts.rcvBuf > 0 {
+			return so.opts.rcvBuf, nil
+		}
+		return s.opts.RecvBuffer, nil
+	case OptSndBuf:
+		if so.opts.sndBuf > 0 {
+			return so.opts.sndBuf, nil
+		}
+		return s.opts.SendBuffer, nil
+	case OptMaxSeg:
+		// Linux do_tcp_getsockopt: user_mss before a connection exists
+		// (CLOSE, LISTEN), else the current MSS without options,
+		// TCP_MSS_DEFAULT until the handshake says otherwise.
+		e := so.e
+		if e == nil || e.state == stateClosed || e.state == stateListen {
+			if so.opts.tcp.userMSS > 0 {
+				return so.opts.tcp.userMSS, nil
+			}
+			if e == nil {
+				return 536, nil
+			}
+		}
+		return e.effMSS(), nil
+	case OptUserTimeout:
+		return int(so.opts.tcp.userTimeout / time.Millisecond), nil
+	case OptLinger2:
+		switch {
+		case so.opts.tcp.linger2 < 0:
+			return -1, nil
+		case so.opts.tcp.linger2 == 0:
+			return int(s.opts.FinTimeout / time.Second), nil
+		}
+		return int(so.opts.tcp.linger2 / time.Second), nil
+	case OptKeepIdle:
+		return int(so.opts.tcp.keepaliveIdle(&s.opts) / time.Second), nil
+	case OptKeepIntvl:
+		return int(so.opts.tcp.keepaliveIntvl(&s.opts) / time.Second), nil
+	case OptKeepCnt:
+		return so.opts.tcp.keepaliveProbes(&s.opts), nil
+	case OptSynCnt:
+		return so.opts.tcp.synRetries(&s.opts), nil
+	case OptDeferAccept:
+		return retransToSecs(so.opts.deferAccept), nil
+	case OptCork:
+		return b(so.opts.tcp.cork), nil
+	case OptQuickAck:
+		return b(so.e == nil || !so.e.pingpong), nil
+	case OptRcvLowat:
+		return max(so.opts.rcvLowat, 1), nil
+	}
+	return 0, syscall.ENOPROTOOPT
+}
+
+// SetOption sets a socket option.
+func (so *Socket) SetOption(opt SockOpt, val int) error {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return so.setOptionLocked(opt, val)
+}
+
+func (so *Socket) setOptionLocked(opt SockOpt, val int) error {
+	s := so.s
+	if so.closed {
+		return syscall.EBADF
+	}
+	switch opt {
+	case OptReuseAddr:
+		so.reuseAddr = val != 0
+		return nil
+	case OptBindAddressNoPort:
+		so.noPort = val != 0
+		return nil
+	case OptLocalPortRange:
+		// Linux do_ip_setsockopt: both bounds set and crossed is EINVAL.
+		lo, hi := uint16(val), uint16(uint32(val)>>16)
+		if lo != 0 && hi != 0 && lo > hi {
+			return syscall.EINVAL
+		}
+		so.portRange = uint32(val)
+		return nil
+	case OptNoDelay:
+		so.opts.nodelay = val != 0
+	case OptKeepAlive:
+		so.opts.keepalive = val != 0
+	case OptLinger:
+		so.opts.linger = val
+		if val >= 0 {
+			so.opts.lingerTime = val
+		}
+	case OptRcvBuf:
+		so.opts.rcvBuf = max(2*val, 2048)
+	case OptSndBuf:
+		so.opts.sndBuf = max(2*val, 4608)
+	case OptMaxSeg:
+		if val != 0 && (val < minUserMSS || val > maxUserMSS) {
+			return syscall.EINVAL
+		}
+		so.opts.tcp.userMSS = val
+	case OptUserTimeout:
+		if val < 0 {
+			return syscall.EINVAL
+		}
+		so.opts.tcp.userTimeout = time.Duration(val) * time.Millisecond
+	case OptLinger2:
+		switch {
+		case val < 0:
+			so.opts.tcp.linger2 = -1
+		case val > int(maxFinTimeout/time.Second):
+			so.opts.tcp.linger2 = maxFinTimeout
+		default:
+			so.opts.tcp.linger2 = time.Duration(val) * time.Second
+		}
+	case OptKeepIdle, OptKeepIntvl:
+		if val < 1 || val > maxKeepIdle {
+			return syscall.EINVAL
+		}
+		d := time.Duration(val) * time.Second
+		if opt == OptKeepIdle {
+			so.opts.tcp.keepIdle = d
+		} else {
+			so.opts.tcp.keepIntvl = d
+		}
+	case OptDeferAccept:
+		so.opts.deferAccept = secsToRetrans(val)
+	case OptCork:
+		// Clearing it pushes what was held (__tcp_sock_set_cork); the
+		// output below does.
+		so.opts.tcp.cork = val != 0
+	case OptRcvLowat:
+		// Linux: a negative value means INT_MAX, and tcp_set_rcvlowat
+		// caps it at half the largest receive buffer (tcp_rmem[2]).
+		if val < 0 || val > s.opts.RecvBuffer/2 {
+			val = s.opts.RecvBuffer / 2
+		}
+		so.opts.rcvLowat = val
+		so.ev.notify()
+	case OptQuickAck:
+		// Linux __tcp_sock_set_quickack: 0 enters interactive (pingpong)
+		// mode; 1 leaves it and sends an owed ACK once the data is read
+		// or more than a segment is unacknowledged (tcp_cleanup_rbuf).
+		// It acts on the connection, not on options it inherits.
+		if e := so.e; e != nil {
+			e.pingpong = val == 0
+			ready := e.state == stateEstablished || e.state == stateCloseWait
+			if val != 0 && ready && e.ackPending && (e.rcvBuf.Len() == 0 || e.unacked > e.rcvMSS) {
+				e.sendACK(s.clock.Now())
+			}
+		}
+		return nil
+	case OptKeepCnt, OptSynCnt:
+		if val < 1 || val > maxKeepCnt {
+			return syscall.EINVAL
+		}
+		if opt == OptKeepCnt {
+			so.opts.tcp.keepCnt = val
+		} else {
+			so.opts.tcp.synCnt = val
+		}
+	default:
+		return syscall.ENOPROTOOPT
+	}
+	if e := so.e; e != nil {
+		so.opts.apply(e)
+		switch {
+		case e.keepalive && e.state.synchronized() && !e.gone:
+			e.armKeepalive(s.clock.Now())
+		case !e.keepalive && !(e.state == stateFinWait2 && e.orphan):
+			s.timers.Stop(&e.keepTimer) // the FIN-WAIT-2 timeout shares it
+		}
+		e.output(s.clock.Now())
+	}
+	if so.l != nil {
+		so.l.child = so.opts
+	}
+	return nil
+}
+
+// secsToRetrans turns TCP_DEFER_ACCEPT seconds into the SYN|ACK
+// retransmissions that cover them, the timeout doubling from 1 s up to the
+// 120 s maximum (Linux secs_to_retrans).
+func secsToRetrans(secs int) int {
+	if secs <= 0 {
+		return 0
+	}
+	n, timeout, period := 1, 1, 1
+	for secs > period && n < 255 {
+		n++
+		timeout = min(2*timeout, int(rtoMax/time.Second))
+		period += timeout
+	}
+	return n
+}
+
+// retransToSecs is the inverse for getsockopt (Linux retrans_to_secs).
+func retransToSecs(n int) int {
+	if n <= 0 {
+		return 0
+	}
+	timeout, period := 1, 1
+	for ; n > 1; n-- {
+		timeout = min(2*timeout, int(rtoMax/time.Second))
+		period += timeout
+	}
+	return period
+}
