@@ -70,4 +70,3 @@ func (e *endpoint) queueFIN(now time.Time, why string) {
 	}
 	e.output(now)
 }
-

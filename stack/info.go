@@ -71,6 +71,5 @@ func (s *Stack) listenersLocked() []*listener {
 	return out
 }
 
-
 // String describes the stack for logs.
 func (s *Stack) String() string { return fmt.Sprintf("ustack %v mtu %d", s.opts.Addr, s.mtu) }

@@ -642,4 +642,3 @@ func (e *endpoint) afterRead(now time.Time) {
 		e.sendACK(now)
 	}
 }
-

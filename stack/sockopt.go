@@ -3,7 +3,6 @@ package stack
 import (
 	"syscall"
 	"time"
-
 )
 
 // sockOpts are the per-socket options a listener hands to its children.
