@@ -85,16 +85,16 @@ func (l *listener) newChild(now time.Time, sg *segment, iss seqnum) *endpoint {
 	e := l.s.newEndpoint(sg.tuple())
 	l.child.apply(e)
 	e.parent = l
-	e.iss = iss
-	e.sndUna, e.sndNxt, e.sndMax = iss, iss, iss
-	e.irs = sg.seq
-	e.rcvNxt = sg.seq.add(1)
-	e.rcvAdv = e.rcvNxt // nothing offered yet: the SYN|ACK offers the window
+	e.snd.iss = iss
+	e.snd.una, e.snd.nxt, e.snd.max = iss, iss, iss
+	e.rcv.irs = sg.seq
+	e.rcv.nxt = sg.seq.add(1)
+	e.rcv.adv = e.rcv.nxt // nothing offered yet: the SYN|ACK offers the window
 	e.negotiate(&sg.opts, true)
 	if e.tsOK {
-		e.tsRecent = sg.opts.TSVal
+		e.rcv.tsRecent = sg.opts.TSVal
 	}
-	e.sndWnd = uint32(sg.wnd) // RFC 7323 2.2: a SYN's window is unscaled
+	e.snd.wnd = uint32(sg.wnd) // RFC 7323 2.2: a SYN's window is unscaled
 	e.lastRecv = now
 	return e
 }

@@ -39,7 +39,7 @@ func BenchmarkInputInOrderData(b *testing.B) {
 		for k := range pkts {
 			pkts[k] = h.build(seg{flags: flagACK, seq: seq + uint32(k*n), ack: 1, n: n})
 		}
-		for c.so.e.rcvBuf.Len() > 0 {
+		for c.so.e.rcv.buf.Len() > 0 {
 			c.Read(buf)
 		}
 		b.StartTimer()
@@ -65,7 +65,7 @@ func BenchmarkOutputFullSegment(b *testing.B) {
 		if i%16 == 15 {
 			b.StopTimer()
 			h.s.mu.Lock()
-			acked = uint32(c.so.e.sndMax) - h.ourISN // all that was sent
+			acked = uint32(c.so.e.snd.max) - h.ourISN // all that was sent
 			h.s.mu.Unlock()
 			ack = h.build(seg{flags: flagACK, seq: 1, ack: acked})
 			b.StartTimer()

@@ -83,7 +83,7 @@ func TestFastRetransmitSsthresh(t *testing.T) {
 		}
 		h.expect(seg{flags: flagACK, seq: 1, ack: 1, n: smss}) // the fast retransmit
 		h.s.mu.Lock()
-		got := c.so.e.ssthresh / smss
+		got := c.so.e.snd.ssthresh / smss
 		h.s.mu.Unlock()
 		if got != tc.want {
 			t.Errorf("%s: ssthresh %d segments, want %d", tc.cc, got, tc.want)
@@ -117,7 +117,7 @@ func TestCwndDoesNotGrowWhenAppLimited(t *testing.T) {
 	cwnd := func() uint32 {
 		h.s.mu.Lock()
 		defer h.s.mu.Unlock()
-		return c.so.e.cwnd
+		return c.so.e.snd.cwnd
 	}
 	before := cwnd()
 	for i := uint32(0); i < 20; i++ {

@@ -14,7 +14,7 @@ func (e *endpoint) closeLocked(now time.Time) {
 		return
 	}
 	e.orphan = true
-	unread := e.rcvBuf.Len() > 0
+	unread := e.rcv.buf.Len() > 0
 	e.shutRd, e.shutWr = true, true
 	e.notifyRead()
 	e.notifyWrite()
@@ -60,10 +60,10 @@ func (e *endpoint) closeLocked(now time.Time) {
 func (e *endpoint) queueFIN(now time.Time, why string) {
 	switch e.state {
 	case stateSynRecv, stateEstablished:
-		e.finQueued = true
+		e.snd.finQueued = true
 		e.setState(stateFinWait1, why, nil)
 	case stateCloseWait:
-		e.finQueued = true
+		e.snd.finQueued = true
 		e.setState(stateLastAck, why, nil)
 	default:
 		return

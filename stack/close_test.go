@@ -272,7 +272,7 @@ func TestAckOfUnsentData(t *testing.T) {
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 500, data: []byte("zz")})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
 	h.s.mu.Lock()
-	n := c.so.e.rcvBuf.Len()
+	n := c.so.e.rcv.buf.Len()
 	h.s.mu.Unlock()
 	if n != 0 {
 		t.Fatal("data of a segment with a bad ACK was accepted")

@@ -236,8 +236,8 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 			if _, err := so.recvLocked(nil, false); err != nil {
 				return err
 			}
-			a, b := e.rcvBuf.readable(writeToChunk)
-			e.rcvBuf.pinned = true
+			a, b := e.rcv.buf.readable(writeToChunk)
+			e.rcv.buf.pinned = true
 			so.s.mu.Unlock()
 			n, err := w.Write(a)
 			if err == nil && len(b) > 0 {
@@ -246,8 +246,8 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 				n += m
 			}
 			so.s.mu.Lock()
-			e.rcvBuf.pinned = false
-			e.rcvBuf.Discard(n)
+			e.rcv.buf.pinned = false
+			e.rcv.buf.Discard(n)
 			total += int64(n)
 			e.afterRead(so.s.clock.Now())
 			e.rdWait.notify() // a Read that waited for the pin
@@ -296,7 +296,7 @@ func (c *Conn) WaitReadable(d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	e := c.so.e
 	err := c.block(&e.rdWait, &deadline, func() error {
-		if e.rcvBuf.Len() > 0 || e.softErr != 0 || e.finRecvd || e.gone {
+		if e.rcv.buf.Len() > 0 || e.softErr != 0 || e.rcv.finRecvd || e.gone {
 			return nil // without taking anything
 		}
 		return syscall.EAGAIN

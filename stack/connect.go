@@ -17,8 +17,8 @@ func (s *Stack) connect(now time.Time, id hashtable.FourTuple, owner hashtable.O
 	o.apply(e)
 	e.owner = owner
 	e.active = true
-	e.iss = s.isn(now, id)
-	e.sndUna, e.sndNxt, e.sndMax = e.iss, e.iss, e.iss
+	e.snd.iss = s.isn(now, id)
+	e.snd.una, e.snd.nxt, e.snd.max = e.snd.iss, e.snd.iss, e.snd.iss
 	e.lastRecv = now
 	s.est.Insert(id, e)
 	s.inc(cntTCPActiveOpens)

@@ -367,7 +367,7 @@ func testSsthreshOnRepeatedRTO(t *testing.T, cc CongestionControl) {
 	ssthresh := func() uint32 {
 		h.s.mu.Lock()
 		defer h.s.mu.Unlock()
-		return c.so.e.ssthresh
+		return c.so.e.snd.ssthresh
 	}
 	h.expectAt(200*time.Millisecond, seg{flags: flagACK, seq: 1, ack: 1, n: smss})
 	first := ssthresh()
@@ -422,7 +422,7 @@ func TestSequenceWrapAtISS(t *testing.T) {
 	// Make the ISS congruent to relative sequence number 1461, as it is
 	// after the connection has moved 2^32 bytes.
 	h.s.mu.Lock()
-	c.so.e.iss = seqnum(h.ourISN + 1461)
+	c.so.e.snd.iss = seqnum(h.ourISN + 1461)
 	h.s.mu.Unlock()
 	h.send(seg{flags: flagACK, seq: 1, ack: 1461}) // SND.UNA == ISS now
 	h.send(seg{flags: flagACK, seq: 1, ack: 2921}) // and past it
@@ -465,7 +465,7 @@ func TestRFC6298Estimator(t *testing.T) {
 	rto := func() time.Duration {
 		h.s.mu.Lock()
 		defer h.s.mu.Unlock()
-		return c.so.e.rto
+		return c.so.e.snd.rtt.rto
 	}
 	if got := rto(); got != 300*time.Millisecond {
 		t.Fatalf("RTO after a 100 ms handshake %v, want 300ms", got)

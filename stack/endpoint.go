@@ -10,7 +10,9 @@ import (
 )
 
 // endpoint is one TCP connection: Linux's struct tcp_sock, the TCB of
-// RFC 9293 section 3.3.1. All fields are guarded by Stack.mu.
+// RFC 9293 section 3.3.1. Its send half is snd (snd.go), its receive half
+// rcv (rcv.go); what is left here is the connection's identity, state,
+// timers and the application's side. All fields are guarded by Stack.mu.
 type endpoint struct {
 	s     *Stack
 	id    hashtable.FourTuple
@@ -20,146 +22,84 @@ type endpoint struct {
 	parent *listener         // the listener, until accept()
 	active bool              // opened by connect() (errors go to the dialer)
 	orphan bool              // close() was called: no application any more
+	gone   bool              // removed from every table
 
-	// Send sequence space (RFC 9293 3.3.1).
-	iss       seqnum
-	sndUna    seqnum
-	sndNxt    seqnum
-	sndMax    seqnum // highest sequence number sent; sndNxt rewinds on RTO
-	sndWnd    uint32 // peer's window, scaled
-	maxWnd    uint32
-	sndWl1    seqnum
-	sndWl2    seqnum
-	sndWscale uint8
-	sndBuf    ring // bytes from sndUna on: unacknowledged, then unsent
-	finQueued bool // a FIN follows the data in sndBuf
-	finSent   bool
-	sndFin    seqnum // sequence number of our FIN once sent
-	synAcked  bool   // our SYN is acknowledged: SND.UNA has passed the ISS
-	sndSml    seqnum // end of the last segment sent shorter than the MSS (Nagle)
+	snd sender
+	rcv receiver
+	negotiated
 
-	// Receive sequence space.
-	irs       seqnum
-	rcvNxt    seqnum
-	rcvWscale uint8
-	rcvAdv    seqnum // right edge of the window last advertised
-	rcvBuf    ring   // readable bytes, then out-of-order bytes at their offsets
-	ooo       []seqRange
-	// oooRecent are the starts of the latest out-of-order segments, newest
-	// first: our SACK blocks go in that order (RFC 2018 4).
-	oooRecent [maxSACKSent]seqnum
-	nRecent   int
-	peerFin   seqnum // sequence number of the peer's FIN, when finPending
-	finPend   bool   // a FIN arrived out of order, waiting for the hole to fill
-	finRecvd  bool   // the peer's FIN is consumed: reads end with EOF
-
-	// Negotiated options.
-	mss         int // largest payload the peer accepts, without our options
-	wsOK        bool
-	tsOK        bool
-	tsRecent    uint32
-	tsOff       uint32
-	cookieTS    bool // a cookie SYN|ACK: TSval carries the peer's options (B43)
-	sackOK      bool
-	lastAckSent seqnum
-
-	// Congestion control (RFC 5681) and NewReno recovery (RFC 6582).
-	cwnd       uint32
-	ssthresh   uint32
-	dupAcks    int
-	inRecovery bool
-	recover    seqnum
-	sacked     []seqRange // the peer's SACK blocks above SND.UNA (sack.go)
-	dsack      seqRange   // a duplicate to report first in our next SACK (RFC 2883)
-	hasDSACK   bool
-	highRxt    seqnum // recovery: retransmitted up to here (RFC 6675)
-
-	// Retransmission timer state (RFC 6298).
-	srtt      time.Duration
-	rttvar    time.Duration
-	rto       time.Duration
-	rttTiming bool
-	rttSeq    seqnum
-	rttStart  time.Time
-	backoff   int       // RTO expirations in a row
-	rtxStart  time.Time // when the current run of retransmissions began
-	rtoSentAt time.Time // when the RTO last resent the head
-	retries   int       // SYN / SYN|ACK retransmissions so far
-	synStart  time.Time // when the first SYN left
-	persist   bool      // rtxTimer is the persist timer (B21)
-	tlpArmed  bool      // rtxTimer is the tail loss probe timer (RFC 8985)
-	tlpOut    bool      // a probe is unanswered: the next expiry is the RTO
-	probes    int       // unanswered zero-window or keepalive probes
-	probesAt  time.Time // first zero-window probe of this run (icsk_probes_tstamp)
-	lastRecv  time.Time
-	isnOver   seqnum // ISN chosen by TIME_WAIT reuse (B37), if isnSet
-	isnSet    bool
+	// Timers (timers.go). rtxTimer is the retransmission, SYN
+	// retransmission, tail loss probe or persist timer, as rtxMode says.
+	rtxTimer    timers.Timer
+	rtxMode     rtxMode
+	delackTimer timers.Timer
+	keepTimer   timers.Timer // keepalive, or the FIN_WAIT_2 timeout (B35)
+	waitTimer   timers.Timer // TIME_WAIT (B37)
+	retries     int          // SYN / SYN|ACK retransmissions so far
+	synStart    time.Time    // when the first SYN left
+	tlpOut      bool         // a probe is unanswered: the next expiry is the RTO
+	probes      int          // unanswered zero-window or keepalive probes
+	probesAt    time.Time    // first zero-window probe of this run (icsk_probes_tstamp)
+	lastRecv    time.Time    // last acceptable segment (keepalive idle time)
+	lastOOW     time.Time    // last rate-limited answer (tcp_oow_rate_limited)
 
 	// Passive open.
 	deferAcked bool // SYN-RECV: a bare ACK came, ignored for TCP_DEFER_ACCEPT
 	fromCookie bool // made from a SYN cookie's ACK: no SYN-RECV to wait in
 
-	// Congestion control (cc.go) and recovery (prr.go).
-	cubic        cubic
-	priorCwnd    uint32 // segments: cwnd when recovery began
-	prrDelivered uint32 // segments delivered since then
-	prrOut       uint32 // segments sent since then
-	renoSacked   uint32 // without SACK: duplicate ACKs stand for SACKed segments
-	headLost     bool   // SND.UNA's segment is marked lost (fast retransmit, NewReno)
-	more         bool   // the write being pushed was sent with MSG_MORE
-	cwndCnt      uint32 // segments ACKed toward the next cwnd increase (snd_cwnd_cnt)
-	cwndLimited  bool   // cwnd limited the flight of this window (is_cwnd_limited)
-	maxFlight    uint32 // the most in flight this window (max_packets_out), bytes
-	cwndUsageSeq seqnum // the window those two describe ends here
-
-	// ACK policy (B22).
-	quickACKs  int
-	pingpong   bool      // interactive: we answered within the ATO (Linux pingpong mode)
-	lastData   time.Time // when in-order data last arrived
-	ackPending bool      // an ACK is owed: delayed-ACK timer armed
-	ackNow     bool      // an ACK is owed at the end of this input step
-	unacked    int       // bytes received since our last ACK
-	rcvMSS     int       // estimate of the peer's segment size (Linux icsk_ack.rcv_mss)
-	lastOOW    time.Time
-
-	rtxTimer    timers.Timer // retransmission, SYN retransmission, or persist
-	delackTimer timers.Timer
-	keepTimer   timers.Timer // keepalive, or the FIN_WAIT_2 timeout (B35)
-	waitTimer   timers.Timer // TIME_WAIT (B37)
-
 	// Application side.
-	softErr   syscall.Errno // reported once by the next read or write
-	icmpErr   syscall.Errno // an ICMP error while open: what a timeout reports (sk_err_soft)
-	hardErr   syscall.Errno // the connection failed: what writes report afterwards
-	shutRd    bool
-	shutWr    bool
-	keepalive bool
-	nodelay   bool
-	linger    int // SO_LINGER seconds; -1 off
-	rdWait    cond
-	wrWait    cond
-	ev        waiter // a Socket's readiness channel; nil for a Conn
-	gone      bool   // removed from every table
+	softErr syscall.Errno // reported once by the next read or write
+	icmpErr syscall.Errno // an ICMP error while open: what a timeout reports (sk_err_soft)
+	hardErr syscall.Errno // the connection failed: what writes report afterwards
+	shutRd  bool
+	shutWr  bool
+	rdWait  cond
+	wrWait  cond
+	ev      waiter // a Socket's readiness channel; nil unless polled
 
-	tcpOpts // per-socket TCP options (tcp(7))
+	tcpOpts // per-socket options (tcp(7), socket(7))
 }
+
+// negotiated are the options both sides agreed on in the handshake
+// (RFC 7323, RFC 2018).
+type negotiated struct {
+	wsOK     bool
+	tsOK     bool
+	sackOK   bool
+	tsOff    uint32 // our TSval origin (secure_tcp_ts_off)
+	cookieTS bool   // a cookie SYN|ACK: TSval carries the peer's options (B43)
+}
+
+// rtxMode says what the armed rtxTimer is for.
+type rtxMode uint8
+
+const (
+	rtxRetransmit rtxMode = iota // the RTO (or, in SYN-SENT and SYN-RECV, the SYN's)
+	rtxLossProbe                 // a tail loss probe (RFC 8985 7)
+	rtxPersist                   // a zero-window probe, or data held by TCP_CORK (B21)
+)
 
 // seqRange is a block of out-of-order data [start, end).
 type seqRange struct{ start, end seqnum }
 
 func (s *Stack) newEndpoint(id hashtable.FourTuple) *endpoint {
 	e := &endpoint{
-		s:         s,
-		id:        id,
-		sndBuf:    newRing(s.opts.SendBuffer),
-		rcvBuf:    newRing(s.opts.RecvBuffer + rcvSlack),
-		rto:       rtoInitial,
-		mss:       536, // RFC 9293 3.7.1 default when the peer sends none
-		linger:    -1,
-		nodelay:   true, // Go's net package sets TCP_NODELAY on every TCPConn
-		quickACKs: maxQuickACKs,
-		rcvMSS:    536, // TCP_MSS_DEFAULT, as tcp_initialize_rcv_mss starts
-		tsOff:     s.tsOffset(id),
+		s:  s,
+		id: id,
+		snd: sender{
+			buf: newRing(s.opts.SendBuffer),
+			rtt: rttEstimator{rto: rtoInitial},
+			mss: defaultMSS, // RFC 9293 3.7.1: when the peer sends none
+			cc:  newCongestionControl(s.opts.CongestionControl),
+		},
+		rcv: receiver{
+			buf:       newRing(s.opts.RecvBuffer + rcvSlack),
+			quickACKs: maxQuickACKs,
+			mss:       defaultMSS, // as tcp_initialize_rcv_mss starts
+		},
+		negotiated: negotiated{tsOff: s.tsOffset(id)},
+		// Go's net package sets TCP_NODELAY on every TCPConn.
+		tcpOpts: tcpOpts{nodelay: true, linger: -1},
 	}
 	e.rtxTimer.Init(e.onRetransmitTimer)
 	e.delackTimer.Init(e.onDelackTimer)
@@ -174,7 +114,7 @@ func (s *Stack) newEndpoint(id hashtable.FourTuple) *endpoint {
 const rcvSlack = 1 << 14
 
 // rcvSpace is the free receive space we may offer as window.
-func (e *endpoint) rcvSpace() int { return max(e.rcvBuf.Free()-rcvSlack, 0) }
+func (e *endpoint) rcvSpace() int { return max(e.rcv.buf.Free()-rcvSlack, 0) }
 
 // ourMSS is the MSS the link allows: its MTU less IPv4 and TCP headers.
 func (s *Stack) ourMSS() int { return s.mtu - 40 }
@@ -216,7 +156,7 @@ func (e *endpoint) setState(st tcpState, why string, sg *segment) {
 
 // effMSS is the payload that fits in one segment with our usual options.
 func (e *endpoint) effMSS() int {
-	m := e.mss
+	m := e.snd.mss
 	if e.tsOK {
 		m -= 12
 	}
@@ -226,8 +166,6 @@ func (e *endpoint) effMSS() int {
 	return m
 }
 
-// flight is the sequence space sent and not yet acknowledged.
-func (e *endpoint) flight() uint32 { return e.sndNxt.sub(e.sndUna) }
 
 // process is one step of the state machine: a segment arrives for this
 // connection (RFC 9293 3.10.7.3 for SYN-SENT, 3.10.7.4 otherwise).
@@ -252,7 +190,7 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 	}
 	// PAWS (RFC 7323 5.3, Linux tcp_paws_discard): a segment whose TSval
 	// is older than TS.Recent is a duplicate from an old incarnation.
-	if e.tsOK && sg.opts.HasTS && !sg.has(flagRST) && int32(sg.opts.TSVal-e.tsRecent) < 0 {
+	if e.tsOK && sg.opts.HasTS && !sg.has(flagRST) && int32(sg.opts.TSVal-e.rcv.tsRecent) < 0 {
 		e.s.inc(cntTCPPAWSDrops)
 		e.sendOOWAck(now, sg)
 		return
@@ -278,7 +216,7 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 
 	// Step 2: RST (RFC 5961 3.2). Only an exact match resets (B40).
 	if sg.has(flagRST) {
-		if sg.seq == e.rcvNxt || e.resetAtFin(sg) {
+		if sg.seq == e.rcv.nxt || e.resetAtFin(sg) {
 			e.s.inc(cntTCPResetsReceived)
 			e.resetByPeer(now, sg)
 		} else {
@@ -295,22 +233,22 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 	// 4.2, B41). The one exception is the SYN|ACK that completes a
 	// simultaneous open or a self-connect (B15, B16).
 	if sg.has(flagSYN) {
-		if e.state == stateSynRecv && !e.active && !sg.has(flagACK) && sg.seq == e.irs {
+		if e.state == stateSynRecv && !e.active && !sg.has(flagACK) && sg.seq == e.rcv.irs {
 			// Our SYN|ACK was lost: answer the retransmitted SYN with it
 			// again, rate limited (Linux tcp_check_req).
 			if e.lastOOW.IsZero() || now.Sub(e.lastOOW) >= oowRateLimit {
 				e.lastOOW = now
-				e.sendSegment(now, e.iss, flagSYN|flagACK, 0, 0)
+				e.sendSegment(now, e.snd.iss, flagSYN|flagACK, 0, 0)
 			}
 			return
 		}
-		if e.state == stateSynRecv && e.active && sg.has(flagACK) && sg.seq.add(1) == e.rcvNxt && sg.ack == e.sndNxt {
+		if e.state == stateSynRecv && e.active && sg.has(flagACK) && sg.seq.add(1) == e.rcv.nxt && sg.ack == e.snd.nxt {
 			e.setState(stateEstablished, "SYN|ACK in SYN-RECV (simultaneous open)", sg)
 			e.established(now, sg)
 			// Its SYN is a duplicate of the one we have: Linux ACKs the
 			// old sequence space with a D-SACK (tcp_data_queue).
 			e.setDSACK(sg.seq, sg.seq.add(1))
-			e.ackNow = true
+			e.rcv.ackNow = true
 			e.output(now)
 			return
 		}
@@ -323,12 +261,12 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 		return
 	}
 	if e.state == stateSynRecv {
-		if !(sg.ack.gt(e.sndUna) && sg.ack.leq(e.sndNxt)) {
+		if !(sg.ack.gt(e.snd.una) && sg.ack.leq(e.snd.nxt)) {
 			e.s.inc(cntTCPUnacceptableACK)
 			e.s.sendResetFor(sg)
 			return
 		}
-		if l := e.parent; l != nil && !e.active && !e.fromCookie && e.retries < l.child.deferAccept && sg.seq.add(sg.seqLen()) == e.irs.add(1) {
+		if l := e.parent; l != nil && !e.active && !e.fromCookie && e.retries < l.child.deferAccept && sg.seq.add(sg.seqLen()) == e.rcv.irs.add(1) {
 			// TCP_DEFER_ACCEPT: a bare ACK does not complete the
 			// handshake; the connection waits for data (tcp_check_req).
 			e.deferAcked = true
@@ -355,7 +293,7 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 	if len(sg.payload) > 0 {
 		switch e.state {
 		case stateFinWait1, stateFinWait2:
-			if e.shutRd && sg.seq.add(uint32(len(sg.payload))).gt(e.rcvNxt) {
+			if e.shutRd && sg.seq.add(uint32(len(sg.payload))).gt(e.rcv.nxt) {
 				e.s.inc(cntTCPAbortOnData)
 				e.s.sendResetFor(sg)
 				e.close("data after close(): RST sent", nil, syscall.ECONNRESET)
@@ -366,7 +304,7 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 			e.dataInput(now, sg)
 		}
 	}
-	if e.finRecvd && (len(sg.payload) > 0 || sg.has(flagFIN)) {
+	if e.rcv.finRecvd && (len(sg.payload) > 0 || sg.has(flagFIN)) {
 		// CLOSE-WAIT, CLOSING, LAST-ACK: the peer's FIN is in.
 		if e.afterPeerFin(now, sg) {
 			return
@@ -376,9 +314,9 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 	// Step 8: FIN.
 	if sg.has(flagFIN) {
 		fin := sg.seq.add(uint32(len(sg.payload)))
-		if fin.geq(e.rcvNxt) && !e.finRecvd && !e.finPend {
-			e.finPend = true
-			e.peerFin = fin
+		if fin.geq(e.rcv.nxt) && !e.rcv.finRecvd && !e.rcv.finPend {
+			e.rcv.finPend = true
+			e.rcv.fin = fin
 		}
 	}
 	e.maybeConsumeFin(now, sg)
@@ -390,7 +328,7 @@ func (e *endpoint) process(now time.Time, sg *segment) {
 func (e *endpoint) resetAtFin(sg *segment) bool {
 	switch e.state {
 	case stateCloseWait, stateClosing, stateLastAck:
-		return sg.seq == e.rcvNxt-1
+		return sg.seq == e.rcv.nxt-1
 	}
 	return false
 }
@@ -402,11 +340,11 @@ func (e *endpoint) resetAtFin(sg *segment) bool {
 // reading side is shut by the FIN); a retransmission is ACKed at once, with
 // a D-SACK. true means the connection is gone.
 func (e *endpoint) afterPeerFin(now time.Time, sg *segment) bool {
-	if sg.seq.geq(e.rcvNxt) {
+	if sg.seq.geq(e.rcv.nxt) {
 		e.s.inc(cntTCPIgnored)
 		return false
 	}
-	if sg.seq.add(uint32(len(sg.payload))).gt(e.rcvNxt) {
+	if sg.seq.add(uint32(len(sg.payload))).gt(e.rcv.nxt) {
 		// Linux tcp_reset, then a RST for the segment: the error is
 		// the one a RST would give in this state.
 		e.s.inc(cntTCPAbortOnData)
@@ -418,7 +356,7 @@ func (e *endpoint) afterPeerFin(now time.Time, sg *segment) bool {
 		e.close("data after the peer's FIN: RST sent", nil, errno)
 		return true
 	}
-	e.setDSACK(sg.seq, seqMin(sg.seq.add(sg.seqLen()), e.rcvNxt))
+	e.setDSACK(sg.seq, seqMin(sg.seq.add(sg.seqLen()), e.rcv.nxt))
 	e.scheduleACK(now, true)
 	return false
 }
@@ -436,17 +374,17 @@ func (e *endpoint) afterInput(now time.Time) {
 // the segment may overlap the left edge, and must start by the right edge.
 func (e *endpoint) acceptable(sg *segment) bool {
 	end := sg.seq.add(sg.seqLen())
-	wnd := e.rcvAdv.sub(e.rcvNxt)
-	if e.rcvAdv.lt(e.rcvNxt) {
+	wnd := e.rcv.adv.sub(e.rcv.nxt)
+	if e.rcv.adv.lt(e.rcv.nxt) {
 		wnd = 0
 	}
-	if end.lt(e.rcvNxt) {
+	if end.lt(e.rcv.nxt) {
 		return false
 	}
-	if sg.seqLen() == 0 && end == e.rcvNxt {
+	if sg.seqLen() == 0 && end == e.rcv.nxt {
 		return true
 	}
-	return sg.seq.leq(e.rcvNxt.add(wnd))
+	return sg.seq.leq(e.rcv.nxt.add(wnd))
 }
 
 // completePassiveOpen moves a listener's child from SYN-RECV to ESTABLISHED
@@ -465,10 +403,10 @@ func (e *endpoint) completePassiveOpen(now time.Time, sg *segment) bool {
 		e.s.inc(cntTCPListenDrops)
 		return false
 	}
-	if e.rttTiming && e.retries == 0 {
-		e.rttSample(now, now.Sub(e.rttStart)) // Linux tcp_synack_rtt_meas
+	if e.snd.rttTiming && e.retries == 0 {
+		e.rttSample(now, now.Sub(e.snd.rttStart)) // Linux tcp_synack_rtt_meas
 	}
-	e.rttTiming = false
+	e.snd.rttTiming = false
 	delete(l.synQ, e)
 	l.acceptQ = append(l.acceptQ, e)
 	e.setState(stateEstablished, "ACK of SYN|ACK", sg)
@@ -481,18 +419,18 @@ func (e *endpoint) completePassiveOpen(now time.Time, sg *segment) bool {
 func (e *endpoint) established(now time.Time, sg *segment) {
 	// The ACK of our SYN takes no bytes off the send queue: apply it here,
 	// before ackInput sees the segment.
-	if sg.ack.gt(e.sndUna) {
-		e.sndUna = sg.ack
+	if sg.ack.gt(e.snd.una) {
+		e.snd.una = sg.ack
 	}
-	e.synAcked = true
+	e.snd.synAcked = true
 	e.retries = 0
-	e.backoff = 0
-	e.sndWnd = uint32(sg.wnd) << e.sndWscale
+	e.snd.backoff = 0
+	e.snd.wnd = uint32(sg.wnd) << e.snd.wscale
 	if sg.has(flagSYN) {
-		e.sndWnd = uint32(sg.wnd) // RFC 7323 2.2: never scaled on a SYN
+		e.snd.wnd = uint32(sg.wnd) // RFC 7323 2.2: never scaled on a SYN
 	}
-	e.maxWnd = e.sndWnd
-	e.sndWl1, e.sndWl2 = sg.seq, sg.ack
+	e.snd.maxWnd = e.snd.wnd
+	e.snd.wl1, e.snd.wl2 = sg.seq, sg.ack
 	e.s.timers.Stop(&e.rtxTimer)
 	if e.keepalive {
 		e.armKeepalive(now)
@@ -503,14 +441,14 @@ func (e *endpoint) established(now time.Time, sg *segment) {
 // fifth step, RFC 5681, RFC 6582); false means drop the segment.
 func (e *endpoint) ackInput(now time.Time, sg *segment) bool {
 	ack := sg.ack
-	if ack.gt(e.sndMax) {
+	if ack.gt(e.snd.max) {
 		// RFC 5961 5.2 (Linux 6.x): it acknowledges what we never sent.
 		e.s.inc(cntTCPUnacceptableACK)
 		e.challengeACK(now)
 		return false
 	}
-	if ack.lt(e.sndUna) {
-		if e.sndUna.sub(ack) > e.maxWnd {
+	if ack.lt(e.snd.una) {
+		if e.snd.una.sub(ack) > e.snd.maxWnd {
 			e.s.inc(cntTCPUnacceptableACK)
 			e.challengeACK(now)
 			return false
@@ -520,45 +458,45 @@ func (e *endpoint) ackInput(now time.Time, sg *segment) bool {
 	// RFC 7323 4.3: remember the timestamp to echo, once the ACK is
 	// accepted and before anything this ACK sends (Linux tcp_ack,
 	// FLAG_UPDATE_TS_RECENT, ahead of tcp_fastretrans_alert).
-	if e.tsOK && sg.opts.HasTS && sg.seq.leq(e.lastAckSent) {
-		e.tsRecent = sg.opts.TSVal
+	if e.tsOK && sg.opts.HasTS && sg.seq.leq(e.rcv.lastAckSent) {
+		e.rcv.tsRecent = sg.opts.TSVal
 	}
 
 	// RFC 9293: update the window from the newest segment only.
-	wnd := uint32(sg.wnd) << e.sndWscale
+	wnd := uint32(sg.wnd) << e.snd.wscale
 	wndChanged := false
-	if e.sndWl1.lt(sg.seq) || (e.sndWl1 == sg.seq && e.sndWl2.leq(ack)) {
-		wndChanged = wnd != e.sndWnd
-		e.sndWnd = wnd
-		e.sndWl1, e.sndWl2 = sg.seq, ack
-		if wnd > e.maxWnd {
-			e.maxWnd = wnd
+	if e.snd.wl1.lt(sg.seq) || (e.snd.wl1 == sg.seq && e.snd.wl2.leq(ack)) {
+		wndChanged = wnd != e.snd.wnd
+		e.snd.wnd = wnd
+		e.snd.wl1, e.snd.wl2 = sg.seq, ack
+		if wnd > e.snd.maxWnd {
+			e.snd.maxWnd = wnd
 		}
-		if wnd > 0 && e.persist {
+		if wnd > 0 && e.rtxMode == rtxPersist {
 			// Linux tcp_ack_probe: the window is open, the probes'
 			// backoff goes with them.
-			e.persist = false
+			e.rtxMode = rtxRetransmit
 			e.probesAt = time.Time{}
 			e.probes = 0
-			e.backoff = 0
+			e.snd.backoff = 0
 			e.s.timers.Stop(&e.rtxTimer)
 		}
 	}
 
 	sackedBefore := e.sackedBytes()
 	var lostBefore uint32
-	if e.inRecovery {
+	if e.snd.fr.active {
 		lostBefore = e.lostBytes()
 	}
 	newSACK := e.updateScoreboard(sg)
-	acked := ack.sub(e.sndUna)
+	acked := ack.sub(e.snd.una)
 	if acked == 0 {
 		// A duplicate ACK (RFC 5681 2): no data, no window change, data
 		// outstanding; with SACK, new SACK information counts too.
-		if len(sg.payload) == 0 && !sg.has(flagFIN) && (!wndChanged || newSACK) && e.sndMax.gt(e.sndUna) {
+		if len(sg.payload) == 0 && !sg.has(flagFIN) && (!wndChanged || newSACK) && e.snd.max.gt(e.snd.una) {
 			e.onDupAck(now, e.sackedBytes()-sackedBefore, lostBefore)
 		}
-		if e.tlpArmed && (newSACK || e.dupAcks > 0) {
+		if e.rtxMode == rtxLossProbe && (newSACK || e.snd.dupAcks > 0) {
 			e.armRetransmit(now) // no longer "Open": the RTO, not a probe
 		}
 		return true
@@ -575,47 +513,47 @@ func (e *endpoint) onNewAck(now time.Time, sg *segment, acked, sackedBefore, los
 	dataAcked := int(acked)
 	// Our FIN follows the queued data; an ACK beyond that end acks it, even
 	// if an RTO has marked the FIN for sending again.
-	dataStart := e.sndUna
-	if !e.synAcked {
+	dataStart := e.snd.una
+	if !e.snd.synAcked {
 		// Our SYN is only now acked: data starts after it. (A flag, not
 		// SND.UNA == ISS: after 2^32 bytes that holds again.)
-		e.synAcked = true
+		e.snd.synAcked = true
 		dataStart++
 		dataAcked--
 	}
-	dataEnd := dataStart.add(uint32(e.sndBuf.Len()))
-	finAcked := e.finQueued && ack.gt(dataEnd)
+	dataEnd := dataStart.add(uint32(e.snd.buf.Len()))
+	finAcked := e.snd.finQueued && ack.gt(dataEnd)
 	if finAcked {
 		dataAcked--
-		e.finSent, e.sndFin = true, dataEnd
+		e.snd.finSent, e.snd.fin = true, dataEnd
 	}
-	if dataAcked > e.sndBuf.Len() {
-		dataAcked = e.sndBuf.Len()
+	if dataAcked > e.snd.buf.Len() {
+		dataAcked = e.snd.buf.Len()
 	}
-	e.sndBuf.Discard(dataAcked)
-	if e.sndBuf.Len() == 0 {
-		e.sndBuf.release()
+	e.snd.buf.Discard(dataAcked)
+	if e.snd.buf.Len() == 0 {
+		e.snd.buf.release()
 	}
-	e.sndUna = ack
-	if e.sndNxt.lt(ack) {
-		e.sndNxt = ack
+	e.snd.una = ack
+	if e.snd.nxt.lt(ack) {
+		e.snd.nxt = ack
 	}
 	e.pruneScoreboard()
 
 	// RTT sample (RFC 6298 3; RFC 7323 4 with timestamps). Karn: never
 	// from a retransmitted segment, which backoff > 0 marks.
-	if e.tsOK && sg.opts.HasTS && sg.opts.TSEcr != 0 && e.backoff == 0 {
+	if e.tsOK && sg.opts.HasTS && sg.opts.TSEcr != 0 && e.snd.backoff == 0 {
 		if d := int32(e.s.tsNow(now) + e.tsOff - sg.opts.TSEcr); d >= 0 {
 			e.rttSample(now, time.Duration(d)*time.Millisecond)
 		}
-	} else if e.rttTiming && ack.gt(e.rttSeq) {
-		e.rttSample(now, now.Sub(e.rttStart))
+	} else if e.snd.rttTiming && ack.gt(e.snd.rttSeq) {
+		e.rttSample(now, now.Sub(e.snd.rttStart))
 	}
-	if e.rttTiming && ack.gt(e.rttSeq) {
-		e.rttTiming = false
+	if e.snd.rttTiming && ack.gt(e.snd.rttSeq) {
+		e.snd.rttTiming = false
 	}
-	e.backoff = 0
-	e.rtxStart = time.Time{}
+	e.snd.backoff = 0
+	e.snd.rtxStart = time.Time{}
 	e.icmpErr = 0 // tcp_ack: data got through, the soft error is stale
 
 	// What this ACK delivered: newly acked or SACKed, not what an earlier
@@ -624,10 +562,10 @@ func (e *endpoint) onNewAck(now time.Time, sg *segment, acked, sackedBefore, los
 	e.congestionOnAck(now, acked, delivered, lostBefore)
 
 	e.tlpOut = false
-	if e.sndUna == e.sndMax {
+	if e.snd.una == e.snd.max {
 		e.s.timers.Stop(&e.rtxTimer)
-		e.tlpArmed = false
-	} else if !e.persist {
+		e.rtxMode = rtxRetransmit
+	} else if e.rtxMode != rtxPersist {
 		e.armRetransmit(now)
 	}
 	e.notifyWrite()
@@ -656,53 +594,39 @@ func (e *endpoint) onNewAck(now time.Time, sg *segment, acked, sackedBefore, los
 	}
 }
 
-// rttSample feeds the RFC 6298 estimator; the minimum RTO is Linux's 200 ms.
+// rttSample feeds an RTT measurement to the estimator and the congestion
+// control.
 func (e *endpoint) rttSample(now time.Time, r time.Duration) {
 	if r <= 0 {
 		r = time.Microsecond
 	}
-	e.ccRTTSample(now, r)
-	if e.srtt == 0 {
-		e.srtt = r
-		e.rttvar = r / 2
-	} else {
-		d := e.srtt - r
-		if d < 0 {
-			d = -d
-		}
-		e.rttvar = (3*e.rttvar + d) / 4
-		e.srtt = (7*e.srtt + r) / 8
-	}
-	v := 4 * e.rttvar
-	if v < rtoMin {
-		v = rtoMin // Linux: rttvar is never below tcp_rto_min
-	}
-	e.rto = min(max(e.srtt+v, rtoMin), rtoMax)
+	e.snd.cc.rttSample(now, r)
+	e.snd.rtt.sample(r)
 }
 
 // dataInput stores in-window data and advances RCV.NXT (B20). Out-of-order
 // data waits in the receive buffer at its offset until the hole fills.
 func (e *endpoint) dataInput(now time.Time, sg *segment) {
 	seq, data := sg.seq, sg.payload
-	if len(data) > e.rcvMSS {
+	if len(data) > e.rcv.mss {
 		// Linux tcp_measure_rcv_mss: the peer's segment size, for the
 		// "ACK every second segment" rule.
-		e.rcvMSS = min(len(data), e.s.ourMSS())
+		e.rcv.mss = min(len(data), e.s.ourMSS())
 	}
-	if seq.lt(e.rcvNxt) {
+	if seq.lt(e.rcv.nxt) {
 		// Old data: report it with a D-SACK (RFC 2883, Linux tcp_dsack_set).
-		end := seqMin(seq.add(uint32(len(data))), e.rcvNxt)
+		end := seqMin(seq.add(uint32(len(data))), e.rcv.nxt)
 		e.setDSACK(seq, end)
-		d := e.rcvNxt.sub(seq)
+		d := e.rcv.nxt.sub(seq)
 		if d >= uint32(len(data)) {
 			e.scheduleACK(now, true) // a full duplicate: tell the peer at once
 			return
 		}
-		data, seq = data[d:], e.rcvNxt
+		data, seq = data[d:], e.rcv.nxt
 	}
-	off := int(seq.sub(e.rcvNxt))
-	space := e.rcvBuf.Free()
-	if (e.shutRd && e.orphan) || !e.rcvAdv.gt(e.rcvNxt) {
+	off := int(seq.sub(e.rcv.nxt))
+	space := e.rcv.buf.Free()
+	if (e.shutRd && e.orphan) || !e.rcv.adv.gt(e.rcv.nxt) {
 		// Linux tcp_data_queue: a zero window drops even in-order data;
 		// otherwise whatever fits is queued.
 		space = 0
@@ -715,10 +639,10 @@ func (e *endpoint) dataInput(now time.Time, sg *segment) {
 	if off+len(data) > space {
 		data = data[:space-off]
 	}
-	e.rcvBuf.writeAt(off, data)
+	e.rcv.buf.writeAt(off, data)
 	if off > 0 {
 		end := seq.add(uint32(len(data)))
-		for _, x := range e.ooo {
+		for _, x := range e.rcv.ooo {
 			if x.start.lt(end) && seq.lt(x.end) {
 				// Already held: report the overlap (Linux tcp_data_queue_ofo).
 				e.setDSACK(seqMax(seq, x.start), seqMin(end, x.end))
@@ -734,24 +658,24 @@ func (e *endpoint) dataInput(now time.Time, sg *segment) {
 		e.scheduleACK(now, true) // RFC 5681 4.2: ACK out-of-order data at once
 		return
 	}
-	e.rcvBuf.commit(len(data))
-	e.rcvNxt = e.rcvNxt.add(uint32(len(data)))
-	e.lastData = now
+	e.rcv.buf.commit(len(data))
+	e.rcv.nxt = e.rcv.nxt.add(uint32(len(data)))
+	e.rcv.lastData = now
 	filled := false
-	for len(e.ooo) > 0 && e.ooo[0].start.leq(e.rcvNxt) {
-		if r := e.ooo[0]; r.end.gt(e.rcvNxt) {
-			e.rcvBuf.commit(int(r.end.sub(e.rcvNxt)))
-			e.rcvNxt = r.end
+	for len(e.rcv.ooo) > 0 && e.rcv.ooo[0].start.leq(e.rcv.nxt) {
+		if r := e.rcv.ooo[0]; r.end.gt(e.rcv.nxt) {
+			e.rcv.buf.commit(int(r.end.sub(e.rcv.nxt)))
+			e.rcv.nxt = r.end
 		}
-		e.ooo = e.ooo[1:]
+		e.rcv.ooo = e.rcv.ooo[1:]
 		filled = true
 	}
-	if len(e.ooo) == 0 {
-		e.ooo, e.nRecent = nil, 0
+	if len(e.rcv.ooo) == 0 {
+		e.rcv.ooo, e.rcv.nRecent = nil, 0
 	}
-	e.unacked += len(data)
+	e.rcv.unacked += len(data)
 	e.notifyRead()
-	if !filled && sg.has(flagFIN) && e.rcvNxt == sg.seq.add(uint32(len(sg.payload))) && len(e.ooo) == 0 {
+	if !filled && sg.has(flagFIN) && e.rcv.nxt == sg.seq.add(uint32(len(sg.payload))) && len(e.rcv.ooo) == 0 {
 		// The FIN right behind this data is taken next (maybeConsumeFin),
 		// and the ACK is decided there: Linux's tcp_fin enters pingpong
 		// mode before __tcp_ack_snd_check looks at quick-ACK mode.
@@ -763,16 +687,16 @@ func (e *endpoint) dataInput(now time.Time, sg *segment) {
 // setDSACK remembers a duplicate block for the next ACK.
 func (e *endpoint) setDSACK(start, end seqnum) {
 	if e.sackOK && e.s.opts.DSACK {
-		e.dsack, e.hasDSACK = seqRange{start, end}, true
+		e.rcv.dsack, e.rcv.hasDSACK = seqRange{start, end}, true
 	}
 }
 
 // addOOO records an out-of-order block; false when the queue already
 // holds too many separate blocks.
 func (e *endpoint) addOOO(r seqRange) bool {
-	out, ok := mergeRange(e.ooo, r)
+	out, ok := mergeRange(e.rcv.ooo, r)
 	if ok {
-		e.ooo = out
+		e.rcv.ooo = out
 	}
 	return ok
 }
@@ -806,19 +730,19 @@ func mergeRange(list []seqRange, r seqRange) ([]seqRange, bool) {
 // maybeConsumeFin takes the peer's FIN once every byte before it arrived
 // (RFC 9293 3.10.7.4 eighth step, Linux tcp_fin).
 func (e *endpoint) maybeConsumeFin(now time.Time, sg *segment) {
-	if !e.finPend || e.peerFin != e.rcvNxt || len(e.ooo) > 0 {
+	if !e.rcv.finPend || e.rcv.fin != e.rcv.nxt || len(e.rcv.ooo) > 0 {
 		return
 	}
-	e.finPend = false
-	e.finRecvd = true
-	e.rcvNxt = e.rcvNxt.add(1)
+	e.rcv.finPend = false
+	e.rcv.finRecvd = true
+	e.rcv.nxt = e.rcv.nxt.add(1)
 	e.notifyRead()
 	switch e.state {
 	case stateSynRecv, stateEstablished:
 		e.setState(stateCloseWait, "FIN", sg)
 		// Linux tcp_fin enters pingpong mode: the ACK is delayed, so that
 		// an application that closes right away sends one FIN|ACK (B31).
-		e.pingpong = true
+		e.rcv.pingpong = true
 		e.scheduleACK(now, false)
 	case stateFinWait1:
 		e.setState(stateClosing, "FIN (simultaneous close)", sg)
@@ -890,12 +814,12 @@ func (e *endpoint) destroy() {
 	s.timers.Stop(&e.delackTimer)
 	s.timers.Stop(&e.keepTimer)
 	s.timers.Stop(&e.waitTimer)
-	e.ooo = nil
+	e.rcv.ooo = nil
 	if e.orphan {
-		e.rcvBuf.n = 0
-		e.rcvBuf.release()
-		e.sndBuf.n = 0
-		e.sndBuf.release()
+		e.rcv.buf.n = 0
+		e.rcv.buf.release()
+		e.snd.buf.n = 0
+		e.snd.buf.release()
 	}
 	e.notifyRead()
 	e.notifyWrite()
@@ -907,7 +831,7 @@ func (e *endpoint) enterTimeWait(now time.Time, why string, sg *segment) {
 	e.s.timers.Stop(&e.rtxTimer)
 	e.s.timers.Stop(&e.keepTimer)
 	e.s.timers.Stop(&e.delackTimer)
-	e.ackPending = false
+	e.rcv.ackPending = false
 	e.s.schedule(&e.waitTimer, now.Add(e.s.opts.TimeWait))
 }
 
@@ -917,16 +841,16 @@ func (e *endpoint) timeWaitInput(now time.Time, sg *segment) {
 	case sg.has(flagRST):
 		// RFC 1337 says ignore; Linux (tcp_rfc1337=0) kills the socket
 		// when the RST is exactly at RCV.NXT.
-		if sg.seq == e.rcvNxt {
+		if sg.seq == e.rcv.nxt {
 			e.close("RST in TIME-WAIT", sg, 0)
 		} else {
 			e.s.inc(cntTCPIgnored)
 		}
-	case sg.has(flagSYN) && !sg.has(flagACK) && sg.seq.gt(e.rcvNxt):
+	case sg.has(flagSYN) && !sg.has(flagACK) && sg.seq.gt(e.rcv.nxt):
 		// A new incarnation may reuse the pair; its ISN starts beyond
 		// anything the old one sent (Linux tcp_timewait_state_process).
 		if l, ok := e.s.lis.Lookup(e.id.LocalAddr, e.id.LocalPort); ok {
-			isn := e.sndNxt.add(65535 + 2)
+			isn := e.snd.nxt.add(65535 + 2)
 			e.s.inc(cntTCPTimeWaitRecycled)
 			e.close("new SYN reuses the pair", sg, 0)
 			l.synInput(now, sg, isn, true)
@@ -946,7 +870,7 @@ func (e *endpoint) timeWaitInput(now time.Time, sg *segment) {
 
 // synSentInput is RFC 9293 3.10.7.3 with Linux's tcp_rcv_synsent_state_process (B13, B15).
 func (e *endpoint) synSentInput(now time.Time, sg *segment) {
-	if sg.has(flagACK) && (sg.ack.leq(e.iss) || sg.ack.gt(e.sndMax)) {
+	if sg.has(flagACK) && (sg.ack.leq(e.snd.iss) || sg.ack.gt(e.snd.max)) {
 		// An unacceptable ACK: RST seq=SEG.ACK, unless it is a RST. It may
 		// answer an old connection's FIN or RST, so Linux resends the SYN
 		// almost at once (TCP_TIMEOUT_MIN) if it has not yet resent it.
@@ -973,19 +897,19 @@ func (e *endpoint) synSentInput(now time.Time, sg *segment) {
 		e.s.inc(cntTCPIgnored)
 		return
 	}
-	e.irs = sg.seq
-	e.rcvNxt = sg.seq.add(1)
+	e.rcv.irs = sg.seq
+	e.rcv.nxt = sg.seq.add(1)
 	e.negotiate(&sg.opts, sg.has(flagACK))
 	if sg.opts.HasTS && e.tsOK {
-		e.tsRecent = sg.opts.TSVal
+		e.rcv.tsRecent = sg.opts.TSVal
 	}
-	e.rcvAdv = e.rcvNxt.add(min(uint32(e.rcvSpace()), 65535))
+	e.rcv.adv = e.rcv.nxt.add(min(uint32(e.rcvSpace()), 65535))
 	if sg.has(flagACK) {
-		e.sndUna = sg.ack
-		if e.rttTiming && e.retries == 0 {
-			e.rttSample(now, now.Sub(e.rttStart))
+		e.snd.una = sg.ack
+		if e.snd.rttTiming && e.retries == 0 {
+			e.rttSample(now, now.Sub(e.snd.rttStart))
 		}
-		e.rttTiming = false
+		e.snd.rttTiming = false
 		e.setState(stateEstablished, "SYN|ACK", sg)
 		e.established(now, sg)
 		e.sendACK(now)
@@ -993,8 +917,8 @@ func (e *endpoint) synSentInput(now time.Time, sg *segment) {
 	}
 	// Simultaneous open (B15): SYN|ACK with the same ISN as our SYN.
 	e.setState(stateSynRecv, "SYN (simultaneous open)", sg)
-	e.sndWnd = uint32(sg.wnd)
-	e.sndNxt = e.iss
+	e.snd.wnd = uint32(sg.wnd)
+	e.snd.nxt = e.snd.iss
 	e.sendSYN(now, true)
 }
 
@@ -1004,23 +928,23 @@ func (e *endpoint) synSentInput(now time.Time, sg *segment) {
 func (e *endpoint) negotiate(o *optionsT, synAck bool) {
 	opts := &e.s.opts
 	if o.HasMSS && o.MSS > 0 {
-		e.mss = min(int(o.MSS), e.advMSS())
+		e.snd.mss = min(int(o.MSS), e.advMSS())
 	} else {
-		e.mss = min(536, e.advMSS())
+		e.snd.mss = min(536, e.advMSS())
 	}
 	if p := e.s.pathMSS(e.s.clock.Now(), e.id.RemoteAddr); p > 0 {
-		e.mss = min(e.mss, p) // a learned path MTU (RFC 1191)
+		e.snd.mss = min(e.snd.mss, p) // a learned path MTU (RFC 1191)
 	}
 	e.wsOK = opts.WindowScaling && o.HasWScale
 	if e.wsOK {
-		e.sndWscale = min(o.WScale, 14)
-		e.rcvWscale = rcvWscaleFor(opts.RecvBuffer)
+		e.snd.wscale = min(o.WScale, 14)
+		e.rcv.wscale = rcvWscaleFor(opts.RecvBuffer)
 	} else {
-		e.sndWscale, e.rcvWscale = 0, 0
+		e.snd.wscale, e.rcv.wscale = 0, 0
 	}
 	e.tsOK = opts.Timestamps && o.HasTS
 	e.sackOK = opts.SACK && o.SACKPermitted
-	e.cwnd = uint32(initialCwnd * e.effMSS())
-	e.ssthresh = 1 << 30
-	e.recover = e.iss // RFC 6582 3.2 step 1
+	e.snd.cwnd = uint32(initialCwnd * e.effMSS())
+	e.snd.ssthresh = 1 << 30
+	e.snd.recover = e.snd.iss // RFC 6582 3.2 step 1
 }

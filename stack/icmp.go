@@ -92,7 +92,7 @@ func (e *endpoint) icmpError(now time.Time, typ, code uint8, mtu int, seq seqnum
 		// A request socket (tcp_req_err): only a fatal error about our
 		// SYN|ACK drops it, silently.
 		fatal := typ == header.ICMPParamProblem || typ == header.ICMPDestUnreach && (code == icmpNetUnreach || code == icmpHostUnreach)
-		if fatal && seq == e.iss {
+		if fatal && seq == e.snd.iss {
 			s.inc(cntTCPICMPErrors)
 			e.close("ICMP error for the SYN|ACK", nil, 0)
 		} else {
@@ -100,7 +100,7 @@ func (e *endpoint) icmpError(now time.Time, typ, code uint8, mtu int, seq seqnum
 		}
 		return
 	}
-	if seq.lt(e.sndUna) || seq.gt(e.sndNxt) {
+	if seq.lt(e.snd.una) || seq.gt(e.snd.nxt) {
 		s.inc(cntICMPOutOfWindow) // LINUX_MIB_OUTOFWINDOWICMPS
 		return
 	}
@@ -139,12 +139,12 @@ func (e *endpoint) icmpError(now time.Time, typ, code uint8, mtu int, seq seqnum
 // fires as that shorter RTO says from the last retransmission, at once if
 // that time has passed.
 func (e *endpoint) rtoRevert(now time.Time, seq seqnum) {
-	if e.gone || seq != e.sndUna || e.backoff == 0 || e.persist || e.tlpArmed || e.rtoSentAt.IsZero() || !e.state.synchronized() {
+	if e.gone || seq != e.snd.una || e.snd.backoff == 0 || e.rtxMode != rtxRetransmit || e.snd.rtoSentAt.IsZero() || !e.state.synchronized() {
 		return
 	}
 	e.s.inc(cntTCPRTORevert)
-	e.backoff--
-	if left := e.backedOffRTO() - now.Sub(e.rtoSentAt); left > 0 {
+	e.snd.backoff--
+	if left := e.backedOffRTO() - now.Sub(e.snd.rtoSentAt); left > 0 {
 		e.s.schedule(&e.rtxTimer, now.Add(left))
 		return
 	}
@@ -161,18 +161,18 @@ func (e *endpoint) pmtuReduced(now time.Time, mtu int) {
 	}
 	mss := mtu - header.IPv4MinSize - header.TCPMinSize
 	s.rememberPMTU(now, e.id.RemoteAddr, mtu)
-	if mss >= e.mss {
+	if mss >= e.snd.mss {
 		return
 	}
 	s.inc(cntTCPPMTUReductions)
-	e.mss = mss
-	if !e.canSendData() || e.sndUna == e.sndNxt {
+	e.snd.mss = mss
+	if !e.canSendData() || e.snd.una == e.snd.nxt {
 		return
 	}
-	e.sndNxt = e.sndUna
-	e.highRxt = e.sndUna
-	if e.finSent && e.sndFin.geq(e.sndUna) {
-		e.finSent = false
+	e.snd.nxt = e.snd.una
+	e.snd.fr.highRxt = e.snd.una
+	if e.snd.finSent && e.snd.fin.geq(e.snd.una) {
+		e.snd.finSent = false
 	}
 	e.sendData(now)
 }

@@ -25,17 +25,17 @@ func (s *Stack) Sockets() []SocketInfo {
 			Peer: netip.AddrPortFrom(netip.IPv4Unspecified(), 0)})
 	}
 	for _, e := range s.endpointsLocked() {
-		si := SocketInfo{State: e.state.String(), RecvQ: e.rcvBuf.Len(), SendQ: e.sndBuf.Len(),
+		si := SocketInfo{State: e.state.String(), RecvQ: e.rcv.buf.Len(), SendQ: e.snd.buf.Len(),
 			Local: addrPort(e.id.LocalAddr, e.id.LocalPort), Peer: addrPort(e.id.RemoteAddr, e.id.RemotePort)}
 		switch {
 		case e.waitTimer.Pending():
 			si.Timer, si.TimerLeft = "timewait", e.waitTimer.Deadline().Sub(now)
 		case e.rtxTimer.Pending():
 			si.Timer, si.TimerLeft = "on", e.rtxTimer.Deadline().Sub(now)
-			if e.persist {
+			if e.rtxMode == rtxPersist {
 				si.Timer = "persist"
 			}
-			si.Retransmits = max(e.backoff, e.retries)
+			si.Retransmits = max(e.snd.backoff, e.retries)
 		case e.keepTimer.Pending():
 			si.Timer, si.TimerLeft = "keepalive", e.keepTimer.Deadline().Sub(now)
 			if e.state == stateFinWait2 && e.orphan {

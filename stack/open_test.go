@@ -375,14 +375,14 @@ func TestActiveOpenWindowScaling(t *testing.T) {
 	h.activeExpect(seg{flags: flagACK, seq: 1, ack: 1})
 	r := <-ch
 	h.s.mu.Lock()
-	wnd := r.c.so.e.sndWnd
+	wnd := r.c.so.e.snd.wnd
 	h.s.mu.Unlock()
 	if wnd != 1000 {
 		t.Fatalf("send window %d after SYN|ACK win 1000, want 1000 (unscaled)", wnd)
 	}
 	h.activeSend(seg{flags: flagACK, seq: 1, ack: 1, win: 1000})
 	h.s.mu.Lock()
-	wnd = r.c.so.e.sndWnd
+	wnd = r.c.so.e.snd.wnd
 	h.s.mu.Unlock()
 	if wnd != 16000 {
 		t.Fatalf("send window %d after ACK win 1000 << 4, want 16000", wnd)

@@ -21,7 +21,7 @@ func (e *endpoint) output(now time.Time) {
 	if e.canSendData() {
 		e.sendData(now)
 	}
-	if e.ackNow {
+	if e.rcv.ackNow {
 		e.sendACK(now)
 	}
 }
@@ -32,44 +32,44 @@ func (e *endpoint) sendData(now time.Time) {
 	mss := e.dataRoom()
 	sent := false
 	for {
-		dataEnd := e.sndUna.add(uint32(e.sndBuf.Len()))
-		if e.sndNxt.gt(dataEnd) {
+		dataEnd := e.snd.una.add(uint32(e.snd.buf.Len()))
+		if e.snd.nxt.gt(dataEnd) {
 			break // our FIN is out, nothing follows it
 		}
-		retransmit := e.sndNxt.lt(e.sndMax)
-		if retransmit && e.sndNxt == dataEnd && e.finQueued {
+		retransmit := e.snd.nxt.lt(e.snd.max)
+		if retransmit && e.snd.nxt == dataEnd && e.snd.finQueued {
 			if _, ok := e.sackedAt(dataEnd); ok {
 				// The peer holds our FIN too: it counts as sent.
-				e.finSent, e.sndFin = true, dataEnd
-				e.sndNxt = dataEnd.add(1)
+				e.snd.finSent, e.snd.fin = true, dataEnd
+				e.snd.nxt = dataEnd.add(1)
 				break
 			}
 		}
-		if retransmit && e.sndNxt.lt(dataEnd) {
+		if retransmit && e.snd.nxt.lt(dataEnd) {
 			// Going back after an RTO: skip the data the peer SACKed (a
 			// block may reach past it, over our FIN).
-			if end, ok := e.sackedAt(e.sndNxt); ok {
-				e.sndNxt = seqMin(end, dataEnd)
+			if end, ok := e.sackedAt(e.snd.nxt); ok {
+				e.snd.nxt = seqMin(end, dataEnd)
 				continue
 			}
 		}
-		rest := int(dataEnd.sub(e.sndNxt)) // unsent (or to resend) data
+		rest := int(dataEnd.sub(e.snd.nxt)) // unsent (or to resend) data
 		avail := rest
-		if next, ok := e.nextSacked(e.sndNxt); ok && retransmit && int(next.sub(e.sndNxt)) < avail {
-			avail = int(next.sub(e.sndNxt)) // up to the next SACKed block
+		if next, ok := e.nextSacked(e.snd.nxt); ok && retransmit && int(next.sub(e.snd.nxt)) < avail {
+			avail = int(next.sub(e.snd.nxt)) // up to the next SACKed block
 		}
 		// The peer's window covers all that is outstanding; cwnd, in
 		// recovery, only what is still in the network (RFC 6675 pipe).
 		usable := 0
-		if f := e.flight(); e.sndWnd > f {
-			usable = int(e.sndWnd - f)
+		if f := e.flight(); e.snd.wnd > f {
+			usable = int(e.snd.wnd - f)
 		}
 		inNet := e.flight()
-		if e.inRecovery {
+		if e.snd.fr.active {
 			inNet = e.pipe()
 		}
-		if e.cwnd > inNet {
-			usable = min(usable, int(e.cwnd-inNet))
+		if e.snd.cwnd > inNet {
+			usable = min(usable, int(e.snd.cwnd-inNet))
 		} else {
 			usable = 0
 		}
@@ -79,11 +79,11 @@ func (e *endpoint) sendData(now time.Time) {
 			n, gso = e.gsoLen(mss, rest, min(avail, usable))
 		}
 		last := n == rest // this segment ends the queued data
-		fin := e.finQueued && last
-		if n == 0 && !(fin && (usable > 0 || e.sndWnd > 0 || e.flight() == 0)) {
+		fin := e.snd.finQueued && last
+		if n == 0 && !(fin && (usable > 0 || e.snd.wnd > 0 || e.flight() == 0)) {
 			break
 		}
-		if n > 0 && n < mss && !retransmit && !fin && (e.cork || e.more) {
+		if n > 0 && n < mss && !retransmit && !fin && (e.cork || e.snd.more) {
 			// TCP_CORK or MSG_MORE: a partial segment waits for more data
 			// (tcp_nagle_check's TCP_NAGLE_CORK), or for the probe timer
 			// below when nothing is in flight to bring an ACK.
@@ -106,32 +106,31 @@ func (e *endpoint) sendData(now time.Time) {
 		if fin {
 			flags |= flagFIN
 		}
-		seq := e.sndNxt
-		if n > 0 && !retransmit && !e.lastData.IsZero() && now.Sub(e.lastData) < delackMin {
-			e.pingpong = true // a reply within the ATO (Linux tcp_event_data_sent)
+		seq := e.snd.nxt
+		if n > 0 && !retransmit && !e.rcv.lastData.IsZero() && now.Sub(e.rcv.lastData) < delackMin {
+			e.rcv.pingpong = true // a reply within the ATO (Linux tcp_event_data_sent)
 		}
-		e.sendSegmentGSO(now, seq, flags, int(seq.sub(e.sndUna)), n, gso)
+		e.sendSegmentGSO(now, seq, flags, int(seq.sub(e.snd.una)), n, gso)
 		sent = true
-		if e.inRecovery {
-			e.prrOut += max(e.ackedSegs(uint32(n)), 1)
+		if e.snd.fr.active {
+			e.snd.fr.prrOut += max(e.ackedSegs(uint32(n)), 1)
 		}
 		if retransmit {
 			e.s.inc(cntTCPRetransSegs)
-		} else if !e.rttTiming && !e.tsOK {
-			e.rttTiming, e.rttSeq, e.rttStart = true, seq, now
+		} else if !e.snd.rttTiming && !e.tsOK {
+			e.snd.rttTiming, e.snd.rttSeq, e.snd.rttStart = true, seq, now
 		}
-		e.sndNxt = seq.add(uint32(n))
+		e.snd.nxt = seq.add(uint32(n))
 		if n%mss != 0 && !retransmit {
-			e.sndSml = e.sndNxt // ends short (Linux tcp_minshall_update)
+			e.snd.sml = e.snd.nxt // ends short (Linux tcp_minshall_update)
 		}
 		if fin {
-			e.finSent = true
-			e.sndFin = e.sndNxt
-			e.sndNxt = e.sndNxt.add(1)
+			e.snd.finSent = true
+			e.snd.fin = e.snd.nxt
+			e.snd.nxt = e.snd.nxt.add(1)
 		}
-		e.sndMax = seqMax(e.sndMax, e.sndNxt)
-		if !e.rtxTimer.Pending() || e.persist || (e.tlpArmed && !retransmit) {
-			e.persist = false
+		e.snd.max = seqMax(e.snd.max, e.snd.nxt)
+		if !e.rtxTimer.Pending() || e.rtxMode == rtxPersist || (e.rtxMode == rtxLossProbe && !retransmit) {
 			e.probesAt = time.Time{}
 			e.armRetransmit(now) // new data moves the probe (tcp_event_new_data_sent)
 		}
@@ -139,15 +138,15 @@ func (e *endpoint) sendData(now time.Time) {
 			break
 		}
 	}
-	if limited := e.flight() >= e.cwnd; sent || limited {
+	if limited := e.flight() >= e.snd.cwnd; sent || limited {
 		e.noteCwndUsage(limited) // tcp_write_xmit's tcp_cwnd_validate
 	}
 	// B21: data waits behind a zero window, or held by TCP_CORK or
 	// MSG_MORE, with nothing in flight to bring an ACK: the persist timer
 	// probes (tcp_check_probe_timer), at the RTO.
-	pending := e.sndUna.add(uint32(e.sndBuf.Len())).gt(e.sndNxt) || (e.finQueued && !e.finSent)
-	if pending && e.flight() == 0 && !e.rtxTimer.Pending() && (e.sndWnd == 0 || e.cork || e.more) {
-		e.persist = true
+	pending := e.snd.una.add(uint32(e.snd.buf.Len())).gt(e.snd.nxt) || (e.snd.finQueued && !e.snd.finSent)
+	if pending && e.flight() == 0 && !e.rtxTimer.Pending() && (e.snd.wnd == 0 || e.cork || e.snd.more) {
+		e.rtxMode = rtxPersist
 		e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
 	}
 }
@@ -170,7 +169,7 @@ func (e *endpoint) gsoLen(mss, rest, room int) (n, gso int) {
 	// Headers: IPv4 without options, TCP with at most 40 bytes of options.
 	limit := e.s.gso.GSOMaxSize() - header.IPv4MinSize - header.TCPMinSize - 40
 	n = min(room, limit) / mss * mss
-	if rest <= min(room, limit) && rest > n && (e.nodelay || e.finQueued || !e.smallInFlight()) {
+	if rest <= min(room, limit) && rest > n && (e.nodelay || e.snd.finQueued || !e.smallInFlight()) {
 		n = rest
 	}
 	if n <= mss {
@@ -183,8 +182,8 @@ func (e *endpoint) gsoLen(mss, rest, room int) (n, gso int) {
 // will carry (timestamps, and SACK blocks while we hold out-of-order data).
 func (e *endpoint) dataRoom() int {
 	m := e.effMSS()
-	if e.sackOK && (len(e.ooo) > 0 || e.hasDSACK) {
-		nb := min(len(e.ooo)+1, maxSACKSent)
+	if e.sackOK && (len(e.rcv.ooo) > 0 || e.rcv.hasDSACK) {
+		nb := min(len(e.rcv.ooo)+1, maxSACKSent)
 		if e.tsOK {
 			nb = min(nb, 3)
 		}
@@ -195,8 +194,8 @@ func (e *endpoint) dataRoom() int {
 
 // backedOffRTO is the RTO with exponential backoff (RFC 6298 5.5).
 func (e *endpoint) backedOffRTO() time.Duration {
-	d := e.rto
-	for i := 0; i < e.backoff && d < rtoMax; i++ {
+	d := e.snd.rtt.rto
+	for i := 0; i < e.snd.backoff && d < rtoMax; i++ {
 		d *= 2
 	}
 	return min(d, rtoMax)
@@ -209,27 +208,27 @@ func (e *endpoint) backedOffRTO() time.Duration {
 func (e *endpoint) scheduleACK(now time.Time, immediate bool) {
 	switch {
 	case immediate:
-		e.ackNow = true
-	case e.quickACKs > 0 && !e.pingpong:
-		e.quickACKs--
-		e.ackNow = true
-	case e.unacked > e.rcvMSS: // more than one full segment unacknowledged
-		e.ackNow = true
+		e.rcv.ackNow = true
+	case e.rcv.quickACKs > 0 && !e.rcv.pingpong:
+		e.rcv.quickACKs--
+		e.rcv.ackNow = true
+	case e.rcv.unacked > e.rcv.mss:
+		e.rcv.ackNow = true
 	default:
 		if !e.delackTimer.Pending() {
 			d := delackMin
-			if e.lastData.IsZero() {
+			if e.rcv.lastData.IsZero() {
 				d = delackNoData
 			}
 			e.s.schedule(&e.delackTimer, now.Add(d))
 		}
-		e.ackPending = true
+		e.rcv.ackPending = true
 	}
 }
 
 // sendACK sends a pure ACK now.
 func (e *endpoint) sendACK(now time.Time) {
-	e.sendSegment(now, e.sndNxt, flagACK, 0, 0)
+	e.sendSegment(now, e.snd.nxt, flagACK, 0, 0)
 }
 
 // sendOOWAck answers an unacceptable segment with an ACK. Segments without
@@ -261,7 +260,7 @@ func (e *endpoint) challengeACK(now time.Time) {
 // sendRST aborts from our side: RST|ACK at SND.NXT (Linux
 // tcp_send_active_reset).
 func (e *endpoint) sendRST(now time.Time) {
-	e.sendSegment(now, e.sndNxt, flagRST|flagACK, 0, 0)
+	e.sendSegment(now, e.snd.nxt, flagRST|flagACK, 0, 0)
 }
 
 // sendSYN sends our SYN, or our SYN|ACK when synAck (passive open, or a
@@ -271,14 +270,14 @@ func (e *endpoint) sendSYN(now time.Time, synAck bool) {
 	if synAck {
 		flags |= flagACK
 	}
-	e.sendSegment(now, e.iss, flags, 0, 0)
+	e.sendSegment(now, e.snd.iss, flags, 0, 0)
 	if e.retries == 0 {
 		e.synStart = now
 	}
-	e.sndNxt = e.iss.add(1)
-	e.sndMax = seqMax(e.sndMax, e.sndNxt)
+	e.snd.nxt = e.snd.iss.add(1)
+	e.snd.max = seqMax(e.snd.max, e.snd.nxt)
 	if e.retries == 0 {
-		e.rttTiming, e.rttSeq, e.rttStart = true, e.iss, now
+		e.snd.rttTiming, e.snd.rttSeq, e.snd.rttStart = true, e.snd.iss, now
 	}
 	d := e.synTimeout()
 	if e.retries > 0 && e.active {
@@ -321,7 +320,7 @@ func (e *endpoint) sendSegmentGSO(now time.Time, seq seqnum, flags uint8, off, n
 				wscale = int(rcvWscaleFor(s.opts.RecvBuffer))
 			}
 		} else {
-			ecr = e.tsRecent
+			ecr = e.rcv.tsRecent
 		}
 		optLen = header.PutSYNOptions(opts, uint16(e.advMSS()), wscale, sack, ts, tsVal, ecr)
 	} else {
@@ -330,14 +329,14 @@ func (e *endpoint) sendSegmentGSO(now time.Time, seq seqnum, flags uint8, off, n
 		if e.sackOK && flags&flagACK != 0 {
 			nb = e.sackBlocks(blocks[:])
 		}
-		optLen = header.PutDataOptions(opts, e.tsOK, tsVal, e.tsRecent, blocks[:nb])
+		optLen = header.PutDataOptions(opts, e.tsOK, tsVal, e.rcv.tsRecent, blocks[:nb])
 	}
 	if n > 0 {
-		e.sndBuf.Peek(tcp[header.TCPMinSize+optLen:header.TCPMinSize+optLen+n], off)
+		e.snd.buf.Peek(tcp[header.TCPMinSize+optLen:header.TCPMinSize+optLen+n], off)
 	}
 	var ack seqnum
 	if flags&flagACK != 0 {
-		ack = e.rcvNxt
+		ack = e.rcv.nxt
 	}
 	wnd := e.selectWindow(flags&flagSYN != 0)
 	seg := tcp[:header.TCPMinSize+optLen+n]
@@ -357,10 +356,10 @@ func (e *endpoint) sendSegmentGSO(now time.Time, seq seqnum, flags uint8, off, n
 		s.inc(cntTCPResetsSent)
 	}
 	if flags&flagACK != 0 {
-		e.lastAckSent = ack
-		e.ackNow = false
-		e.ackPending = false
-		e.unacked = 0
+		e.rcv.lastAckSent = ack
+		e.rcv.ackNow = false
+		e.rcv.ackPending = false
+		e.rcv.unacked = 0
 		s.timers.Stop(&e.delackTimer)
 	}
 	s.txGSO = gso
@@ -378,26 +377,26 @@ func (e *endpoint) sackBlocks(b []header.SACKBlock) int {
 		max = 3 // 40 bytes of options: TS takes 12
 	}
 	n := 0
-	if e.hasDSACK {
+	if e.rcv.hasDSACK {
 		// RFC 2883: the duplicate first, reported once.
-		b[0] = header.SACKBlock{Start: uint32(e.dsack.start), End: uint32(e.dsack.end)}
+		b[0] = header.SACKBlock{Start: uint32(e.rcv.dsack.start), End: uint32(e.rcv.dsack.end)}
 		n = 1
-		e.hasDSACK = false
+		e.rcv.hasDSACK = false
 	}
 	var used [maxOOORanges]bool
 	add := func(i int) {
 		if !used[i] && n < max {
 			used[i] = true
-			b[n] = header.SACKBlock{Start: uint32(e.ooo[i].start), End: uint32(e.ooo[i].end)}
+			b[n] = header.SACKBlock{Start: uint32(e.rcv.ooo[i].start), End: uint32(e.rcv.ooo[i].end)}
 			n++
 		}
 	}
-	for _, seq := range e.oooRecent[:e.nRecent] {
+	for _, seq := range e.rcv.oooRecent[:e.rcv.nRecent] {
 		if i := e.oooBlock(seq); i >= 0 {
 			add(i)
 		}
 	}
-	for i := len(e.ooo) - 1; i >= 0 && n < max; i-- {
+	for i := len(e.rcv.ooo) - 1; i >= 0 && n < max; i-- {
 		add(i)
 	}
 	return n
@@ -410,22 +409,22 @@ func (e *endpoint) sackBlocks(b []header.SACKBlock) int {
 func (e *endpoint) noteOOO(seq seqnum) {
 	var blk seqRange
 	if i := e.oooBlock(seq); i >= 0 {
-		blk = e.ooo[i]
+		blk = e.rcv.ooo[i]
 	}
-	var keep [len(e.oooRecent)]seqnum
+	var keep [len(e.rcv.oooRecent)]seqnum
 	keep[0] = seq
 	k := 1
-	for _, x := range e.oooRecent[:e.nRecent] {
+	for _, x := range e.rcv.oooRecent[:e.rcv.nRecent] {
 		if k < len(keep) && (x.lt(blk.start) || x.geq(blk.end)) {
 			keep[k], k = x, k+1
 		}
 	}
-	e.oooRecent, e.nRecent = keep, k
+	e.rcv.oooRecent, e.rcv.nRecent = keep, k
 }
 
 // oooBlock is the index of the out-of-order block holding seq, or -1.
 func (e *endpoint) oooBlock(seq seqnum) int {
-	for i, r := range e.ooo {
+	for i, r := range e.rcv.ooo {
 		if seq.geq(r.start) && seq.lt(r.end) {
 			return i
 		}
@@ -440,22 +439,22 @@ func (e *endpoint) selectWindow(syn bool) uint16 {
 	if syn {
 		// RFC 7323 2.2: the window of a SYN is never scaled.
 		w := min(free, 65535)
-		e.rcvAdv = seqMax(e.rcvAdv, e.rcvNxt.add(uint32(w)))
+		e.rcv.adv = seqMax(e.rcv.adv, e.rcv.nxt.add(uint32(w)))
 		return uint16(w)
 	}
 	// Receiver SWS avoidance (RFC 9293 3.8.6.2.2).
 	if free < e.s.opts.RecvBuffer/2 && free < e.s.ourMSS() {
 		free = 0
 	}
-	w := free >> e.rcvWscale
+	w := free >> e.rcv.wscale
 	if w > 65535 {
 		w = 65535
 	}
-	edge := e.rcvNxt.add(uint32(w) << e.rcvWscale)
-	if edge.lt(e.rcvAdv) {
+	edge := e.rcv.nxt.add(uint32(w) << e.rcv.wscale)
+	if edge.lt(e.rcv.adv) {
 		// Never shrink (RFC 9293 3.8.6.2.1): keep offering the old edge.
-		unit := uint32(1)<<e.rcvWscale - 1
-		w = int((e.rcvAdv.sub(e.rcvNxt) + unit) >> e.rcvWscale)
+		unit := uint32(1)<<e.rcv.wscale - 1
+		w = int((e.rcv.adv.sub(e.rcv.nxt) + unit) >> e.rcv.wscale)
 		if w > 65535 {
 			w = 65535
 		}
@@ -463,9 +462,9 @@ func (e *endpoint) selectWindow(syn bool) uint16 {
 		// keeps the aligned window in rcv_wnd), or the data it may send
 		// up to it would be dropped, and its later ACKs, beyond our
 		// edge, ignored (rcvSlack holds the extra bytes).
-		e.rcvAdv = seqMax(e.rcvAdv, e.rcvNxt.add(uint32(w)<<e.rcvWscale))
+		e.rcv.adv = seqMax(e.rcv.adv, e.rcv.nxt.add(uint32(w)<<e.rcv.wscale))
 	} else {
-		e.rcvAdv = edge
+		e.rcv.adv = edge
 	}
 	return uint16(w)
 }
@@ -473,5 +472,5 @@ func (e *endpoint) selectWindow(syn bool) uint16 {
 // smallInFlight is Linux's tcp_minshall_check: a segment shorter than the
 // MSS has been sent and is not yet acknowledged.
 func (e *endpoint) smallInFlight() bool {
-	return e.sndSml.gt(e.sndUna) && e.sndSml.leq(e.sndNxt)
+	return e.snd.sml.gt(e.snd.una) && e.snd.sml.leq(e.snd.nxt)
 }

@@ -20,7 +20,7 @@ func (e *endpoint) updateScoreboard(sg *segment) bool {
 		b := sg.opts.SACK[i]
 		r := seqRange{seqnum(b.Start), seqnum(b.End)}
 		// Ignore D-SACKs and blocks outside what is outstanding.
-		if !r.start.lt(r.end) || r.start.lt(e.sndUna) || r.end.gt(e.sndMax) || r.start.lt(sg.ack) {
+		if !r.start.lt(r.end) || r.start.lt(e.snd.una) || r.end.gt(e.snd.max) || r.start.lt(sg.ack) {
 			continue
 		}
 		before := e.sackedBytes()
@@ -33,9 +33,9 @@ func (e *endpoint) updateScoreboard(sg *segment) bool {
 
 // addSacked merges r into the sorted scoreboard; false when it is full.
 func (e *endpoint) addSacked(r seqRange) bool {
-	out, ok := mergeRange(e.sacked, r)
+	out, ok := mergeRange(e.snd.sacked, r)
 	if ok {
-		e.sacked = out
+		e.snd.sacked = out
 	}
 	return ok
 }
@@ -43,21 +43,21 @@ func (e *endpoint) addSacked(r seqRange) bool {
 // pruneScoreboard drops what the cumulative ACK now covers.
 func (e *endpoint) pruneScoreboard() {
 	i := 0
-	for i < len(e.sacked) && e.sacked[i].end.leq(e.sndUna) {
+	for i < len(e.snd.sacked) && e.snd.sacked[i].end.leq(e.snd.una) {
 		i++
 	}
-	e.sacked = e.sacked[i:]
-	if len(e.sacked) > 0 && e.sacked[0].start.lt(e.sndUna) {
-		e.sacked[0].start = e.sndUna
+	e.snd.sacked = e.snd.sacked[i:]
+	if len(e.snd.sacked) > 0 && e.snd.sacked[0].start.lt(e.snd.una) {
+		e.snd.sacked[0].start = e.snd.una
 	}
-	if len(e.sacked) == 0 {
-		e.sacked = nil
+	if len(e.snd.sacked) == 0 {
+		e.snd.sacked = nil
 	}
 }
 
 func (e *endpoint) sackedBytes() uint32 {
 	var n uint32
-	for _, r := range e.sacked {
+	for _, r := range e.snd.sacked {
 		n += r.end.sub(r.start)
 	}
 	return n
@@ -66,7 +66,7 @@ func (e *endpoint) sackedBytes() uint32 {
 // sackedAbove counts SACKed bytes at or above seq.
 func (e *endpoint) sackedAbove(seq seqnum) uint32 {
 	var n uint32
-	for _, r := range e.sacked {
+	for _, r := range e.snd.sacked {
 		switch {
 		case r.start.geq(seq):
 			n += r.end.sub(r.start)
@@ -79,7 +79,7 @@ func (e *endpoint) sackedAbove(seq seqnum) uint32 {
 
 // sackedAt returns the end of the SACKed range containing seq, if any.
 func (e *endpoint) sackedAt(seq seqnum) (seqnum, bool) {
-	for _, r := range e.sacked {
+	for _, r := range e.snd.sacked {
 		if seq.geq(r.start) && seq.lt(r.end) {
 			return r.end, true
 		}
@@ -89,7 +89,7 @@ func (e *endpoint) sackedAt(seq seqnum) (seqnum, bool) {
 
 // nextSacked returns the start of the first SACKed range above seq.
 func (e *endpoint) nextSacked(seq seqnum) (seqnum, bool) {
-	for _, r := range e.sacked {
+	for _, r := range e.snd.sacked {
 		if r.start.gt(seq) {
 			return r.start, true
 		}
@@ -106,30 +106,30 @@ func (e *endpoint) isLost(seq seqnum) bool {
 // highRxt up, at most max segments (RFC 6675 NextSeg rule 1).
 func (e *endpoint) retransmitLostHoles(now time.Time, max int) int {
 	sent := 0
-	seq := seqMax(e.sndUna, e.highRxt)
+	seq := seqMax(e.snd.una, e.snd.fr.highRxt)
 	dataEnd := e.sentEnd()
 	for sent < max && seq.lt(dataEnd) {
 		if end, ok := e.sackedAt(seq); ok {
 			seq = end
 			continue
 		}
-		head := e.headLost && seq == e.sndUna
+		head := e.snd.fr.headLost && seq == e.snd.una
 		if !head && !e.isLost(seq) {
 			break
 		}
-		e.headLost = false
+		e.snd.fr.headLost = false
 		n := min(int(dataEnd.sub(seq)), e.dataRoom())
 		if next, ok := e.nextSacked(seq); ok && int(next.sub(seq)) < n {
 			n = int(next.sub(seq))
 		}
 		flags := flagACK
-		if seq.add(uint32(n)) == e.sndUna.add(uint32(e.sndBuf.Len())) { // the end of the queued data, as the original
+		if seq.add(uint32(n)) == e.snd.una.add(uint32(e.snd.buf.Len())) { // the end of the queued data, as the original
 			flags |= flagPSH
 		}
 		e.s.inc(cntTCPRetransSegs)
-		e.sendSegment(now, seq, flags, int(seq.sub(e.sndUna)), n)
+		e.sendSegment(now, seq, flags, int(seq.sub(e.snd.una)), n)
 		seq = seq.add(uint32(n))
-		e.highRxt = seq
+		e.snd.fr.highRxt = seq
 		sent++
 	}
 	return sent

@@ -41,7 +41,7 @@ type Socket struct {
 
 // NewSocket returns an unbound socket with Linux's defaults (Nagle on).
 func (s *Stack) NewSocket() *Socket {
-	return &Socket{s: s, opts: sockOpts{linger: -1}}
+	return &Socket{s: s, opts: sockOpts{tcp: tcpOpts{linger: -1}}}
 }
 
 // newGoSocket is a socket with the defaults of Go's net package
@@ -292,23 +292,23 @@ func (so *Socket) recvLocked(p []byte, peek bool) (int, error) {
 		return 0, syscall.EBADF
 	case e == nil:
 		return 0, syscall.ENOTCONN
-	case e.rcvBuf.pinned:
+	case e.rcv.buf.pinned:
 		return 0, syscall.EAGAIN // a WriteTo is handing these bytes out
-	case e.rcvBuf.Len() > 0: // even after SHUT_RD, as Linux tcp_recvmsg
+	case e.rcv.buf.Len() > 0: // even after SHUT_RD, as Linux tcp_recvmsg
 		if len(p) == 0 {
 			return 0, nil
 		}
 		if peek {
-			return e.rcvBuf.Peek(p, 0), nil
+			return e.rcv.buf.Peek(p, 0), nil
 		}
-		n := e.rcvBuf.Read(p)
+		n := e.rcv.buf.Read(p)
 		e.afterRead(so.s.clock.Now())
 		return n, nil
 	}
 	if err := e.takeSoftErr(); err != 0 {
 		return 0, err
 	}
-	if e.finRecvd || e.shutRd || e.gone {
+	if e.rcv.finRecvd || e.shutRd || e.gone {
 		return 0, io.EOF
 	}
 	return 0, syscall.EAGAIN
@@ -344,13 +344,13 @@ func (so *Socket) sendLocked(p []byte, more bool) (int, error) {
 	if err := e.sendable(); err != 0 {
 		return 0, err
 	}
-	n := e.sndBuf.Write(p)
+	n := e.snd.buf.Write(p)
 	if n == 0 && len(p) > 0 {
 		return 0, syscall.EAGAIN
 	}
-	e.more = more // for this push only (tcp_push)
+	e.snd.more = more // for this push only (tcp_push)
 	e.output(so.s.clock.Now())
-	e.more = false
+	e.snd.more = false
 	return n, nil
 }
 
@@ -493,10 +493,10 @@ func (so *Socket) Events() Events {
 	if e.softErr != 0 {
 		ev |= EventErr
 	}
-	if (e.state == stateEstablished || e.state == stateCloseWait) && !e.shutWr && e.sndBuf.Free() > 0 {
+	if (e.state == stateEstablished || e.state == stateCloseWait) && !e.shutWr && e.snd.buf.Free() > 0 {
 		ev |= EventOut
 	}
-	if e.gone || e.shutWr && e.finRecvd {
+	if e.gone || e.shutWr && e.rcv.finRecvd {
 		ev |= EventHup | EventOut
 	}
 	return ev
@@ -545,7 +545,7 @@ func (so *Socket) InQ() int {
 	if so.e == nil {
 		return 0
 	}
-	return so.e.rcvBuf.Len()
+	return so.e.rcv.buf.Len()
 }
 
 // State is the connection's state with ss's name ("" before connect/listen).
@@ -579,10 +579,10 @@ func (so *Socket) Readable(target int) bool {
 // bytes queued, or the window nearly shut (so waiting could deadlock), or
 // nothing more will come.
 func (e *endpoint) readableLocked(target int) bool {
-	if n := e.rcvBuf.Len(); n > 0 && (n >= target || e.rcvAdv.sub(e.rcvNxt) <= uint32(e.rcvMSS)) {
+	if n := e.rcv.buf.Len(); n > 0 && (n >= target || e.rcv.adv.sub(e.rcv.nxt) <= uint32(e.rcv.mss)) {
 		return true
 	}
-	return e.finRecvd || e.shutRd || e.gone || e.softErr != 0
+	return e.rcv.finRecvd || e.shutRd || e.gone || e.softErr != 0
 }
 
 // Closing reports whether the connection is still sending its FIN or
@@ -624,19 +624,19 @@ func (so *Socket) RemoteAddr() netip.AddrPort {
 // afterRead reopens the window after the application consumed data, and
 // tells the peer when the window at least doubled (Linux tcp_cleanup_rbuf).
 func (e *endpoint) afterRead(now time.Time) {
-	if e.rcvBuf.Len() == 0 && len(e.ooo) == 0 {
-		e.rcvBuf.release()
+	if e.rcv.buf.Len() == 0 && len(e.rcv.ooo) == 0 {
+		e.rcv.buf.release()
 	}
-	if !e.state.synchronized() || e.finRecvd || e.gone {
+	if !e.state.synchronized() || e.rcv.finRecvd || e.gone {
 		return
 	}
 	cur := uint32(0)
-	if e.rcvAdv.gt(e.rcvNxt) {
-		cur = e.rcvAdv.sub(e.rcvNxt)
+	if e.rcv.adv.gt(e.rcv.nxt) {
+		cur = e.rcv.adv.sub(e.rcv.nxt)
 	}
 	// The window we could offer is capped by what the field can carry
 	// (Linux window_clamp).
-	clamp := uint32(65535) << e.rcvWscale
+	clamp := uint32(65535) << e.rcv.wscale
 	free := min(uint32(e.rcvSpace()), clamp)
 	if 2*cur <= clamp && free >= 2*cur && free-cur >= uint32(e.s.ourMSS()) {
 		e.sendACK(now)

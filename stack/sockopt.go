@@ -7,14 +7,11 @@ import (
 
 // sockOpts are the per-socket options a listener hands to its children.
 type sockOpts struct {
-	nodelay   bool
-	keepalive bool
-	linger    int // seconds, -1 off
 	// lingerTime is SO_LINGER's l_linger, kept while lingering is off as
 	// Linux keeps sk_lingertime (sock_setsockopt): getsockopt reads it back.
 	lingerTime int
-	rcvBuf     int // 0: the stack's default
-	sndBuf     int
+	rcvBufSize int // SO_RCVBUF; 0: the stack's default
+	sndBufSize int // SO_SNDBUF
 	rcvLowat   int // SO_RCVLOWAT; 0 means 1
 	tcp        tcpOpts
 
@@ -27,6 +24,9 @@ type sockOpts struct {
 // tcpOpts are the per-socket TCP options of tcp(7). A zero field means the
 // stack-wide setting (Options, Linux's sysctl).
 type tcpOpts struct {
+	nodelay     bool          // TCP_NODELAY
+	keepalive   bool          // SO_KEEPALIVE
+	linger      int           // SO_LINGER seconds; -1 off
 	userMSS     int           // TCP_MAXSEG: caps the MSS we announce and use
 	userTimeout time.Duration // TCP_USER_TIMEOUT: how long data may go unacknowledged
 	linger2     time.Duration // TCP_LINGER2: an orphan's FIN-WAIT-2 time; <0 aborts
@@ -56,21 +56,20 @@ func orDefault[T comparable](v, def T) T {
 }
 
 // goSockOpts are the defaults of Go's net package: TCP_NODELAY on.
-var goSockOpts = sockOpts{nodelay: true, linger: -1}
+var goSockOpts = sockOpts{tcp: tcpOpts{nodelay: true, linger: -1}}
 
 // apply gives a new connection the options.
 func (o sockOpts) apply(e *endpoint) {
-	e.nodelay, e.keepalive, e.linger = o.nodelay, o.keepalive, o.linger
 	e.tcpOpts = o.tcp
 	// Never below what the buffers already hold (or was offered as window).
-	if o.rcvBuf > 0 {
-		e.rcvBuf.limit = max(o.rcvBuf+rcvSlack, e.rcvBuf.limit)
+	if o.rcvBufSize > 0 {
+		e.rcv.buf.limit = max(o.rcvBufSize+rcvSlack, e.rcv.buf.limit)
 		if e.state == stateClosed || e.state == stateSynSent || e.state == stateListen {
-			e.rcvBuf.limit = o.rcvBuf + rcvSlack
+			e.rcv.buf.limit = o.rcvBufSize + rcvSlack
 		}
 	}
-	if o.sndBuf > 0 {
-		e.sndBuf.limit = max(o.sndBuf, e.sndBuf.Len())
+	if o.sndBufSize > 0 {
+		e.snd.buf.limit = max(o.sndBufSize, e.snd.buf.Len())
 	}
 }
 
@@ -128,7 +127,7 @@ func (so *Socket) Linger() (on bool, secs int, err error) {
 	if so.closed {
 		return false, 0, syscall.EBADF
 	}
-	return so.opts.linger >= 0, so.opts.lingerTime, nil
+	return so.opts.tcp.linger >= 0, so.opts.lingerTime, nil
 }
 
 // Option reads an option back, as getsockopt(2) returns it: 1 or 0 for
@@ -155,19 +154,19 @@ func (so *Socket) Option(opt SockOpt) (int, error) {
 	case OptLocalPortRange:
 		return int(so.portRange), nil
 	case OptNoDelay:
-		return b(so.opts.nodelay), nil
+		return b(so.opts.tcp.nodelay), nil
 	case OptKeepAlive:
-		return b(so.opts.keepalive), nil
+		return b(so.opts.tcp.keepalive), nil
 	case OptLinger:
-		return so.opts.linger, nil
+		return so.opts.tcp.linger, nil
 	case OptRcvBuf:
-		if so.opts.rcvBuf > 0 {
-			return so.opts.rcvBuf, nil
+		if so.opts.rcvBufSize > 0 {
+			return so.opts.rcvBufSize, nil
 		}
 		return s.opts.RecvBuffer, nil
 	case OptSndBuf:
-		if so.opts.sndBuf > 0 {
-			return so.opts.sndBuf, nil
+		if so.opts.sndBufSize > 0 {
+			return so.opts.sndBufSize, nil
 		}
 		return s.opts.SendBuffer, nil
 	case OptMaxSeg:
@@ -207,7 +206,7 @@ func (so *Socket) Option(opt SockOpt) (int, error) {
 	case OptCork:
 		return b(so.opts.tcp.cork), nil
 	case OptQuickAck:
-		return b(so.e == nil || !so.e.pingpong), nil
+		return b(so.e == nil || !so.e.rcv.pingpong), nil
 	case OptRcvLowat:
 		return max(so.opts.rcvLowat, 1), nil
 	}
@@ -243,18 +242,18 @@ func (so *Socket) setOptionLocked(opt SockOpt, val int) error {
 		so.portRange = uint32(val)
 		return nil
 	case OptNoDelay:
-		so.opts.nodelay = val != 0
+		so.opts.tcp.nodelay = val != 0
 	case OptKeepAlive:
-		so.opts.keepalive = val != 0
+		so.opts.tcp.keepalive = val != 0
 	case OptLinger:
-		so.opts.linger = val
+		so.opts.tcp.linger = val
 		if val >= 0 {
 			so.opts.lingerTime = val
 		}
 	case OptRcvBuf:
-		so.opts.rcvBuf = max(2*val, 2048)
+		so.opts.rcvBufSize = max(2*val, 2048)
 	case OptSndBuf:
-		so.opts.sndBuf = max(2*val, 4608)
+		so.opts.sndBufSize = max(2*val, 4608)
 	case OptMaxSeg:
 		if val != 0 && (val < minUserMSS || val > maxUserMSS) {
 			return syscall.EINVAL
@@ -304,9 +303,9 @@ func (so *Socket) setOptionLocked(opt SockOpt, val int) error {
 		// or more than a segment is unacknowledged (tcp_cleanup_rbuf).
 		// It acts on the connection, not on options it inherits.
 		if e := so.e; e != nil {
-			e.pingpong = val == 0
+			e.rcv.pingpong = val == 0
 			ready := e.state == stateEstablished || e.state == stateCloseWait
-			if val != 0 && ready && e.ackPending && (e.rcvBuf.Len() == 0 || e.unacked > e.rcvMSS) {
+			if val != 0 && ready && e.rcv.ackPending && (e.rcv.buf.Len() == 0 || e.rcv.unacked > e.rcv.mss) {
 				e.sendACK(s.clock.Now())
 			}
 		}

@@ -141,11 +141,11 @@ func (l *listener) sendCookie(now time.Time, sg *segment) {
 	// Linux tcp_conn_request: without timestamps there is nowhere to keep
 	// the window scale and SACK-permitted, so the SYN|ACK offers neither.
 	if !e.tsOK {
-		e.wsOK, e.sackOK, e.sndWscale, e.rcvWscale = false, false, 0, 0
+		e.wsOK, e.sackOK, e.snd.wscale, e.rcv.wscale = false, false, 0, 0
 	}
 	e.cookieTS = true
 	s.inc(cntTCPSynCookiesSent)
-	e.sendSegment(now, e.iss, flagSYN|flagACK, 0, 0)
+	e.sendSegment(now, e.snd.iss, flagSYN|flagACK, 0, 0)
 }
 
 // cookieACK checks an ACK that found no connection at the listener against
@@ -196,9 +196,9 @@ func (l *listener) cookieACK(now time.Time, sg *segment) bool {
 	}
 	synSeg := segment{src: sg.src, dst: sg.dst, srcPort: sg.srcPort, dstPort: sg.dstPort, seq: irs, flags: flagSYN, opts: o}
 	e := l.newChild(now, &synSeg, iss)
-	e.sndNxt, e.sndMax = iss.add(1), iss.add(1) // our SYN|ACK went out
+	e.snd.nxt, e.snd.max = iss.add(1), iss.add(1) // our SYN|ACK went out
 	// The window our SYN|ACK offered (unscaled), as selectWindow(true) set it.
-	e.rcvAdv = e.rcvNxt.add(uint32(min(e.rcvSpace(), 65535)))
+	e.rcv.adv = e.rcv.nxt.add(uint32(min(e.rcvSpace(), 65535)))
 	if !s.est.Insert(e.id, e) {
 		return true
 	}
@@ -225,5 +225,5 @@ func (l *listener) cookieACK(now time.Time, sg *segment) bool {
 
 // cookieTSVal is the TSval of a cookie SYN|ACK, carrying e's options.
 func (e *endpoint) cookieTSVal(tsval uint32) uint32 {
-	return cookieTSVal(tsval, e.wsOK, e.sndWscale, e.sackOK)
+	return cookieTSVal(tsval, e.wsOK, e.snd.wscale, e.sackOK)
 }

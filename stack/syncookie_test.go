@@ -63,7 +63,7 @@ func TestB43SynCookieWithTimestamps(t *testing.T) {
 	}
 	h.s.mu.Lock()
 	e := c.so.e
-	mss, wnd, ts, sack, srtt := e.mss, e.sndWnd, e.tsOK, e.sackOK, e.srtt
+	mss, wnd, ts, sack, srtt := e.snd.mss, e.snd.wnd, e.tsOK, e.sackOK, e.snd.rtt.srtt
 	h.s.mu.Unlock()
 	if mss != 1460 || wnd != 100<<7 || !ts || !sack {
 		t.Fatalf("cookie connection: mss %d, send window %d, ts %v, sack %v; want 1460, %d, true, true", mss, wnd, ts, sack, 100<<7)
@@ -101,7 +101,7 @@ func TestB43SynCookieWithoutTimestamps(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.s.mu.Lock()
-	mss, wnd := c.so.e.mss, c.so.e.sndWnd
+	mss, wnd := c.so.e.snd.mss, c.so.e.snd.wnd
 	h.s.mu.Unlock()
 	if mss != 1300 || wnd != 1000 {
 		t.Fatalf("mss %d, window %d; want 1300 (cookie table), 1000 (unscaled)", mss, wnd)

@@ -65,6 +65,9 @@ const (
 	maxOOORanges = 32
 	oowRateLimit = 500 * time.Millisecond // tcp_invalid_ratelimit
 	maxSACKSent  = 4
+	// defaultMSS is the MSS assumed when the peer announces none (RFC
+	// 9293 3.7.1, Linux TCP_MSS_DEFAULT).
+	defaultMSS = 536
 )
 
 // segment is one parsed inbound TCP segment; it lives on the stack.

@@ -85,21 +85,21 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 	if !e.canSendData() {
 		return
 	}
-	if e.persist {
+	if e.rtxMode == rtxPersist {
 		e.zeroWindowProbe(now)
 		return
 	}
-	if e.sndUna == e.sndMax {
+	if e.snd.una == e.snd.max {
 		return
 	}
-	if e.tlpArmed {
+	if e.rtxMode == rtxLossProbe {
 		e.tailLossProbe(now)
 		return
 	}
-	if e.rtxStart.IsZero() {
+	if e.snd.rtxStart.IsZero() {
 		// Linux's retrans_stamp: the time of the first retransmission
 		// (tcp_retransmit_skb stamps it after sending).
-		e.rtxStart = now
+		e.snd.rtxStart = now
 	}
 	limit := e.s.opts.Retries2
 	if e.orphan {
@@ -111,7 +111,7 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 	}
 	// Linux retransmits_timed_out: the time counts only once something
 	// has been retransmitted.
-	if e.backoff > 0 && now.Sub(e.rtxStart) >= timeout {
+	if e.snd.backoff > 0 && now.Sub(e.snd.rtxStart) >= timeout {
 		// B20: give up after tcp_retries2 (Linux tcp_write_err: no RST).
 		e.s.inc(cntTCPAbortOnTimeout)
 		e.close("retransmissions exhausted", nil, syscall.ETIMEDOUT)
@@ -123,26 +123,26 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 	// timeout only: when a retransmission is lost too it stays (RFC 5681
 	// 3.1, Linux tcp_enter_loss), as it does in fast recovery, which has
 	// set it already.
-	if e.backoff == 0 && !e.inRecovery {
-		e.ssthresh = e.ccSsthresh() // tcp_enter_loss
+	if e.snd.backoff == 0 && !e.snd.fr.active {
+		e.snd.ssthresh = e.ccSsthresh() // tcp_enter_loss
 	}
-	e.ccOnRTO()
-	e.recover = e.sndMax // RFC 6582 4.2: no fast retransmit for what the RTO resends
-	e.cwnd = uint32(e.effMSS())
-	e.inRecovery = false
-	e.headLost = false
-	e.renoSacked = 0 // tcp_reset_reno_sack
-	e.dupAcks = 0
-	e.rttTiming = false
-	e.backoff++
-	e.sndNxt = e.sndUna // go back; sendData skips what the peer SACKed
-	e.highRxt = e.sndUna
-	if e.finSent && e.sndFin.geq(e.sndUna) {
-		e.finSent = false
+	e.snd.cc.onLoss()
+	e.snd.recover = e.snd.max // RFC 6582 4.2: no fast retransmit for what the RTO resends
+	e.snd.cwnd = uint32(e.effMSS())
+	e.snd.fr.active = false
+	e.snd.fr.headLost = false
+	e.snd.renoSacked = 0 // tcp_reset_reno_sack
+	e.snd.dupAcks = 0
+	e.snd.rttTiming = false
+	e.snd.backoff++
+	e.snd.nxt = e.snd.una // go back; sendData skips what the peer SACKed
+	e.snd.fr.highRxt = e.snd.una
+	if e.snd.finSent && e.snd.fin.geq(e.snd.una) {
+		e.snd.finSent = false
 	}
 	e.sendData(now)
-	e.rtoSentAt = now
-	e.s.schedule(&e.rtxTimer, now.Add(e.clampToUserTimeout(now, e.rtxStart, e.backedOffRTO(), jiffy)))
+	e.snd.rtoSentAt = now
+	e.s.schedule(&e.rtxTimer, now.Add(e.clampToUserTimeout(now, e.snd.rtxStart, e.backedOffRTO(), jiffy)))
 }
 
 // jiffy is one Linux timer tick at HZ=250.
@@ -188,8 +188,8 @@ func modelTimeout(boundary int, base time.Duration) time.Duration {
 // tcp_xmit_probe_skb, an ACK with sequence number SND.UNA-1 that the peer
 // must answer with its current window.
 func (e *endpoint) zeroWindowProbe(now time.Time) {
-	if e.sndWnd > 0 {
-		e.persist = false
+	if e.snd.wnd > 0 {
+		e.rtxMode = rtxRetransmit
 		e.probesAt = time.Time{}
 		e.writeWakeup(now)
 		return
@@ -212,7 +212,7 @@ func (e *endpoint) zeroWindowProbe(now time.Time) {
 	if e.orphan {
 		alive := e.backedOffRTO() < rtoMax
 		maxProbes = orphanRetries(alive)
-		if !alive && e.backoff >= maxProbes {
+		if !alive && e.snd.backoff >= maxProbes {
 			e.s.inc(cntTCPAbortOnTimeout)
 			e.close("zero window: orphan out of probes", nil, syscall.ETIMEDOUT)
 			return
@@ -225,17 +225,17 @@ func (e *endpoint) zeroWindowProbe(now time.Time) {
 	}
 	e.probes++
 	e.s.inc(cntTCPZeroWindowProbes)
-	e.sendSegment(now, e.sndUna-1, flagACK, 0, 0)
-	e.backoff++
+	e.sendSegment(now, e.snd.una-1, flagACK, 0, 0)
+	e.snd.backoff++
 	e.s.schedule(&e.rtxTimer, now.Add(e.clampToUserTimeout(now, e.probesAt, e.backedOffRTO(), tlpMinTimeout)))
 }
 
 func (e *endpoint) onDelackTimer(now time.Time) {
-	if !e.ackPending || e.gone {
+	if !e.rcv.ackPending || e.gone {
 		return
 	}
 	e.s.inc(cntTCPDelayedACKs)
-	e.pingpong = false // a delayed ACK was needed: not interactive after all
+	e.rcv.pingpong = false // a delayed ACK was needed: not interactive after all
 	e.sendACK(now)
 }
 
@@ -282,7 +282,7 @@ func (e *endpoint) onKeepTimer(now time.Time) {
 		e.s.schedule(&e.keepTimer, e.lastRecv.Add(e.keepaliveIdle(o)))
 		return
 	}
-	if e.sndBuf.Len() > 0 {
+	if e.snd.buf.Len() > 0 {
 		// Data in flight: the retransmission timer is in charge.
 		e.s.schedule(&e.keepTimer, now.Add(e.keepaliveIntvl(o)))
 		return
@@ -296,7 +296,7 @@ func (e *endpoint) onKeepTimer(now time.Time) {
 	}
 	e.probes++
 	e.s.inc(cntTCPKeepaliveProbes)
-	e.sendSegment(now, e.sndUna-1, flagACK, 0, 0)
+	e.sendSegment(now, e.snd.una-1, flagACK, 0, 0)
 	e.s.schedule(&e.keepTimer, now.Add(e.keepaliveIntvl(o)))
 }
 
@@ -313,31 +313,31 @@ func (e *endpoint) congestionOnAck(now time.Time, acked, delivered, lostBefore u
 		// tcp_remove_reno_sacks: the ACK fills the hole, and each
 		// segment beyond it was one of the duplicate ACKs.
 		n := e.ackedSegs(acked)
-		delivered = max(sub0(n, e.renoSacked), 1) * mss
-		e.renoSacked = sub0(e.renoSacked, n-1)
+		delivered = max(sub0(n, e.snd.renoSacked), 1) * mss
+		e.snd.renoSacked = sub0(e.snd.renoSacked, n-1)
 	}
-	if e.inRecovery {
-		if e.sndUna.geq(e.recover) {
+	if e.snd.fr.active {
+		if e.snd.una.geq(e.snd.recover) {
 			// Full ACK: deflate to ssthresh (RFC 5681 3.2 step 6; the
 			// second choice of RFC 6582 3.2, as Linux's
 			// tcp_end_cwnd_reduction).
-			e.inRecovery = false
-			e.headLost = false
-			e.renoSacked = 0
-			e.cwnd = max(e.ssthresh, mss)
+			e.snd.fr.active = false
+			e.snd.fr.headLost = false
+			e.snd.renoSacked = 0
+			e.snd.cwnd = max(e.snd.ssthresh, mss)
 		} else {
 			// Partial ACK: without SACK (NewReno), or when SACK marks
 			// nothing lost, the new head is the next loss.
-			if !e.sackOK || (e.lostBytes() == 0 && e.highRxt.leq(e.sndUna)) {
-				if _, sacked := e.sackedAt(e.sndUna); !sacked {
-					e.headLost = true
+			if !e.sackOK || (e.lostBytes() == 0 && e.snd.fr.highRxt.leq(e.snd.una)) {
+				if _, sacked := e.sackedAt(e.snd.una); !sacked {
+					e.snd.fr.headLost = true
 				}
 			}
 			e.prrOnAck(now, delivered, true, e.lostBytes() > lostBefore)
 			return
 		}
 	}
-	e.dupAcks = 0
+	e.snd.dupAcks = 0
 	e.ccOnAck(now, delivered)
 }
 
@@ -346,20 +346,20 @@ func (e *endpoint) congestionOnAck(now time.Time, acked, delivered, lostBefore u
 // 3.2, RFC 6582 3.2, RFC 6675 5), whose pace PRR sets (prr.go).
 func (e *endpoint) onDupAck(now time.Time, delivered, lostBefore uint32) {
 	mss := uint32(e.effMSS())
-	e.dupAcks++
+	e.snd.dupAcks++
 	if !e.sackOK {
 		// tcp_add_reno_sack: a duplicate ACK stands for one segment that
 		// arrived, up to all but one of those outstanding.
-		if out := e.ackedSegs(e.flight()); e.renoSacked+1 < out {
-			e.renoSacked++
+		if out := e.ackedSegs(e.flight()); e.snd.renoSacked+1 < out {
+			e.snd.renoSacked++
 		}
 		delivered = mss
 	}
 	switch {
-	case e.inRecovery:
+	case e.snd.fr.active:
 		e.prrOnAck(now, delivered, false, e.lostBytes() > lostBefore)
-	case e.dupAcks >= dupThresh || (e.sackOK && e.isLost(e.sndUna)):
-		if e.sndUna.lt(e.recover) {
+	case e.snd.dupAcks >= dupThresh || (e.sackOK && e.isLost(e.snd.una)):
+		if e.snd.una.lt(e.snd.recover) {
 			return // RFC 6582 4.1: no new recovery for the same loss
 		}
 		e.enterRecovery()
@@ -370,31 +370,31 @@ func (e *endpoint) onDupAck(now time.Time, delivered, lostBefore uint32) {
 // retransmitHead resends the first unacknowledged segment, up to the next
 // block the peer SACKed.
 func (e *endpoint) retransmitHead(now time.Time) {
-	n := min(int(e.sentEnd().sub(e.sndUna)), e.dataRoom())
-	if next, ok := e.nextSacked(e.sndUna); ok && int(next.sub(e.sndUna)) < n {
-		n = int(next.sub(e.sndUna))
+	n := min(int(e.sentEnd().sub(e.snd.una)), e.dataRoom())
+	if next, ok := e.nextSacked(e.snd.una); ok && int(next.sub(e.snd.una)) < n {
+		n = int(next.sub(e.snd.una))
 	}
-	e.highRxt = seqMax(e.highRxt, e.sndUna.add(uint32(n)))
+	e.snd.fr.highRxt = seqMax(e.snd.fr.highRxt, e.snd.una.add(uint32(n)))
 	flags := flagACK
-	if n == e.sndBuf.Len() && e.finSent && e.sndMax.gt(e.sndUna.add(uint32(n))) {
+	if n == e.snd.buf.Len() && e.snd.finSent && e.snd.max.gt(e.snd.una.add(uint32(n))) {
 		flags |= flagFIN
 	}
-	if n > 0 && n == e.sndBuf.Len() {
+	if n > 0 && n == e.snd.buf.Len() {
 		flags |= flagPSH
 	}
 	if n == 0 && flags&flagFIN == 0 {
 		return
 	}
 	e.s.inc(cntTCPRetransSegs)
-	e.rttTiming = false
-	e.sendSegment(now, e.sndUna, flags, 0, n)
+	e.snd.rttTiming = false
+	e.sendSegment(now, e.snd.una, flags, 0, n)
 	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
 }
 
 // sentEnd is the end of the data ever sent: retransmissions stop there,
 // or the peer would ACK bytes we count as unsent.
 func (e *endpoint) sentEnd() seqnum {
-	return seqMin(e.sndMax, e.sndUna.add(uint32(e.sndBuf.Len())))
+	return seqMin(e.snd.max, e.snd.una.add(uint32(e.snd.buf.Len())))
 }
 
 // armRetransmit arms the retransmission timer for outstanding data: as a
@@ -402,23 +402,23 @@ func (e *endpoint) sentEnd() seqnum {
 // recovery, no probe out), otherwise as the RTO.
 func (e *endpoint) armRetransmit(now time.Time) {
 	// Linux probes only in the Open state: no SACKed data, no dupacks.
-	if e.sackOK && e.s.opts.TailLossProbes && e.srtt > 0 && !e.inRecovery && !e.tlpOut && e.backoff == 0 && len(e.sacked) == 0 && e.dupAcks == 0 {
-		e.tlpArmed = true
+	if e.sackOK && e.s.opts.TailLossProbes && e.snd.rtt.srtt > 0 && !e.snd.fr.active && !e.tlpOut && e.snd.backoff == 0 && len(e.snd.sacked) == 0 && e.snd.dupAcks == 0 {
+		e.rtxMode = rtxLossProbe
 		e.s.schedule(&e.rtxTimer, now.Add(e.probeTimeout()))
 		return
 	}
-	e.tlpArmed = false
+	e.rtxMode = rtxRetransmit
 	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
 }
 
 // probeTimeout is Linux's tcp_schedule_loss_probe: two smoothed RTTs, plus
 // room for a delayed ACK when one segment is out, never beyond the RTO.
 func (e *endpoint) probeTimeout() time.Duration {
-	pto := 2*e.srtt + tlpMinTimeout
+	pto := 2*e.snd.rtt.srtt + tlpMinTimeout
 	if e.flight() <= uint32(e.effMSS()) {
-		pto = 2*e.srtt + rtoMin // TCP_RTO_MIN covers the peer's delayed ACK
+		pto = 2*e.snd.rtt.srtt + rtoMin // TCP_RTO_MIN covers the peer's delayed ACK
 	}
-	return min(pto, e.rto)
+	return min(pto, e.snd.rtt.rto)
 }
 
 // tlpMinTimeout is Linux's TCP_TIMEOUT_MIN (two jiffies at HZ=250).
@@ -427,20 +427,20 @@ const tlpMinTimeout = 8 * time.Millisecond
 // tailLossProbe sends one segment to draw an ACK (RFC 8985 7.3): new data if
 // the windows allow it, else the last segment again; then the RTO is armed.
 func (e *endpoint) tailLossProbe(now time.Time) {
-	e.tlpArmed = false
+	e.rtxMode = rtxRetransmit
 	e.tlpOut = true
 	e.s.inc(cntTCPLossProbes)
-	dataEnd := e.sndUna.add(uint32(e.sndBuf.Len()))
-	if e.sndNxt.lt(dataEnd) && e.sndNxt == e.sndMax && e.sndWnd > e.flight() {
-		saved := e.cwnd
-		e.cwnd = e.flight() + uint32(e.dataRoom()) // exactly one new segment
+	dataEnd := e.snd.una.add(uint32(e.snd.buf.Len()))
+	if e.snd.nxt.lt(dataEnd) && e.snd.nxt == e.snd.max && e.snd.wnd > e.flight() {
+		saved := e.snd.cwnd
+		e.snd.cwnd = e.flight() + uint32(e.dataRoom()) // exactly one new segment
 		e.sendData(now)
-		e.cwnd = saved
+		e.snd.cwnd = saved
 	} else {
 		// The last segment sent (or our FIN alone) again.
 		end := e.sentEnd()
-		start := e.sndUna
-		if d := int(end.sub(e.sndUna)); d > e.dataRoom() {
+		start := e.snd.una
+		if d := int(end.sub(e.snd.una)); d > e.dataRoom() {
 			start = end.add(^uint32(e.dataRoom() - 1))
 		}
 		n := int(end.sub(start))
@@ -448,11 +448,11 @@ func (e *endpoint) tailLossProbe(now time.Time) {
 		if n > 0 {
 			flags |= flagPSH
 		}
-		if e.finSent && e.sndMax == e.sndFin.add(1) && end == dataEnd {
+		if e.snd.finSent && e.snd.max == e.snd.fin.add(1) && end == dataEnd {
 			flags |= flagFIN
 		}
 		e.s.inc(cntTCPRetransSegs)
-		e.sendSegment(now, start, flags, int(start.sub(e.sndUna)), n)
+		e.sendSegment(now, start, flags, int(start.sub(e.snd.una)), n)
 	}
 	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
 }
@@ -461,19 +461,19 @@ func (e *endpoint) tailLossProbe(now time.Time) {
 // timer sends the head of the unsent data, up to a segment, with PSH,
 // whatever TCP_CORK or Nagle held back; the RTO then covers it.
 func (e *endpoint) writeWakeup(now time.Time) {
-	dataEnd := e.sndUna.add(uint32(e.sndBuf.Len()))
-	usable := int(e.sndWnd) - int(e.flight())
-	n := min(int(dataEnd.sub(e.sndNxt)), e.dataRoom(), max(usable, 0))
-	if n <= 0 || !e.sndNxt.lt(dataEnd) {
+	dataEnd := e.snd.una.add(uint32(e.snd.buf.Len()))
+	usable := int(e.snd.wnd) - int(e.flight())
+	n := min(int(dataEnd.sub(e.snd.nxt)), e.dataRoom(), max(usable, 0))
+	if n <= 0 || !e.snd.nxt.lt(dataEnd) {
 		e.sendData(now) // our FIN, or nothing held
 		return
 	}
-	seq := e.sndNxt
-	e.sendSegment(now, seq, flagACK|flagPSH, int(seq.sub(e.sndUna)), n)
-	e.sndNxt = seq.add(uint32(n))
-	e.sndMax = seqMax(e.sndMax, e.sndNxt)
-	if !e.rttTiming && !e.tsOK {
-		e.rttTiming, e.rttSeq, e.rttStart = true, seq, now
+	seq := e.snd.nxt
+	e.sendSegment(now, seq, flagACK|flagPSH, int(seq.sub(e.snd.una)), n)
+	e.snd.nxt = seq.add(uint32(n))
+	e.snd.max = seqMax(e.snd.max, e.snd.nxt)
+	if !e.snd.rttTiming && !e.tsOK {
+		e.snd.rttTiming, e.snd.rttSeq, e.snd.rttStart = true, seq, now
 	}
 	e.armRetransmit(now)
 }

@@ -148,7 +148,7 @@ func TestPAWSDropsOldTimestamp(t *testing.T) {
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: tsOpts(500, 0), data: []byte("old")})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
 	h.s.mu.Lock()
-	n := c.so.e.rcvBuf.Len()
+	n := c.so.e.rcv.buf.Len()
 	h.s.mu.Unlock()
 	if n != 0 || h.s.Counter("tcp.drop.paws") != 1 {
 		t.Fatalf("PAWS: %d bytes accepted, %d drops", n, h.s.Counter("tcp.drop.paws"))

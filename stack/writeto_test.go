@@ -35,7 +35,7 @@ func TestWriteToAcrossRingWrap(t *testing.T) {
 	}
 	second := bytes.Repeat([]byte("b"), 3000)
 	h.send(seg{flags: flagACK, seq: 3001, ack: 1, data: second})
-	if a, b := c.so.e.rcvBuf.readable(1 << 20); len(b) == 0 || len(a)+len(b) != 4000 {
+	if a, b := c.so.e.rcv.buf.readable(1 << 20); len(b) == 0 || len(a)+len(b) != 4000 {
 		t.Fatalf("readable %d+%d bytes: the test wants them to wrap", len(a), len(b))
 	}
 	h.send(seg{flags: flagACK | flagFIN, seq: 6001, ack: 1})
