@@ -166,7 +166,6 @@ func (e *endpoint) effMSS() int {
 	return m
 }
 
-
 // process is one step of the state machine: a segment arrives for this
 // connection (RFC 9293 3.10.7.3 for SYN-SENT, 3.10.7.4 otherwise).
 func (e *endpoint) process(now time.Time, sg *segment) {
