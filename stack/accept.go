@@ -135,3 +135,31 @@ func (l *listener) closeLocked(now time.Time) {
 	l.synQ = nil
 	l.notify()
 }
+
+// completePassiveOpen moves a listener's child from SYN-RECV to ESTABLISHED
+// and into the accept queue; false when the queue is full.
+func (e *endpoint) completePassiveOpen(now time.Time, sg *segment) bool {
+	l := e.parent
+	if l == nil || e.active {
+		e.setState(stateEstablished, "ACK of SYN|ACK", sg)
+		e.established(now, sg)
+		return true
+	}
+	if l.full() {
+		// Linux (tcp_check_req, tcp_abort_on_overflow=0): drop the ACK and
+		// let the SYN|ACK timer try again.
+		e.s.inc(cntTCPListenOverflows)
+		e.s.inc(cntTCPListenDrops)
+		return false
+	}
+	if e.snd.rttTiming && e.retries == 0 {
+		e.rttSample(now, now.Sub(e.snd.rttStart)) // Linux tcp_synack_rtt_meas
+	}
+	e.snd.rttTiming = false
+	delete(l.synQ, e)
+	l.acceptQ = append(l.acceptQ, e)
+	e.setState(stateEstablished, "ACK of SYN|ACK", sg)
+	e.established(now, sg)
+	l.notify()
+	return true
+}

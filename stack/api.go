@@ -8,36 +8,6 @@ import (
 	"ustack/timers"
 )
 
-// Link is where IPv4 packets enter and leave the stack: a TUN device in
-// production, an in-memory pipe in tests.
-type Link interface {
-	// ReadPacket blocks until a packet arrives and copies it into b.
-	ReadPacket(b []byte) (int, error)
-	// WritePacket sends one packet; b is not retained after it returns.
-	WritePacket(b []byte) error
-	// MTU is the largest IPv4 packet the link carries.
-	MTU() int
-	Close() error
-}
-
-// An OffloadLink is a Link that moves TCP segments larger than its MTU and
-// leaves checksums to the kernel, as a NIC with TSO and checksum offload
-// does: a TUN device with IFF_VNET_HDR. The stack then reads and writes up
-// to 64 KB of a connection's data per packet, not one MSS.
-type OffloadLink interface {
-	Link
-	// ReadOffload is ReadPacket that also reports csumOK: the transport
-	// checksum need not (and, being partial, cannot) be checked.
-	ReadOffload(b []byte) (n int, csumOK bool, err error)
-	// WriteGSO sends one TCP/IPv4 packet that leaves as segments of mss
-	// payload bytes each; its TCP checksum field holds only the
-	// pseudo-header sum (header.SetTCPPseudoChecksum).
-	WriteGSO(pkt []byte, mss int) error
-	// GSOMaxSize is the largest packet either way; at most the MTU means
-	// no offload.
-	GSOMaxSize() int
-}
-
 // Options are the stack's tunables. Start from DefaultOptions: the zero value
 // of some fields (SynLinearTimeouts) is meaningful.
 type Options struct {

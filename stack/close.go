@@ -1,6 +1,9 @@
 package stack
 
-import "time"
+import (
+	"syscall"
+	"time"
+)
 
 // Closing a connection (RFC 9293 3.10.4, Linux tcp_close and tcp_shutdown):
 // close() and shutdown() from the application, and the one way a
@@ -69,4 +72,98 @@ func (e *endpoint) queueFIN(now time.Time, why string) {
 		return
 	}
 	e.output(now)
+}
+
+// close is the one way a connection ends: CLOSED (traced with why and the
+// segment that caused it), the error the application will see (0: none;
+// an orphan has no application), then out of every table with its timers
+// stopped and its waiters woken.
+func (e *endpoint) close(why string, sg *segment, errno syscall.Errno) {
+	if errno == syscall.ETIMEDOUT && e.icmpErr != 0 {
+		errno = e.icmpErr // tcp_write_err: the soft error, if any, explains the timeout
+	}
+	e.setState(stateClosed, why, sg)
+	if errno != 0 {
+		if !e.orphan {
+			e.softErr = errno
+		}
+		e.hardErr = errno
+	}
+	e.destroy()
+}
+
+// destroy removes the connection from every table and stops its timers;
+// the application, if any, still holds the endpoint to read its error.
+func (e *endpoint) destroy() {
+	if e.gone {
+		return
+	}
+	e.gone = true
+	s := e.s
+	e.state = stateClosed
+	s.est.Remove(e.id)
+	if e.owner != 0 {
+		s.bind.Unbind(e.owner, e.id.LocalPort)
+		e.owner = 0
+	}
+	if l := e.parent; l != nil {
+		delete(l.synQ, e)
+		l.removeFromAcceptQ(e)
+	}
+	s.timers.Stop(&e.rtxTimer)
+	s.timers.Stop(&e.delackTimer)
+	s.timers.Stop(&e.keepTimer)
+	s.timers.Stop(&e.waitTimer)
+	e.rcv.ooo = nil
+	if e.orphan {
+		e.rcv.buf.n = 0
+		e.rcv.buf.release()
+		e.snd.buf.n = 0
+		e.snd.buf.release()
+	}
+	e.notifyRead()
+	e.notifyWrite()
+}
+
+// enterTimeWait starts the 2MSL wait (B30, B37).
+func (e *endpoint) enterTimeWait(now time.Time, why string, sg *segment) {
+	e.setState(stateTimeWait, why, sg)
+	e.s.timers.Stop(&e.rtxTimer)
+	e.s.timers.Stop(&e.keepTimer)
+	e.s.timers.Stop(&e.delackTimer)
+	e.rcv.ackPending = false
+	e.s.schedule(&e.waitTimer, now.Add(e.s.opts.TimeWait))
+}
+
+// timeWaitInput is Linux's tcp_timewait_state_process (B37).
+func (e *endpoint) timeWaitInput(now time.Time, sg *segment) {
+	switch {
+	case sg.has(flagRST):
+		// RFC 1337 says ignore; Linux (tcp_rfc1337=0) kills the socket
+		// when the RST is exactly at RCV.NXT.
+		if sg.seq == e.rcv.nxt {
+			e.close("RST in TIME-WAIT", sg, 0)
+		} else {
+			e.s.inc(cntTCPIgnored)
+		}
+	case sg.has(flagSYN) && !sg.has(flagACK) && sg.seq.gt(e.rcv.nxt):
+		// A new incarnation may reuse the pair; its ISN starts beyond
+		// anything the old one sent (Linux tcp_timewait_state_process).
+		if l, ok := e.s.lis.Lookup(e.id.LocalAddr, e.id.LocalPort); ok {
+			isn := e.snd.nxt.add(65535 + 2)
+			e.s.inc(cntTCPTimeWaitRecycled)
+			e.close("new SYN reuses the pair", sg, 0)
+			l.synInput(now, sg, isn, true)
+			return
+		}
+		e.sendOOWAck(now, sg)
+	case sg.has(flagFIN):
+		// A retransmitted FIN (our ACK was lost): ACK again, restart 2MSL.
+		e.s.timers.Stop(&e.waitTimer)
+		e.s.schedule(&e.waitTimer, now.Add(e.s.opts.TimeWait))
+		e.sendACK(now)
+	case sg.seqLen() > 0 || !e.acceptable(sg):
+		// Linux tcp_timewait_check_oow_rate_limit.
+		e.sendOOWAck(now, sg)
+	}
 }

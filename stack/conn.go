@@ -337,7 +337,8 @@ func (c *Conn) setOpt(opt SockOpt, val int) error {
 	return c.call("set", func() error { return c.so.setOptionLocked(opt, val) })
 }
 
-func (c *Conn) LocalAddr() net.Addr  { return c.local }
+func (c *Conn) LocalAddr() net.Addr { return c.local }
+
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
 // SetDeadline sets both deadlines.

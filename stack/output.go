@@ -6,15 +6,6 @@ import (
 	"ustack/stack/header"
 )
 
-// canSendData reports whether the state lets data and FIN (re)transmit.
-func (e *endpoint) canSendData() bool {
-	switch e.state {
-	case stateEstablished, stateCloseWait, stateFinWait1, stateClosing, stateLastAck:
-		return true
-	}
-	return false
-}
-
 // output sends what the send and congestion windows allow, then the ACK
 // still owed if no data segment carried it.
 func (e *endpoint) output(now time.Time) {
@@ -192,40 +183,6 @@ func (e *endpoint) dataRoom() int {
 	return max(m, 1)
 }
 
-// backedOffRTO is the RTO with exponential backoff (RFC 6298 5.5).
-func (e *endpoint) backedOffRTO() time.Duration {
-	d := e.snd.rtt.rto
-	for i := 0; i < e.snd.backoff && d < rtoMax; i++ {
-		d *= 2
-	}
-	return min(d, rtoMax)
-}
-
-// scheduleACK decides when to ACK received data (B22, Linux
-// __tcp_ack_snd_check): at once for out-of-order data, in quick-ACK mode
-// and for every second full-sized segment; otherwise after the delayed-ACK
-// timer, unless data leaving first carries the ACK.
-func (e *endpoint) scheduleACK(now time.Time, immediate bool) {
-	switch {
-	case immediate:
-		e.rcv.ackNow = true
-	case e.rcv.quickACKs > 0 && !e.rcv.pingpong:
-		e.rcv.quickACKs--
-		e.rcv.ackNow = true
-	case e.rcv.unacked > e.rcv.mss:
-		e.rcv.ackNow = true
-	default:
-		if !e.delackTimer.Pending() {
-			d := delackMin
-			if e.rcv.lastData.IsZero() {
-				d = delackNoData
-			}
-			e.s.schedule(&e.delackTimer, now.Add(d))
-		}
-		e.rcv.ackPending = true
-	}
-}
-
 // sendACK sends a pure ACK now.
 func (e *endpoint) sendACK(now time.Time) {
 	e.sendSegment(now, e.snd.nxt, flagACK, 0, 0)
@@ -367,110 +324,30 @@ func (e *endpoint) sendSegmentGSO(now time.Time, seq seqnum, flags uint8, off, n
 	s.txGSO = 0
 }
 
-// sackBlocks fills b with our out-of-order blocks for the peer: the block
-// of the segment that arrived last first, then the blocks of the segments
-// before it (RFC 2018 4, Linux tcp_sack_new_ofo_skb), then any others,
-// highest first.
-func (e *endpoint) sackBlocks(b []header.SACKBlock) int {
-	max := len(b)
-	if e.tsOK {
-		max = 3 // 40 bytes of options: TS takes 12
+// sendResetFor answers a segment that has no connection (RFC 9293 3.10.7.1,
+// Linux tcp_v4_send_reset): never a RST for a RST (B05); RST seq=SEG.ACK for
+// a segment with ACK (B04); otherwise RST|ACK seq 0 acking the segment (B01).
+func (s *Stack) sendResetFor(sg *segment) {
+	if sg.has(header.RST) {
+		return
 	}
-	n := 0
-	if e.rcv.hasDSACK {
-		// RFC 2883: the duplicate first, reported once.
-		b[0] = header.SACKBlock{Start: uint32(e.rcv.dsack.start), End: uint32(e.rcv.dsack.end)}
-		n = 1
-		e.rcv.hasDSACK = false
+	if sg.has(header.ACK) {
+		s.sendRaw(sg.dst, sg.src, sg.dstPort, sg.srcPort, sg.ack, 0, header.RST, 0)
+		return
 	}
-	var used [maxOOORanges]bool
-	add := func(i int) {
-		if !used[i] && n < max {
-			used[i] = true
-			b[n] = header.SACKBlock{Start: uint32(e.rcv.ooo[i].start), End: uint32(e.rcv.ooo[i].end)}
-			n++
-		}
-	}
-	for _, seq := range e.rcv.oooRecent[:e.rcv.nRecent] {
-		if i := e.oooBlock(seq); i >= 0 {
-			add(i)
-		}
-	}
-	for i := len(e.rcv.ooo) - 1; i >= 0 && n < max; i-- {
-		add(i)
-	}
-	return n
+	s.sendRaw(sg.dst, sg.src, sg.dstPort, sg.srcPort, 0, sg.seq.add(sg.seqLen()), header.RST|header.ACK, 0)
 }
 
-// noteOOO remembers that an out-of-order segment starting at seq arrived,
-// for the order of our SACK blocks: the block now holding it moves to the
-// front of the recency list (one entry per block, as Linux keeps its
-// selective_acks in tcp_sack_new_ofo_skb).
-func (e *endpoint) noteOOO(seq seqnum) {
-	var blk seqRange
-	if i := e.oooBlock(seq); i >= 0 {
-		blk = e.rcv.ooo[i]
+// sendRaw sends an option-less segment that belongs to no connection.
+func (s *Stack) sendRaw(src, dst [4]byte, sport, dport uint16, seq, ack seqnum, flags uint8, wnd uint16) {
+	const n = header.IPv4MinSize + header.TCPMinSize
+	pkt := s.txBuf[:n]
+	tcp := pkt[header.IPv4MinSize:]
+	header.EncodeTCP(tcp, header.TCPFields{SrcPort: sport, DstPort: dport, Seq: uint32(seq), Ack: uint32(ack), Flags: flags, Window: wnd}, 0)
+	header.SetTCPChecksum(tcp, src, dst)
+	if flags&header.RST != 0 {
+		s.inc(cntTCPResetsSent)
 	}
-	var keep [len(e.rcv.oooRecent)]seqnum
-	keep[0] = seq
-	k := 1
-	for _, x := range e.rcv.oooRecent[:e.rcv.nRecent] {
-		if k < len(keep) && (x.lt(blk.start) || x.geq(blk.end)) {
-			keep[k], k = x, k+1
-		}
-	}
-	e.rcv.oooRecent, e.rcv.nRecent = keep, k
-}
-
-// oooBlock is the index of the out-of-order block holding seq, or -1.
-func (e *endpoint) oooBlock(seq seqnum) int {
-	for i, r := range e.rcv.ooo {
-		if seq.geq(r.start) && seq.lt(r.end) {
-			return i
-		}
-	}
-	return -1
-}
-
-// selectWindow computes the window field (Linux tcp_select_window): free
-// receive space, scaled, never shrinking the right edge already offered.
-func (e *endpoint) selectWindow(syn bool) uint16 {
-	free := e.rcvSpace()
-	if syn {
-		// RFC 7323 2.2: the window of a SYN is never scaled.
-		w := min(free, 65535)
-		e.rcv.adv = seqMax(e.rcv.adv, e.rcv.nxt.add(uint32(w)))
-		return uint16(w)
-	}
-	// Receiver SWS avoidance (RFC 9293 3.8.6.2.2).
-	if free < e.s.opts.RecvBuffer/2 && free < e.s.ourMSS() {
-		free = 0
-	}
-	w := free >> e.rcv.wscale
-	if w > 65535 {
-		w = 65535
-	}
-	edge := e.rcv.nxt.add(uint32(w) << e.rcv.wscale)
-	if edge.lt(e.rcv.adv) {
-		// Never shrink (RFC 9293 3.8.6.2.1): keep offering the old edge.
-		unit := uint32(1)<<e.rcv.wscale - 1
-		w = int((e.rcv.adv.sub(e.rcv.nxt) + unit) >> e.rcv.wscale)
-		if w > 65535 {
-			w = 65535
-		}
-		// The peer reads the rounded-up edge: remember that one (Linux
-		// keeps the aligned window in rcv_wnd), or the data it may send
-		// up to it would be dropped, and its later ACKs, beyond our
-		// edge, ignored (rcvSlack holds the extra bytes).
-		e.rcv.adv = seqMax(e.rcv.adv, e.rcv.nxt.add(uint32(w)<<e.rcv.wscale))
-	} else {
-		e.rcv.adv = edge
-	}
-	return uint16(w)
-}
-
-// smallInFlight is Linux's tcp_minshall_check: a segment shorter than the
-// MSS has been sent and is not yet acknowledged.
-func (e *endpoint) smallInFlight() bool {
-	return e.snd.sml.gt(e.snd.una) && e.snd.sml.leq(e.snd.nxt)
+	s.inc(cntTCPOut)
+	s.ipOutput(pkt, dst, header.ProtoTCP)
 }

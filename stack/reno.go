@@ -7,6 +7,9 @@ import "time"
 type reno struct{}
 
 func (reno) avoidCount(_ time.Time, cwnd, _ uint32) uint32 { return cwnd }
-func (reno) ssthresh(cwnd uint32) uint32                   { return cwnd / 2 }
-func (reno) onLoss()                                       {}
-func (reno) rttSample(time.Time, time.Duration)            {}
+
+func (reno) ssthresh(cwnd uint32) uint32 { return cwnd / 2 }
+
+func (reno) onLoss() {}
+
+func (reno) rttSample(time.Time, time.Duration) {}

@@ -2,6 +2,16 @@ package stack
 
 import "time"
 
+// rttSample feeds an RTT measurement to the estimator and the congestion
+// control.
+func (e *endpoint) rttSample(now time.Time, r time.Duration) {
+	if r <= 0 {
+		r = time.Microsecond
+	}
+	e.snd.cc.rttSample(now, r)
+	e.snd.rtt.sample(r)
+}
+
 // rttEstimator is RFC 6298's: the smoothed RTT, its variation, and the
 // retransmission timeout they give.
 type rttEstimator struct {

@@ -1,11 +1,76 @@
 package stack
 
-import "time"
+import "ustack/stack/header"
 
 // The sender's SACK scoreboard (RFC 2018, RFC 6675): which bytes above
 // SND.UNA the peer reported holding. Retransmissions skip them, and a hole
 // with DupThresh segments SACKed above it is lost and resent at once
 // instead of waiting for one hole per round trip or for the RTO.
+
+// sackBlocks fills b with our out-of-order blocks for the peer: the block
+// of the segment that arrived last first, then the blocks of the segments
+// before it (RFC 2018 4, Linux tcp_sack_new_ofo_skb), then any others,
+// highest first.
+func (e *endpoint) sackBlocks(b []header.SACKBlock) int {
+	max := len(b)
+	if e.tsOK {
+		max = 3 // 40 bytes of options: TS takes 12
+	}
+	n := 0
+	if e.rcv.hasDSACK {
+		// RFC 2883: the duplicate first, reported once.
+		b[0] = header.SACKBlock{Start: uint32(e.rcv.dsack.start), End: uint32(e.rcv.dsack.end)}
+		n = 1
+		e.rcv.hasDSACK = false
+	}
+	var used [maxOOORanges]bool
+	add := func(i int) {
+		if !used[i] && n < max {
+			used[i] = true
+			b[n] = header.SACKBlock{Start: uint32(e.rcv.ooo[i].start), End: uint32(e.rcv.ooo[i].end)}
+			n++
+		}
+	}
+	for _, seq := range e.rcv.oooRecent[:e.rcv.nRecent] {
+		if i := e.oooBlock(seq); i >= 0 {
+			add(i)
+		}
+	}
+	for i := len(e.rcv.ooo) - 1; i >= 0 && n < max; i-- {
+		add(i)
+	}
+	return n
+}
+
+// noteOOO remembers that an out-of-order segment starting at seq arrived,
+// for the order of our SACK blocks: the block now holding it moves to the
+// front of the recency list (one entry per block, as Linux keeps its
+// selective_acks in tcp_sack_new_ofo_skb).
+func (e *endpoint) noteOOO(seq seqnum) {
+	var blk seqRange
+	if i := e.oooBlock(seq); i >= 0 {
+		blk = e.rcv.ooo[i]
+	}
+	var keep [len(e.rcv.oooRecent)]seqnum
+	keep[0] = seq
+	k := 1
+	for _, x := range e.rcv.oooRecent[:e.rcv.nRecent] {
+		if k < len(keep) && (x.lt(blk.start) || x.geq(blk.end)) {
+			keep[k], k = x, k+1
+		}
+	}
+	e.rcv.oooRecent, e.rcv.nRecent = keep, k
+}
+
+// oooBlock is the index of the out-of-order block holding seq, or -1.
+func (e *endpoint) oooBlock(seq seqnum) int {
+	for i, r := range e.rcv.ooo {
+		if seq.geq(r.start) && seq.lt(r.end) {
+			return i
+		}
+	}
+	return -1
+}
 
 const dupThresh = 3 // RFC 6675 DupThresh (Linux tcp_reordering default)
 
@@ -100,37 +165,4 @@ func (e *endpoint) nextSacked(seq seqnum) (seqnum, bool) {
 // isLost is RFC 6675's IsLost: DupThresh segments' worth is SACKed above.
 func (e *endpoint) isLost(seq seqnum) bool {
 	return e.sackedAbove(seq) >= uint32(dupThresh*e.effMSS())
-}
-
-// retransmitLostHoles resends holes the scoreboard declares lost, from
-// highRxt up, at most max segments (RFC 6675 NextSeg rule 1).
-func (e *endpoint) retransmitLostHoles(now time.Time, max int) int {
-	sent := 0
-	seq := seqMax(e.snd.una, e.snd.fr.highRxt)
-	dataEnd := e.sentEnd()
-	for sent < max && seq.lt(dataEnd) {
-		if end, ok := e.sackedAt(seq); ok {
-			seq = end
-			continue
-		}
-		head := e.snd.fr.headLost && seq == e.snd.una
-		if !head && !e.isLost(seq) {
-			break
-		}
-		e.snd.fr.headLost = false
-		n := min(int(dataEnd.sub(seq)), e.dataRoom())
-		if next, ok := e.nextSacked(seq); ok && int(next.sub(seq)) < n {
-			n = int(next.sub(seq))
-		}
-		flags := flagACK
-		if seq.add(uint32(n)) == e.snd.una.add(uint32(e.snd.buf.Len())) { // the end of the queued data, as the original
-			flags |= flagPSH
-		}
-		e.s.inc(cntTCPRetransSegs)
-		e.sendSegment(now, seq, flags, int(seq.sub(e.snd.una)), n)
-		seq = seq.add(uint32(n))
-		e.snd.fr.highRxt = seq
-		sent++
-	}
-	return sent
 }

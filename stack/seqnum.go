@@ -1,12 +1,44 @@
 package stack
 
+// seqRange is a block of out-of-order data [start, end).
+type seqRange struct{ start, end seqnum }
+
+// mergeRange returns the sorted, disjoint list with r merged in, as a new
+// slice (the old one may be in use), or false when it would hold more than
+// maxOOORanges blocks.
+func mergeRange(list []seqRange, r seqRange) ([]seqRange, bool) {
+	out := make([]seqRange, 0, len(list)+1)
+	placed := false
+	for _, x := range list {
+		switch {
+		case x.end.lt(r.start):
+			out = append(out, x)
+		case r.end.lt(x.start):
+			if !placed {
+				out = append(out, r)
+				placed = true
+			}
+			out = append(out, x)
+		default:
+			r.start, r.end = seqMin(r.start, x.start), seqMax(r.end, x.end)
+		}
+	}
+	if !placed {
+		out = append(out, r)
+	}
+	return out, len(out) <= maxOOORanges
+}
+
 // seqnum is a TCP sequence number; comparisons are modulo 2^32 (RFC 9293
 // section 3.4), valid while the two numbers are less than 2^31 apart.
 type seqnum uint32
 
-func (a seqnum) lt(b seqnum) bool  { return int32(a-b) < 0 }
+func (a seqnum) lt(b seqnum) bool { return int32(a-b) < 0 }
+
 func (a seqnum) leq(b seqnum) bool { return int32(a-b) <= 0 }
-func (a seqnum) gt(b seqnum) bool  { return int32(a-b) > 0 }
+
+func (a seqnum) gt(b seqnum) bool { return int32(a-b) > 0 }
+
 func (a seqnum) geq(b seqnum) bool { return int32(a-b) >= 0 }
 
 // add returns a+n.

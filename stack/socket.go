@@ -620,25 +620,3 @@ func (so *Socket) RemoteAddr() netip.AddrPort {
 	}
 	return addrPort(so.e.id.RemoteAddr, so.e.id.RemotePort)
 }
-
-// afterRead reopens the window after the application consumed data, and
-// tells the peer when the window at least doubled (Linux tcp_cleanup_rbuf).
-func (e *endpoint) afterRead(now time.Time) {
-	if e.rcv.buf.Len() == 0 && len(e.rcv.ooo) == 0 {
-		e.rcv.buf.release()
-	}
-	if !e.state.synchronized() || e.rcv.finRecvd || e.gone {
-		return
-	}
-	cur := uint32(0)
-	if e.rcv.adv.gt(e.rcv.nxt) {
-		cur = e.rcv.adv.sub(e.rcv.nxt)
-	}
-	// The window we could offer is capped by what the field can carry
-	// (Linux window_clamp).
-	clamp := uint32(65535) << e.rcv.wscale
-	free := min(uint32(e.rcvSpace()), clamp)
-	if 2*cur <= clamp && free >= 2*cur && free-cur >= uint32(e.s.ourMSS()) {
-		e.sendACK(now)
-	}
-}

@@ -40,11 +40,14 @@ type tcpOpts struct {
 func (t *tcpOpts) keepaliveIdle(o *Options) time.Duration {
 	return orDefault(t.keepIdle, o.KeepaliveIdle)
 }
+
 func (t *tcpOpts) keepaliveIntvl(o *Options) time.Duration {
 	return orDefault(t.keepIntvl, o.KeepaliveIntvl)
 }
+
 func (t *tcpOpts) keepaliveProbes(o *Options) int { return orDefault(t.keepCnt, o.KeepaliveProbes) }
-func (t *tcpOpts) synRetries(o *Options) int      { return orDefault(t.synCnt, o.SynRetries) }
+
+func (t *tcpOpts) synRetries(o *Options) int { return orDefault(t.synCnt, o.SynRetries) }
 
 // orDefault is the per-socket value unless it is zero (unset).
 func orDefault[T comparable](v, def T) T {

@@ -166,34 +166,6 @@ func (s *Stack) tcpInput(now time.Time, src, dst [4]byte, b []byte, csumOK bool)
 	s.sendResetFor(&sg)
 }
 
-// sendResetFor answers a segment that has no connection (RFC 9293 3.10.7.1,
-// Linux tcp_v4_send_reset): never a RST for a RST (B05); RST seq=SEG.ACK for
-// a segment with ACK (B04); otherwise RST|ACK seq 0 acking the segment (B01).
-func (s *Stack) sendResetFor(sg *segment) {
-	if sg.has(header.RST) {
-		return
-	}
-	if sg.has(header.ACK) {
-		s.sendRaw(sg.dst, sg.src, sg.dstPort, sg.srcPort, sg.ack, 0, header.RST, 0)
-		return
-	}
-	s.sendRaw(sg.dst, sg.src, sg.dstPort, sg.srcPort, 0, sg.seq.add(sg.seqLen()), header.RST|header.ACK, 0)
-}
-
-// sendRaw sends an option-less segment that belongs to no connection.
-func (s *Stack) sendRaw(src, dst [4]byte, sport, dport uint16, seq, ack seqnum, flags uint8, wnd uint16) {
-	const n = header.IPv4MinSize + header.TCPMinSize
-	pkt := s.txBuf[:n]
-	tcp := pkt[header.IPv4MinSize:]
-	header.EncodeTCP(tcp, header.TCPFields{SrcPort: sport, DstPort: dport, Seq: uint32(seq), Ack: uint32(ack), Flags: flags, Window: wnd}, 0)
-	header.SetTCPChecksum(tcp, src, dst)
-	if flags&header.RST != 0 {
-		s.inc(cntTCPResetsSent)
-	}
-	s.inc(cntTCPOut)
-	s.ipOutput(pkt, dst, header.ProtoTCP)
-}
-
 // isn returns an initial sequence number per RFC 6528: a keyed hash of the
 // 4-tuple plus a clock ticking every 4 µs (B42).
 func (s *Stack) isn(now time.Time, id hashtable.FourTuple) seqnum {
@@ -255,53 +227,3 @@ const (
 )
 
 type optionsT = header.TCPOptions
-
-// waiter wakes a goroutine blocked in the socket API; it never blocks the
-// stack (a pending wake-up is kept, extra ones are dropped).
-type waiter chan struct{}
-
-func newWaiter() waiter { return make(waiter, 1) }
-
-// cond wakes every goroutine blocked on it, however many (several Accepts,
-// a Read and a WaitReadable...): a channel closed on notify and replaced.
-// Guarded by Stack.mu; take the channel before unlocking, then wait on it.
-type cond struct{ ch chan struct{} }
-
-func (c *cond) wait() <-chan struct{} {
-	if c.ch == nil {
-		c.ch = make(chan struct{})
-	}
-	return c.ch
-}
-
-func (c *cond) notify() {
-	if c.ch != nil {
-		close(c.ch)
-		c.ch = nil
-	}
-}
-
-func (w waiter) notify() {
-	select {
-	case w <- struct{}{}:
-	default:
-	}
-}
-
-// notifyRead wakes a reader, and a Socket's poller if there is one.
-func (e *endpoint) notifyRead() {
-	e.rdWait.notify()
-	e.ev.notify()
-}
-
-// notifyWrite wakes a writer (or a dialer), and a Socket's poller.
-func (e *endpoint) notifyWrite() {
-	e.wrWait.notify()
-	e.ev.notify()
-}
-
-// notify wakes Accept, and a Socket's poller.
-func (l *listener) notify() {
-	l.wait.notify()
-	l.ev.notify()
-}

@@ -6,6 +6,15 @@ import (
 	"time"
 )
 
+// backedOffRTO is the RTO with exponential backoff (RFC 6298 5.5).
+func (e *endpoint) backedOffRTO() time.Duration {
+	d := e.snd.rtt.rto
+	for i := 0; i < e.snd.backoff && d < rtoMax; i++ {
+		d *= 2
+	}
+	return min(d, rtoMax)
+}
+
 // synTimeout is the wait after the SYN or SYN|ACK just sent (B14): Linux
 // waits a linear initial RTO for the first tcp_syn_linear_timeouts
 // retransmissions of a SYN, then doubles; a SYN|ACK doubles at once.
@@ -304,99 +313,6 @@ func (e *endpoint) onTimeWaitTimer(now time.Time) {
 	e.close("TIME-WAIT timeout", nil, 0)
 }
 
-// congestionOnAck handles partial and full ACKs in recovery (RFC 6582 3.2,
-// with PRR setting the pace, prr.go); outside it, cwnd grows as the
-// congestion control says (cc.go).
-func (e *endpoint) congestionOnAck(now time.Time, acked, delivered, lostBefore uint32) {
-	mss := uint32(e.effMSS())
-	if !e.sackOK {
-		// tcp_remove_reno_sacks: the ACK fills the hole, and each
-		// segment beyond it was one of the duplicate ACKs.
-		n := e.ackedSegs(acked)
-		delivered = max(sub0(n, e.snd.renoSacked), 1) * mss
-		e.snd.renoSacked = sub0(e.snd.renoSacked, n-1)
-	}
-	if e.snd.fr.active {
-		if e.snd.una.geq(e.snd.recover) {
-			// Full ACK: deflate to ssthresh (RFC 5681 3.2 step 6; the
-			// second choice of RFC 6582 3.2, as Linux's
-			// tcp_end_cwnd_reduction).
-			e.snd.fr.active = false
-			e.snd.fr.headLost = false
-			e.snd.renoSacked = 0
-			e.snd.cwnd = max(e.snd.ssthresh, mss)
-		} else {
-			// Partial ACK: without SACK (NewReno), or when SACK marks
-			// nothing lost, the new head is the next loss.
-			if !e.sackOK || (e.lostBytes() == 0 && e.snd.fr.highRxt.leq(e.snd.una)) {
-				if _, sacked := e.sackedAt(e.snd.una); !sacked {
-					e.snd.fr.headLost = true
-				}
-			}
-			e.prrOnAck(now, delivered, true, e.lostBytes() > lostBefore)
-			return
-		}
-	}
-	e.snd.dupAcks = 0
-	e.ccOnAck(now, delivered)
-}
-
-// onDupAck counts duplicate ACKs, which delivered newly SACKed bytes; the
-// third (or SACK's IsLost) starts fast retransmit and recovery (RFC 5681
-// 3.2, RFC 6582 3.2, RFC 6675 5), whose pace PRR sets (prr.go).
-func (e *endpoint) onDupAck(now time.Time, delivered, lostBefore uint32) {
-	mss := uint32(e.effMSS())
-	e.snd.dupAcks++
-	if !e.sackOK {
-		// tcp_add_reno_sack: a duplicate ACK stands for one segment that
-		// arrived, up to all but one of those outstanding.
-		if out := e.ackedSegs(e.flight()); e.snd.renoSacked+1 < out {
-			e.snd.renoSacked++
-		}
-		delivered = mss
-	}
-	switch {
-	case e.snd.fr.active:
-		e.prrOnAck(now, delivered, false, e.lostBytes() > lostBefore)
-	case e.snd.dupAcks >= dupThresh || (e.sackOK && e.isLost(e.snd.una)):
-		if e.snd.una.lt(e.snd.recover) {
-			return // RFC 6582 4.1: no new recovery for the same loss
-		}
-		e.enterRecovery()
-		e.prrOnAck(now, delivered, false, true)
-	}
-}
-
-// retransmitHead resends the first unacknowledged segment, up to the next
-// block the peer SACKed.
-func (e *endpoint) retransmitHead(now time.Time) {
-	n := min(int(e.sentEnd().sub(e.snd.una)), e.dataRoom())
-	if next, ok := e.nextSacked(e.snd.una); ok && int(next.sub(e.snd.una)) < n {
-		n = int(next.sub(e.snd.una))
-	}
-	e.snd.fr.highRxt = seqMax(e.snd.fr.highRxt, e.snd.una.add(uint32(n)))
-	flags := flagACK
-	if n == e.snd.buf.Len() && e.snd.finSent && e.snd.max.gt(e.snd.una.add(uint32(n))) {
-		flags |= flagFIN
-	}
-	if n > 0 && n == e.snd.buf.Len() {
-		flags |= flagPSH
-	}
-	if n == 0 && flags&flagFIN == 0 {
-		return
-	}
-	e.s.inc(cntTCPRetransSegs)
-	e.snd.rttTiming = false
-	e.sendSegment(now, e.snd.una, flags, 0, n)
-	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
-}
-
-// sentEnd is the end of the data ever sent: retransmissions stop there,
-// or the peer would ACK bytes we count as unsent.
-func (e *endpoint) sentEnd() seqnum {
-	return seqMin(e.snd.max, e.snd.una.add(uint32(e.snd.buf.Len())))
-}
-
 // armRetransmit arms the retransmission timer for outstanding data: as a
 // tail loss probe when RFC 8985 allows (SACK, an RTT sample, not in
 // recovery, no probe out), otherwise as the RTO.
@@ -423,39 +339,6 @@ func (e *endpoint) probeTimeout() time.Duration {
 
 // tlpMinTimeout is Linux's TCP_TIMEOUT_MIN (two jiffies at HZ=250).
 const tlpMinTimeout = 8 * time.Millisecond
-
-// tailLossProbe sends one segment to draw an ACK (RFC 8985 7.3): new data if
-// the windows allow it, else the last segment again; then the RTO is armed.
-func (e *endpoint) tailLossProbe(now time.Time) {
-	e.rtxMode = rtxRetransmit
-	e.tlpOut = true
-	e.s.inc(cntTCPLossProbes)
-	dataEnd := e.snd.una.add(uint32(e.snd.buf.Len()))
-	if e.snd.nxt.lt(dataEnd) && e.snd.nxt == e.snd.max && e.snd.wnd > e.flight() {
-		saved := e.snd.cwnd
-		e.snd.cwnd = e.flight() + uint32(e.dataRoom()) // exactly one new segment
-		e.sendData(now)
-		e.snd.cwnd = saved
-	} else {
-		// The last segment sent (or our FIN alone) again.
-		end := e.sentEnd()
-		start := e.snd.una
-		if d := int(end.sub(e.snd.una)); d > e.dataRoom() {
-			start = end.add(^uint32(e.dataRoom() - 1))
-		}
-		n := int(end.sub(start))
-		flags := flagACK
-		if n > 0 {
-			flags |= flagPSH
-		}
-		if e.snd.finSent && e.snd.max == e.snd.fin.add(1) && end == dataEnd {
-			flags |= flagFIN
-		}
-		e.s.inc(cntTCPRetransSegs)
-		e.sendSegment(now, start, flags, int(start.sub(e.snd.una)), n)
-	}
-	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
-}
 
 // writeWakeup is Linux's tcp_write_wakeup with the window open: the probe
 // timer sends the head of the unsent data, up to a segment, with PSH,

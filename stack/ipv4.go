@@ -1,0 +1,136 @@
+package stack
+
+import (
+	"errors"
+	"time"
+	"ustack/stack/header"
+)
+
+// IPv4 (RFC 791, RFC 1122 3.2.1): input checks and demultiplexing by
+// protocol, ICMP echo (B50), output, and the loopback path for packets to
+// our own address (B16).
+
+// ipInput is IPv4 input (RFC 791, RFC 1122 3.2.1): checks, then protocol
+// demultiplexing. Every drop is counted.
+func (s *Stack) ipInput(now time.Time, pkt []byte, csumOK bool) {
+	s.inc(cntIPIn)
+	ip := header.IPv4(pkt)
+	if err := ip.Validate(); err != nil {
+		switch {
+		case errors.Is(err, header.ErrIPv4Checksum):
+			s.inc(cntIPChecksum) // B03
+		case errors.Is(err, header.ErrIPv4Version):
+			s.inc(cntIPNotIPv4) // IPv6 (the kernel's router solicitations)
+		default:
+			s.inc(cntIPMalformed) // B51
+		}
+		return
+	}
+	if ip.Dst() != s.addr {
+		s.inc(cntIPNotForUs)
+		return
+	}
+	if ip.IsFragment() {
+		// We do not reassemble; kernels set DF on TCP, so these are rare.
+		s.inc(cntIPFragmentDropped)
+		return
+	}
+	switch ip.Protocol() {
+	case header.ProtoTCP:
+		s.tcpInput(now, ip.Src(), ip.Dst(), ip.Payload(), csumOK)
+	case header.ProtoICMP:
+		s.icmpInput(now, ip)
+	default:
+		s.inc(cntIPUnknownProto)
+	}
+}
+
+// icmpInput answers echo requests (B50) and hands errors about our TCP
+// segments to their connection (icmp.go); the rest is counted and dropped.
+func (s *Stack) icmpInput(now time.Time, ip header.IPv4) {
+	s.inc(cntICMPIn)
+	msg := ip.Payload()
+	if len(msg) < header.ICMPv4MinSize || !header.ICMPChecksumValid(msg) {
+		s.inc(cntICMPMalformed)
+		return
+	}
+	switch header.ICMPv4(msg).Type() {
+	case header.ICMPEchoRequest:
+	case header.ICMPDestUnreach, header.ICMPTimeExceeded, header.ICMPParamProblem:
+		s.icmpError(now, msg)
+		return
+	default:
+		s.inc(cntICMPIgnored)
+		return
+	}
+	n := header.IPv4MinSize + len(msg)
+	if n > s.mtu {
+		s.inc(cntICMPMalformed)
+		return
+	}
+	pkt := s.txBuf[:n]
+	copy(pkt[header.IPv4MinSize:], msg)
+	header.MakeEchoReply(pkt[header.IPv4MinSize:])
+	s.ipOutput(pkt, ip.Src(), header.ProtoICMP)
+	s.inc(cntICMPEchoReplies)
+}
+
+// ipOutput fills in the IPv4 header of pkt (whose payload starts at byte 20)
+// and sends it: to the link, or back into our own input for our own address.
+func (s *Stack) ipOutput(pkt []byte, dst [4]byte, proto uint8) {
+	s.ipID++
+	header.EncodeIPv4(pkt, header.IPv4Fields{
+		TotalLen: len(pkt),
+		ID:       s.ipID,
+		DF:       true,
+		TTL:      64,
+		Protocol: proto,
+		Src:      s.addr,
+		Dst:      dst,
+	})
+	s.inc(cntIPOut)
+	if s.txGSO > 0 {
+		// The link gives each segment the next ID (tcp_gso_segment).
+		s.ipID += uint16((len(pkt) - header.IPv4MinSize - header.TCP(pkt[header.IPv4MinSize:]).HeaderLen() - 1) / s.txGSO)
+	}
+	if s.opts.Packet != nil {
+		s.opts.Packet(true, pkt)
+	}
+	if dst == s.addr {
+		s.loopback(pkt)
+		return
+	}
+	var b []byte
+	free := &s.txFree
+	if len(pkt) > s.mtu {
+		free = &s.txFreeB
+	}
+	if n := len(*free); n > 0 {
+		b = (*free)[n-1]
+		*free = (*free)[:n-1]
+	} else if len(pkt) > s.mtu {
+		b = make([]byte, 0, s.gso.GSOMaxSize())
+	} else {
+		b = make([]byte, 0, s.mtu)
+	}
+	s.txq = append(s.txq, txPacket{b: append(b, pkt...), gso: s.txGSO})
+}
+
+func (s *Stack) loopback(pkt []byte) {
+	var b []byte
+	if n := len(s.loopFree); n > 0 {
+		b = s.loopFree[n-1][:0]
+		s.loopFree = s.loopFree[:n-1]
+	}
+	s.loop = append(s.loop, append(b, pkt...))
+}
+
+// drainLoopLocked processes looped-back packets until none are left.
+func (s *Stack) drainLoopLocked() {
+	for i := 0; i < len(s.loop); i++ {
+		pkt := s.loop[i]
+		s.ipInput(s.clock.Now(), pkt, false)
+		s.loopFree = append(s.loopFree, pkt)
+	}
+	s.loop = s.loop[:0]
+}
