@@ -29,20 +29,20 @@ type listener struct {
 func (l *listener) full() bool { return len(l.acceptQ) > l.backlog }
 
 // process handles a segment for the listener (RFC 9293 3.10.7.2).
-func (l *listener) process(now time.Time, sg *segment) {
+func (l *listener) process(now time.Time, sg *segment) verdict {
 	switch {
 	case sg.has(flagRST):
-		return
+		return vDrop
 	case sg.has(flagACK):
 		if l.cookieACK(now, sg) { // B43
-			return
+			return vDrop
 		}
-		l.s.sendResetFor(sg) // B04: no connection for this ACK
-		return
+		return vReset // B04: no connection for this ACK
 	case !sg.has(flagSYN):
-		return
+		return vDrop
 	}
 	l.synInput(now, sg, 0, false)
+	return vDrop
 }
 
 // synInput starts a passive open (B10): a child in SYN-RECV answers with
@@ -142,7 +142,7 @@ func (e *endpoint) completePassiveOpen(now time.Time, sg *segment) bool {
 	l := e.parent
 	if l == nil || e.active {
 		e.setState(stateEstablished, "ACK of SYN|ACK", sg)
-		e.established(now, sg)
+		e.handshakeDone(now, sg)
 		return true
 	}
 	if l.full() {
@@ -159,7 +159,7 @@ func (e *endpoint) completePassiveOpen(now time.Time, sg *segment) bool {
 	delete(l.synQ, e)
 	l.acceptQ = append(l.acceptQ, e)
 	e.setState(stateEstablished, "ACK of SYN|ACK", sg)
-	e.established(now, sg)
+	e.handshakeDone(now, sg)
 	l.notify()
 	return true
 }

@@ -136,7 +136,7 @@ func (e *endpoint) enterTimeWait(now time.Time, why string, sg *segment) {
 }
 
 // timeWaitInput is Linux's tcp_timewait_state_process (B37).
-func (e *endpoint) timeWaitInput(now time.Time, sg *segment) {
+func (e *endpoint) timeWaitInput(now time.Time, sg *segment) verdict {
 	switch {
 	case sg.has(flagRST):
 		// RFC 1337 says ignore; Linux (tcp_rfc1337=0) kills the socket
@@ -150,20 +150,20 @@ func (e *endpoint) timeWaitInput(now time.Time, sg *segment) {
 		// A new incarnation may reuse the pair; its ISN starts beyond
 		// anything the old one sent (Linux tcp_timewait_state_process).
 		if l, ok := e.s.lis.Lookup(e.id.LocalAddr, e.id.LocalPort); ok {
-			isn := e.snd.nxt.add(65535 + 2)
+			isn := e.snd.nxt.add(maxWindow + 2) // tw_snd_nxt + 65535 + 2
 			e.s.inc(cntTCPTimeWaitRecycled)
 			e.close("new SYN reuses the pair", sg, 0)
 			l.synInput(now, sg, isn, true)
-			return
+			return vDrop
 		}
-		e.sendOOWAck(now, sg)
+		return vOOWAck
 	case sg.has(flagFIN):
 		// A retransmitted FIN (our ACK was lost): ACK again, restart 2MSL.
 		e.s.timers.Stop(&e.waitTimer)
 		e.s.schedule(&e.waitTimer, now.Add(e.s.opts.TimeWait))
 		e.sendACK(now)
 	case sg.seqLen() > 0 || !e.acceptable(sg):
-		// Linux tcp_timewait_check_oow_rate_limit.
-		e.sendOOWAck(now, sg)
+		return vOOWAck // Linux tcp_timewait_check_oow_rate_limit
 	}
+	return vDrop
 }

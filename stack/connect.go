@@ -28,8 +28,8 @@ func (s *Stack) connect(now time.Time, id hashtable.FourTuple, owner hashtable.O
 	return e
 }
 
-// established runs on entering ESTABLISHED from a handshake.
-func (e *endpoint) established(now time.Time, sg *segment) {
+// handshakeDone runs on entering ESTABLISHED from a handshake.
+func (e *endpoint) handshakeDone(now time.Time, sg *segment) {
 	// The ACK of our SYN takes no bytes off the send queue: apply it here,
 	// before ackInput sees the segment.
 	if sg.ack.gt(e.snd.una) {
@@ -51,7 +51,7 @@ func (e *endpoint) established(now time.Time, sg *segment) {
 }
 
 // synSentInput is RFC 9293 3.10.7.3 with Linux's tcp_rcv_synsent_state_process (B13, B15).
-func (e *endpoint) synSentInput(now time.Time, sg *segment) {
+func (e *endpoint) synSentInput(now time.Time, sg *segment) verdict {
 	if sg.has(flagACK) && (sg.ack.leq(e.snd.iss) || sg.ack.gt(e.snd.max)) {
 		// An unacceptable ACK: RST seq=SEG.ACK, unless it is a RST. It may
 		// answer an old connection's FIN or RST, so Linux resends the SYN
@@ -63,21 +63,21 @@ func (e *endpoint) synSentInput(now time.Time, sg *segment) {
 		if e.retries == 0 {
 			e.s.schedule(&e.rtxTimer, now.Add(tlpMinTimeout))
 		}
-		return
+		return vDrop
 	}
 	if sg.has(flagRST) {
 		if sg.has(flagACK) {
 			e.s.inc(cntTCPResetsReceived)
 			e.s.inc(cntTCPAttemptFails)
 			e.close("RST|ACK", sg, syscall.ECONNREFUSED)
-			return
+			return vDrop
 		}
 		e.s.inc(cntTCPIgnored) // RST without ACK: ignore (RFC 9293)
-		return
+		return vDrop
 	}
 	if !sg.has(flagSYN) {
 		e.s.inc(cntTCPIgnored)
-		return
+		return vDrop
 	}
 	e.rcv.irs = sg.seq
 	e.rcv.nxt = sg.seq.add(1)
@@ -85,7 +85,7 @@ func (e *endpoint) synSentInput(now time.Time, sg *segment) {
 	if sg.opts.HasTS && e.tsOK {
 		e.rcv.tsRecent = sg.opts.TSVal
 	}
-	e.rcv.adv = e.rcv.nxt.add(min(uint32(e.rcvSpace()), 65535))
+	e.rcv.adv = e.rcv.nxt.add(min(uint32(e.rcvSpace()), maxWindow))
 	if sg.has(flagACK) {
 		e.snd.una = sg.ack
 		if e.snd.rttTiming && e.retries == 0 {
@@ -93,15 +93,16 @@ func (e *endpoint) synSentInput(now time.Time, sg *segment) {
 		}
 		e.snd.rttTiming = false
 		e.setState(stateEstablished, "SYN|ACK", sg)
-		e.established(now, sg)
+		e.handshakeDone(now, sg)
 		e.sendACK(now)
-		return
+		return vOutput // and data queued before the handshake
 	}
 	// Simultaneous open (B15): SYN|ACK with the same ISN as our SYN.
 	e.setState(stateSynRecv, "SYN (simultaneous open)", sg)
 	e.snd.wnd = uint32(sg.wnd)
 	e.snd.nxt = e.snd.iss
 	e.sendSYN(now, true)
+	return vDrop
 }
 
 // negotiate applies the options of the peer's SYN (RFC 7323 1.3, RFC 2018).
@@ -112,7 +113,7 @@ func (e *endpoint) negotiate(o *optionsT, synAck bool) {
 	if o.HasMSS && o.MSS > 0 {
 		e.snd.mss = min(int(o.MSS), e.advMSS())
 	} else {
-		e.snd.mss = min(536, e.advMSS())
+		e.snd.mss = min(defaultMSS, e.advMSS())
 	}
 	if p := e.s.pathMSS(e.s.clock.Now(), e.id.RemoteAddr); p > 0 {
 		e.snd.mss = min(e.snd.mss, p) // a learned path MTU (RFC 1191)

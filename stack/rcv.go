@@ -180,7 +180,7 @@ func (e *endpoint) selectWindow(syn bool) uint16 {
 	free := e.rcvSpace()
 	if syn {
 		// RFC 7323 2.2: the window of a SYN is never scaled.
-		w := min(free, 65535)
+		w := min(free, maxWindow)
 		e.rcv.adv = seqMax(e.rcv.adv, e.rcv.nxt.add(uint32(w)))
 		return uint16(w)
 	}
@@ -189,16 +189,16 @@ func (e *endpoint) selectWindow(syn bool) uint16 {
 		free = 0
 	}
 	w := free >> e.rcv.wscale
-	if w > 65535 {
-		w = 65535
+	if w > maxWindow {
+		w = maxWindow
 	}
 	edge := e.rcv.nxt.add(uint32(w) << e.rcv.wscale)
 	if edge.lt(e.rcv.adv) {
 		// Never shrink (RFC 9293 3.8.6.2.1): keep offering the old edge.
 		unit := uint32(1)<<e.rcv.wscale - 1
 		w = int((e.rcv.adv.sub(e.rcv.nxt) + unit) >> e.rcv.wscale)
-		if w > 65535 {
-			w = 65535
+		if w > maxWindow {
+			w = maxWindow
 		}
 		// The peer reads the rounded-up edge: remember that one (Linux
 		// keeps the aligned window in rcv_wnd), or the data it may send
@@ -261,7 +261,7 @@ func (e *endpoint) afterRead(now time.Time) {
 	}
 	// The window we could offer is capped by what the field can carry
 	// (Linux window_clamp).
-	clamp := uint32(65535) << e.rcv.wscale
+	clamp := uint32(maxWindow) << e.rcv.wscale
 	free := min(uint32(e.rcvSpace()), clamp)
 	if 2*cur <= clamp && free >= 2*cur && free-cur >= uint32(e.s.ourMSS()) {
 		e.sendACK(now)

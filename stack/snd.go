@@ -3,22 +3,21 @@ package stack
 import "time"
 
 // ackInput processes SEG.ACK in a synchronized state (RFC 9293 3.10.7.4
-// fifth step, RFC 5681, RFC 6582); false means drop the segment.
-func (e *endpoint) ackInput(now time.Time, sg *segment) bool {
+// fifth step, RFC 5681, RFC 6582); vContinue lets the segment go on to
+// its data.
+func (e *endpoint) ackInput(now time.Time, sg *segment) verdict {
 	ack := sg.ack
 	if ack.gt(e.snd.max) {
 		// RFC 5961 5.2 (Linux 6.x): it acknowledges what we never sent.
 		e.s.inc(cntTCPUnacceptableACK)
-		e.challengeACK(now)
-		return false
+		return vChallenge
 	}
 	if ack.lt(e.snd.una) {
 		if e.snd.una.sub(ack) > e.snd.maxWnd {
 			e.s.inc(cntTCPUnacceptableACK)
-			e.challengeACK(now)
-			return false
+			return vChallenge
 		}
-		return true // an old ACK: ignore it, keep the data
+		return vContinue // an old ACK: ignore it, keep the data
 	}
 	// RFC 7323 4.3: remember the timestamp to echo, once the ACK is
 	// accepted and before anything this ACK sends (Linux tcp_ack,
@@ -64,11 +63,11 @@ func (e *endpoint) ackInput(now time.Time, sg *segment) bool {
 		if e.rtxMode == rtxLossProbe && (newSACK || e.snd.dupAcks > 0) {
 			e.armRetransmit(now) // no longer "Open": the RTO, not a probe
 		}
-		return true
+		return vContinue
 	}
 
 	e.onNewAck(now, sg, acked, sackedBefore, lostBefore)
-	return true
+	return vContinue
 }
 
 // onNewAck takes newly acknowledged bytes off the send queue and updates

@@ -182,7 +182,7 @@ func (so *Socket) Option(opt SockOpt) (int, error) {
 				return so.opts.tcp.userMSS, nil
 			}
 			if e == nil {
-				return 536, nil
+				return defaultMSS, nil
 			}
 		}
 		return e.effMSS(), nil

@@ -88,7 +88,7 @@ func (s *Stack) checkCookie(now time.Time, id hashtable.FourTuple, irs, cookie s
 
 // cookieMSSIndex picks the largest cookie MSS not above the peer's.
 func cookieMSSIndex(o *optionsT) uint32 {
-	mss := uint16(536)
+	mss := uint16(defaultMSS)
 	if o.HasMSS {
 		mss = o.MSS
 	}
@@ -198,7 +198,7 @@ func (l *listener) cookieACK(now time.Time, sg *segment) bool {
 	e := l.newChild(now, &synSeg, iss)
 	e.snd.nxt, e.snd.max = iss.add(1), iss.add(1) // our SYN|ACK went out
 	// The window our SYN|ACK offered (unscaled), as selectWindow(true) set it.
-	e.rcv.adv = e.rcv.nxt.add(uint32(min(e.rcvSpace(), 65535)))
+	e.rcv.adv = e.rcv.nxt.add(uint32(min(e.rcvSpace(), maxWindow)))
 	if !s.est.Insert(e.id, e) {
 		return true
 	}

@@ -65,6 +65,9 @@ const (
 	maxOOORanges = 32
 	oowRateLimit = 500 * time.Millisecond // tcp_invalid_ratelimit
 	maxSACKSent  = 4
+	// maxWindow is the largest window field: a SYN's window, never
+	// scaled (RFC 7323 2.2), and the unscaled limit.
+	maxWindow = 65535
 	// defaultMSS is the MSS assumed when the peer announces none (RFC
 	// 9293 3.7.1, Linux TCP_MSS_DEFAULT).
 	defaultMSS = 536
@@ -159,7 +162,9 @@ func (s *Stack) tcpInput(now time.Time, src, dst [4]byte, b []byte, csumOK bool)
 		return
 	}
 	if l, ok := s.lis.Lookup(dst, sg.dstPort); ok {
-		l.process(now, &sg)
+		if l.process(now, &sg) == vReset {
+			s.sendResetFor(&sg)
+		}
 		return
 	}
 	s.inc(cntTCPNoSocket)
