@@ -15,12 +15,12 @@ import (
 type verdict uint8
 
 const (
-	vOutput      verdict = iota // send what is now due: data the ACK let out, an owed ACK
-	vDrop                       // nothing more (counted where it was dropped)
-	vReset                      // a RST for the segment, as for no connection (RFC 9293 3.10.7.1)
-	vChallenge                  // RFC 5961's challenge ACK, rate limited
-	vOOWAck                     // an ACK for an unacceptable segment, rate limited
-	vContinue                   // (inside a handler) the segment goes on to its next step
+	vOutput    verdict = iota // send what is now due: data the ACK let out, an owed ACK
+	vDrop                     // nothing more (counted where it was dropped)
+	vReset                    // a RST for the segment, as for no connection (RFC 9293 3.10.7.1)
+	vChallenge                // RFC 5961's challenge ACK, rate limited
+	vOOWAck                   // an ACK for an unacceptable segment, rate limited
+	vContinue                 // (inside a handler) the segment goes on to its next step
 )
 
 // process is one step of the state machine: a segment arrives for this
