@@ -71,13 +71,14 @@ func (s *Stack) icmpInput(now time.Time, ip header.IPv4) {
 	pkt := s.txBuf[:n]
 	copy(pkt[header.IPv4MinSize:], msg)
 	header.MakeEchoReply(pkt[header.IPv4MinSize:])
-	s.ipOutput(pkt, ip.Src(), header.ProtoICMP)
+	s.ipOutput(pkt, ip.Src(), header.ProtoICMP, 0)
 	s.inc(cntICMPEchoReplies)
 }
 
 // ipOutput fills in the IPv4 header of pkt (whose payload starts at byte 20)
 // and sends it: to the link, or back into our own input for our own address.
-func (s *Stack) ipOutput(pkt []byte, dst [4]byte, proto uint8) {
+// gso > 0 marks a TCP packet the link cuts into segments of gso bytes.
+func (s *Stack) ipOutput(pkt []byte, dst [4]byte, proto uint8, gso int) {
 	s.ipID++
 	header.EncodeIPv4(pkt, header.IPv4Fields{
 		TotalLen: len(pkt),
@@ -89,9 +90,9 @@ func (s *Stack) ipOutput(pkt []byte, dst [4]byte, proto uint8) {
 		Dst:      dst,
 	})
 	s.inc(cntIPOut)
-	if s.txGSO > 0 {
+	if gso > 0 {
 		// The link gives each segment the next ID (tcp_gso_segment).
-		s.ipID += uint16((len(pkt) - header.IPv4MinSize - header.TCP(pkt[header.IPv4MinSize:]).HeaderLen() - 1) / s.txGSO)
+		s.ipID += uint16((len(pkt) - header.IPv4MinSize - header.TCP(pkt[header.IPv4MinSize:]).HeaderLen() - 1) / gso)
 	}
 	if s.opts.Packet != nil {
 		s.opts.Packet(true, pkt)
@@ -113,7 +114,7 @@ func (s *Stack) ipOutput(pkt []byte, dst [4]byte, proto uint8) {
 	} else {
 		b = make([]byte, 0, s.mtu)
 	}
-	s.txq = append(s.txq, txPacket{b: append(b, pkt...), gso: s.txGSO})
+	s.txq = append(s.txq, txPacket{b: append(b, pkt...), gso: gso})
 }
 
 func (s *Stack) loopback(pkt []byte) {

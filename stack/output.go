@@ -101,7 +101,7 @@ func (e *endpoint) sendData(now time.Time) {
 		if n > 0 && !retransmit && !e.rcv.lastData.IsZero() && now.Sub(e.rcv.lastData) < delackMin {
 			e.rcv.pingpong = true // a reply within the ATO (Linux tcp_event_data_sent)
 		}
-		e.sendSegmentGSO(now, seq, flags, int(seq.sub(e.snd.una)), n, gso)
+		e.transmit(now, seq, flags, int(seq.sub(e.snd.una)), n, gso)
 		sent = true
 		if e.snd.fr.active {
 			e.snd.fr.prrOut += max(e.ackedSegs(uint32(n)), 1)
@@ -243,51 +243,22 @@ func (e *endpoint) sendSYN(now time.Time, synAck bool) {
 	e.s.schedule(&e.rtxTimer, now.Add(d))
 }
 
-// sendSegment builds one segment with our options and sends it: seq and
-// flags as given, payload the n bytes at offset off of the send buffer.
+// The transmit builder. Every TCP segment the stack sends is laid out by
+// sendTCP: a connection's (new data, retransmissions, probes, ACKs, its
+// RSTs) through transmit, which adds our options and window; a segment that
+// belongs to no connection (a RST answering it) through sendRaw.
+
+// sendSegment sends one segment of the connection: seq and flags as given,
+// payload the n bytes at offset off of the send buffer.
 func (e *endpoint) sendSegment(now time.Time, seq seqnum, flags uint8, off, n int) {
-	e.sendSegmentGSO(now, seq, flags, off, n, 0)
+	e.transmit(now, seq, flags, off, n, 0)
 }
 
-// sendSegmentGSO is sendSegment for a packet of n > gso payload bytes that
-// the link cuts into segments of gso bytes (0: an ordinary segment). Its
-// checksum is left to the link, as Linux leaves it to a NIC.
-func (e *endpoint) sendSegmentGSO(now time.Time, seq seqnum, flags uint8, off, n, gso int) {
-	s := e.s
-	tcp := s.txBuf[header.IPv4MinSize:]
-	opts := tcp[header.TCPMinSize:]
-	tsVal := s.tsNow(now) + e.tsOff
-	if e.cookieTS {
-		tsVal = e.cookieTSVal(tsVal)
-	}
-	var optLen int
-	if flags&flagSYN != 0 {
-		wscale := -1
-		if e.wsOK || (flags&flagACK == 0 && s.opts.WindowScaling) {
-			wscale = int(rcvWscaleFor(s.opts.RecvBuffer))
-		}
-		sack, ts := e.sackOK, e.tsOK
-		var ecr uint32
-		if flags&flagACK == 0 || e.active {
-			// Our SYN offers what we support; in a simultaneous open Linux
-			// resends that SYN with ACK set (tcp_send_synack), options and
-			// all.
-			sack, ts = s.opts.SACK, s.opts.Timestamps
-			if s.opts.WindowScaling {
-				wscale = int(rcvWscaleFor(s.opts.RecvBuffer))
-			}
-		} else {
-			ecr = e.rcv.tsRecent
-		}
-		optLen = header.PutSYNOptions(opts, uint16(e.advMSS()), wscale, sack, ts, tsVal, ecr)
-	} else {
-		var blocks [maxSACKSent]header.SACKBlock
-		nb := 0
-		if e.sackOK && flags&flagACK != 0 {
-			nb = e.sackBlocks(blocks[:])
-		}
-		optLen = header.PutDataOptions(opts, e.tsOK, tsVal, e.rcv.tsRecent, blocks[:nb])
-	}
+// transmit is sendSegment for a packet of n > gso payload bytes that the
+// link cuts into segments of gso bytes (0: an ordinary segment).
+func (e *endpoint) transmit(now time.Time, seq seqnum, flags uint8, off, n, gso int) {
+	tcp := e.s.txBuf[header.IPv4MinSize:]
+	optLen := e.putOptions(tcp[header.TCPMinSize:], now, flags)
 	if n > 0 {
 		e.snd.buf.Peek(tcp[header.TCPMinSize+optLen:header.TCPMinSize+optLen+n], off)
 	}
@@ -296,32 +267,55 @@ func (e *endpoint) sendSegmentGSO(now time.Time, seq seqnum, flags uint8, off, n
 		ack = e.rcv.nxt
 	}
 	wnd := e.selectWindow(flags&flagSYN != 0)
-	seg := tcp[:header.TCPMinSize+optLen+n]
-	header.EncodeTCP(seg, header.TCPFields{
-		SrcPort: e.id.LocalPort, DstPort: e.id.RemotePort,
-		Seq: uint32(seq), Ack: uint32(ack), Flags: flags, Window: wnd,
-	}, optLen)
-	if gso > 0 {
-		header.SetTCPPseudoChecksum(seg, s.addr, e.id.RemoteAddr)
-		s.cnt[cntTCPOut] += uint64((n + gso - 1) / gso)
-		s.inc(cntTCPGSOOut)
-	} else {
-		header.SetTCPChecksum(seg, s.addr, e.id.RemoteAddr)
-		s.inc(cntTCPOut)
-	}
-	if flags&flagRST != 0 {
-		s.inc(cntTCPResetsSent)
-	}
 	if flags&flagACK != 0 {
+		// Any ACK we send is the one owed (Linux tcp_event_ack_sent).
 		e.rcv.lastAckSent = ack
 		e.rcv.ackNow = false
 		e.rcv.ackPending = false
 		e.rcv.unacked = 0
-		s.timers.Stop(&e.delackTimer)
+		e.s.timers.Stop(&e.delackTimer)
 	}
-	s.txGSO = gso
-	s.ipOutput(s.txBuf[:header.IPv4MinSize+len(seg)], e.id.RemoteAddr, header.ProtoTCP)
-	s.txGSO = 0
+	e.s.sendTCP(tcp[:header.TCPMinSize+optLen+n], optLen, header.TCPFields{
+		SrcPort: e.id.LocalPort, DstPort: e.id.RemotePort,
+		Seq: uint32(seq), Ack: uint32(ack), Flags: flags, Window: wnd,
+	}, e.id.LocalAddr, e.id.RemoteAddr, gso)
+}
+
+// putOptions lays out our options in b, in Linux's order and padding
+// (tcp_options_write): a SYN's MSS, SACK-permitted, timestamps and window
+// scale; otherwise timestamps and SACK blocks. It returns their length.
+func (e *endpoint) putOptions(b []byte, now time.Time, flags uint8) int {
+	s := e.s
+	tsVal := s.tsNow(now) + e.tsOff
+	if e.cookieTS {
+		tsVal = e.cookieTSVal(tsVal)
+	}
+	if flags&flagSYN == 0 {
+		var blocks [maxSACKSent]header.SACKBlock
+		nb := 0
+		if e.sackOK && flags&flagACK != 0 {
+			nb = e.sackBlocks(blocks[:])
+		}
+		return header.PutDataOptions(b, e.tsOK, tsVal, e.rcv.tsRecent, blocks[:nb])
+	}
+	wscale := -1
+	if e.wsOK || (flags&flagACK == 0 && s.opts.WindowScaling) {
+		wscale = int(rcvWscaleFor(s.opts.RecvBuffer))
+	}
+	sack, ts := e.sackOK, e.tsOK
+	var ecr uint32
+	if flags&flagACK == 0 || e.active {
+		// Our SYN offers what we support; in a simultaneous open Linux
+		// resends that SYN with ACK set (tcp_send_synack), options and
+		// all.
+		sack, ts = s.opts.SACK, s.opts.Timestamps
+		if s.opts.WindowScaling {
+			wscale = int(rcvWscaleFor(s.opts.RecvBuffer))
+		}
+	} else {
+		ecr = e.rcv.tsRecent
+	}
+	return header.PutSYNOptions(b, uint16(e.advMSS()), wscale, sack, ts, tsVal, ecr)
 }
 
 // sendResetFor answers a segment that has no connection (RFC 9293 3.10.7.1,
@@ -340,14 +334,28 @@ func (s *Stack) sendResetFor(sg *segment) {
 
 // sendRaw sends an option-less segment that belongs to no connection.
 func (s *Stack) sendRaw(src, dst [4]byte, sport, dport uint16, seq, ack seqnum, flags uint8, wnd uint16) {
-	const n = header.IPv4MinSize + header.TCPMinSize
-	pkt := s.txBuf[:n]
-	tcp := pkt[header.IPv4MinSize:]
-	header.EncodeTCP(tcp, header.TCPFields{SrcPort: sport, DstPort: dport, Seq: uint32(seq), Ack: uint32(ack), Flags: flags, Window: wnd}, 0)
-	header.SetTCPChecksum(tcp, src, dst)
-	if flags&header.RST != 0 {
+	s.sendTCP(s.txBuf[header.IPv4MinSize:][:header.TCPMinSize], 0, header.TCPFields{
+		SrcPort: sport, DstPort: dport, Seq: uint32(seq), Ack: uint32(ack), Flags: flags, Window: wnd,
+	}, src, dst, 0)
+}
+
+// sendTCP finishes the segment seg (header, optLen bytes of options already
+// in place, payload) in the transmit buffer and hands it to IP. A packet
+// for the link to cut into segments of gso bytes gets only the
+// pseudo-header sum, as Linux leaves the rest to a NIC.
+func (s *Stack) sendTCP(seg []byte, optLen int, f header.TCPFields, src, dst [4]byte, gso int) {
+	header.EncodeTCP(seg, f, optLen)
+	if gso > 0 {
+		header.SetTCPPseudoChecksum(seg, src, dst)
+		n := len(seg) - header.TCPMinSize - optLen
+		s.cnt[cntTCPOut] += uint64((n + gso - 1) / gso)
+		s.inc(cntTCPGSOOut)
+	} else {
+		header.SetTCPChecksum(seg, src, dst)
+		s.inc(cntTCPOut)
+	}
+	if f.Flags&flagRST != 0 {
 		s.inc(cntTCPResetsSent)
 	}
-	s.inc(cntTCPOut)
-	s.ipOutput(pkt, dst, header.ProtoTCP)
+	s.ipOutput(s.txBuf[:header.IPv4MinSize+len(seg)], dst, header.ProtoTCP, gso)
 }

@@ -138,17 +138,7 @@ func (e *endpoint) retransmitLostHoles(now time.Time, max int) int {
 			break
 		}
 		e.snd.fr.headLost = false
-		n := min(int(dataEnd.sub(seq)), e.dataRoom())
-		if next, ok := e.nextSacked(seq); ok && int(next.sub(seq)) < n {
-			n = int(next.sub(seq))
-		}
-		flags := flagACK
-		if seq.add(uint32(n)) == e.snd.una.add(uint32(e.snd.buf.Len())) { // the end of the queued data, as the original
-			flags |= flagPSH
-		}
-		e.s.inc(cntTCPRetransSegs)
-		e.sendSegment(now, seq, flags, int(seq.sub(e.snd.una)), n)
-		seq = seq.add(uint32(n))
+		seq, _ = e.resend(now, seq)
 		e.snd.fr.highRxt = seq
 		sent++
 	}
@@ -219,27 +209,43 @@ func (e *endpoint) onDupAck(now time.Time, delivered, lostBefore uint32) {
 }
 
 // retransmitHead resends the first unacknowledged segment, up to the next
-// block the peer SACKed.
+// block the peer SACKed, and restarts the RTO.
 func (e *endpoint) retransmitHead(now time.Time) {
-	n := min(int(e.sentEnd().sub(e.snd.una)), e.dataRoom())
-	if next, ok := e.nextSacked(e.snd.una); ok && int(next.sub(e.snd.una)) < n {
-		n = int(next.sub(e.snd.una))
-	}
-	e.snd.fr.highRxt = seqMax(e.snd.fr.highRxt, e.snd.una.add(uint32(n)))
-	flags := flagACK
-	if n == e.snd.buf.Len() && e.snd.finSent && e.snd.max.gt(e.snd.una.add(uint32(n))) {
-		flags |= flagFIN
-	}
-	if n > 0 && n == e.snd.buf.Len() {
-		flags |= flagPSH
-	}
-	if n == 0 && flags&flagFIN == 0 {
+	end, ok := e.resend(now, e.snd.una)
+	e.snd.fr.highRxt = seqMax(e.snd.fr.highRxt, end)
+	if !ok {
 		return
 	}
-	e.s.inc(cntTCPRetransSegs)
-	e.snd.rttTiming = false
-	e.sendSegment(now, e.snd.una, flags, 0, n)
+	e.snd.rttTiming = false // Karn
 	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
+}
+
+// resend sends the data at seq again, as Linux's tcp_retransmit_skb resends
+// an skb: at most one segment, not into the next block the peer SACKed,
+// with PSH when it ends the queued data (as the original did) and our FIN
+// when that followed it; the FIN alone when nothing is left before it. It
+// returns where what it sent ends, and false when there was nothing to
+// send. This is the one builder of retransmitted segments.
+func (e *endpoint) resend(now time.Time, seq seqnum) (seqnum, bool) {
+	n := min(int(e.sentEnd().sub(seq)), e.dataRoom())
+	if next, ok := e.nextSacked(seq); ok && int(next.sub(seq)) < n {
+		n = int(next.sub(seq))
+	}
+	dataEnd := e.snd.una.add(uint32(e.snd.buf.Len()))
+	last := seq.add(uint32(n)) == dataEnd
+	flags := flagACK
+	if n > 0 && last {
+		flags |= flagPSH
+	}
+	if last && e.snd.finSent && e.snd.max.gt(dataEnd) {
+		flags |= flagFIN
+	}
+	if n == 0 && flags&flagFIN == 0 {
+		return seq, false
+	}
+	e.s.inc(cntTCPRetransSegs)
+	e.sendSegment(now, seq, flags, int(seq.sub(e.snd.una)), n)
+	return seq.add(uint32(n)), true
 }
 
 // tailLossProbe sends one segment to draw an ACK (RFC 8985 7.3): new data if
@@ -261,16 +267,7 @@ func (e *endpoint) tailLossProbe(now time.Time) {
 		if d := int(end.sub(e.snd.una)); d > e.dataRoom() {
 			start = end.add(^uint32(e.dataRoom() - 1))
 		}
-		n := int(end.sub(start))
-		flags := flagACK
-		if n > 0 {
-			flags |= flagPSH
-		}
-		if e.snd.finSent && e.snd.max == e.snd.fin.add(1) && end == dataEnd {
-			flags |= flagFIN
-		}
-		e.s.inc(cntTCPRetransSegs)
-		e.sendSegment(now, start, flags, int(start.sub(e.snd.una)), n)
+		e.resend(now, start)
 	}
 	e.s.schedule(&e.rtxTimer, now.Add(e.backedOffRTO()))
 }

@@ -58,7 +58,6 @@ type Stack struct {
 	txSpare  []txPacket
 	txFree   [][]byte // MTU-sized buffers
 	txFreeB  [][]byte // GSO-sized buffers
-	txGSO    int      // MSS of the packet ipOutput is given, when larger than one
 	flushing bool
 
 	// The timer loop sleeps until timerAt and is woken only for a timer
