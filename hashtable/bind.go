@@ -22,7 +22,7 @@ type OwnerID uint64
 // BindEntry is one socket's claim on a local port.
 type BindEntry struct {
 	Owner     OwnerID
-	Addr      Addr // 0.0.0.0 binds every local address
+	Addr      Addr // a wildcard binds every local address of its family (:: both)
 	ReuseAddr bool // SO_REUSEADDR
 	Listening bool // listen() has been called
 }
@@ -88,9 +88,9 @@ func NewBind(seed [16]byte, lo, hi uint16) *Bind {
 }
 
 // overlaps reports whether two bound addresses can receive the same
-// segments: equal, or either is the wildcard.
+// segments: equal, or either is a wildcard that covers the other.
 func overlaps(a, b Addr) bool {
-	return a == b || a == Addr{} || b == Addr{}
+	return covers(a, b) || covers(b, a)
 }
 
 // conflicts is Linux's inet_bind_conflict (inet_connection_sock.c) for
@@ -254,11 +254,8 @@ func (b *Bind) Range(lo, hi uint16) (uint16, uint16) {
 // EphemeralIn is Ephemeral within lo..hi, a part of the table's range
 // that Range gives.
 func (b *Bind) EphemeralIn(lo, hi uint16, local, remote Addr, remotePort uint16, free func(port uint16) bool) (uint16, error) {
-	var msg [10]byte
-	copy(msg[0:4], local[:])
-	copy(msg[4:8], remote[:])
-	binary.BigEndian.PutUint16(msg[8:10], remotePort)
-	h := b.key.sum(msg[:])
+	var buf [34]byte
+	h := b.key.sum(portHashInput(local, remote, remotePort, &buf))
 	g := &b.perturb[h%perturbLen]
 	n := span(lo, hi)
 	pos := (uint32(h>>32) + *g) % n
@@ -278,6 +275,19 @@ func (b *Bind) EphemeralIn(lo, hi uint16, local, remote Addr, remotePort uint16,
 		return port, nil
 	}
 	return 0, syscall.EADDRNOTAVAIL
+}
+
+// portHashInput is RFC 6056's hash input: local and remote address (4
+// bytes each for IPv4, 16 for IPv6) and the remote port, in buf.
+func portHashInput(local, remote Addr, remotePort uint16, buf *[34]byte) []byte {
+	l, r := local[:], remote[:]
+	if local.Is4() && remote.Is4() {
+		l, r = local[12:], remote[12:]
+	}
+	n := copy(buf[:], l)
+	n += copy(buf[n:], r)
+	binary.BigEndian.PutUint16(buf[n:], remotePort)
+	return buf[:n+2]
 }
 
 // EphemeralBind binds e to a port with no owner at all, for bind() with

@@ -3,15 +3,16 @@ package hashtable
 import (
 	"encoding/binary"
 	"errors"
+	"net/netip"
 	"slices"
 	"syscall"
 	"testing"
 )
 
 var (
-	any4 = Addr{}
-	ipA  = Addr{10, 0, 0, 1}
-	ipB  = Addr{10, 0, 0, 2}
+	any4 = Any4
+	ipA  = AddrFrom4([4]byte{10, 0, 0, 1})
+	ipB  = AddrFrom4([4]byte{10, 0, 0, 2})
 )
 
 func testSeed(i uint64) [16]byte {
@@ -280,7 +281,7 @@ func TestEphemeralRangeAndInUse(t *testing.T) {
 	b.Bind(BindEntry{Owner: 2, Addr: ipA}, hi+1)
 
 	for i := range 5000 {
-		remote := Addr{192, 168, byte(i >> 8), byte(i)}
+		remote := AddrFrom4([4]byte{192, 168, byte(i >> 8), byte(i)})
 		p, err := b.Ephemeral(ipA, remote, uint16(i), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -333,7 +334,7 @@ func TestEphemeralExhaustion(t *testing.T) {
 	}
 	// A single remaining port is found from any starting point.
 	for i := range 50 {
-		p, err := b.Ephemeral(ipA, Addr{1, 2, 3, byte(i)}, 80, func(p uint16) bool { return p == lo+7 })
+		p, err := b.Ephemeral(ipA, AddrFrom4([4]byte{1, 2, 3, byte(i)}), 80, func(p uint16) bool { return p == lo+7 })
 		if p != lo+7 || err != nil {
 			t.Fatalf("last free port: %d, %v", p, err)
 		}
@@ -358,11 +359,10 @@ func TestEphemeralSuccessiveDiffer(t *testing.T) {
 // perturbSlot returns G, the perturbation counter Ephemeral uses for a
 // destination, and F, the destination's fixed offset.
 func perturbSlot(b *Bind, local, remote Addr, remotePort uint16) (g int, f uint32) {
-	var msg [10]byte
-	copy(msg[0:4], local[:])
-	copy(msg[4:8], remote[:])
-	binary.BigEndian.PutUint16(msg[8:10], remotePort)
-	h := b.key.sum(msg[:])
+	// RFC 6056's input for IPv4: the two 4-byte addresses, then the port.
+	l, r := local.As4(), remote.As4()
+	msg := append(append(l[:], r[:]...), byte(remotePort>>8), byte(remotePort))
+	h := b.key.sum(msg)
 	return int(h % perturbLen), uint32(h >> 32)
 }
 
@@ -526,7 +526,7 @@ func TestEphemeralFillsRange(t *testing.T) {
 	// A port freed again is found, from any destination.
 	b.Unbind(OwnerID(1), lo)
 	for i := range 20 {
-		if p, err := b.Ephemeral(ipA, Addr{10, 1, 0, byte(i)}, 80, nil); p != lo || err != nil {
+		if p, err := b.Ephemeral(ipA, AddrFrom4([4]byte{10, 1, 0, byte(i)}), 80, nil); p != lo || err != nil {
 			t.Fatalf("only free port: %d, %v; want %d", p, err, lo)
 		}
 	}
@@ -538,7 +538,7 @@ func TestEphemeralFillsRange(t *testing.T) {
 // step differently.
 func TestEphemeralDestinationsIndependent(t *testing.T) {
 	b := NewBind(testSeed(15), 0, 0)
-	dA, dB := Addr{93, 184, 216, 34}, Addr{93, 184, 216, 35}
+	dA, dB := AddrFrom4([4]byte{93, 184, 216, 34}), AddrFrom4([4]byte{93, 184, 216, 35})
 	gA, _ := perturbSlot(b, ipA, dA, 443)
 	gB, _ := perturbSlot(b, ipA, dB, 443)
 	if gA == gB {
@@ -602,7 +602,7 @@ func TestEphemeralUnguessable(t *testing.T) {
 	dests := []struct {
 		addr Addr
 		port uint16
-	}{{ipB, 80}, {Addr{10, 0, 0, 3}, 80}, {ipB, 81}}
+	}{{ipB, 80}, {AddrFrom4([4]byte{10, 0, 0, 3}), 80}, {ipB, 81}}
 
 	spread := 0 // destination pairs whose start points are not adjacent
 	pairs := 0
@@ -712,14 +712,14 @@ func BenchmarkEphemeral(b *testing.B) {
 	// destinations (10,000 each), plus every 4th port in the range held by
 	// bind(); free mirrors what the stack does: no bind owner and no
 	// connection with the same 4-tuple.
-	local := Addr{10, 0, 0, 1}
+	local := AddrFrom4([4]byte{10, 0, 0, 1})
 	type dest struct {
 		a Addr
 		p uint16
 	}
 	var dests [10]dest
 	for i := range dests {
-		dests[i] = dest{Addr{93, 184, 216, byte(i)}, 443}
+		dests[i] = dest{AddrFrom4([4]byte{93, 184, 216, byte(i)}), 443}
 	}
 	bt := NewBind(testSeed(11), 0, 0)
 	for p := uint16(DefaultEphemeralLo); p <= DefaultEphemeralHi; p += 4 {
@@ -854,5 +854,31 @@ func TestBindRange(t *testing.T) {
 		if err != nil || p < 40000 || p > 40001 {
 			t.Fatalf("EphemeralIn(40000, 40001) = %d, %v", p, err)
 		}
+	}
+}
+
+// Sockets of different families share a port, except that :: (IPV6_V6ONLY
+// off) covers IPv4 too, as Linux's inet_bind_conflict with a dual-stack
+// socket.
+func TestBindFamilies(t *testing.T) {
+	v6 := AddrFrom(netip.MustParseAddr("fd00::2"))
+	b := NewBind(testSeed(3), 0, 0)
+	if err := b.Bind(BindEntry{Owner: 1, Addr: Any4}, 80); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Bind(BindEntry{Owner: 2, Addr: v6}, 80); err != nil {
+		t.Fatalf("[fd00::2]:80 beside 0.0.0.0:80: %v", err)
+	}
+	if err := b.Bind(BindEntry{Owner: 3, Addr: Any6}, 80); err != syscall.EADDRINUSE {
+		t.Fatalf("[::]:80 over 0.0.0.0:80 and [fd00::2]:80: %v, want EADDRINUSE", err)
+	}
+	if err := b.Bind(BindEntry{Owner: 4, Addr: Any6}, 81); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Bind(BindEntry{Owner: 5, Addr: ipB}, 81); err != syscall.EADDRINUSE {
+		t.Fatalf("10.0.0.2:81 under [::]:81: %v, want EADDRINUSE", err)
+	}
+	if p, err := b.Ephemeral(v6, AddrFrom(netip.MustParseAddr("fd00::1")), 443, nil); err != nil || p < DefaultEphemeralLo || p > DefaultEphemeralHi {
+		t.Fatalf("an IPv6 ephemeral port: %d, %v", p, err)
 	}
 }

@@ -13,12 +13,53 @@
 // time secret.
 package hashtable
 
-// Addr is an IPv4 address in network byte order; zero (0.0.0.0) is the
-// wildcard (INADDR_ANY).
-type Addr = [4]byte
+import "net/netip"
+
+// Addr is an IPv4 or IPv6 address in network byte order, in 16 bytes: an
+// IPv4 address is IPv4-mapped (::ffff:a.b.c.d), as Linux's dual-stack
+// sockets keep it. Any4 (0.0.0.0) and Any6 (::) are the wildcards.
+type Addr [16]byte
+
+// The wildcards: INADDR_ANY and in6addr_any.
+var (
+	Any4 = AddrFrom4([4]byte{})
+	Any6 = Addr{}
+)
+
+var v4Mapped = [12]byte{10: 0xff, 11: 0xff}
+
+// AddrFrom4 is the IPv4 address a.
+func AddrFrom4(a [4]byte) Addr {
+	var x Addr
+	copy(x[:12], v4Mapped[:])
+	copy(x[12:], a[:])
+	return x
+}
+
+// AddrFrom is a (IPv4 and IPv4-mapped addresses alike become IPv4).
+func AddrFrom(a netip.Addr) Addr { return Addr(a.As16()) }
+
+// Is4 reports whether a is an IPv4 address.
+func (a Addr) Is4() bool { return [12]byte(a[:12]) == v4Mapped }
+
+// As4 is the IPv4 address of a (Is4 must hold).
+func (a Addr) As4() [4]byte { return [4]byte(a[12:]) }
+
+// IsUnspecified reports whether a is a wildcard.
+func (a Addr) IsUnspecified() bool { return a == Any4 || a == Any6 }
+
+// Netip is a as a netip.Addr (IPv4 unmapped).
+func (a Addr) Netip() netip.Addr { return netip.AddrFrom16(a).Unmap() }
+
+// covers reports whether a socket bound to w receives what is addressed
+// to x: the same address, or a wildcard of x's family, or :: for both
+// (a dual-stack socket, IPV6_V6ONLY off).
+func covers(w, x Addr) bool {
+	return w == x || w == Any6 || w == Any4 && x.Is4()
+}
 
 // FourTuple identifies a connection. It has no padding, so it hashes as
-// 12 plain bytes and never allocates as a map key.
+// 36 plain bytes and never allocates as a map key.
 type FourTuple struct {
 	LocalAddr  Addr
 	LocalPort  uint16
@@ -86,31 +127,20 @@ func (t *Established[T]) All(yield func(FourTuple, T) bool) {
 // address, as __inet_lookup_listener scores a specific bind above a
 // wildcard one. It is not safe for concurrent use.
 type Listeners[T any] struct {
-	m map[uint64]T
-}
-
-// listenKey packs addr:port into a uint64 so the map uses Go's fast path
-// for 8-byte keys.
-func listenKey(addr Addr, port uint16) uint64 {
-	return uint64(addr[0])<<40 | uint64(addr[1])<<32 | uint64(addr[2])<<24 |
-		uint64(addr[3])<<16 | uint64(port)
-}
-
-func unpackListenKey(k uint64) (Addr, uint16) {
-	return Addr{byte(k >> 40), byte(k >> 32), byte(k >> 24), byte(k >> 16)}, uint16(k)
+	m map[ListenKey]T
 }
 
 // NewListeners returns an empty table.
 func NewListeners[T any]() *Listeners[T] {
-	return &Listeners[T]{m: make(map[uint64]T)}
+	return &Listeners[T]{m: make(map[ListenKey]T)}
 }
 
-// Insert adds a listener on addr:port (addr may be the wildcard). It
+// Insert adds a listener on addr:port (addr may be a wildcard). It
 // reports false and changes nothing if exactly that addr:port is taken;
 // overlap between a wildcard and a specific address is the Bind table's
 // business, not this one's.
 func (t *Listeners[T]) Insert(addr Addr, port uint16, v T) bool {
-	k := listenKey(addr, port)
+	k := ListenKey{addr, port}
 	if _, ok := t.m[k]; ok {
 		return false
 	}
@@ -119,20 +149,24 @@ func (t *Listeners[T]) Insert(addr Addr, port uint16, v T) bool {
 }
 
 // Lookup finds the listener for a SYN arriving at addr:port: first one
-// bound to exactly addr, then one bound to 0.0.0.0 (__inet_lookup_listener).
-// It never allocates.
+// bound to exactly addr, then one bound to the wildcard of its family
+// (__inet_lookup_listener). It never allocates.
 func (t *Listeners[T]) Lookup(addr Addr, port uint16) (T, bool) {
-	if v, ok := t.m[listenKey(addr, port)]; ok {
+	if v, ok := t.m[ListenKey{addr, port}]; ok {
 		return v, true
 	}
-	v, ok := t.m[listenKey(Addr{}, port)]
+	any := Any6
+	if addr.Is4() {
+		any = Any4
+	}
+	v, ok := t.m[ListenKey{any, port}]
 	return v, ok
 }
 
 // Remove deletes the listener on exactly addr:port and reports whether it
 // was present.
 func (t *Listeners[T]) Remove(addr Addr, port uint16) bool {
-	k := listenKey(addr, port)
+	k := ListenKey{addr, port}
 	if _, ok := t.m[k]; !ok {
 		return false
 	}
@@ -149,8 +183,7 @@ func (t *Listeners[T]) Len() int { return len(t.m) }
 // Entries. Removal during iteration is allowed as for Established.All.
 func (t *Listeners[T]) All(yield func(Addr, uint16, T) bool) {
 	for k, v := range t.m {
-		addr, port := unpackListenKey(k)
-		if !yield(addr, port, v) {
+		if !yield(k.Addr, k.Port, v) {
 			return
 		}
 	}
@@ -166,8 +199,7 @@ type ListenKey struct {
 // `for k, v := range t.Entries`.
 func (t *Listeners[T]) Entries(yield func(ListenKey, T) bool) {
 	for k, v := range t.m {
-		addr, port := unpackListenKey(k)
-		if !yield(ListenKey{addr, port}, v) {
+		if !yield(k, v) {
 			return
 		}
 	}

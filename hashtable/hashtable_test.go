@@ -2,21 +2,22 @@ package hashtable
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"testing"
 )
 
 func tuple(i int) FourTuple {
 	return FourTuple{
-		LocalAddr:  Addr{10, 0, 0, 1},
+		LocalAddr:  AddrFrom4([4]byte{10, 0, 0, 1}),
 		LocalPort:  uint16(32768 + i%28000),
-		RemoteAddr: Addr{192, 168, byte(i >> 16), byte(i >> 8)},
+		RemoteAddr: AddrFrom4([4]byte{192, 168, byte(i >> 16), byte(i >> 8)}),
 		RemotePort: uint16(i),
 	}
 }
 
 func TestEstablished(t *testing.T) {
 	tb := NewEstablished[string]()
-	a := FourTuple{Addr{10, 0, 0, 1}, 40000, Addr{10, 0, 0, 2}, 80}
+	a := FourTuple{AddrFrom4([4]byte{10, 0, 0, 1}), 40000, AddrFrom4([4]byte{10, 0, 0, 2}), 80}
 	b := a
 	b.RemotePort = 81
 
@@ -71,9 +72,9 @@ func TestEstablished(t *testing.T) {
 }
 
 func TestListeners(t *testing.T) {
-	wild := Addr{}
-	a1 := Addr{10, 0, 0, 1}
-	a2 := Addr{10, 0, 0, 2}
+	wild := Any4
+	a1 := AddrFrom4([4]byte{10, 0, 0, 1})
+	a2 := AddrFrom4([4]byte{10, 0, 0, 2})
 
 	tb := NewListeners[string]()
 	if !tb.Insert(wild, 80, "wild:80") || !tb.Insert(a1, 80, "a1:80") || !tb.Insert(a2, 443, "a2:443") {
@@ -144,7 +145,7 @@ func TestListeners(t *testing.T) {
 		t.Fatal("lookup succeeded after removing both listeners")
 	}
 	// High address bytes and port survive the key packing.
-	hi := Addr{255, 254, 253, 252}
+	hi := AddrFrom4([4]byte{255, 254, 253, 252})
 	tb.Insert(hi, 65535, "hi")
 	for k, v := range tb.Entries {
 		if v == "hi" && (k.Addr != hi || k.Port != 65535) {
@@ -159,15 +160,15 @@ func TestLookupsDoNotAllocate(t *testing.T) {
 		est.Insert(tuple(i), new(int))
 	}
 	ls := NewListeners[*int]()
-	ls.Insert(Addr{}, 80, new(int))
-	ls.Insert(Addr{10, 0, 0, 1}, 80, new(int))
+	ls.Insert(Any4, 80, new(int))
+	ls.Insert(AddrFrom4([4]byte{10, 0, 0, 1}), 80, new(int))
 	hit, miss := tuple(7), tuple(5000)
 	allocs := testing.AllocsPerRun(1000, func() {
 		est.Lookup(hit)
 		est.Lookup(miss)
-		ls.Lookup(Addr{10, 0, 0, 1}, 80)
-		ls.Lookup(Addr{10, 0, 0, 2}, 80)
-		ls.Lookup(Addr{10, 0, 0, 2}, 81)
+		ls.Lookup(AddrFrom4([4]byte{10, 0, 0, 1}), 80)
+		ls.Lookup(AddrFrom4([4]byte{10, 0, 0, 2}), 80)
+		ls.Lookup(AddrFrom4([4]byte{10, 0, 0, 2}), 81)
 	})
 	if allocs != 0 {
 		t.Fatalf("lookups allocate %v times per run", allocs)
@@ -239,9 +240,9 @@ func BenchmarkListenersLookup(b *testing.B) {
 			var a Addr
 			binary.BigEndian.PutUint32(a[:], 0x0a000000|uint32(i))
 			tb.Insert(a, p, new(int))
-			tb.Insert(Addr{}, p, new(int))
+			tb.Insert(Any4, p, new(int))
 			exact[i] = q{a, p}
-			wild[i] = q{Addr{192, 168, byte(i >> 8), byte(i)}, p}
+			wild[i] = q{AddrFrom4([4]byte{192, 168, byte(i >> 8), byte(i)}), p}
 		}
 		if tb.Len() != size.n {
 			b.Fatalf("Len = %d, want %d", tb.Len(), size.n)
@@ -261,5 +262,81 @@ func BenchmarkListenersLookup(b *testing.B) {
 		b.Run("exact/"+size.name, func(b *testing.B) { run(b, exact) })
 		b.Run("wildcard/"+size.name, func(b *testing.B) { run(b, wild) })
 		b.Run("hot/"+size.name, func(b *testing.B) { run(b, exact[:hotKeys/2]) })
+	}
+}
+
+func TestAddrForms(t *testing.T) {
+	v4 := AddrFrom4([4]byte{10, 0, 0, 2})
+	if !v4.Is4() || v4.As4() != [4]byte{10, 0, 0, 2} || v4.Netip() != netip.MustParseAddr("10.0.0.2") {
+		t.Fatalf("IPv4 round trip: %v", v4.Netip())
+	}
+	if AddrFrom(netip.MustParseAddr("10.0.0.2")) != v4 || AddrFrom(netip.MustParseAddr("::ffff:10.0.0.2")) != v4 {
+		t.Fatal("an IPv4 and an IPv4-mapped netip.Addr must give the same Addr")
+	}
+	v6 := AddrFrom(netip.MustParseAddr("fd00::2"))
+	if v6.Is4() || v6.Netip() != netip.MustParseAddr("fd00::2") {
+		t.Fatalf("IPv6 round trip: %v", v6.Netip())
+	}
+	if !Any4.IsUnspecified() || !Any6.IsUnspecified() || v4.IsUnspecified() || Any4 == Any6 || !Any4.Is4() || Any6.Is4() {
+		t.Fatal("the two wildcards are unspecified, of their own family, and distinct")
+	}
+}
+
+// A listener is found for its own family only: 0.0.0.0 takes no IPv6 SYN,
+// :: takes IPv6, and an exact IPv6 address beats the wildcard.
+func TestListenerLookupFamilies(t *testing.T) {
+	ls := NewListeners[string]()
+	v6 := AddrFrom(netip.MustParseAddr("fd00::2"))
+	ls.Insert(Any4, 80, "any4")
+	if _, ok := ls.Lookup(v6, 80); ok {
+		t.Fatal("0.0.0.0:80 must not take an IPv6 SYN")
+	}
+	ls.Insert(Any6, 80, "any6")
+	ls.Insert(v6, 81, "exact6")
+	ls.Insert(Any6, 81, "any6-81")
+	for _, c := range []struct {
+		addr Addr
+		port uint16
+		want string
+	}{{v6, 80, "any6"}, {AddrFrom4([4]byte{10, 0, 0, 2}), 80, "any4"}, {v6, 81, "exact6"}, {AddrFrom(netip.MustParseAddr("fd00::3")), 81, "any6-81"}} {
+		if got, _ := ls.Lookup(c.addr, c.port); got != c.want {
+			t.Errorf("Lookup(%v, %d) = %q, want %q", c.addr.Netip(), c.port, got, c.want)
+		}
+	}
+}
+
+// Lookups never allocate, for IPv4 and IPv6 keys alike.
+func TestLookupsDoNotAllocateEitherFamily(t *testing.T) {
+	est := NewEstablished[int]()
+	ls := NewListeners[int]()
+	v6a, v6b := AddrFrom(netip.MustParseAddr("fd00::1")), AddrFrom(netip.MustParseAddr("fd00::2"))
+	k4 := FourTuple{AddrFrom4([4]byte{10, 0, 0, 2}), 80, AddrFrom4([4]byte{10, 0, 0, 1}), 40000}
+	k6 := FourTuple{v6b, 80, v6a, 40000}
+	est.Insert(k4, 1)
+	est.Insert(k6, 2)
+	ls.Insert(Any6, 80, 3)
+	if n := testing.AllocsPerRun(100, func() {
+		est.Lookup(k4)
+		est.Lookup(k6)
+		ls.Lookup(v6b, 80)
+		ls.Lookup(k4.LocalAddr, 80)
+	}); n != 0 {
+		t.Fatalf("%v allocations per lookup round, want 0", n)
+	}
+}
+
+func BenchmarkEstablishedLookupIPv6(b *testing.B) {
+	t := NewEstablished[int]()
+	keys := make([]FourTuple, 1024)
+	for i := range keys {
+		r := AddrFrom(netip.MustParseAddr("fd00::1"))
+		r[14], r[15] = byte(i>>8), byte(i)
+		keys[i] = FourTuple{AddrFrom(netip.MustParseAddr("fd00::2")), 80, r, uint16(40000 + i)}
+		t.Insert(keys[i], i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		t.Lookup(keys[i&1023])
 	}
 }

@@ -10,7 +10,7 @@ import (
 // its accept queue of established children (B10, B11, B12).
 type listener struct {
 	s       *Stack
-	addr    [4]byte
+	addr    hashtable.Addr
 	port    uint16
 	owner   hashtable.OwnerID
 	backlog int

@@ -9,6 +9,7 @@ import (
 	"os"
 	"syscall"
 	"time"
+	"ustack/hashtable"
 )
 
 // The Go API over the socket core: Conn is a net.Conn, Dial and DialTCP
@@ -33,8 +34,12 @@ func opError(op string, local, remote net.Addr, err error) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: local, Addr: remote, Err: err}
 }
 
-func tcpAddr(a [4]byte, port uint16) *net.TCPAddr {
-	return &net.TCPAddr{IP: net.IPv4(a[0], a[1], a[2], a[3]), Port: int(port)}
+func tcpAddr(a hashtable.Addr, port uint16) *net.TCPAddr {
+	if a.Is4() {
+		b := a.As4()
+		return &net.TCPAddr{IP: net.IPv4(b[0], b[1], b[2], b[3]), Port: int(port)}
+	}
+	return &net.TCPAddr{IP: append(net.IP(nil), a[:]...), Port: int(port)}
 }
 
 // resolve parses "host:port" for the stack's IPv4 world: host may be

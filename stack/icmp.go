@@ -70,8 +70,8 @@ func (s *Stack) icmpError(now time.Time, msg []byte) {
 	tcp := inner[inner.HeaderLen():]
 	// Our segment went from us (its source) to the peer.
 	id := hashtable.FourTuple{
-		LocalAddr: inner.Src(), LocalPort: binary.BigEndian.Uint16(tcp[0:2]),
-		RemoteAddr: inner.Dst(), RemotePort: binary.BigEndian.Uint16(tcp[2:4]),
+		LocalAddr: hashtable.AddrFrom4(inner.Src()), LocalPort: binary.BigEndian.Uint16(tcp[0:2]),
+		RemoteAddr: hashtable.AddrFrom4(inner.Dst()), RemotePort: binary.BigEndian.Uint16(tcp[2:4]),
 	}
 	e, ok := s.est.Lookup(id)
 	if !ok {
@@ -179,12 +179,12 @@ func (e *endpoint) pmtuReduced(now time.Time, mtu int) {
 
 // rememberPMTU keeps a learned path MTU for new connections to addr (Linux
 // keeps it in the route's exception, for ip_rt_mtu_expires).
-func (s *Stack) rememberPMTU(now time.Time, addr [4]byte, mtu int) {
+func (s *Stack) rememberPMTU(now time.Time, addr hashtable.Addr, mtu int) {
 	if s.pmtu == nil {
-		s.pmtu = make(map[[4]byte]pmtuEntry)
+		s.pmtu = make(map[hashtable.Addr]pmtuEntry)
 	}
 	if _, ok := s.pmtu[addr]; !ok && len(s.pmtu) >= maxPMTUEntries {
-		var oldest [4]byte
+		var oldest hashtable.Addr
 		first := true
 		for a, p := range s.pmtu {
 			if first || p.expires.Before(s.pmtu[oldest].expires) {
@@ -200,7 +200,7 @@ func (s *Stack) rememberPMTU(now time.Time, addr [4]byte, mtu int) {
 }
 
 // pathMSS is the MSS the learned path MTU to addr allows, or 0 if none is known.
-func (s *Stack) pathMSS(now time.Time, addr [4]byte) int {
+func (s *Stack) pathMSS(now time.Time, addr hashtable.Addr) int {
 	p, ok := s.pmtu[addr]
 	if !ok {
 		return 0

@@ -64,7 +64,7 @@ func (s *Stack) endpointsLocked() []*endpoint {
 
 func (s *Stack) listenersLocked() []*listener {
 	var out []*listener
-	s.lis.All(func(_ [4]byte, _ uint16, l *listener) bool {
+	s.lis.All(func(_ hashtable.Addr, _ uint16, l *listener) bool {
 		out = append(out, l)
 		return true
 	})

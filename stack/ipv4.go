@@ -3,6 +3,7 @@ package stack
 import (
 	"errors"
 	"time"
+	"ustack/hashtable"
 	"ustack/stack/header"
 )
 
@@ -26,7 +27,7 @@ func (s *Stack) ipInput(now time.Time, pkt []byte, csumOK bool) {
 		}
 		return
 	}
-	if ip.Dst() != s.addr {
+	if ip.Dst() != s.ip4 {
 		s.inc(cntIPNotForUs)
 		return
 	}
@@ -37,7 +38,7 @@ func (s *Stack) ipInput(now time.Time, pkt []byte, csumOK bool) {
 	}
 	switch ip.Protocol() {
 	case header.ProtoTCP:
-		s.tcpInput(now, ip.Src(), ip.Dst(), ip.Payload(), csumOK)
+		s.tcpInput(now, hashtable.AddrFrom4(ip.Src()), hashtable.AddrFrom4(ip.Dst()), ip.Payload(), csumOK)
 	case header.ProtoICMP:
 		s.icmpInput(now, ip)
 	default:
@@ -71,14 +72,14 @@ func (s *Stack) icmpInput(now time.Time, ip header.IPv4) {
 	pkt := s.txBuf[:n]
 	copy(pkt[header.IPv4MinSize:], msg)
 	header.MakeEchoReply(pkt[header.IPv4MinSize:])
-	s.ipOutput(pkt, ip.Src(), header.ProtoICMP, 0)
+	s.ipOutput(pkt, hashtable.AddrFrom4(ip.Src()), header.ProtoICMP, 0)
 	s.inc(cntICMPEchoReplies)
 }
 
 // ipOutput fills in the IPv4 header of pkt (whose payload starts at byte 20)
 // and sends it: to the link, or back into our own input for our own address.
 // gso > 0 marks a TCP packet the link cuts into segments of gso bytes.
-func (s *Stack) ipOutput(pkt []byte, dst [4]byte, proto uint8, gso int) {
+func (s *Stack) ipOutput(pkt []byte, dst hashtable.Addr, proto uint8, gso int) {
 	s.ipID++
 	header.EncodeIPv4(pkt, header.IPv4Fields{
 		TotalLen: len(pkt),
@@ -86,8 +87,8 @@ func (s *Stack) ipOutput(pkt []byte, dst [4]byte, proto uint8, gso int) {
 		DF:       true,
 		TTL:      64,
 		Protocol: proto,
-		Src:      s.addr,
-		Dst:      dst,
+		Src:      s.ip4,
+		Dst:      dst.As4(),
 	})
 	s.inc(cntIPOut)
 	if gso > 0 {

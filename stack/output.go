@@ -3,6 +3,7 @@ package stack
 import (
 	"time"
 
+	"ustack/hashtable"
 	"ustack/stack/header"
 )
 
@@ -333,7 +334,7 @@ func (s *Stack) sendResetFor(sg *segment) {
 }
 
 // sendRaw sends an option-less segment that belongs to no connection.
-func (s *Stack) sendRaw(src, dst [4]byte, sport, dport uint16, seq, ack seqnum, flags uint8, wnd uint16) {
+func (s *Stack) sendRaw(src, dst hashtable.Addr, sport, dport uint16, seq, ack seqnum, flags uint8, wnd uint16) {
 	s.sendTCP(s.txBuf[header.IPv4MinSize:][:header.TCPMinSize], 0, header.TCPFields{
 		SrcPort: sport, DstPort: dport, Seq: uint32(seq), Ack: uint32(ack), Flags: flags, Window: wnd,
 	}, src, dst, 0)
@@ -343,15 +344,15 @@ func (s *Stack) sendRaw(src, dst [4]byte, sport, dport uint16, seq, ack seqnum, 
 // in place, payload) in the transmit buffer and hands it to IP. A packet
 // for the link to cut into segments of gso bytes gets only the
 // pseudo-header sum, as Linux leaves the rest to a NIC.
-func (s *Stack) sendTCP(seg []byte, optLen int, f header.TCPFields, src, dst [4]byte, gso int) {
+func (s *Stack) sendTCP(seg []byte, optLen int, f header.TCPFields, src, dst hashtable.Addr, gso int) {
 	header.EncodeTCP(seg, f, optLen)
 	if gso > 0 {
-		header.SetTCPPseudoChecksum(seg, src, dst)
+		header.SetTCPPseudoChecksum(seg, src.As4(), dst.As4())
 		n := len(seg) - header.TCPMinSize - optLen
 		s.cnt[cntTCPOut] += uint64((n + gso - 1) / gso)
 		s.inc(cntTCPGSOOut)
 	} else {
-		header.SetTCPChecksum(seg, src, dst)
+		header.SetTCPChecksum(seg, src.As4(), dst.As4())
 		s.inc(cntTCPOut)
 	}
 	if f.Flags&flagRST != 0 {

@@ -28,7 +28,7 @@ type Socket struct {
 	opts      sockOpts
 	reuseAddr bool
 	owner     hashtable.OwnerID // bind-table entry, once bound
-	addr      [4]byte
+	addr      hashtable.Addr
 	port      uint16
 	addrOnly  bool   // bound to an address, the port left to connect (IP_BIND_ADDRESS_NO_PORT)
 	noPort    bool   // IP_BIND_ADDRESS_NO_PORT
@@ -56,12 +56,12 @@ func (s *Stack) newOwner() hashtable.OwnerID {
 }
 
 // localAddr checks that a is one of ours (or the wildcard).
-func (s *Stack) localAddr(a netip.Addr) ([4]byte, error) {
+func (s *Stack) localAddr(a netip.Addr) (hashtable.Addr, error) {
 	if !a.IsValid() || a.IsUnspecified() {
-		return [4]byte{}, nil
+		return hashtable.Any4, nil
 	}
-	if a != s.opts.Addr {
-		return [4]byte{}, syscall.EADDRNOTAVAIL
+	if a.Unmap() != s.opts.Addr {
+		return hashtable.Any4, syscall.EADDRNOTAVAIL
 	}
 	return s.addr, nil
 }
@@ -103,7 +103,7 @@ func (so *Socket) bindLocked(addr netip.AddrPort) error {
 
 // claimPort takes port on a in the bind table (port 0: an ephemeral one from
 // the socket's range): the one place where sockets get their local port.
-func (so *Socket) claimPort(a [4]byte, port uint16) error {
+func (so *Socket) claimPort(a hashtable.Addr, port uint16) error {
 	s := so.s
 	owner := s.newOwner()
 	entry := hashtable.BindEntry{Owner: owner, Addr: a, ReuseAddr: so.reuseAddr}
@@ -199,7 +199,7 @@ func (so *Socket) connectLocked(addr netip.AddrPort) error {
 	if !addr.Addr().Is4() || addr.Port() == 0 {
 		return syscall.EINVAL
 	}
-	id := hashtable.FourTuple{LocalAddr: s.addr, RemoteAddr: addr.Addr().As4(), RemotePort: addr.Port()}
+	id := hashtable.FourTuple{LocalAddr: s.addr, RemoteAddr: hashtable.AddrFrom(addr.Addr()), RemotePort: addr.Port()}
 	if so.owner != 0 {
 		id.LocalPort = so.port
 		if _, taken := s.est.Lookup(id); taken {

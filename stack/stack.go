@@ -29,7 +29,8 @@ type Stack struct {
 	link   Link
 	gso    OffloadLink // link, when it offloads segmentation; else nil
 	clock  timers.Clock
-	addr   [4]byte
+	addr   hashtable.Addr // our address
+	ip4    [4]byte        // the same, for IPv4 headers
 	mtu    int
 	epoch  time.Time // origin of TCP timestamps
 	timers timers.Queue
@@ -65,7 +66,7 @@ type Stack struct {
 	// nothing at most once per deadline (Linux leaves a cleared
 	// retransmit timer armed the same way, inet_csk_clear_xmit_timer),
 	// instead of once per ACK that stops the RTO.
-	pmtu map[[4]byte]pmtuEntry // learned path MTUs (icmp.go)
+	pmtu map[hashtable.Addr]pmtuEntry // learned path MTUs (icmp.go)
 
 	timerAt   time.Time
 	wake      chan struct{} // timer loop: a timer is due before timerAt
@@ -104,7 +105,8 @@ func New(link Link, opts Options) (*Stack, error) {
 		opts:       opts,
 		link:       link,
 		clock:      opts.Clock,
-		addr:       opts.Addr.As4(),
+		addr:       hashtable.AddrFrom(opts.Addr),
+		ip4:        opts.Addr.As4(),
 		mtu:        mtu,
 		est:        hashtable.NewEstablished[*endpoint](),
 		lis:        hashtable.NewListeners[*listener](),

@@ -50,13 +50,13 @@ func cookieMinute(now time.Time) uint32 { return uint32(now.Unix() / 60) }
 // cookieHash is a keyed hash of the 4-tuple and count; which keeps the two
 // hashes of a cookie independent.
 func (s *Stack) cookieHash(id hashtable.FourTuple, count uint32, which byte) uint32 {
-	var b [17]byte
-	copy(b[0:4], id.LocalAddr[:])
-	copy(b[4:8], id.RemoteAddr[:])
-	binary.BigEndian.PutUint16(b[8:], id.LocalPort)
-	binary.BigEndian.PutUint16(b[10:], id.RemotePort)
-	binary.BigEndian.PutUint32(b[12:], count)
-	b[16] = which
+	var b [41]byte
+	copy(b[0:16], id.LocalAddr[:])
+	copy(b[16:32], id.RemoteAddr[:])
+	binary.BigEndian.PutUint16(b[32:], id.LocalPort)
+	binary.BigEndian.PutUint16(b[34:], id.RemotePort)
+	binary.BigEndian.PutUint32(b[36:], count)
+	b[40] = which
 	return uint32(maphash.Bytes(s.cookieSeed, b[:]))
 }
 

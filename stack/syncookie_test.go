@@ -200,7 +200,7 @@ func TestB43SynCookieModes(t *testing.T) {
 // other ISN, sequence number or 4-tuple fails.
 func TestCookieRoundTrip(t *testing.T) {
 	h := newHarness(t)
-	id := hashtable.FourTuple{LocalAddr: stackAddr, LocalPort: 80, RemoteAddr: peerAddr, RemotePort: 40000}
+	id := hashtable.FourTuple{LocalAddr: hashtable.AddrFrom4(stackAddr), LocalPort: 80, RemoteAddr: hashtable.AddrFrom4(peerAddr), RemotePort: 40000}
 	now := h.clock.Now()
 	for idx := uint32(0); idx < uint32(len(cookieMSS)); idx++ {
 		c := h.s.makeCookie(now, id, 12345, idx)

@@ -75,7 +75,7 @@ const (
 
 // segment is one parsed inbound TCP segment; it lives on the stack.
 type segment struct {
-	src, dst         [4]byte
+	src, dst         hashtable.Addr
 	srcPort, dstPort uint16
 	seq, ack         seqnum
 	flags            uint8
@@ -128,7 +128,7 @@ func flagString(f uint8) string {
 
 // tcpInput is the TCP demultiplexer: checksum, then the established table,
 // then the listener table, then the "no socket" rules B01-B05.
-func (s *Stack) tcpInput(now time.Time, src, dst [4]byte, b []byte, csumOK bool) {
+func (s *Stack) tcpInput(now time.Time, src, dst hashtable.Addr, b []byte, csumOK bool) {
 	s.inc(cntTCPIn)
 	th := header.TCP(b)
 	if err := th.Validate(); err != nil {
@@ -137,7 +137,7 @@ func (s *Stack) tcpInput(now time.Time, src, dst [4]byte, b []byte, csumOK bool)
 	}
 	if csumOK {
 		s.inc(cntTCPOffloadIn)
-	} else if !header.TCPChecksumValid(src, dst, b) {
+	} else if !header.TCPChecksumValid(src.As4(), dst.As4(), b) { // IPv4 pseudo-header
 		s.inc(cntTCPChecksum) // B03: silently, before anything else
 		return
 	}
@@ -174,11 +174,11 @@ func (s *Stack) tcpInput(now time.Time, src, dst [4]byte, b []byte, csumOK bool)
 // isn returns an initial sequence number per RFC 6528: a keyed hash of the
 // 4-tuple plus a clock ticking every 4 µs (B42).
 func (s *Stack) isn(now time.Time, id hashtable.FourTuple) seqnum {
-	var b [12]byte
-	copy(b[0:4], id.LocalAddr[:])
-	copy(b[4:8], id.RemoteAddr[:])
-	binary.BigEndian.PutUint16(b[8:], id.LocalPort)
-	binary.BigEndian.PutUint16(b[10:], id.RemotePort)
+	var b [36]byte
+	copy(b[0:16], id.LocalAddr[:])
+	copy(b[16:32], id.RemoteAddr[:])
+	binary.BigEndian.PutUint16(b[32:], id.LocalPort)
+	binary.BigEndian.PutUint16(b[34:], id.RemotePort)
 	h := maphash.Bytes(s.isnSeed, b[:])
 	m := uint64(now.Sub(s.epoch)/(4*time.Microsecond)) + uint64(s.epoch.UnixNano()/4000)
 	return seqnum(uint32(h) + uint32(m))
@@ -187,11 +187,11 @@ func (s *Stack) isn(now time.Time, id hashtable.FourTuple) seqnum {
 // tsOffset randomizes each connection's TSval origin, as Linux's
 // secure_tcp_ts_off does, so timestamps do not reveal uptime.
 func (s *Stack) tsOffset(id hashtable.FourTuple) uint32 {
-	var b [12]byte
-	copy(b[0:4], id.RemoteAddr[:])
-	copy(b[4:8], id.LocalAddr[:])
-	binary.BigEndian.PutUint16(b[8:], id.RemotePort)
-	binary.BigEndian.PutUint16(b[10:], id.LocalPort)
+	var b [36]byte
+	copy(b[0:16], id.RemoteAddr[:])
+	copy(b[16:32], id.LocalAddr[:])
+	binary.BigEndian.PutUint16(b[32:], id.RemotePort)
+	binary.BigEndian.PutUint16(b[34:], id.LocalPort)
 	return uint32(maphash.Bytes(s.isnSeed, b[:]) >> 32)
 }
 
@@ -218,8 +218,8 @@ func (s *Stack) trace(e *endpoint, from, to tcpState, why string, sg *segment) {
 	s.opts.Trace.Info("tcp state", attrs...)
 }
 
-func addrPort(a [4]byte, p uint16) netip.AddrPort {
-	return netip.AddrPortFrom(netip.AddrFrom4(a), p)
+func addrPort(a hashtable.Addr, p uint16) netip.AddrPort {
+	return netip.AddrPortFrom(a.Netip(), p)
 }
 
 // Flag names used throughout the state machine.

@@ -192,7 +192,7 @@ func TestSACKBlocksInACK(t *testing.T) {
 // different tuples get unrelated ISNs, one tuple's ISN moves with time.
 func TestB42InitialSequenceNumbers(t *testing.T) {
 	h := newHarness(t)
-	id := hashtable.FourTuple{LocalAddr: stackAddr, LocalPort: 80, RemoteAddr: peerAddr, RemotePort: 40000}
+	id := hashtable.FourTuple{LocalAddr: hashtable.AddrFrom4(stackAddr), LocalPort: 80, RemoteAddr: hashtable.AddrFrom4(peerAddr), RemotePort: 40000}
 	now := h.clock.Now()
 	a := h.s.isn(now, id)
 	if b := h.s.isn(now.Add(time.Second), id); b-a != 250000 {
