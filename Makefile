@@ -14,15 +14,20 @@ FUZZ_INPUT_SHORT ?= 200000x
 FUZZ_PARSE_SHORT ?= 1000000x
 FUZZTIME_LONG    ?= 5m
 
-.PHONY: all build test vet fmt-check unit fuzz-short fuzz demo bench help clean
+# scripts/deps.sh SET installs what a target uses when it is missing (as
+# root with apt-get), or says what is missing and how to install it.
+DEPS     := ./scripts/deps.sh
+
+.PHONY: all build test check vet fmt-check unit fuzz-short fuzz demo bench help clean
 
 all: build
 
 help:
 	@echo "make build   build $(BIN)"
-	@echo "make test    gofmt check, go vet, every test with -race (the integration tests need root), short fuzz runs"
+	@echo "make test    installs what the tests use, then make check (root, for the integration tests)"
+	@echo "make check   gofmt check, go vet, every test with -race, short fuzz runs: make test without installing"
 	@echo "make fuzz    fuzz the stack's input and the header parsers, $(FUZZTIME_LONG) each"
-	@echo "make demo    run ustack in a throwaway network namespace and point curl, nc and ping at it (root)"
+	@echo "make demo    run ustack in a throwaway network namespace and point curl, nc and ping at it (root; installs them)"
 	@echo "make bench   ustack vs gVisor vs the kernel: throughput, latency, connections, HTTP, memory (root, under 10 min; BENCHFLAGS=-quick)"
 	@echo "make clean   remove $(BIN)"
 
@@ -43,7 +48,12 @@ fuzz-short:
 	$(GO) test -run='^$$' -fuzz=FuzzInput -fuzztime=$(FUZZ_INPUT_SHORT) ./stack/
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZ_PARSE_SHORT) ./stack/header/
 
-test: vet unit fuzz-short fmt-check
+# The tools first, so that nothing half-runs without them.
+test:
+	@$(DEPS) test
+	@$(MAKE) --no-print-directory check
+
+check: vet unit fuzz-short fmt-check
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzInput -fuzztime=$(FUZZTIME_LONG) ./stack/
@@ -52,17 +62,14 @@ fuzz:
 # Prints one table and writes bench-results.json; BENCHFLAGS=-quick for a
 # one-minute run, BENCHFLAGS="-profile prof" for CPU profiles of the daemons.
 BENCHFLAGS ?=
-# wrk (Debian package) drives the HTTP rows; on a fresh Debian machine the
-# target installs it, as .ci/run installs what the tests use.
+# wrk drives the HTTP rows.
 bench:
-	@command -v wrk >/dev/null || ! command -v apt-get >/dev/null || { \
-		echo "make bench: installing wrk for the HTTP rows"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk >/dev/null 2>&1 || \
-		{ apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends wrk >/dev/null; } || \
-		echo "make bench: could not install wrk: the HTTP rows will be skipped"; }
+	@$(DEPS) bench
 	$(GO) run ./integration/bench $(BENCHFLAGS)
 
-demo: build
+demo:
+	@$(DEPS) demo
+	@$(MAKE) --no-print-directory build
 	./scripts/demo.sh $(BIN)
 
 clean:

@@ -38,7 +38,7 @@ func TestBrowserStatusPage(t *testing.T) {
 		}
 	}
 	if chromium == "" {
-		missing(t, "no chromium installed (Debian package chromium; .ci/run installs it)")
+		missing(t, "chromium is not installed (apt-get install chromium; scripts/deps.sh test installs what the tests use)")
 	}
 	ns := newNS(t)
 	d := startDaemon(t, ns)

@@ -138,6 +138,7 @@ func TestPcap(t *testing.T) {
 	t.Parallel()
 	needTool(t, "curl")
 	tcpdump := needTool(t, "tcpdump")
+	tshark := needTool(t, "tshark")
 	ns := newNS(t)
 	file := filepath.Join(t.TempDir(), "ustack.pcap")
 	d := startDaemon(t, ns, "--pcap", file)
@@ -164,7 +165,6 @@ func TestPcap(t *testing.T) {
 
 	// Wireshark's dissectors (tshark, its command line) read the same file:
 	// they find the HTTP exchange and no malformed packet.
-	tshark := needTool(t, "tshark")
 	out, errOut, err = runIn(ns, 60*time.Second, tshark, "-n", "-r", file, "-Y", "http.response or _ws.malformed",
 		"-T", "fields", "-e", "http.response.code", "-e", "_ws.malformed")
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"ustack/internal/tools"
 	"ustack/netns"
 )
 
@@ -408,25 +409,22 @@ func dialKernel(ns *netns.NS, addr string, timeout time.Duration) (*net.TCPConn,
 	return c.(*net.TCPConn), nil
 }
 
-// needTool skips the test when a command is missing.
+// needTool ends the test when a command is missing, saying so: it skips,
+// or fails in CI (CI set, as .ci/run has it), where scripts/deps.sh has
+// installed every tool and a missing one is a broken set-up. It returns
+// the command's path.
 func needTool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		missing(t, "%s is not installed (apt-get install the package that has it; .ci/run does)", name)
-	}
+	tools.Need(t, name)
+	p, _ := exec.LookPath(name)
 	return p
 }
 
-// missing skips a test whose tool is not on this machine, except in CI
-// (CI set, as .ci/run's environment has it), where .ci/run installs every
-// tool: there a missing one is a broken setup, not a reason to pass.
+// missing ends a test that cannot run for want of something this machine
+// lacks, as needTool does: a skip, or a failure in CI.
 func missing(t *testing.T, format string, args ...any) {
 	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf("CI: "+format, args...)
-	}
-	t.Skipf(format, args...)
+	tools.Lacking(t, format, args...)
 }
 
 // readAllTimeout reads c until EOF or an error, with a deadline.

@@ -206,3 +206,24 @@ func TestNCReset(t *testing.T) {
 		}
 	}
 }
+
+// TestNCFlagsLikeNetcat: `ustack nc` takes netcat-openbsd's flags against
+// the real daemon: -w in plain seconds, -q (quit after the end of input,
+// implying -N), -v's message, and -z scanning an open and a closed port.
+func TestNCFlagsLikeNetcat(t *testing.T) {
+	t.Parallel()
+	ns := newNS(t)
+	d := startDaemon(t, ns, "--serve", "echo:7")
+	out, errOut, code := d.nc("hello\n", 15*time.Second, "-v", "-w", "3", "-q", "5", stackIP, "7")
+	if code != 0 || out != "hello\n" || !strings.Contains(errOut, "Connection to "+stackIP+" 7 port [tcp/") {
+		d.fatalf("ustack nc -v -w 3 -q 5 %s 7: exit %d, stdout %q, stderr %q", stackIP, code, out, errOut)
+	}
+	out, errOut, code = d.nc("", 15*time.Second, "-zv", stackIP, "7-8")
+	if code != 0 || out != "" || !strings.Contains(errOut, "Connection to "+stackIP+" 7 port") ||
+		!strings.Contains(errOut, "connect to "+stackIP+" port 8 (tcp) failed: connection refused") {
+		d.fatalf("ustack nc -zv %s 7-8: exit %d, stdout %q, stderr %q", stackIP, code, out, errOut)
+	}
+	if _, errOut, code := d.nc("", 5*time.Second, "-Y", stackIP, "7"); code != 2 || !strings.Contains(errOut, "usage: ustack nc") {
+		d.fatalf("ustack nc -Y: exit %d, stderr %q; want 2 and the usage", code, errOut)
+	}
+}

@@ -35,9 +35,7 @@ type wire struct {
 
 func captureWire(t *testing.T, ns *netns.NS, filter string) *wire {
 	t.Helper()
-	if _, err := exec.LookPath("tcpdump"); err != nil {
-		missing(t, "tcpdump is not installed (.ci/run installs it)")
-	}
+	needTool(t, "tcpdump")
 	w := &wire{done: make(chan struct{})}
 	args := append([]string{"-i", "tun0", "-n", "-l", "-S", "-tt", "-U"}, strings.Fields(filter)...)
 	w.cmd = ns.Command("tcpdump", args...)
@@ -196,6 +194,7 @@ func TestB13ActiveOpenToKernel(t *testing.T) {
 // then exponential timeouts, then ETIMEDOUT.
 func TestB14SynRetransmissions(t *testing.T) {
 	t.Parallel()
+	needTool(t, "tcpdump") // captureWire's
 	for _, tc := range []struct {
 		name         string
 		retries, lin string
@@ -243,6 +242,7 @@ func TestB14SynRetransmissions(t *testing.T) {
 // S S S. S., no listener, then data both ways.
 func TestB15SimultaneousOpenWithKernel(t *testing.T) {
 	t.Parallel()
+	needTool(t, "tcpdump") // captureWire's
 	ns := newNS(t)
 	d := startDaemon(t, ns, "--impair", "delay=300ms")
 	w := captureWire(t, ns, "tcp and port 5000")
@@ -290,6 +290,7 @@ func TestB15SimultaneousOpenWithKernel(t *testing.T) {
 // crosses tun0.
 func TestB16SelfConnect(t *testing.T) {
 	t.Parallel()
+	needTool(t, "tcpdump") // captureWire's
 	ns := newNS(t)
 	d := startDaemon(t, ns)
 	w := captureWire(t, ns, "tcp and port 5555")
@@ -316,6 +317,7 @@ func TestB16SelfConnect(t *testing.T) {
 // gets RST with seq = SEG.ACK (B04).
 func TestB17LateSynAck(t *testing.T) {
 	t.Parallel()
+	needTool(t, "tcpdump") // captureWire's
 	ns := newNS(t)
 	d := startDaemon(t, ns, "--impair", "delay=400ms")
 	kernelListen(t, ns, kernelIP+":9000")
@@ -352,6 +354,7 @@ func TestB17LateSynAck(t *testing.T) {
 // docs/behaviour-notes.md.
 func TestB33DataAfterClose(t *testing.T) {
 	t.Parallel()
+	needTool(t, "tcpdump") // captureWire's
 	ns := newNS(t)
 	d := startDaemon(t, ns, "--serve", "closer:8083")
 	w := captureWire(t, ns, "tcp and port 8083")
@@ -397,6 +400,7 @@ func TestB33DataAfterClose(t *testing.T) {
 // --fin-timeout the FIN-WAIT-2 socket is gone, without a segment.
 func TestB35FinWait2Timeout(t *testing.T) {
 	t.Parallel()
+	needTool(t, "tcpdump") // captureWire's
 	ns := newNS(t)
 	d := startDaemon(t, ns, "--serve", "closer:8083", "--fin-timeout", "2s")
 	w := captureWire(t, ns, "tcp and port 8083")
@@ -499,9 +503,7 @@ func echoRoundTrip(t *testing.T, d *daemon, ns *netns.NS, n int, limit time.Dura
 // both directions (nftables numgen on the namespace's tun0) arrive intact.
 func TestLossyEcho8MB(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("nft"); err != nil {
-		missing(t, "nft is not installed (.ci/run installs nftables)")
-	}
+	needTool(t, "nft")
 	ns := newNS(t)
 	d := startDaemon(t, ns)
 	rules := `table inet lossy {

@@ -9,12 +9,14 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"ustack/impair"
+	"ustack/internal/tools"
 	"ustack/netns"
 	"ustack/stack"
 	"ustack/tun"
@@ -31,6 +33,7 @@ const (
 // and transitions go to the timeline, and everything the experiment opened,
 // closed again by close whatever happens.
 type Env struct {
+	exp  *Experiment
 	ctx  context.Context
 	ns   *netns.NS
 	dev  *tun.Device
@@ -41,6 +44,9 @@ type Env struct {
 	tl   *Timeline
 
 	checks []Check
+	// execErrs: programs Exec could not run because they are missing, or
+	// are not among the experiment's Tools (a bug in the experiment).
+	execErrs []error
 
 	mu       sync.Mutex
 	cleanups []func() // run last first
@@ -64,7 +70,7 @@ func (t *tapLink) WritePacket(b []byte) error {
 // newEnv builds the world for e. On error, the caller still calls close,
 // which undoes whatever was made.
 func newEnv(ctx context.Context, e *Experiment, tl *Timeline, x *Env) error {
-	x.ctx, x.tl = ctx, tl
+	x.exp, x.ctx, x.tl = e, ctx, tl
 	ns, err := netns.New("lab")
 	if err != nil {
 		return err
@@ -295,6 +301,7 @@ type execResult struct {
 	Stdout, Stderr string
 	Code           int // exit status; -1 if it did not exit normally
 	Err            error
+	NotRun         bool // it was not started (Err says why)
 	Took           time.Duration
 }
 
@@ -308,6 +315,8 @@ func (x *Env) Exec(timeout time.Duration, stdin, name string, args ...string) ex
 		msg = strings.TrimSpace(r.Stdout)
 	}
 	switch {
+	case r.NotRun:
+		x.Kernel("%s was not run: %v", name, r.Err)
 	case r.Code >= 0 && msg != "":
 		x.Kernel("%s exited with status %d: %s", name, r.Code, msg)
 	case r.Code >= 0:
@@ -319,6 +328,20 @@ func (x *Env) Exec(timeout time.Duration, stdin, name string, args ...string) ex
 }
 
 func (x *Env) exec(timeout time.Duration, stdin, name string, args ...string) execResult {
+	// Every program is declared in Tools, so that a missing one is found
+	// before the experiment starts; this catches one that is not.
+	var bad error
+	if !slices.Contains(x.exp.Tools, name) {
+		bad = fmt.Errorf("experiment %s runs %s without listing it in its Tools", x.exp.Name, name)
+	} else if !tools.Installed(name) {
+		bad = &tools.NotInstalledError{Tools: []string{name}}
+	}
+	if bad != nil {
+		x.mu.Lock()
+		x.execErrs = append(x.execErrs, bad)
+		x.mu.Unlock()
+		return execResult{Code: -1, Err: bad, NotRun: true}
+	}
 	ctx, cancel := context.WithTimeout(x.ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", x.ns.Name, name}, args...)...)
@@ -333,6 +356,13 @@ func (x *Env) exec(timeout time.Duration, stdin, name string, args ...string) ex
 		r.Code = cmd.ProcessState.ExitCode()
 	}
 	return r
+}
+
+// execErr is why Exec could not run a program, if it could not.
+func (x *Env) execErr() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return errors.Join(x.execErrs...)
 }
 
 // KConn is a kernel socket in the namespace; what it does goes on the

@@ -48,6 +48,7 @@ func connOf(x *Env, port uint16) (local, peer netip.AddrPort, ok bool) {
 var threeWayClose = &Experiment{
 	Name:  "three-way-close",
 	IDs:   []string{"B31"},
+	Tools: []string{"ss"},
 	Title: "The passive closer's ACK and FIN leave as one FIN|ACK",
 	Explain: `A kernel client sends a request line to ustack's server, which answers at
 once, and then closes its socket (FIN). ustack's server reads EOF and
@@ -163,6 +164,7 @@ func checkReset(x *Env, id string, local, peer netip.AddrPort, closedAt time.Dur
 var closeUnread = &Experiment{
 	Name:  "close-unread",
 	IDs:   []string{"B32"},
+	Tools: []string{"curl"},
 	Title: "close() with unread data sends RST, not FIN",
 	Explain: `curl sends an HTTP request to ustack. ustack's server accepts the
 connection, waits until the request is in its receive queue, and closes
@@ -518,6 +520,7 @@ func checkSimClose(x *Env, local, peer netip.AddrPort) {
 var simultaneousClose = &Experiment{
 	Name:  "simultaneous-close",
 	IDs:   []string{"B36"},
+	Tools: []string{"ss"},
 	Title: "Both sides close at once: FIN-WAIT-1 -> CLOSING -> TIME-WAIT on both",
 	Explain: `A kernel client and ustack are connected; the link delays every packet
 by 250 ms. Both close at the same moment, so their FINs cross on the

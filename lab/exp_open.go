@@ -56,6 +56,7 @@ func checkRefused(x *Env, id string, syn Segment) {
 var closedPort = &Experiment{
 	Name:  "closed-port",
 	IDs:   []string{"B01"},
+	Tools: []string{"nc"},
 	Title: "A SYN to a port nobody listens on is refused with RST|ACK",
 	Explain: `The kernel runs "nc -z 10.0.0.2 9": a connect() to a port where nothing
 listens. There is no socket for the SYN, so ustack answers for the port
@@ -600,6 +601,7 @@ func selfConnected(x *Env, self netip.AddrPort) (*stack.Socket, error) {
 var lateSynAck = &Experiment{
 	Name:  "late-synack",
 	IDs:   []string{"B17", "B04"},
+	Tools: []string{"ss"},
 	Title: "A SYN|ACK for a client that gave up is answered with RST",
 	Explain: `The kernel listens on 10.0.0.1:7000; the link delays every packet by
 400 ms each way. ustack dials it with a 200 ms timeout: the dialer gives

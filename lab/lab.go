@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"ustack/internal/tools"
 	"ustack/stack"
 )
 
@@ -40,6 +41,10 @@ type Experiment struct {
 	Options func(*stack.Options)
 	// About is how long the experiment takes, for the heading.
 	About time.Duration
+	// Tools are the programs it runs on the kernel's side (nc, curl, ss),
+	// each with Env.Exec. When one is not installed the experiment does
+	// not run, and says so rather than blaming the stack.
+	Tools []string
 	// Run drives the experiment and records its checks with x.Expect. An
 	// error means it could not be carried out (a tool missing, a socket
 	// that would not open); its checks so far still count.
@@ -53,6 +58,9 @@ type Result struct {
 	Checks []Check
 	Err    error
 	Took   time.Duration
+	// Missing are the tools the experiment needs that are not installed:
+	// it could not run, and Err is a *tools.NotInstalledError.
+	Missing []string
 }
 
 // maxExperiment bounds any single experiment, whatever its waits.
@@ -81,6 +89,13 @@ func Run(ctx context.Context, e *Experiment, w io.Writer) (res Result) {
 	start := time.Now()
 	res.Name = e.Name
 	writeHeading(w, e)
+	if m := tools.Missing(e.Tools...); len(m) > 0 {
+		res.Missing = m
+		res.Err = &tools.NotInstalledError{Tools: m}
+		res.Took = time.Since(start)
+		writeNotRun(w, res.Err)
+		return res
+	}
 	tl := newTimeline(start)
 	x := &Env{}
 	func() {
@@ -101,6 +116,9 @@ func Run(ctx context.Context, e *Experiment, w io.Writer) (res Result) {
 			res.Err = ctx.Err()
 		}
 	}()
+	if err := x.execErr(); err != nil {
+		res.Err = errors.Join(err, res.Err)
+	}
 	tl.Freeze()
 	func() {
 		defer func() {
@@ -114,6 +132,12 @@ func Run(ctx context.Context, e *Experiment, w io.Writer) (res Result) {
 	}()
 	res.Checks = x.Checks()
 	res.Took = time.Since(start)
+	if nie := (*tools.NotInstalledError)(nil); errors.As(res.Err, &nie) {
+		// A tool went missing after the check: the checks say nothing.
+		res.Missing, res.Err, res.Checks = nie.Tools, nie, nil
+		writeNotRun(w, nie)
+		return res
+	}
 	fmt.Fprintln(w, "Timeline (seconds since the start):")
 	if l := tl.Legend(); l != "" {
 		fmt.Fprintln(w, l)
@@ -124,6 +148,13 @@ func Run(ctx context.Context, e *Experiment, w io.Writer) (res Result) {
 	res.Match = writeVerdict(w, res.Checks, res.Err)
 	fmt.Fprintln(w)
 	return res
+}
+
+// writeNotRun says that an experiment could not run for want of a tool:
+// what is missing, and that the stack was not tested.
+func writeNotRun(w io.Writer, err error) {
+	fmt.Fprintln(w, wrap(fmt.Sprintf("NOT RUN: %v. This experiment runs it on the kernel's side, so it could not be carried out; nothing was checked, and this says nothing about the stack.", err), 78, ""))
+	fmt.Fprintln(w)
 }
 
 func writeHeading(w io.Writer, e *Experiment) {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"ustack/internal/tools"
 )
 
 // ipv4TCP builds a minimal IPv4+TCP segment (20+20 bytes plus payload) that
@@ -119,21 +121,20 @@ func TestWriterFormat(t *testing.T) {
 		t.Errorf("%d trailing bytes", len(rest))
 	}
 
-	tcpdump, err := exec.LookPath("tcpdump")
-	if err != nil {
-		t.Log("tcpdump not installed; skipping the tcpdump -r check")
-		return
-	}
-	out, err := exec.Command(tcpdump, "-nr", path).CombinedOutput()
-	if err != nil {
-		t.Fatalf("tcpdump -nr: %v\n%s", err, out)
-	}
-	s := string(out)
-	for _, want := range []string{"10.0.0.1.40000 > 10.0.0.2.80", "10.0.0.2.80 > 10.0.0.1.40000", "length 3"} {
-		if !strings.Contains(s, want) {
-			t.Errorf("tcpdump output lacks %q:\n%s", want, s)
+	// tcpdump reads the file too.
+	t.Run("tcpdump -r", func(t *testing.T) {
+		tools.Need(t, "tcpdump")
+		out, err := exec.Command("tcpdump", "-nr", path).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tcpdump -nr: %v\n%s", err, out)
 		}
-	}
+		s := string(out)
+		for _, want := range []string{"10.0.0.1.40000 > 10.0.0.2.80", "10.0.0.2.80 > 10.0.0.1.40000", "length 3"} {
+			if !strings.Contains(s, want) {
+				t.Errorf("tcpdump output lacks %q:\n%s", want, s)
+			}
+		}
+	})
 }
 
 func TestSnaplenTruncates(t *testing.T) {

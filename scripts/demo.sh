@@ -17,8 +17,9 @@ if [[ $EUID -ne 0 ]]; then
 	echo "make demo needs root: it creates a network namespace and a TUN device in it (try: sudo make demo)" >&2
 	exit 1
 fi
+# make demo has run scripts/deps.sh demo, which installs these.
 for tool in ip curl nc ping; do
-	command -v "$tool" >/dev/null || { echo "make demo needs $tool (apt-get install iproute2 curl netcat-openbsd iputils-ping)" >&2; exit 1; }
+	command -v "$tool" >/dev/null || { echo "the demo needs $tool, which is not installed (scripts/deps.sh demo installs it)" >&2; exit 1; }
 done
 [[ -x $USTACK ]] || { echo "no ustack binary at $USTACK (run make build)" >&2; exit 1; }
 

@@ -70,12 +70,17 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 		results = append(results, lab.Run(ctx, e, stdout))
 	}
 	failed := 0
+	var notRun []string // "closed-port (nc is not installed ...)"
 	if len(results) > 1 || ctx.Err() != nil {
 		fmt.Fprintln(stdout, "Summary:")
 	}
 	for _, r := range results {
 		verdict := "MATCH"
-		if !r.Match {
+		switch {
+		case len(r.Missing) > 0:
+			verdict = "NOT RUN"
+			notRun = append(notRun, fmt.Sprintf("%s could not run: %v", r.Name, r.Err))
+		case !r.Match:
 			verdict = "MISMATCH"
 			failed++
 		}
@@ -88,9 +93,17 @@ func cmdLab(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if len(results) > 1 {
-		fmt.Fprintf(stdout, "%d of %d experiments matched\n", len(results)-failed, len(results))
+		fmt.Fprintf(stdout, "%d of %d experiments matched", len(results)-failed-len(notRun), len(results))
+		if len(notRun) > 0 {
+			fmt.Fprintf(stdout, ", %d could not run", len(notRun))
+		}
+		fmt.Fprintln(stdout)
 	}
-	if failed > 0 {
+	// A missing tool is not the stack's failure, but nothing was shown.
+	for _, s := range notRun {
+		fmt.Fprintf(stderr, "ustack lab: %s\n", s)
+	}
+	if failed > 0 || len(notRun) > 0 {
 		return 1
 	}
 	return 0

@@ -31,7 +31,7 @@ func init() {
 	commands = []command{
 		{"run", "run [flags]", "run the stack on a TUN device and serve built-in services", cmdRun},
 		{"ss", "ss [--ctl PATH] [--stats]", "list the daemon's sockets like ss -tan", cmdSS},
-		{"nc", "nc [--ctl PATH] [-p LPORT] [-s LADDR] [-N] [-w TIMEOUT] HOST PORT\nnc [--ctl PATH] -l [-s LADDR] PORT", "netcat through the daemon's stack", cmdNC},
+		{"nc", "nc [--ctl PATH] [-4dNnvz] [-p LPORT] [-q SECS] [-s LADDR] [-w SECS] HOST PORT...\nnc [--ctl PATH] -l [-dNnv] [-q SECS] [-s LADDR] [-p PORT | [LADDR] PORT]", "netcat through the daemon's stack, with netcat-openbsd's flags", cmdNC},
 		{"lab", "lab [--list] [NAME...]", "run guided experiments in network namespaces", cmdLab},
 		{"drill", "drill [--stacks ustack,gvisor,linux] [-v] FILE.pkt...", "run packetdrill-syntax conformance scripts", cmdDrill},
 		{"help", "help", "print this help", cmdHelp},

@@ -7,6 +7,7 @@ package main
 //	client -> daemon: raw bytes; the client's shutdown(SHUT_WR) is our
 //	                  CloseWrite on the TCP connection (nc -N).
 //	daemon -> client: frames of [kind byte][4-byte big-endian length][data]:
+//	                  'L' listening (with -l; data: the local address),
 //	                  'O' the connection is up (data: "local peer"),
 //	                  'D' data, 'F' the peer's FIN, 'E' an error text.
 //
@@ -25,13 +26,13 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -47,13 +48,16 @@ type ncRequest struct {
 	Local     string `json:"local,omitempty"`  // ip:port to bind (port may be 0)
 	Listen    bool   `json:"listen,omitempty"`
 	TimeoutMS int64  `json:"timeout_ms,omitempty"`
+	// Scan (nc -z): connect, report, and close at once, sending nothing.
+	Scan bool `json:"scan,omitempty"`
 }
 
 const (
-	frameUp   = 'O'
-	frameData = 'D'
-	frameFIN  = 'F'
-	frameErr  = 'E'
+	frameUp     = 'O'
+	frameData   = 'D'
+	frameFIN    = 'F'
+	frameErr    = 'E'
+	frameListen = 'L' // with -l, before 'O': listening (data: the local address)
 )
 
 func writeFrame(w io.Writer, kind byte, data []byte) error {
@@ -109,13 +113,16 @@ func ncOp(st *stack.Stack) ctlOp {
 
 func ncServe(st *stack.Stack, req ncRequest, ctl net.Conn, r *bufio.Reader) {
 	defer ctl.Close()
-	c, err := ncOpen(st, req)
+	c, err := ncOpen(st, req, func(local string) { writeFrame(ctl, frameListen, []byte(local)) })
 	if err != nil {
 		writeFrame(ctl, frameErr, []byte(errnoText(err)))
 		return
 	}
 	defer c.Close()
 	writeFrame(ctl, frameUp, []byte(c.LocalAddr().String()+" "+c.RemoteAddr().String()))
+	if req.Scan {
+		return // nc -z: connected; close without sending anything
+	}
 
 	// Both directions write frames: one at a time, and one error frame at
 	// most (a RST fails the read and the write alike).
@@ -184,8 +191,9 @@ func ncServe(st *stack.Stack, req ncRequest, ctl net.Conn, r *bufio.Reader) {
 	<-sent
 }
 
-// ncOpen connects, or listens and accepts one connection.
-func ncOpen(st *stack.Stack, req ncRequest) (*stack.Conn, error) {
+// ncOpen connects, or listens (telling listening the local address) and
+// accepts one connection.
+func ncOpen(st *stack.Stack, req ncRequest, listening func(local string)) (*stack.Conn, error) {
 	ctx := context.Background()
 	if req.TimeoutMS > 0 {
 		var cancel context.CancelFunc
@@ -205,6 +213,7 @@ func ncOpen(st *stack.Stack, req ncRequest) (*stack.Conn, error) {
 			return nil, err
 		}
 		defer ln.Close()
+		listening(ln.Addr().String())
 		type res struct {
 			c   *stack.Conn
 			err error
@@ -228,77 +237,162 @@ func ncOpen(st *stack.Stack, req ncRequest) (*stack.Conn, error) {
 	return st.DialTCP(ctx, local, remote)
 }
 
-// cmdNC is the client: `ustack nc [-p LPORT] [-s LADDR] [-N] [-w T] HOST PORT`
-// or `ustack nc -l [-s LADDR] PORT`.
+// cmdNC is the client: `ustack nc [flags] HOST PORT...` or
+// `ustack nc -l [flags] [[LADDR] PORT]`, with netcat-openbsd's flags
+// (ncflags.go).
 func cmdNC(args []string, stdout, stderr io.Writer) int {
 	return runNC(args, os.Stdin, stdout, stderr)
 }
 
 func runNC(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("nc", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	ctl := fs.String("ctl", "", "control socket of the daemon")
-	lport := fs.Int("p", 0, "local port to bind first")
-	laddr := fs.String("s", "", "local address")
-	shutdown := fs.Bool("N", false, "shut down writing at end of input")
-	wait := fs.Duration("w", 0, "connect (or accept) timeout, e.g. 5s")
-	listen := fs.Bool("l", false, "listen for one connection")
-	if err := fs.Parse(args); err != nil {
+	o, err := parseNCArgs(args)
+	if err == errNCHelp {
+		fmt.Fprintln(stderr, ncHelp)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "ustack nc: %v\n%s\n", err, ncUsage)
 		return 2
 	}
-	req := ncRequest{Op: "nc", Listen: *listen, TimeoutMS: wait.Milliseconds()}
-	host := "0.0.0.0"
-	if *laddr != "" {
-		host = *laddr
-	}
-	var target string
 	switch {
-	case *listen && fs.NArg() == 1:
-		req.Local = net.JoinHostPort(host, fs.Arg(0))
-		target = "port " + fs.Arg(0)
-	case !*listen && fs.NArg() == 2:
-		req.Remote = net.JoinHostPort(fs.Arg(0), fs.Arg(1))
-		if *lport != 0 || *laddr != "" {
-			req.Local = net.JoinHostPort(host, strconv.Itoa(*lport))
-		}
-		target = fmt.Sprintf("%s port %s", fs.Arg(0), fs.Arg(1))
-	default:
-		fmt.Fprintln(stderr, "usage: ustack nc [--ctl PATH] [-p LPORT] [-s LADDR] [-N] [-w TIMEOUT] HOST PORT\n       ustack nc [--ctl PATH] -l [-s LADDR] PORT")
+	case o.UDP:
+		fmt.Fprintln(stderr, "ustack nc: -u: UDP is not supported yet (TCP only)")
+		return 2
+	case o.IPv6:
+		fmt.Fprintln(stderr, "ustack nc: -6: IPv6 is not supported yet (IPv4 only)")
 		return 2
 	}
-	path, err := findCtl(*ctl)
+	path, err := findCtl(o.Ctl)
 	if err != nil {
 		fmt.Fprintln(stderr, "ustack nc:", err)
 		return 1
 	}
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		fmt.Fprintln(stderr, "ustack nc:", noDaemon(path))
-		return 1
+	if o.Scan {
+		return ncScan(path, o, stderr)
+	}
+	req := ncRequest{Op: "nc", Listen: o.Listen}
+	if o.Listen {
+		host := o.Host
+		if host == "" {
+			host = "0.0.0.0"
+		}
+		req.Local = net.JoinHostPort(host, strconv.Itoa(o.Ports[0]))
+	} else {
+		req.Remote = net.JoinHostPort(o.Host, strconv.Itoa(o.Ports[0]))
+		req.Local = o.local()
+		req.TimeoutMS = o.Wait.Milliseconds()
+	}
+	c, br, code := ncDial(path, req, stderr)
+	if c == nil {
+		return code
 	}
 	defer c.Close()
-	if err := json.NewEncoder(c).Encode(req); err != nil {
-		fmt.Fprintln(stderr, "ustack nc:", err)
-		return 1
-	}
-	br := bufio.NewReader(c)
-	// A refusal before anything is opened (permission denied, nc not
-	// available) is the control socket's JSON error line, not a frame.
-	if b, err := br.Peek(1); err == nil && b[0] == '{' {
-		fmt.Fprintln(stderr, "ustack nc:", ctlReplyError(br))
-		return 1
-	}
 	buf := make([]byte, 64<<10)
 	kind, data, err := readFrame(br, buf)
+	if err == nil && kind == frameListen {
+		if o.Verbose {
+			fmt.Fprintf(stderr, "Listening on %s\n", hostPort(string(data)))
+		}
+		kind, data, err = readFrame(br, buf)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "ustack nc: the daemon closed the control connection:", err)
 		return 1
 	}
 	if kind == frameErr {
-		fmt.Fprintf(stderr, "ustack nc: connect to %s (tcp) failed: %s\n", target, data)
+		if o.Listen {
+			fmt.Fprintf(stderr, "ustack nc: listen on %s (tcp) failed: %s\n", req.Local, data)
+		} else {
+			fmt.Fprintf(stderr, "ustack nc: connect to %s port %d (tcp) failed: %s\n", o.Host, o.Ports[0], data)
+		}
 		return 1
 	}
-	return ncRelay(c.(*net.UnixConn), br, buf, stdin, stdout, stderr, *shutdown, *listen)
+	if o.Verbose {
+		_, peer, _ := strings.Cut(string(data), " ")
+		if o.Listen {
+			fmt.Fprintf(stderr, "Connection received on %s\n", hostPort(peer))
+		} else {
+			fmt.Fprintf(stderr, "Connection to %s %d port [tcp/%s] succeeded!\n", o.Host, o.Ports[0], tcpServiceName(o.Ports[0]))
+		}
+	}
+	if o.NoStdin {
+		stdin = nil
+	}
+	return ncRelay(c, br, buf, stdin, stdout, stderr, o)
+}
+
+// local is the address to bind before connecting, "" for none.
+func (o *ncOptions) local() string {
+	if o.LocalPort == 0 && o.LocalAddr == "" {
+		return ""
+	}
+	host := o.LocalAddr
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(o.LocalPort))
+}
+
+// hostPort is "10.0.0.1:4000" as nc prints it: "10.0.0.1 4000".
+func hostPort(addr string) string {
+	if h, p, err := net.SplitHostPort(addr); err == nil {
+		return h + " " + p
+	}
+	return addr
+}
+
+// ncDial sends req on a new control connection. On failure it has said
+// why, and returns a nil connection and the exit status.
+func ncDial(path string, req ncRequest, stderr io.Writer) (*net.UnixConn, *bufio.Reader, int) {
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		fmt.Fprintln(stderr, "ustack nc:", noDaemon(path))
+		return nil, nil, 1
+	}
+	if err := json.NewEncoder(c).Encode(req); err != nil {
+		c.Close()
+		fmt.Fprintln(stderr, "ustack nc:", err)
+		return nil, nil, 1
+	}
+	br := bufio.NewReader(c)
+	// A refusal before anything is opened (permission denied, nc not
+	// available) is the control socket's JSON error line, not a frame.
+	if b, err := br.Peek(1); err == nil && b[0] == '{' {
+		c.Close()
+		fmt.Fprintln(stderr, "ustack nc:", ctlReplyError(br))
+		return nil, nil, 1
+	}
+	return c.(*net.UnixConn), br, 0
+}
+
+// ncScan is nc -z: a connection to each port in turn, closed as soon as it
+// is up, nothing sent. The exit status is 0 when one connected, as nc's.
+func ncScan(path string, o *ncOptions, stderr io.Writer) int {
+	code := 1
+	buf := make([]byte, 64<<10)
+	for _, port := range o.Ports {
+		req := ncRequest{Op: "nc", Scan: true, Remote: net.JoinHostPort(o.Host, strconv.Itoa(port)),
+			Local: o.local(), TimeoutMS: o.Wait.Milliseconds()}
+		c, br, fail := ncDial(path, req, stderr)
+		if c == nil {
+			return fail
+		}
+		kind, data, err := readFrame(br, buf)
+		c.Close()
+		switch {
+		case err != nil:
+			fmt.Fprintln(stderr, "ustack nc: the daemon closed the control connection:", err)
+			return 1
+		case kind == frameErr:
+			fmt.Fprintf(stderr, "ustack nc: connect to %s port %d (tcp) failed: %s\n", o.Host, port, data)
+		default:
+			code = 0
+			if o.Verbose {
+				fmt.Fprintf(stderr, "Connection to %s %d port [tcp/%s] succeeded!\n", o.Host, port, tcpServiceName(port))
+			}
+		}
+	}
+	return code
 }
 
 // ctlReplyError reads a JSON reply line from the daemon and returns its
@@ -337,8 +431,11 @@ const (
 // OpenBSD nc: the peer's FIN ends the output but standard input keeps
 // flowing (half-close, B34), and with -N its end becomes our FIN. It returns
 // 0 when both directions are done, 1 on an error. With -l it returns at the
-// peer's FIN, as nc -l does.
-func ncRelay(c *net.UnixConn, br *bufio.Reader, buf []byte, stdin io.Reader, stdout, stderr io.Writer, shutdown, listen bool) int {
+// peer's FIN, as nc -l does. With -q SECS it also returns 0 SECS after the
+// end of input. A nil stdin (-d) is never read: as if it had ended, without
+// a FIN.
+func ncRelay(c *net.UnixConn, br *bufio.Reader, buf []byte, stdin io.Reader, stdout, stderr io.Writer, o *ncOptions) int {
+	shutdown, listen := o.Shutdown && stdin != nil, o.Listen
 	quit := make(chan struct{})
 	defer close(quit)
 
@@ -349,11 +446,15 @@ func ncRelay(c *net.UnixConn, br *bufio.Reader, buf []byte, stdin io.Reader, std
 	inDone := make(chan struct{})
 	go func() {
 		defer close(inDone)
+		if stdin == nil {
+			return
+		}
 		if _, err := io.Copy(c, stdin); err == nil && shutdown {
 			eofSent.Store(true)
 			c.CloseWrite()
 		}
 	}()
+	var quitTimer <-chan time.Time // -q: started at the end of input
 
 	events := make(chan ncEvent)
 	go func() {
@@ -396,6 +497,11 @@ func ncRelay(c *net.UnixConn, br *bufio.Reader, buf []byte, stdin io.Reader, std
 			if fin && !shutdown {
 				return 0
 			}
+			if o.Quit >= 0 && stdin != nil {
+				quitTimer = time.After(o.Quit)
+			}
+		case <-quitTimer:
+			return 0 // nc -q: quit SECS after the end of input
 		case ev := <-events:
 			switch ev.kind {
 			case frameFIN:

@@ -70,3 +70,58 @@ func TestNCServeResetRacesEOF(t *testing.T) {
 		}
 	}
 }
+
+// nc -zv against the stack itself: the open port connects and is closed
+// at once with nothing sent (the listener reads EOF), the closed one is
+// refused.
+func TestNCScanStack(t *testing.T) {
+	o := stack.DefaultOptions()
+	o.Clock = timers.Real{}
+	st, err := stack.New(stack.NewMemLink(1500), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	st.Start()
+	ln, err := st.Listen("tcp", ":7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan int, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- -1
+			return
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b, err := io.ReadAll(c)
+		if err != nil {
+			t.Errorf("the scanned connection: %v", err)
+		}
+		got <- len(b)
+		c.Close()
+	}()
+	path := filepath.Join(t.TempDir(), "nc.sock")
+	ops := ctlOps(&fakeView{})
+	ops["nc"] = ncOp(st)
+	srv, err := listenCtl(path, ops, log.New(io.Discard, "", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	var stdout, stderr bytes.Buffer
+	code := runNC([]string{"--ctl", path, "-zv", "-w", "2", "10.0.0.2", "7-8"}, strings.NewReader("not sent"), &stdout, &stderr)
+	if code != 0 || !strings.Contains(stderr.String(), "Connection to 10.0.0.2 7 port [tcp/") ||
+		!strings.Contains(stderr.String(), "ustack nc: connect to 10.0.0.2 port 8 (tcp) failed: connection refused\n") {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+	select {
+	case n := <-got:
+		if n != 0 {
+			t.Errorf("the listener read %d bytes from a -z connection, want EOF at once", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("the listener got no connection")
+	}
+}
