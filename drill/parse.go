@@ -188,13 +188,7 @@ func (p *parser) skipSpace() {
 		case p.hasPrefix("/*"):
 			pos := p.pos()
 			p.advanceN(2)
-			for !p.eof() && !p.hasPrefix("*/") {
-				p.advance()
-			}
-			if p.eof() {
-				p.failAt(pos, "expected */ to close this comment, found end of file")
-			}
-			p.advanceN(2)
+			p.skipPast(pos, "*/", "this comment")
 		default:
 			return
 		}
@@ -287,6 +281,31 @@ func (p *parser) accept(s string) bool {
 	if p.hasPrefix(s) {
 		p.advanceN(len(s))
 		return true
+	}
+	return false
+}
+
+// skipPast skips to the end of close, which ends the comment or block
+// (what) that opened at pos.
+func (p *parser) skipPast(pos Pos, close, what string) {
+	for !p.eof() && !p.hasPrefix(close) {
+		p.advance()
+	}
+	if p.eof() {
+		p.failAt(pos, "expected %s to close %s, found end of file", close, what)
+	}
+	p.advanceN(len(close))
+}
+
+// more follows an item of a comma-separated list that close ends: it
+// consumes a "," and reports that another item follows, or consumes close
+// and reports the end; anything else fails with "expected what".
+func (p *parser) more(close, what string) bool {
+	if p.accept(",") {
+		return true
+	}
+	if !p.accept(close) {
+		p.expected(what)
 	}
 	return false
 }
@@ -481,13 +500,7 @@ func (p *parser) parseEvent() *Event {
 	case p.hasPrefix("%{"):
 		p.unsupported(actionPos, "python block %{ }%")
 		p.advanceN(2)
-		for !p.eof() && !p.hasPrefix("}%") {
-			p.advance()
-		}
-		if p.eof() {
-			p.failAt(actionPos, "expected }%% to close this python block, found end of file")
-		}
-		p.advanceN(2)
+		p.skipPast(actionPos, "}%", "this python block")
 		ev.Kind = EventShell
 		ev.Shell = &Shell{Pos: actionPos}
 	default:
@@ -736,13 +749,9 @@ func (p *parser) parseOptions(pk *Packet) {
 			}
 		}
 		p.skipSpace()
-		if p.accept(",") {
-			continue
-		}
-		if p.accept(">") {
+		if !p.more(">", ", or > in the option list") {
 			break
 		}
-		p.expected(", or > in the option list")
 	}
 	total := 0
 	for _, o := range pk.Options {
@@ -780,13 +789,9 @@ func (p *parser) parseSyscall() *Syscall {
 	if !p.accept(")") {
 		for {
 			sc.Args = append(sc.Args, p.parseExpr())
-			if p.accept(",") {
-				continue
-			}
-			if p.accept(")") {
+			if !p.more(")", ", or ) in the argument list") {
 				break
 			}
-			p.expected(", or ) in the argument list")
 		}
 	}
 	p.expect("=")
@@ -883,13 +888,9 @@ func (p *parser) parsePrimary() *Expr {
 		}
 		for {
 			e.List = append(e.List, p.parseExpr())
-			if p.accept(",") {
-				continue
-			}
-			if p.accept("]") {
+			if !p.more("]", ", or ] in the list") {
 				return e
 			}
-			p.expected(", or ] in the list")
 		}
 	case c == '{':
 		p.advance()
@@ -910,13 +911,9 @@ func (p *parser) parsePrimary() *Expr {
 			p.expect("=")
 			f.Value = p.parseExpr()
 			e.Fields = append(e.Fields, f)
-			if p.accept(",") {
-				continue
-			}
-			if p.accept("}") {
+			if !p.more("}", ", or } in the struct") {
 				return e
 			}
-			p.expected(", or } in the struct")
 		}
 	case c == '"':
 		p.advance()
