@@ -34,6 +34,17 @@ func (l *log) timer(id int) *Timer {
 	return t
 }
 
+// schedule makes a recording timer for each deadline (in ms after epoch),
+// its index in deadlines being its id, and schedules it on q.
+func (l *log) schedule(q *Queue, deadlines ...int) []*Timer {
+	ts := make([]*Timer, len(deadlines))
+	for i, d := range deadlines {
+		ts[i] = l.timer(i)
+		q.Schedule(ts[i], ms(d))
+	}
+	return ts
+}
+
 func (l *log) ids() []int {
 	ids := make([]int, len(l.fired))
 	for i, f := range l.fired {
@@ -60,9 +71,7 @@ func TestExpireRunsInDeadlineOrder(t *testing.T) {
 	var l log
 	var q Queue
 	deadlines := []int{50, 10, 40, 30, 70, 20, 60, 0}
-	for _, d := range deadlines {
-		q.Schedule(l.timer(d), ms(d))
-	}
+	l.schedule(&q, deadlines...)
 	checkHeap(t, &q)
 	if q.Len() != len(deadlines) {
 		t.Fatalf("Len = %d, want %d", q.Len(), len(deadlines))
@@ -70,9 +79,12 @@ func TestExpireRunsInDeadlineOrder(t *testing.T) {
 	if n := q.Expire(ms(1000)); n != len(deadlines) {
 		t.Fatalf("Expire returned %d, want %d", n, len(deadlines))
 	}
-	want := slices.Sorted(slices.Values(deadlines))
-	if got := l.ids(); !slices.Equal(got, want) {
-		t.Fatalf("fired %v, want %v", got, want)
+	var got []int
+	for _, id := range l.ids() {
+		got = append(got, deadlines[id])
+	}
+	if want := slices.Sorted(slices.Values(deadlines)); !slices.Equal(got, want) {
+		t.Fatalf("fired the deadlines %v, want %v", got, want)
 	}
 	for _, f := range l.fired {
 		if !f.now.Equal(ms(1000)) {
@@ -118,9 +130,7 @@ func TestEqualDeadlines(t *testing.T) {
 func TestExpireRunsOnlyWhatIsDue(t *testing.T) {
 	var l log
 	var q Queue
-	for _, d := range []int{10, 20, 30} {
-		q.Schedule(l.timer(d), ms(d))
-	}
+	l.schedule(&q, 10, 20, 30)
 	if n := q.Expire(ms(9)); n != 0 || len(l.fired) != 0 {
 		t.Fatalf("Expire before any deadline ran %d (%v)", n, l.ids())
 	}
@@ -128,8 +138,8 @@ func TestExpireRunsOnlyWhatIsDue(t *testing.T) {
 	if n := q.Expire(ms(20)); n != 2 {
 		t.Fatalf("Expire(20ms) returned %d, want 2", n)
 	}
-	if got := l.ids(); !slices.Equal(got, []int{10, 20}) {
-		t.Fatalf("fired %v, want [10 20]", got)
+	if got := l.ids(); !slices.Equal(got, []int{0, 1}) {
+		t.Fatalf("fired %v, want [0 1] (10 and 20 ms)", got)
 	}
 	if q.Len() != 1 {
 		t.Fatalf("Len = %d, want 1", q.Len())
@@ -173,11 +183,7 @@ func TestNext(t *testing.T) {
 func TestStop(t *testing.T) {
 	var l log
 	var q Queue
-	ts := make([]*Timer, 8)
-	for i := range ts {
-		ts[i] = l.timer(i)
-		q.Schedule(ts[i], ms(10*i))
-	}
+	ts := l.schedule(&q, 0, 10, 20, 30, 40, 50, 60, 70)
 	// Stop the root, an inner node and a leaf.
 	for _, i := range []int{0, 1, 7} {
 		q.Stop(ts[i])
@@ -241,11 +247,7 @@ func TestStopFromCallback(t *testing.T) {
 func TestReschedule(t *testing.T) {
 	var l log
 	var q Queue
-	ts := make([]*Timer, 7)
-	for i := range ts {
-		ts[i] = l.timer(i)
-		q.Schedule(ts[i], ms(10*(i+1))) // 10..70 ms
-	}
+	ts := l.schedule(&q, 10, 20, 30, 40, 50, 60, 70)
 	// Move timer 5 (60 ms) earlier than all, and timer 0 (10 ms) later than all.
 	q.Schedule(ts[5], ms(5))
 	checkHeap(t, &q)
@@ -414,10 +416,8 @@ func TestMany(t *testing.T) {
 func TestScheduleStopAllocatesNothing(t *testing.T) {
 	var l log
 	var q Queue
-	others := make([]*Timer, 100)
-	for i := range others {
-		others[i] = l.timer(i)
-		q.Schedule(others[i], ms(i))
+	for i := range 100 {
+		q.Schedule(l.timer(i), ms(i))
 	}
 	tm := l.timer(-1)
 	i := 0
