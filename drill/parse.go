@@ -344,6 +344,16 @@ func (p *parser) peekWord() string {
 }
 
 // number scans an unsigned decimal or 0x hex integer.
+// numberAtMost is number (what names it) for a field of at most max: a
+// larger value fails at pos, naming the field.
+func (p *parser) numberAtMost(pos Pos, max uint64, what, field string) uint64 {
+	v := p.number(what)
+	if v > max {
+		p.failAt(pos, "expected %s of at most %d, found %d", field, max, v)
+	}
+	return v
+}
+
 func (p *parser) number(what string) uint64 {
 	p.skipSpace()
 	start := p.off
@@ -648,21 +658,11 @@ func (p *parser) parsePacket() *Packet {
 			continue
 		case "win":
 			p.word()
-			wpos := p.pos()
-			w := p.number("a window")
-			if w > 65535 {
-				p.failAt(wpos, "expected a window of at most 65535, found %d", w)
-			}
-			pk.Win, pk.HasWin = uint16(w), true
+			pk.Win, pk.HasWin = uint16(p.numberAtMost(p.pos(), 65535, "a window", "a window")), true
 			continue
 		case "urg":
 			p.word()
-			upos := p.pos()
-			u := p.number("an urgent pointer")
-			if u > 65535 {
-				p.failAt(upos, "expected an urgent pointer of at most 65535, found %d", u)
-			}
-			pk.Urg = uint16(u)
+			pk.Urg = uint16(p.numberAtMost(p.pos(), 65535, "an urgent pointer", "an urgent pointer"))
 			continue
 		}
 		break
@@ -700,16 +700,10 @@ func (p *parser) parseOptions(pk *Packet) {
 		case "eol":
 			pk.Options = append(pk.Options, TCPOption{Kind: OptEOL})
 		case "mss":
-			v := p.number("an MSS value")
-			if v > 65535 {
-				p.failAt(pos, "expected an MSS of at most 65535, found %d", v)
-			}
+			v := p.numberAtMost(pos, 65535, "an MSS value", "an MSS")
 			pk.Options = append(pk.Options, TCPOption{Kind: OptMSS, Value: uint32(v)})
 		case "wscale":
-			v := p.number("a window scale shift")
-			if v > 255 {
-				p.failAt(pos, "expected a window scale of at most 255, found %d", v)
-			}
+			v := p.numberAtMost(pos, 255, "a window scale shift", "a window scale")
 			pk.Options = append(pk.Options, TCPOption{Kind: OptWScale, Value: uint32(v)})
 		case "sackOK":
 			pk.Options = append(pk.Options, TCPOption{Kind: OptSACKOK})
