@@ -297,6 +297,21 @@ func (p *parser) skipPast(pos Pos, close, what string) {
 	p.advanceN(len(close))
 }
 
+// items parses a comma-separated list, perhaps empty, whose opening token
+// is already consumed, up to and including close: item parses one item, and
+// anything but "," or close after it fails with "expected what".
+func (p *parser) items(close, what string, item func()) {
+	if p.accept(close) {
+		return
+	}
+	for {
+		item()
+		if !p.more(close, what) {
+			return
+		}
+	}
+}
+
 // more follows an item of a comma-separated list that close ends: it
 // consumes a "," and reports that another item follows, or consumes close
 // and reports the end; anything else fails with "expected what".
@@ -780,14 +795,7 @@ func (p *parser) parseSyscall() *Syscall {
 	}
 	sc := &Syscall{Name: name}
 	p.expect("(")
-	if !p.accept(")") {
-		for {
-			sc.Args = append(sc.Args, p.parseExpr())
-			if !p.more(")", ", or ) in the argument list") {
-				break
-			}
-		}
-	}
+	p.items(")", ", or ) in the argument list", func() { sc.Args = append(sc.Args, p.parseExpr()) })
 	p.expect("=")
 	p.skipSpace()
 	neg := false
@@ -877,22 +885,12 @@ func (p *parser) parsePrimary() *Expr {
 	case c == '[':
 		p.advance()
 		e := &Expr{Pos: pos, Kind: ExprList}
-		if p.accept("]") {
-			return e
-		}
-		for {
-			e.List = append(e.List, p.parseExpr())
-			if !p.more("]", ", or ] in the list") {
-				return e
-			}
-		}
+		p.items("]", ", or ] in the list", func() { e.List = append(e.List, p.parseExpr()) })
+		return e
 	case c == '{':
 		p.advance()
 		e := &Expr{Pos: pos, Kind: ExprStruct}
-		if p.accept("}") {
-			return e
-		}
-		for {
+		p.items("}", ", or } in the struct", func() {
 			name := p.word()
 			if name == "" {
 				p.expected("a field name in {name=value}")
@@ -905,10 +903,8 @@ func (p *parser) parsePrimary() *Expr {
 			p.expect("=")
 			f.Value = p.parseExpr()
 			e.Fields = append(e.Fields, f)
-			if !p.more("}", ", or } in the struct") {
-				return e
-			}
-		}
+		})
+		return e
 	case c == '"':
 		p.advance()
 		start := p.off
