@@ -65,6 +65,16 @@ type Captured struct {
 	At   time.Duration
 }
 
+// popCaptured takes the oldest packet of q, for a Backend's Next.
+func popCaptured(q *[]Captured) (Captured, bool) {
+	if len(*q) == 0 {
+		return Captured{}, false
+	}
+	c := (*q)[0]
+	*q = (*q)[1:]
+	return c, true
+}
+
 // Op is a decoded system call. Socket handles are the backend's own (the
 // interpreter maps the script's fd numbers to them).
 type Op struct {

@@ -353,20 +353,7 @@ func (s *gvisorSock) Close() error {
 
 func (s *gvisorSock) Events() int16 {
 	m := s.ep.Readiness(waiter.ReadableEvents | waiter.WritableEvents | waiter.EventErr | waiter.EventHUp)
-	var ev int16
-	if m&waiter.ReadableEvents != 0 {
-		ev |= evIn
-	}
-	if m&waiter.WritableEvents != 0 {
-		ev |= evOut
-	}
-	if m&waiter.EventErr != 0 {
-		ev |= evErr
-	}
-	if m&waiter.EventHUp != 0 {
-		ev |= evHup
-	}
-	return ev
+	return pollEvents(m, waiter.ReadableEvents, waiter.WritableEvents, waiter.EventErr, waiter.EventHUp)
 }
 
 func (s *gvisorSock) SockError() syscall.Errno {
@@ -462,8 +449,7 @@ func (s *gvisorSock) GetLinger() (bool, int, error) {
 func (s *gvisorSock) GetOption(level, name int) (int, error) {
 	switch {
 	case level == unix.SOL_TCP && name == unix.TCP_MAXSEG:
-		v, err := s.ep.GetSockOptInt(tcpip.MaxSegOption)
-		return v, errOrNil(err)
+		return s.intOpt(tcpip.MaxSegOption)
 	case level == unix.SOL_SOCKET && name == unix.SO_SNDBUF:
 		return int(s.ep.SocketOptions().GetSendBufferSize()), nil
 	case level == unix.SOL_SOCKET && name == unix.SO_RCVBUF:
@@ -475,9 +461,7 @@ func (s *gvisorSock) GetOption(level, name int) (int, error) {
 	case level == unix.SOL_TCP && name == unix.TCP_NODELAY:
 		return boolInt(!s.ep.SocketOptions().GetDelayOption()), nil
 	case level == unix.SOL_TCP && name == unix.TCP_USER_TIMEOUT:
-		var o tcpip.TCPUserTimeoutOption
-		err := s.ep.GetSockOpt(&o)
-		return int(time.Duration(o) / time.Millisecond), errOrNil(err)
+		return durationOpt[tcpip.TCPUserTimeoutOption](s.ep, time.Millisecond)
 	case level == unix.SOL_TCP && name == unix.TCP_LINGER2:
 		var o tcpip.TCPLingerTimeoutOption
 		err := s.ep.GetSockOpt(&o)
@@ -486,29 +470,37 @@ func (s *gvisorSock) GetOption(level, name int) (int, error) {
 		}
 		return int(time.Duration(o) / time.Second), errOrNil(err)
 	case level == unix.SOL_TCP && name == unix.TCP_KEEPIDLE:
-		var o tcpip.KeepaliveIdleOption
-		err := s.ep.GetSockOpt(&o)
-		return int(time.Duration(o) / time.Second), errOrNil(err)
+		return durationOpt[tcpip.KeepaliveIdleOption](s.ep, time.Second)
 	case level == unix.SOL_TCP && name == unix.TCP_KEEPINTVL:
-		var o tcpip.KeepaliveIntervalOption
-		err := s.ep.GetSockOpt(&o)
-		return int(time.Duration(o) / time.Second), errOrNil(err)
+		return durationOpt[tcpip.KeepaliveIntervalOption](s.ep, time.Second)
 	case level == unix.SOL_TCP && name == unix.TCP_KEEPCNT:
-		v, err := s.ep.GetSockOptInt(tcpip.KeepaliveCountOption)
-		return v, errOrNil(err)
+		return s.intOpt(tcpip.KeepaliveCountOption)
 	case level == unix.SOL_TCP && name == unix.TCP_SYNCNT:
-		v, err := s.ep.GetSockOptInt(tcpip.TCPSynCountOption)
-		return v, errOrNil(err)
+		return s.intOpt(tcpip.TCPSynCountOption)
 	case level == unix.SOL_TCP && name == unix.TCP_CORK:
 		return boolInt(s.ep.SocketOptions().GetCorkOption()), nil
 	case level == unix.SOL_TCP && name == unix.TCP_QUICKACK:
 		return boolInt(s.ep.SocketOptions().GetQuickAck()), nil
 	case level == unix.SOL_TCP && name == unix.TCP_DEFER_ACCEPT:
-		var o tcpip.TCPDeferAcceptOption
-		err := s.ep.GetSockOpt(&o)
-		return int(time.Duration(o) / time.Second), errOrNil(err)
+		return durationOpt[tcpip.TCPDeferAcceptOption](s.ep, time.Second)
 	}
 	return 0, unsupported("getsockopt level %d option %d on gvisor", level, name)
+}
+
+// intOpt reads one of the endpoint's integer options.
+func (s *gvisorSock) intOpt(o tcpip.SockOptInt) (int, error) {
+	v, err := s.ep.GetSockOptInt(o)
+	return v, errOrNil(err)
+}
+
+// durationOpt reads the duration option O of ep as a count of unit.
+func durationOpt[O ~int64, P interface {
+	*O
+	tcpip.GettableSocketOption
+}](ep tcpip.Endpoint, unit time.Duration) (int, error) {
+	var o O
+	err := ep.GetSockOpt(P(&o))
+	return int(time.Duration(o) / unit), errOrNil(err)
 }
 
 func errOrNil(err tcpip.Error) error {

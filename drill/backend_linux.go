@@ -216,12 +216,7 @@ func (l *linuxBackend) Inject(pkt []byte) error { return l.dev.WritePacket(pkt) 
 func (l *linuxBackend) Next() (Captured, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.queue) == 0 {
-		return Captured{}, false
-	}
-	c := l.queue[0]
-	l.queue = l.queue[1:]
-	return c, true
+	return popCaptured(&l.queue)
 }
 
 func (l *linuxBackend) Finished() (Result, bool) {
@@ -402,6 +397,20 @@ func (l *linuxBackend) syscallFunc(op *Op) (func() Result, error) {
 		}
 		return Result{}
 	}
+	// ret and out are the Result of a call that returns a value, as the
+	// return value or as the value it stores (getsockopt, ioctl).
+	ret := func(v int, err error) Result {
+		if err != nil {
+			return errResult(err)
+		}
+		return Result{Ret: int64(v)}
+	}
+	out := func(v int, err error) Result {
+		if err != nil {
+			return errResult(err)
+		}
+		return Result{Out: int64(v)}
+	}
 	switch op.Name {
 	case "bind":
 		return func() Result {
@@ -426,35 +435,20 @@ func (l *linuxBackend) syscallFunc(op *Op) (func() Result, error) {
 			l.mu.Unlock()
 			return Result{Ret: int64(nfd), Handle: nfd}
 		}, nil
-	case "read", "recv":
+	case "read", "recv", "write", "send":
 		buf := make([]byte, op.Count)
 		return func() Result {
-			var n int
-			var err error
-			if op.Name == "read" {
-				n, err = unix.Read(fd, buf)
-			} else {
-				n, _, err = unix.Recvfrom(fd, buf, op.Flags)
+			switch op.Name {
+			case "read":
+				return ret(unix.Read(fd, buf))
+			case "recv":
+				n, _, err := unix.Recvfrom(fd, buf, op.Flags)
+				return ret(n, err)
+			case "write":
+				return ret(unix.Write(fd, buf))
+			default: // send
+				return ret(unix.SendmsgN(fd, buf, nil, nil, op.Flags))
 			}
-			if err != nil {
-				return errResult(err)
-			}
-			return Result{Ret: int64(n)}
-		}, nil
-	case "write", "send":
-		buf := make([]byte, op.Count)
-		return func() Result {
-			var n int
-			var err error
-			if op.Name == "write" {
-				n, err = unix.Write(fd, buf)
-			} else {
-				n, err = unix.SendmsgN(fd, buf, nil, nil, op.Flags)
-			}
-			if err != nil {
-				return errResult(err)
-			}
-			return Result{Ret: int64(n)}
 		}, nil
 	case "close":
 		return func() Result {
@@ -482,29 +476,11 @@ func (l *linuxBackend) syscallFunc(op *Op) (func() Result, error) {
 				return Result{Out: int64(lg.Onoff), Linger: &[2]int{int(lg.Onoff), int(lg.Linger)}}
 			}, nil
 		}
-		return func() Result {
-			v, err := unix.GetsockoptInt(fd, op.Level, op.OptName)
-			if err != nil {
-				return errResult(err)
-			}
-			return Result{Out: int64(v)}
-		}, nil
+		return func() Result { return out(unix.GetsockoptInt(fd, op.Level, op.OptName)) }, nil
 	case "fcntl":
-		return func() Result {
-			v, err := unix.FcntlInt(uintptr(fd), op.Cmd, op.IntVal)
-			if err != nil {
-				return errResult(err)
-			}
-			return Result{Ret: int64(v)}
-		}, nil
+		return func() Result { return ret(unix.FcntlInt(uintptr(fd), op.Cmd, op.IntVal)) }, nil
 	case "ioctl":
-		return func() Result {
-			v, err := unix.IoctlGetInt(fd, uint(op.Cmd))
-			if err != nil {
-				return errResult(err)
-			}
-			return Result{Out: int64(v)}
-		}, nil
+		return func() Result { return out(unix.IoctlGetInt(fd, uint(op.Cmd))) }, nil
 	case "poll":
 		return func() Result {
 			pfds := make([]unix.PollFd, len(op.Poll))

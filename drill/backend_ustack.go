@@ -195,21 +195,7 @@ func (s *ustackSock) Accept() (vsock, error) {
 }
 
 func (s *ustackSock) Events() int16 {
-	ev := s.so.Events()
-	var out int16
-	if ev&stack.EventIn != 0 {
-		out |= evIn
-	}
-	if ev&stack.EventOut != 0 {
-		out |= evOut
-	}
-	if ev&stack.EventErr != 0 {
-		out |= evErr
-	}
-	if ev&stack.EventHup != 0 {
-		out |= evHup
-	}
-	return out
+	return pollEvents(s.so.Events(), stack.EventIn, stack.EventOut, stack.EventErr, stack.EventHup)
 }
 
 // ustackOpt maps a (level, name) pair to the Socket API's option.

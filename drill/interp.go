@@ -340,13 +340,7 @@ func (in *interp) inbound(ev *Event) error {
 	if ic := pk.ICMP; ic != nil {
 		// The quoted datagram is our segment: from us to the peer, with
 		// the live sequence number.
-		in.logf("inject %s", pk)
-		pkt := encodeICMPError(ic, netip.AddrPortFrom(LocalAddr, so.localPort), netip.AddrPortFrom(RemoteAddr, so.remotePort), ic.Seq+off)
-		if err := in.b.Inject(pkt); err != nil {
-			return err
-		}
-		in.finish(ev, lo, in.b.Now())
-		return nil
+		return in.inject(ev, lo, encodeICMPError(ic, netip.AddrPortFrom(LocalAddr, so.localPort), netip.AddrPortFrom(RemoteAddr, so.remotePort), ic.Seq+off))
 	}
 	seg := &segment{
 		src:   netip.AddrPortFrom(RemoteAddr, so.remotePort),
@@ -383,8 +377,14 @@ func (in *interp) inbound(ev *Event) error {
 		seg.opts = append(seg.opts, o)
 	}
 	seg.payload = make([]byte, pk.Len)
-	in.logf("inject %s", pk)
-	if err := in.b.Inject(encodeSegment(seg)); err != nil {
+	return in.inject(ev, lo, encodeSegment(seg))
+}
+
+// inject hands pkt, the wire form of ev's packet, to the stack, and
+// finishes ev, which was due at lo.
+func (in *interp) inject(ev *Event, lo time.Duration, pkt []byte) error {
+	in.logf("inject %s", ev.Packet)
+	if err := in.b.Inject(pkt); err != nil {
 		return err
 	}
 	in.finish(ev, lo, in.b.Now())

@@ -188,13 +188,7 @@ func (p *parser) skipSpace() {
 		case p.hasPrefix("/*"):
 			pos := p.pos()
 			p.advanceN(2)
-			for !p.eof() && !p.hasPrefix("*/") {
-				p.advance()
-			}
-			if p.eof() {
-				p.failAt(pos, "expected */ to close this comment, found end of file")
-			}
-			p.advanceN(2)
+			p.skipPast(pos, "*/", "this comment")
 		default:
 			return
 		}
@@ -291,6 +285,46 @@ func (p *parser) accept(s string) bool {
 	return false
 }
 
+// skipPast skips to the end of close, which ends the comment or block
+// (what) that opened at pos.
+func (p *parser) skipPast(pos Pos, close, what string) {
+	for !p.eof() && !p.hasPrefix(close) {
+		p.advance()
+	}
+	if p.eof() {
+		p.failAt(pos, "expected %s to close %s, found end of file", close, what)
+	}
+	p.advanceN(len(close))
+}
+
+// items parses a comma-separated list, perhaps empty, whose opening token
+// is already consumed, up to and including close: item parses one item, and
+// anything but "," or close after it fails with "expected what".
+func (p *parser) items(close, what string, item func()) {
+	if p.accept(close) {
+		return
+	}
+	for {
+		item()
+		if !p.more(close, what) {
+			return
+		}
+	}
+}
+
+// more follows an item of a comma-separated list that close ends: it
+// consumes a "," and reports that another item follows, or consumes close
+// and reports the end; anything else fails with "expected what".
+func (p *parser) more(close, what string) bool {
+	if p.accept(",") {
+		return true
+	}
+	if !p.accept(close) {
+		p.expected(what)
+	}
+	return false
+}
+
 func isWordByte(c byte) bool {
 	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
@@ -325,6 +359,16 @@ func (p *parser) peekWord() string {
 }
 
 // number scans an unsigned decimal or 0x hex integer.
+// numberAtMost is number (what names it) for a field of at most max: a
+// larger value fails at pos, naming the field.
+func (p *parser) numberAtMost(pos Pos, max uint64, what, field string) uint64 {
+	v := p.number(what)
+	if v > max {
+		p.failAt(pos, "expected %s of at most %d, found %d", field, max, v)
+	}
+	return v
+}
+
 func (p *parser) number(what string) uint64 {
 	p.skipSpace()
 	start := p.off
@@ -481,13 +525,7 @@ func (p *parser) parseEvent() *Event {
 	case p.hasPrefix("%{"):
 		p.unsupported(actionPos, "python block %{ }%")
 		p.advanceN(2)
-		for !p.eof() && !p.hasPrefix("}%") {
-			p.advance()
-		}
-		if p.eof() {
-			p.failAt(actionPos, "expected }%% to close this python block, found end of file")
-		}
-		p.advanceN(2)
+		p.skipPast(actionPos, "}%", "this python block")
 		ev.Kind = EventShell
 		ev.Shell = &Shell{Pos: actionPos}
 	default:
@@ -635,21 +673,11 @@ func (p *parser) parsePacket() *Packet {
 			continue
 		case "win":
 			p.word()
-			wpos := p.pos()
-			w := p.number("a window")
-			if w > 65535 {
-				p.failAt(wpos, "expected a window of at most 65535, found %d", w)
-			}
-			pk.Win, pk.HasWin = uint16(w), true
+			pk.Win, pk.HasWin = uint16(p.numberAtMost(p.pos(), 65535, "a window", "a window")), true
 			continue
 		case "urg":
 			p.word()
-			upos := p.pos()
-			u := p.number("an urgent pointer")
-			if u > 65535 {
-				p.failAt(upos, "expected an urgent pointer of at most 65535, found %d", u)
-			}
-			pk.Urg = uint16(u)
+			pk.Urg = uint16(p.numberAtMost(p.pos(), 65535, "an urgent pointer", "an urgent pointer"))
 			continue
 		}
 		break
@@ -687,16 +715,10 @@ func (p *parser) parseOptions(pk *Packet) {
 		case "eol":
 			pk.Options = append(pk.Options, TCPOption{Kind: OptEOL})
 		case "mss":
-			v := p.number("an MSS value")
-			if v > 65535 {
-				p.failAt(pos, "expected an MSS of at most 65535, found %d", v)
-			}
+			v := p.numberAtMost(pos, 65535, "an MSS value", "an MSS")
 			pk.Options = append(pk.Options, TCPOption{Kind: OptMSS, Value: uint32(v)})
 		case "wscale":
-			v := p.number("a window scale shift")
-			if v > 255 {
-				p.failAt(pos, "expected a window scale of at most 255, found %d", v)
-			}
+			v := p.numberAtMost(pos, 255, "a window scale shift", "a window scale")
 			pk.Options = append(pk.Options, TCPOption{Kind: OptWScale, Value: uint32(v)})
 		case "sackOK":
 			pk.Options = append(pk.Options, TCPOption{Kind: OptSACKOK})
@@ -736,13 +758,9 @@ func (p *parser) parseOptions(pk *Packet) {
 			}
 		}
 		p.skipSpace()
-		if p.accept(",") {
-			continue
-		}
-		if p.accept(">") {
+		if !p.more(">", ", or > in the option list") {
 			break
 		}
-		p.expected(", or > in the option list")
 	}
 	total := 0
 	for _, o := range pk.Options {
@@ -777,18 +795,7 @@ func (p *parser) parseSyscall() *Syscall {
 	}
 	sc := &Syscall{Name: name}
 	p.expect("(")
-	if !p.accept(")") {
-		for {
-			sc.Args = append(sc.Args, p.parseExpr())
-			if p.accept(",") {
-				continue
-			}
-			if p.accept(")") {
-				break
-			}
-			p.expected(", or ) in the argument list")
-		}
-	}
+	p.items(")", ", or ) in the argument list", func() { sc.Args = append(sc.Args, p.parseExpr()) })
 	p.expect("=")
 	p.skipSpace()
 	neg := false
@@ -878,26 +885,12 @@ func (p *parser) parsePrimary() *Expr {
 	case c == '[':
 		p.advance()
 		e := &Expr{Pos: pos, Kind: ExprList}
-		if p.accept("]") {
-			return e
-		}
-		for {
-			e.List = append(e.List, p.parseExpr())
-			if p.accept(",") {
-				continue
-			}
-			if p.accept("]") {
-				return e
-			}
-			p.expected(", or ] in the list")
-		}
+		p.items("]", ", or ] in the list", func() { e.List = append(e.List, p.parseExpr()) })
+		return e
 	case c == '{':
 		p.advance()
 		e := &Expr{Pos: pos, Kind: ExprStruct}
-		if p.accept("}") {
-			return e
-		}
-		for {
+		p.items("}", ", or } in the struct", func() {
 			name := p.word()
 			if name == "" {
 				p.expected("a field name in {name=value}")
@@ -910,14 +903,8 @@ func (p *parser) parsePrimary() *Expr {
 			p.expect("=")
 			f.Value = p.parseExpr()
 			e.Fields = append(e.Fields, f)
-			if p.accept(",") {
-				continue
-			}
-			if p.accept("}") {
-				return e
-			}
-			p.expected(", or } in the struct")
-		}
+		})
+		return e
 	case c == '"':
 		p.advance()
 		start := p.off

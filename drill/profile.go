@@ -2,8 +2,9 @@ package drill
 
 import (
 	"fmt"
+	"maps"
 	"path"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -96,27 +97,13 @@ func (p *Profile) Triple(name string) (lo, def, hi int, ok bool) {
 }
 
 // Names returns the sysctl names, sorted.
-func (p *Profile) Names() []string {
-	var out []string
-	for k := range p.sysctls {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func (p *Profile) Names() []string { return slices.Sorted(maps.Keys(p.sysctls)) }
 
 // Explicit reports whether the script itself set name.
 func (p *Profile) Explicit(name string) bool { return p.explicit[name] }
 
 // ExplicitNames returns the names the script set, sorted.
-func (p *Profile) ExplicitNames() []string {
-	var out []string
-	for k := range p.explicit {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func (p *Profile) ExplicitNames() []string { return slices.Sorted(maps.Keys(p.explicit)) }
 
 // shellAction is what drill makes of one shell command.
 type shellAction struct {

@@ -39,6 +39,25 @@ const (
 	evHup = unix.POLLHUP
 )
 
+// pollEvents translates a stack's readiness mask m into poll bits, given
+// the stack's bits for readable, writable, error and hang-up.
+func pollEvents[M ~uint8 | ~uint64](m, in, out, err, hup M) int16 {
+	var ev int16
+	if m&in != 0 {
+		ev |= evIn
+	}
+	if m&out != 0 {
+		ev |= evOut
+	}
+	if m&err != 0 {
+		ev |= evErr
+	}
+	if m&hup != 0 {
+		ev |= evHup
+	}
+	return ev
+}
+
 // vsock is a non-blocking socket of a vnet. Errors are syscall.Errno, or
 // *Unsupported.
 type vsock interface {
@@ -180,14 +199,7 @@ func (v *vstack) Inject(pkt []byte) error {
 	return nil
 }
 
-func (v *vstack) Next() (Captured, bool) {
-	if len(v.queue) == 0 {
-		return Captured{}, false
-	}
-	c := v.queue[0]
-	v.queue = v.queue[1:]
-	return c, true
-}
+func (v *vstack) Next() (Captured, bool) { return popCaptured(&v.queue) }
 
 func (v *vstack) Finished() (Result, bool) {
 	if v.done == nil {

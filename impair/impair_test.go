@@ -84,6 +84,24 @@ func readAll(t *testing.T, l *Link, quiet time.Duration) [][]byte {
 
 func pkt(i int) []byte { return []byte{byte(i >> 8), byte(i), 0xaa} }
 
+// impaired returns a memLink and the Link spec makes of it, closed when
+// the test ends.
+func impaired(t *testing.T, spec Spec) (*memLink, *Link) {
+	m := newMemLink()
+	l := New(m, spec)
+	t.Cleanup(func() { l.Close() })
+	return m, l
+}
+
+// sendBoth writes packets 0..n-1 out through l and injects the same ones
+// inbound.
+func sendBoth(l *Link, m *memLink, n int) {
+	for i := range n {
+		l.WritePacket(pkt(i))
+		m.inject(pkt(i))
+	}
+}
+
 // waitWritten waits until at least n packets reached the memLink, or d passes.
 func waitWritten(m *memLink, n int, d time.Duration) [][]byte {
 	deadline := time.Now().Add(d)
@@ -97,13 +115,8 @@ func waitWritten(m *memLink, n int, d time.Duration) [][]byte {
 }
 
 func TestImpairLossAll(t *testing.T) {
-	m := newMemLink()
-	l := New(m, Spec{Loss: 1, Seed: 1})
-	defer l.Close()
-	for i := range 100 {
-		l.WritePacket(pkt(i))
-		m.inject(pkt(i))
-	}
+	m, l := impaired(t, Spec{Loss: 1, Seed: 1})
+	sendBoth(l, m, 100)
 	if got := readAll(t, l, 100*time.Millisecond); len(got) != 0 {
 		t.Errorf("loss=100%%: %d packets came in", len(got))
 	}
@@ -117,13 +130,8 @@ func TestImpairLossAll(t *testing.T) {
 }
 
 func TestImpairDupAll(t *testing.T) {
-	m := newMemLink()
-	l := New(m, Spec{Dup: 1, Seed: 1})
-	defer l.Close()
-	for i := range 50 {
-		l.WritePacket(pkt(i))
-		m.inject(pkt(i))
-	}
+	m, l := impaired(t, Spec{Dup: 1, Seed: 1})
+	sendBoth(l, m, 50)
 	got := readAll(t, l, 100*time.Millisecond)
 	if len(got) != 100 {
 		t.Errorf("dup=100%%: %d packets came in, want 100", len(got))
@@ -140,13 +148,8 @@ func TestImpairDupAll(t *testing.T) {
 }
 
 func TestImpairPassThroughInOrder(t *testing.T) {
-	m := newMemLink()
-	l := New(m, Spec{Seed: 1})
-	defer l.Close()
-	for i := range 300 {
-		l.WritePacket(pkt(i))
-		m.inject(pkt(i))
-	}
+	m, l := impaired(t, Spec{Seed: 1})
+	sendBoth(l, m, 300)
 	got := readAll(t, l, 100*time.Millisecond)
 	w := waitWritten(m, 300, time.Second)
 	if len(got) != 300 || len(w) != 300 {
@@ -160,10 +163,8 @@ func TestImpairPassThroughInOrder(t *testing.T) {
 }
 
 func TestImpairDelayHolds(t *testing.T) {
-	m := newMemLink()
 	const delay = 300 * time.Millisecond
-	l := New(m, Spec{Delay: delay, Seed: 1})
-	defer l.Close()
+	m, l := impaired(t, Spec{Delay: delay, Seed: 1})
 	start := time.Now()
 	l.WritePacket(pkt(1))
 	m.inject(pkt(2))
@@ -202,9 +203,7 @@ func TestImpairDelayHolds(t *testing.T) {
 
 // With a delay, a reordered packet skips it and overtakes the held ones.
 func TestImpairReorderWithDelay(t *testing.T) {
-	m := newMemLink()
-	l := New(m, Spec{Delay: 100 * time.Millisecond, Reorder: 1, Seed: 1})
-	defer l.Close()
+	m, l := impaired(t, Spec{Delay: 100 * time.Millisecond, Reorder: 1, Seed: 1})
 	// All packets reordered means all skip the delay: arrival order kept.
 	for i := range 10 {
 		l.WritePacket(pkt(i))
@@ -221,9 +220,7 @@ func TestImpairReorderWithDelay(t *testing.T) {
 
 // With no delay, a reordered packet is held so later ones overtake it.
 func TestImpairReorderWithoutDelay(t *testing.T) {
-	m := newMemLink()
-	l := New(m, Spec{Reorder: 0.5, Seed: 7})
-	defer l.Close()
+	m, l := impaired(t, Spec{Reorder: 0.5, Seed: 7})
 	for i := range 200 {
 		l.WritePacket(pkt(i))
 	}
@@ -243,9 +240,7 @@ func TestImpairReorderWithoutDelay(t *testing.T) {
 }
 
 func TestImpairLimit(t *testing.T) {
-	m := newMemLink()
-	l := New(m, Spec{Delay: time.Hour, Limit: 5, Seed: 1})
-	defer l.Close()
+	_, l := impaired(t, Spec{Delay: time.Hour, Limit: 5, Seed: 1})
 	for i := range 8 {
 		l.WritePacket(pkt(i))
 	}

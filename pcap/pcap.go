@@ -91,14 +91,10 @@ func (pw *Writer) WritePacket(t time.Time, pkt []byte) error {
 	le.PutUint32(pw.hdr[8:], uint32(capLen))
 	le.PutUint32(pw.hdr[12:], uint32(len(pkt)))
 	if _, err := pw.w.Write(pw.hdr[:]); err != nil {
-		pw.err = err
-		return err
+		return pw.keep(err)
 	}
-	if _, err := pw.w.Write(pkt[:capLen]); err != nil {
-		pw.err = err
-		return err
-	}
-	return nil
+	_, err := pw.w.Write(pkt[:capLen])
+	return pw.keep(err)
 }
 
 // Flush writes buffered records to the underlying writer.
@@ -108,11 +104,16 @@ func (pw *Writer) Flush() error {
 	if pw.err != nil {
 		return pw.err
 	}
-	if err := pw.w.Flush(); err != nil {
+	return pw.keep(pw.w.Flush())
+}
+
+// keep returns err, and makes it (if not nil) the error of every later call.
+// The caller holds pw.mu.
+func (pw *Writer) keep(err error) error {
+	if err != nil {
 		pw.err = err
-		return err
 	}
-	return nil
+	return err
 }
 
 // Close flushes the buffer and closes the underlying writer if it is an

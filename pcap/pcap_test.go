@@ -3,6 +3,7 @@ package pcap
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -196,4 +197,63 @@ func TestConcurrentWrites(t *testing.T) {
 	if n != 8*200 {
 		t.Errorf("%d records, want %d", n, 8*200)
 	}
+}
+
+// failAfter is a writer that takes n bytes and then fails every write.
+type failAfter struct{ n int }
+
+var errBroken = errors.New("broken writer")
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	if len(p) > f.n {
+		n := f.n
+		f.n = 0
+		return n, errBroken
+	}
+	f.n -= len(p)
+	return len(p), nil
+}
+
+// The first write error is sticky: every later WritePacket and Flush
+// returns it, whether it came from Flush or from a WritePacket, until
+// Close, after which they return ErrClosed.
+func TestWriteErrorIsSticky(t *testing.T) {
+	at := time.Unix(1, 0)
+	t.Run("from Flush", func(t *testing.T) {
+		pw, err := NewWriter(&failAfter{n: 24}, 0) // the global header only
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pw.WritePacket(at, make([]byte, 40)); err != nil {
+			t.Fatalf("buffered WritePacket: %v", err)
+		}
+		if err := pw.Flush(); !errors.Is(err, errBroken) {
+			t.Fatalf("Flush = %v, want %v", err, errBroken)
+		}
+		if err := pw.WritePacket(at, make([]byte, 40)); !errors.Is(err, errBroken) {
+			t.Errorf("WritePacket after the error = %v, want %v", err, errBroken)
+		}
+		if err := pw.Close(); !errors.Is(err, errBroken) {
+			t.Errorf("Close = %v, want %v", err, errBroken)
+		}
+		if err := pw.Flush(); err != ErrClosed {
+			t.Errorf("Flush after Close = %v, want ErrClosed", err)
+		}
+	})
+	t.Run("from WritePacket", func(t *testing.T) {
+		pw, err := NewWriter(&failAfter{n: 24}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Larger than the buffer, so it reaches the failing writer.
+		if err := pw.WritePacket(at, make([]byte, 100<<10)); !errors.Is(err, errBroken) {
+			t.Fatalf("WritePacket = %v, want %v", err, errBroken)
+		}
+		if err := pw.Flush(); !errors.Is(err, errBroken) {
+			t.Errorf("Flush after the error = %v, want %v", err, errBroken)
+		}
+		if err := pw.WritePacket(at, make([]byte, 40)); !errors.Is(err, errBroken) {
+			t.Errorf("WritePacket after the error = %v, want %v", err, errBroken)
+		}
+	})
 }

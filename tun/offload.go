@@ -254,14 +254,5 @@ func (d *Device) writev(h *vnetHdr, b []byte) error {
 		}
 		return werr != unix.EAGAIN && werr != unix.EINTR
 	})
-	if err == nil {
-		err = werr
-	}
-	if err != nil {
-		if d.closed.Load() {
-			return d.closedError("write")
-		}
-		return fmt.Errorf("%s: write: %w", d.name, err)
-	}
-	return nil
+	return d.writeError(err, werr)
 }

@@ -26,13 +26,7 @@ func mustOpenOffload(t *testing.T) (*Device, *netns.NS) {
 
 // dialIn dials addr from a socket in ns.
 func dialIn(t *testing.T, ns *netns.NS, addr string) (net.Conn, error) {
-	var c net.Conn
-	err := inNS(t, ns, func() error {
-		var err error
-		c, err = net.DialTimeout("tcp4", addr, 5*time.Second)
-		return err
-	})
-	return c, err
+	return inNSMake(t, ns, func() (net.Conn, error) { return net.DialTimeout("tcp4", addr, 5*time.Second) })
 }
 
 // tcpPkt builds a TCP/IPv4 packet from the stack's side with a full

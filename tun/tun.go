@@ -439,16 +439,24 @@ func (d *Device) WritePacket(b []byte) error {
 		_, werr = unix.Write(int(fd), b)
 		return werr != unix.EAGAIN && werr != unix.EINTR
 	})
+	return d.writeError(err, werr)
+}
+
+// writeError is the result of a write through d.raw: err is the poller's,
+// werr that of the last system call. (The call itself stays in each
+// caller's closure: passing it in as a func would cost an allocation a
+// packet.)
+func (d *Device) writeError(err, werr error) error {
 	if err == nil {
 		err = werr
 	}
-	if err != nil {
-		if d.closed.Load() {
-			return d.closedError("write")
-		}
-		return fmt.Errorf("%s: write: %w", d.name, err)
+	if err == nil {
+		return nil
 	}
-	return nil
+	if d.closed.Load() {
+		return d.closedError("write")
+	}
+	return fmt.Errorf("%s: write: %w", d.name, err)
 }
 
 func (d *Device) closedError(op string) error {

@@ -74,19 +74,74 @@ func inNS(t *testing.T, ns *netns.NS, f func() error) error {
 	})
 }
 
+// inNSMake is inNS for an f that makes something (a device, a socket).
+func inNSMake[T any](t *testing.T, ns *netns.NS, f func() (T, error)) (T, error) {
+	t.Helper()
+	var v T
+	err := inNS(t, ns, func() error {
+		var err error
+		v, err = f()
+		return err
+	})
+	return v, err
+}
+
 // open opens a device inside ns; a device it returns is closed at cleanup.
 func open(t *testing.T, ns *netns.NS, cfg Config) (*Device, error) {
 	t.Helper()
-	var d *Device
-	err := inNS(t, ns, func() error {
-		var err error
-		d, err = Open(cfg)
-		return err
-	})
+	d, err := inNSMake(t, ns, func() (*Device, error) { return Open(cfg) })
 	if d != nil {
 		t.Cleanup(func() { d.Close() })
 	}
 	return d, err
+}
+
+// dialStack returns a kernel UDP socket in ns connected to the stack's
+// discard port, 10.0.0.2:9, closed at cleanup.
+func dialStack(t *testing.T, ns *netns.NS) *net.UDPConn {
+	t.Helper()
+	return kernelUDP(t, ns, func() (*net.UDPConn, error) {
+		return net.DialUDP("udp", nil, &net.UDPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 9})
+	})
+}
+
+// listenKernel returns a kernel UDP socket in ns bound to 10.0.0.1:port (0:
+// any port), closed at cleanup.
+func listenKernel(t *testing.T, ns *netns.NS, port int) *net.UDPConn {
+	t.Helper()
+	return kernelUDP(t, ns, func() (*net.UDPConn, error) {
+		return net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(10, 0, 0, 1), Port: port})
+	})
+}
+
+func kernelUDP(t *testing.T, ns *netns.NS, mk func() (*net.UDPConn, error)) *net.UDPConn {
+	t.Helper()
+	c, err := inNSMake(t, ns, mk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// mustRun runs a command in ns and returns its output; it fails the test
+// if the command fails.
+func mustRun(t *testing.T, ns *netns.NS, name string, args ...string) string {
+	t.Helper()
+	out, err := ns.Run(name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// makePersistent creates a persistent device tun0 of mode (tun or tap) in
+// ns, or skips the test.
+func makePersistent(t *testing.T, ns *netns.NS, mode string) {
+	t.Helper()
+	if _, err := ns.Run("ip", "tuntap", "add", "dev", "tun0", "mode", mode); err != nil {
+		t.Skipf("cannot make a persistent device: %v", err)
+	}
 }
 
 func mustOpen(t *testing.T, ns *netns.NS) *Device {
@@ -184,17 +239,11 @@ func TestOpenConfigures(t *testing.T) {
 	if d.Name() != "tun0" || d.MTU() != 1400 {
 		t.Errorf("Name, MTU = %q, %d; want tun0, 1400", d.Name(), d.MTU())
 	}
-	addr, err := ns.Run("ip", "-o", "-4", "addr", "show", "dev", "tun0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr := mustRun(t, ns, "ip", "-o", "-4", "addr", "show", "dev", "tun0")
 	if !strings.Contains(addr, "inet 10.0.0.1/24 ") {
 		t.Errorf("address not set: %s", addr)
 	}
-	link, err := ns.Run("ip", "link", "show", "tun0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	link := mustRun(t, ns, "ip", "link", "show", "tun0")
 	if !strings.Contains(link, " mtu 1400 ") {
 		t.Errorf("MTU not set: %s", link)
 	}
@@ -202,10 +251,7 @@ func TestOpenConfigures(t *testing.T) {
 	if !strings.Contains(flags+",", ",UP,") {
 		t.Errorf("not up: %s", link)
 	}
-	route, err := ns.Run("ip", "-4", "route", "show", "dev", "tun0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	route := mustRun(t, ns, "ip", "-4", "route", "show", "dev", "tun0")
 	if !strings.Contains(route, "10.0.0.0/24") {
 		t.Errorf("no subnet route: %s", route)
 	}
@@ -220,10 +266,7 @@ func TestDefaultMTUAndName(t *testing.T) {
 	if !strings.HasPrefix(d.Name(), "tun") || d.MTU() != DefaultMTU {
 		t.Errorf("Name, MTU = %q, %d; want tun*, %d", d.Name(), d.MTU(), DefaultMTU)
 	}
-	link, err := ns.Run("ip", "link", "show", d.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
+	link := mustRun(t, ns, "ip", "link", "show", d.Name())
 	if !strings.Contains(link, " mtu 1500 ") {
 		t.Errorf("MTU: %s", link)
 	}
@@ -234,15 +277,7 @@ func TestDefaultMTUAndName(t *testing.T) {
 func TestReadKernelUDP(t *testing.T) {
 	ns := newNS(t)
 	d := mustOpen(t, ns)
-	var c net.Conn
-	if err := inNS(t, ns, func() error {
-		var err error
-		c, err = net.Dial("udp", "10.0.0.2:9")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialStack(t, ns)
 	if _, err := c.Write([]byte("hello, stack")); err != nil {
 		t.Fatal(err)
 	}
@@ -272,15 +307,7 @@ func TestReadKernelUDP(t *testing.T) {
 func TestWriteUDPToKernel(t *testing.T) {
 	ns := newNS(t)
 	d := mustOpen(t, ns)
-	var ln *net.UDPConn
-	if err := inNS(t, ns, func() error {
-		var err error
-		ln, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(10, 0, 0, 1)})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := listenKernel(t, ns, 0)
 	port := uint16(ln.LocalAddr().(*net.UDPAddr).Port)
 
 	if err := d.WritePacket(ipv4(stackAddr, kernelAddr, 17, udp(40000, port, []byte("hello, kernel")))); err != nil {
@@ -336,15 +363,7 @@ func TestWriteGarbage(t *testing.T) {
 func TestShortBuffer(t *testing.T) {
 	ns := newNS(t)
 	d := mustOpen(t, ns)
-	var c net.Conn
-	if err := inNS(t, ns, func() error {
-		var err error
-		c, err = net.Dial("udp", "10.0.0.2:9")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialStack(t, ns)
 	if _, err := c.Write(make([]byte, 200)); err != nil {
 		t.Fatal(err)
 	}
@@ -459,9 +478,7 @@ func linkGone(t *testing.T, ns *netns.NS, name string) bool {
 func TestCloseRemovesDevice(t *testing.T) {
 	ns := newNS(t)
 	d := mustOpen(t, ns)
-	if _, err := ns.Run("ip", "link", "show", "tun0"); err != nil {
-		t.Fatal(err)
-	}
+	mustRun(t, ns, "ip", "link", "show", "tun0")
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -478,10 +495,7 @@ func TestCloseRemovesDevice(t *testing.T) {
 func TestNoDescriptorLeakToChildren(t *testing.T) {
 	ns := newNS(t)
 	d := mustOpen(t, ns)
-	out, err := ns.Run("sh", "-c", "ls -l /proc/$$/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := mustRun(t, ns, "sh", "-c", "ls -l /proc/$$/fd")
 	if strings.Contains(out, "/dev/net/tun") {
 		t.Errorf("child inherited the TUN descriptor:\n%s", out)
 	}
@@ -495,19 +509,12 @@ func TestAttachPersistent(t *testing.T) {
 	for _, old := range []string{"", "192.168.77.1/24"} {
 		t.Run("old="+old, func(t *testing.T) {
 			ns := newNS(t)
-			if _, err := ns.Run("ip", "tuntap", "add", "dev", "tun0", "mode", "tun"); err != nil {
-				t.Skipf("cannot make a persistent device: %v", err)
-			}
+			makePersistent(t, ns, "tun")
 			if old != "" {
-				if _, err := ns.Run("ip", "addr", "add", old, "dev", "tun0"); err != nil {
-					t.Fatal(err)
-				}
+				mustRun(t, ns, "ip", "addr", "add", old, "dev", "tun0")
 			}
 			d := mustOpen(t, ns)
-			addr, err := ns.Run("ip", "-o", "-4", "addr", "show", "dev", "tun0")
-			if err != nil {
-				t.Fatal(err)
-			}
+			addr := mustRun(t, ns, "ip", "-o", "-4", "addr", "show", "dev", "tun0")
 			if !strings.Contains(addr, "inet 10.0.0.1/24 ") {
 				t.Errorf("address not set on the attached device: %s", addr)
 			}
@@ -526,10 +533,7 @@ func TestAttachPersistent(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the persistent device vanished on Close: %v", err)
 			}
-			addr, err = ns.Run("ip", "-o", "-4", "addr", "show", "dev", "tun0")
-			if err != nil {
-				t.Fatal(err)
-			}
+			addr = mustRun(t, ns, "ip", "-o", "-4", "addr", "show", "dev", "tun0")
 			if strings.Contains(addr, "10.0.0.1") {
 				t.Errorf("our address left behind: %s", addr)
 			}
@@ -547,18 +551,11 @@ func TestAttachPersistent(t *testing.T) {
 // An attached device that already has exactly our address keeps it on Close.
 func TestAttachAlreadyConfigured(t *testing.T) {
 	ns := newNS(t)
-	if _, err := ns.Run("ip", "tuntap", "add", "dev", "tun0", "mode", "tun"); err != nil {
-		t.Skipf("cannot make a persistent device: %v", err)
-	}
-	if _, err := ns.Run("ip", "addr", "add", "10.0.0.1/24", "dev", "tun0"); err != nil {
-		t.Fatal(err)
-	}
+	makePersistent(t, ns, "tun")
+	mustRun(t, ns, "ip", "addr", "add", "10.0.0.1/24", "dev", "tun0")
 	d := mustOpen(t, ns)
 	d.Close()
-	addr, err := ns.Run("ip", "-o", "-4", "addr", "show", "dev", "tun0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr := mustRun(t, ns, "ip", "-o", "-4", "addr", "show", "dev", "tun0")
 	if !strings.Contains(addr, "inet 10.0.0.1/24 ") {
 		t.Errorf("pre-existing address removed: %s", addr)
 	}
@@ -566,16 +563,12 @@ func TestAttachAlreadyConfigured(t *testing.T) {
 
 func TestAddressInUse(t *testing.T) {
 	ns := newNS(t)
-	if _, err := ns.Run("ip", "tuntap", "add", "dev", "tun0", "mode", "tun"); err != nil {
-		t.Skipf("cannot make a persistent device: %v", err)
-	}
+	makePersistent(t, ns, "tun")
 	// The same address with another label and the /32 mask SIOCSIFADDR
 	// gives a point-to-point device first: the kernel refuses a duplicate.
 	// (With the same /24 mask the kernel instead silently keeps the existing
 	// one when SIOCSIFNETMASK re-inserts ours, and Open succeeds.)
-	if _, err := ns.Run("ip", "addr", "add", "10.0.0.1/32", "dev", "tun0", "label", "tun0:x"); err != nil {
-		t.Fatal(err)
-	}
+	mustRun(t, ns, "ip", "addr", "add", "10.0.0.1/32", "dev", "tun0", "label", "tun0:x")
 	_, err := open(t, ns, Config{Name: "tun0", Addr: subnet})
 	if err == nil {
 		t.Fatal("Open succeeded with the address already on the device")
@@ -593,9 +586,7 @@ func TestAddressInUse(t *testing.T) {
 
 func TestAttachTAPRefused(t *testing.T) {
 	ns := newNS(t)
-	if _, err := ns.Run("ip", "tuntap", "add", "dev", "tun0", "mode", "tap"); err != nil {
-		t.Skipf("cannot make a persistent device: %v", err)
-	}
+	makePersistent(t, ns, "tap")
 	_, err := open(t, ns, Config{Name: "tun0", Addr: subnet})
 	if !errors.Is(err, unix.EINVAL) || !strings.Contains(err.Error(), "not a single-queue TUN device") {
 		t.Errorf("Open on a TAP device: %v", err)
@@ -672,15 +663,7 @@ func TestNeedsCapNetAdmin(t *testing.T) {
 func TestConcurrentReadWrite(t *testing.T) {
 	ns := newNS(t)
 	d := mustOpen(t, ns)
-	var ln *net.UDPConn
-	if err := inNS(t, ns, func() error {
-		var err error
-		ln, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 7777})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := listenKernel(t, ns, 7777)
 
 	// The kernel echoes nothing by itself, so: stack -> kernel socket, and
 	// kernel socket -> stack, 50 each, at the same time.

@@ -26,6 +26,13 @@ func pair(t *testing.T) (*stack.Stack, *Stack) {
 	cl, sl := stack.NewMemLink(1500), stack.NewMemLink(1500)
 	cl.OnWrite = sl.Deliver
 	sl.OnWrite = cl.Deliver
+	return startPair(t, cl, sl)
+}
+
+// startPair starts a ustack client on cl and a gVisor server on sl, both
+// closed when the test ends.
+func startPair(t *testing.T, cl, sl *stack.MemLink) (*stack.Stack, *Stack) {
+	t.Helper()
 	opts := stack.DefaultOptions()
 	opts.Addr = clientAddr
 	c, err := stack.New(cl, opts)
@@ -46,19 +53,43 @@ func pair(t *testing.T) (*stack.Stack, *Stack) {
 	return c, s
 }
 
+// listen listens on the server's port, until the test ends.
+func listen(t *testing.T, s *Stack, port uint16) net.Listener {
+	t.Helper()
+	ln, err := s.ListenTCP(netip.AddrPortFrom(serverAddr, port), 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
 func dial(t *testing.T, c *stack.Stack, port uint16) (*stack.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return c.DialTCP(ctx, netip.AddrPortFrom(clientAddr, 0), netip.AddrPortFrom(serverAddr, port))
 }
 
-func TestEchoAndSockets(t *testing.T) {
-	c, s := pair(t)
-	ln, err := s.ListenTCP(netip.AddrPortFrom(serverAddr, 7), 16)
+// echoes sends msg on conn to an echo server, then closes its writing
+// side, and checks that msg comes back before EOF.
+func echoes(t *testing.T, conn *stack.Conn, msg []byte) {
+	t.Helper()
+	go func() {
+		conn.Write(msg)
+		conn.CloseWrite()
+	}()
+	got, err := io.ReadAll(conn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	if !bytes.Equal(got, msg) {
+		t.Fatalf("echoed %d bytes, want the %d sent", len(got), len(msg))
+	}
+}
+
+func TestEchoAndSockets(t *testing.T) {
+	c, s := pair(t)
+	ln := listen(t, s, 7)
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		sc, err := ln.Accept()
@@ -90,18 +121,7 @@ func TestEchoAndSockets(t *testing.T) {
 	if states["LISTEN"] != 1 || states["ESTAB"] != 1 {
 		t.Errorf("Sockets: %v, want one LISTEN and one ESTAB", s.Sockets())
 	}
-	msg := bytes.Repeat([]byte("0123456789"), 50000) // several windows' worth
-	go func() {
-		conn.Write(msg)
-		conn.CloseWrite()
-	}()
-	got, err := io.ReadAll(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, msg) {
-		t.Fatalf("echoed %d bytes, want %d equal ones", len(got), len(msg))
-	}
+	echoes(t, conn, bytes.Repeat([]byte("0123456789"), 50000)) // several windows' worth
 	if _, ok := <-accepted; !ok {
 		t.Fatal("accept failed")
 	}

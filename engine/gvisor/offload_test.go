@@ -1,9 +1,7 @@
 package gvisor
 
 import (
-	"bytes"
 	"io"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -21,34 +19,14 @@ func offloadPair(t *testing.T) (*stack.Stack, *Stack, *stack.MemLink, *stack.Mem
 	sl.EnableOffload()
 	cl.OnWrite = func(p []byte) { sl.DeliverOffload(p, true) }
 	sl.OnWrite = func(p []byte) { cl.DeliverOffload(p, true) }
-	opts := stack.DefaultOptions()
-	opts.Addr = clientAddr
-	c, err := stack.New(cl, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(sl, Options{Addr: serverAddr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		s.Close()
-		c.Close()
-	})
+	c, s := startPair(t, cl, sl)
 	return c, s, cl, sl
 }
 
 // Both stacks send bulk data as GSO packets, and every byte arrives.
 func TestOffloadBothWays(t *testing.T) {
 	c, s, cl, sl := offloadPair(t)
-	ln, err := s.ListenTCP(netip.AddrPortFrom(serverAddr, 7), 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := listen(t, s, 7)
 	go func() {
 		sc, err := ln.Accept()
 		if err != nil {
@@ -67,17 +45,7 @@ func TestOffloadBothWays(t *testing.T) {
 	for i := range want {
 		want[i] = byte(i * 7)
 	}
-	go func() {
-		conn.Write(want)
-		conn.CloseWrite()
-	}()
-	got, err := io.ReadAll(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("echoed %d bytes, not the %d sent", len(got), len(want))
-	}
+	echoes(t, conn, want)
 	if len(cl.GSOWrites()) == 0 {
 		t.Error("ustack sent no GSO packet")
 	}
@@ -91,11 +59,7 @@ func TestOffloadBothWays(t *testing.T) {
 // unless the link says its checksum was left to offload.
 func TestOffloadChecksumOnlyWhenVouched(t *testing.T) {
 	_, s, _, sl := offloadPair(t)
-	ln, err := s.ListenTCP(netip.AddrPortFrom(serverAddr, 80), 16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	listen(t, s, 80)
 	var out [][]byte
 	got := make(chan []byte, 16)
 	sl.OnWrite = func(p []byte) { got <- append([]byte(nil), p...) }

@@ -406,20 +406,15 @@ func profiles(ctx context.Context, cfg *config, targets []*target) error {
 	return nil
 }
 
+// testOf is the test that measures the metric key.
 func testOf(key string) string {
-	switch {
-	case strings.HasPrefix(key, "upload"):
-		return "upload"
-	case strings.HasPrefix(key, "download"):
-		return "download"
-	case strings.HasPrefix(key, "rr_"):
-		return "rr"
-	case strings.HasPrefix(key, "conn_"):
-		return "connrate"
-	case strings.HasPrefix(key, "http_"):
-		return "http"
-	case strings.HasPrefix(key, "scale_"):
-		return "scale"
+	for _, p := range [...]struct{ prefix, test string }{
+		{"upload", "upload"}, {"download", "download"}, {"rr_", "rr"},
+		{"conn_", "connrate"}, {"http_", "http"}, {"scale_", "scale"},
+	} {
+		if strings.HasPrefix(key, p.prefix) {
+			return p.test
+		}
 	}
 	return ""
 }

@@ -73,53 +73,52 @@ const streamBuf = 128 << 10
 // waits for discard's FIN, so every byte counted has been taken by the
 // server's application.
 func runUpload(ctx context.Context, cfg *config, t *target, s *server) (sample, []string, error) {
-	c, err := dialIn(t, portDiscard)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer c.close()
-	cpu0, err := s.cpu()
-	if err != nil {
-		return nil, nil, err
-	}
-	buf := make([]byte, streamBuf)
-	start := time.Now()
-	end := start.Add(cfg.stream)
-	var total int64
-	for time.Now().Before(end) && ctx.Err() == nil {
-		n, err := c.writeSome(buf)
-		if err != nil {
-			return nil, nil, fmt.Errorf("after %d bytes: %w", total, err)
+	return runStream(cfg, t, s, portDiscard, "upload", func(c sock, buf []byte, end time.Time) (total int64, err error) {
+		for time.Now().Before(end) && ctx.Err() == nil {
+			n, err := c.writeSome(buf)
+			if err != nil {
+				return 0, fmt.Errorf("after %d bytes: %w", total, err)
+			}
+			total += int64(n)
 		}
-		total += int64(n)
-	}
-	if err := c.shutdownWrite(); err != nil {
-		return nil, nil, err
-	}
-	for {
-		n, err := c.read(buf)
-		if err != nil {
-			return nil, nil, fmt.Errorf("waiting for discard's FIN: %w", err)
+		if err := c.shutdownWrite(); err != nil {
+			return 0, err
 		}
-		if n == 0 {
-			break
+		for {
+			n, err := c.read(buf)
+			if err != nil {
+				return 0, fmt.Errorf("waiting for discard's FIN: %w", err)
+			}
+			if n == 0 {
+				return total, nil
+			}
 		}
-	}
-	el := time.Since(start)
-	cpu1, err := s.cpu()
-	if err != nil {
-		return nil, nil, err
-	}
-	return sample{
-		"upload_gbps":         float64(total) * 8 / el.Seconds() / 1e9,
-		"upload_cpu_s_per_gb": (cpu1 - cpu0).Seconds() / (float64(total) / 1e9),
-		"upload_bytes":        float64(total),
-	}, nil, nil
+	})
 }
 
 // runDownload reads from source for cfg.stream.
 func runDownload(ctx context.Context, cfg *config, t *target, s *server) (sample, []string, error) {
-	c, err := dialIn(t, portSource)
+	return runStream(cfg, t, s, portSource, "download", func(c sock, buf []byte, end time.Time) (total int64, err error) {
+		for time.Now().Before(end) && ctx.Err() == nil {
+			n, err := c.read(buf)
+			if err != nil {
+				return 0, fmt.Errorf("after %d bytes: %w", total, err)
+			}
+			if n == 0 {
+				return 0, fmt.Errorf("source closed after %d bytes", total)
+			}
+			total += int64(n)
+		}
+		return total, nil
+	})
+}
+
+// runStream is the frame of the throughput tests: it connects to port and
+// times move, which moves bytes through a streamBuf-sized buffer until end
+// and returns how many; the rate and the server's CPU time per GB meanwhile
+// are the sample's name_gbps and name_cpu_s_per_gb.
+func runStream(cfg *config, t *target, s *server, port int, name string, move func(c sock, buf []byte, end time.Time) (int64, error)) (sample, []string, error) {
+	c, err := dialIn(t, port)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -130,17 +129,9 @@ func runDownload(ctx context.Context, cfg *config, t *target, s *server) (sample
 	}
 	buf := make([]byte, streamBuf)
 	start := time.Now()
-	end := start.Add(cfg.stream)
-	var total int64
-	for time.Now().Before(end) && ctx.Err() == nil {
-		n, err := c.read(buf)
-		if err != nil {
-			return nil, nil, fmt.Errorf("after %d bytes: %w", total, err)
-		}
-		if n == 0 {
-			return nil, nil, fmt.Errorf("source closed after %d bytes", total)
-		}
-		total += int64(n)
+	total, err := move(c, buf, start.Add(cfg.stream))
+	if err != nil {
+		return nil, nil, err
 	}
 	el := time.Since(start)
 	cpu1, err := s.cpu()
@@ -148,9 +139,9 @@ func runDownload(ctx context.Context, cfg *config, t *target, s *server) (sample
 		return nil, nil, err
 	}
 	return sample{
-		"download_gbps":         float64(total) * 8 / el.Seconds() / 1e9,
-		"download_cpu_s_per_gb": (cpu1 - cpu0).Seconds() / (float64(total) / 1e9),
-		"download_bytes":        float64(total),
+		name + "_gbps":         float64(total) * 8 / el.Seconds() / 1e9,
+		name + "_cpu_s_per_gb": (cpu1 - cpu0).Seconds() / (float64(total) / 1e9),
+		name + "_bytes":        float64(total),
 	}, nil, nil
 }
 

@@ -92,15 +92,9 @@ func waitConnect(fd int) error {
 // write writes all of b.
 func (s sock) write(b []byte) error {
 	for len(b) > 0 {
-		n, err := unix.Write(int(s), b)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if errors.Is(err, unix.EAGAIN) {
-			return fmt.Errorf("write: no progress for %v", ioTimeout)
-		}
+		n, err := s.writeSome(b)
 		if err != nil {
-			return fmt.Errorf("write: %w", err)
+			return err
 		}
 		b = b[n:]
 	}
@@ -109,33 +103,28 @@ func (s sock) write(b []byte) error {
 
 // writeSome is one write() call: it returns how much the kernel took.
 func (s sock) writeSome(b []byte) (int, error) {
-	for {
-		n, err := unix.Write(int(s), b)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if errors.Is(err, unix.EAGAIN) {
-			return 0, fmt.Errorf("write: no progress for %v", ioTimeout)
-		}
-		if err != nil {
-			return 0, fmt.Errorf("write: %w", err)
-		}
-		return n, nil
-	}
+	return retry("write", "no progress", func() (int, error) { return unix.Write(int(s), b) })
 }
 
 // read is one read() call; 0 means EOF.
 func (s sock) read(b []byte) (int, error) {
+	return retry("read", "nothing", func() (int, error) { return unix.Read(int(s), b) })
+}
+
+// retry makes the system call op until it is not interrupted. EAGAIN is
+// the socket's timeout running out, which the error reports as idle (for
+// ioTimeout).
+func retry(op, idle string, call func() (int, error)) (int, error) {
 	for {
-		n, err := unix.Read(int(s), b)
+		n, err := call()
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if errors.Is(err, unix.EAGAIN) {
-			return 0, fmt.Errorf("read: nothing for %v", ioTimeout)
+			return 0, fmt.Errorf("%s: %s for %v", op, idle, ioTimeout)
 		}
 		if err != nil {
-			return 0, fmt.Errorf("read: %w", err)
+			return 0, fmt.Errorf("%s: %w", op, err)
 		}
 		return n, nil
 	}

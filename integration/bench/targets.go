@@ -153,6 +153,20 @@ func (s *server) rss() (int64, error) {
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", s.pid)
 }
 
+// startReady starts cmd as the nth server of target name, logging to
+// dir/name-n.log, and waits until it answers from the client namespace ns.
+func startReady(ctx context.Context, ns *netns.NS, name string, cmd *exec.Cmd, dir string, n int) (*server, error) {
+	s, err := startProcess(name, cmd, filepath.Join(dir, fmt.Sprintf("%s-%d.log", name, n)))
+	if err != nil {
+		return nil, err
+	}
+	if err := waitReady(ctx, ns, s); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
 // waitReady polls the echo service from the client namespace until one
 // byte goes round, at most 15 s.
 func waitReady(ctx context.Context, ns *netns.NS, s *server) error {
@@ -209,15 +223,7 @@ func daemonTarget(name, bin, dir string, ns *netns.NS, procs int) *target {
 		if procs > 0 {
 			args = append(args, "--procs", strconv.Itoa(procs))
 		}
-		s, err := startProcess(name, exec.Command("ip", args...), filepath.Join(dir, fmt.Sprintf("%s-%d.log", name, n)))
-		if err != nil {
-			return nil, err
-		}
-		if err := waitReady(ctx, ns, s); err != nil {
-			s.stop()
-			return nil, err
-		}
-		return s, nil
+		return startReady(ctx, ns, name, exec.Command("ip", args...), dir, n)
 	}}
 }
 
@@ -229,15 +235,7 @@ func kernelTarget(self, dir string, cli, srv *netns.NS) *target {
 	return &target{name: "kernel", clientNS: cli, start: func(ctx context.Context, _ string) (*server, error) {
 		n++
 		cmd := exec.Command("ip", "netns", "exec", srv.Name, self, "-kernel-server", serverIPs)
-		s, err := startProcess("kernel", cmd, filepath.Join(dir, fmt.Sprintf("kernel-%d.log", n)))
-		if err != nil {
-			return nil, err
-		}
-		if err := waitReady(ctx, cli, s); err != nil {
-			s.stop()
-			return nil, err
-		}
-		return s, nil
+		return startReady(ctx, cli, "kernel", cmd, dir, n)
 	}}
 }
 
