@@ -58,31 +58,52 @@ type pmtuEntry struct {
 	expires time.Time
 }
 
-// icmpError handles an ICMP error message msg (type, code, the 4 bytes
-// after the checksum, then the offending datagram's IP header and at least
-// 8 bytes of its payload).
-func (s *Stack) icmpError(now time.Time, msg []byte) {
-	inner := header.IPv4(msg[header.ICMPv4MinSize:])
-	if len(inner) < header.IPv4MinSize || inner.HeaderLen() < header.IPv4MinSize || len(inner) < inner.HeaderLen()+8 || inner.Protocol() != header.ProtoTCP {
-		s.inc(cntICMPIgnored)
-		return
-	}
-	tcp := inner[inner.HeaderLen():]
-	// Our segment went from us (its source) to the peer.
-	id := hashtable.FourTuple{
-		LocalAddr: hashtable.AddrFrom4(inner.Src()), LocalPort: binary.BigEndian.Uint16(tcp[0:2]),
-		RemoteAddr: hashtable.AddrFrom4(inner.Dst()), RemotePort: binary.BigEndian.Uint16(tcp[2:4]),
-	}
-	e, ok := s.est.Lookup(id)
-	if !ok {
-		s.inc(cntICMPIgnored)
-		return
-	}
-	typ, code := msg[0], msg[1]
-	e.icmpError(now, typ, code, int(binary.BigEndian.Uint16(msg[6:8])), seqnum(binary.BigEndian.Uint32(tcp[4:8])))
+// netError is an ICMP error about a packet we sent, as the network layer
+// reads it for the transport (Linux's icmp_err_convert): what it means to
+// a socket, whichever ICMP carried it.
+type netError struct {
+	errno      syscall.Errno // what a socket reports; 0: an error the transport ignores
+	fragNeeded bool          // the packet was too big for the path (RFC 1191)
+	mtu        int           // with fragNeeded: the next-hop MTU
+	unreach    bool          // the network or host is unreachable (RFC 6069)
+	fatal      bool          // it ends a half-open connection (tcp_req_err)
 }
 
-func (e *endpoint) icmpError(now time.Time, typ, code uint8, mtu int, seq seqnum) {
+// icmp4Error reads an ICMPv4 error (RFC 792, RFC 1122 3.2.2).
+func icmp4Error(typ, code uint8, mtu int) netError {
+	switch {
+	case typ == header.ICMPParamProblem:
+		return netError{errno: syscall.EPROTO, fatal: true}
+	case typ == header.ICMPTimeExceeded:
+		return netError{errno: syscall.EHOSTUNREACH}
+	case typ == header.ICMPDestUnreach && code == icmpFragNeeded:
+		return netError{errno: syscall.EMSGSIZE, fragNeeded: true, mtu: mtu}
+	case typ == header.ICMPDestUnreach && code <= icmpMaxUnreachCode:
+		u := code == icmpNetUnreach || code == icmpHostUnreach
+		return netError{errno: unreachErrno[code], unreach: u, fatal: u}
+	}
+	return netError{} // source quench, redirect, anything else
+}
+
+// icmpError handles an ICMPv4 error message msg (type, code, the 4 bytes
+// after the checksum, then the offending datagram's IP header and at least
+// 8 bytes of its payload): the transport that sent the datagram gets it.
+func (s *Stack) icmpError(now time.Time, msg []byte) {
+	inner := header.IPv4(msg[header.ICMPv4MinSize:])
+	if len(inner) < header.IPv4MinSize || inner.HeaderLen() < header.IPv4MinSize || len(inner) < inner.HeaderLen()+8 {
+		s.inc(cntICMPIgnored)
+		return
+	}
+	t := s.transports[inner.Protocol()]
+	if t == nil {
+		s.inc(cntICMPIgnored)
+		return
+	}
+	ne := icmp4Error(msg[0], msg[1], int(binary.BigEndian.Uint16(msg[6:8])))
+	t.deliverError(now, hashtable.AddrFrom4(inner.Src()), hashtable.AddrFrom4(inner.Dst()), inner[inner.HeaderLen():], ne)
+}
+
+func (e *endpoint) icmpError(now time.Time, ne netError, seq seqnum) {
 	s := e.s
 	if e.state == stateTimeWait || e.state == stateClosed || e.gone {
 		s.inc(cntICMPIgnored)
@@ -91,8 +112,7 @@ func (e *endpoint) icmpError(now time.Time, typ, code uint8, mtu int, seq seqnum
 	if e.state == stateSynRecv && !e.active {
 		// A request socket (tcp_req_err): only a fatal error about our
 		// SYN|ACK drops it, silently.
-		fatal := typ == header.ICMPParamProblem || typ == header.ICMPDestUnreach && (code == icmpNetUnreach || code == icmpHostUnreach)
-		if fatal && seq == e.snd.iss {
+		if ne.fatal && seq == e.snd.iss {
 			s.inc(cntTCPICMPErrors)
 			e.close("ICMP error for the SYN|ACK", nil, 0)
 		} else {
@@ -104,33 +124,25 @@ func (e *endpoint) icmpError(now time.Time, typ, code uint8, mtu int, seq seqnum
 		s.inc(cntICMPOutOfWindow) // LINUX_MIB_OUTOFWINDOWICMPS
 		return
 	}
-	var errno syscall.Errno
 	switch {
-	case typ == header.ICMPParamProblem:
-		errno = syscall.EPROTO
-	case typ == header.ICMPTimeExceeded:
-		errno = syscall.EHOSTUNREACH
-	case typ == header.ICMPDestUnreach && code == icmpFragNeeded:
-		e.pmtuReduced(now, mtu)
+	case ne.fragNeeded:
+		e.pmtuReduced(now, ne.mtu)
 		return
-	case typ == header.ICMPDestUnreach && code <= icmpMaxUnreachCode:
-		errno = unreachErrno[code]
-		if code == icmpNetUnreach || code == icmpHostUnreach {
-			defer e.rtoRevert(now, seq)
-		}
-	default: // source quench, redirect, anything else: ignored
+	case ne.errno == 0:
 		s.inc(cntICMPIgnored)
 		return
+	case ne.unreach:
+		defer e.rtoRevert(now, seq)
 	}
 	s.inc(cntTCPICMPErrors)
 	if e.state == stateSynSent || e.state == stateSynRecv {
 		// Opening: the error is final (connect fails with it).
-		e.close("ICMP error while connecting", nil, errno)
+		e.close("ICMP error while connecting", nil, ne.errno)
 		return
 	}
 	// Open: RFC 1122 4.2.3.9 lets us keep trying; the error is what a
 	// timeout will report (sk_err_soft), and SO_ERROR reads it.
-	e.icmpErr = errno
+	e.icmpErr = ne.errno
 }
 
 // rtoRevert is RFC 6069 (Linux tcp_ld_RTO_revert): a net or host

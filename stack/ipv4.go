@@ -11,6 +11,17 @@ import (
 // protocol, ICMP echo (B50), output, and the loopback path for packets to
 // our own address (B16).
 
+// transport is a protocol above IP (TCP; UDP plugs in beside it): IP hands
+// it the packets and the ICMP errors for its protocol number.
+type transport interface {
+	// deliver takes a packet's payload from src to dst; csumOK: the link
+	// vouched for its checksum.
+	deliver(now time.Time, src, dst hashtable.Addr, payload []byte, csumOK bool)
+	// deliverError takes an ICMP error about a packet we sent from src
+	// to dst; quoted holds at least the first 8 bytes of its payload.
+	deliverError(now time.Time, src, dst hashtable.Addr, quoted []byte, ne netError)
+}
+
 // ipInput is IPv4 input (RFC 791, RFC 1122 3.2.1): checks, then protocol
 // demultiplexing. Every drop is counted.
 func (s *Stack) ipInput(now time.Time, pkt []byte, csumOK bool) {
@@ -36,11 +47,11 @@ func (s *Stack) ipInput(now time.Time, pkt []byte, csumOK bool) {
 		s.inc(cntIPFragmentDropped)
 		return
 	}
-	switch ip.Protocol() {
-	case header.ProtoTCP:
-		s.tcpInput(now, hashtable.AddrFrom4(ip.Src()), hashtable.AddrFrom4(ip.Dst()), ip.Payload(), csumOK)
-	case header.ProtoICMP:
+	switch p := ip.Protocol(); {
+	case p == header.ProtoICMP:
 		s.icmpInput(now, ip)
+	case s.transports[p] != nil:
+		s.transports[p].deliver(now, hashtable.AddrFrom4(ip.Src()), hashtable.AddrFrom4(ip.Dst()), ip.Payload(), csumOK)
 	default:
 		s.inc(cntIPUnknownProto)
 	}

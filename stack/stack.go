@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"ustack/hashtable"
+	"ustack/stack/header"
 	"ustack/timers"
 )
 
@@ -34,6 +35,8 @@ type Stack struct {
 	mtu    int
 	epoch  time.Time // origin of TCP timestamps
 	timers timers.Queue
+
+	transports [256]transport // by IP protocol number
 
 	est     *hashtable.Established[*endpoint]
 	lis     *hashtable.Listeners[*listener]
@@ -122,6 +125,7 @@ func New(link Link, opts Options) (*Stack, error) {
 		s.gso = g
 	}
 	s.mu.s = s
+	s.transports[header.ProtoTCP] = tcpProtocol{s}
 	s.epoch = s.clock.Now()
 	return s, nil
 }

@@ -126,6 +126,29 @@ func flagString(f uint8) string {
 	return string(b[:n])
 }
 
+// tcpProtocol is TCP as a transport under IP.
+type tcpProtocol struct{ s *Stack }
+
+func (p tcpProtocol) deliver(now time.Time, src, dst hashtable.Addr, b []byte, csumOK bool) {
+	p.s.tcpInput(now, src, dst, b, csumOK)
+}
+
+// deliverError hands an ICMP error about one of our segments (from src to
+// dst; quoted starts with its TCP header) to its connection, as Linux's
+// tcp_v4_err (icmp.go).
+func (p tcpProtocol) deliverError(now time.Time, src, dst hashtable.Addr, quoted []byte, ne netError) {
+	id := hashtable.FourTuple{
+		LocalAddr: src, LocalPort: binary.BigEndian.Uint16(quoted[0:2]),
+		RemoteAddr: dst, RemotePort: binary.BigEndian.Uint16(quoted[2:4]),
+	}
+	e, ok := p.s.est.Lookup(id)
+	if !ok {
+		p.s.inc(cntICMPIgnored)
+		return
+	}
+	e.icmpError(now, ne, seqnum(binary.BigEndian.Uint32(quoted[4:8])))
+}
+
 // tcpInput is the TCP demultiplexer: checksum, then the established table,
 // then the listener table, then the "no socket" rules B01-B05.
 func (s *Stack) tcpInput(now time.Time, src, dst hashtable.Addr, b []byte, csumOK bool) {
