@@ -154,14 +154,14 @@ func TestPRROneSegmentPerDelivered(t *testing.T) {
 	c.Write(make([]byte, 5*smss))
 	h.expectNone() // pipe is at ssthresh: nothing until something is delivered
 	sack(5)
-	h.expect(seg{flags: flagACK, seq: 1 + 10*smss, ack: 1, n: smss, win: -1})
+	h.expect(seg{flags: flagACK, seq: 1 + 10*smss, ack: 1, n: smss, win: 65535})
 	h.expectNone()
 	sack(7) // two more segments delivered: two out
-	h.expect(seg{flags: flagACK, seq: 1 + 11*smss, ack: 1, n: smss, win: -1})
-	h.expect(seg{flags: flagACK, seq: 1 + 12*smss, ack: 1, n: smss, win: -1})
+	h.expect(seg{flags: flagACK, seq: 1 + 11*smss, ack: 1, n: smss, win: 65535})
+	h.expect(seg{flags: flagACK, seq: 1 + 12*smss, ack: 1, n: smss, win: 65535})
 	h.expectNone()
 	sack(9)
-	h.expect(seg{flags: flagACK, seq: 1 + 13*smss, ack: 1, n: smss, win: -1})
-	h.expect(seg{flags: flagACK | flagPSH, seq: 1 + 14*smss, ack: 1, n: smss, win: -1})
+	h.expect(seg{flags: flagACK, seq: 1 + 13*smss, ack: 1, n: smss, win: 65535})
+	h.expect(seg{flags: flagACK | flagPSH, seq: 1 + 14*smss, ack: 1, n: smss, win: 65535})
 	h.expectNone()
 }

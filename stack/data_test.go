@@ -103,13 +103,13 @@ func TestB20FastRetransmit(t *testing.T) {
 func TestB21ZeroWindowProbe(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
-	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1}) // window 0
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: zeroWin}) // window 0
 	c.Write([]byte("x"))
 	h.expectNone()
 	// Persist backoff from the 200 ms RTO (an instant handshake).
 	for _, at := range []time.Duration{200 * time.Millisecond, 600 * time.Millisecond, 1400 * time.Millisecond} {
 		h.expectAt(at, seg{flags: flagACK, seq: 0, ack: 1}) // SND.UNA-1: Linux's probe
-		h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+		h.send(seg{flags: flagACK, seq: 1, ack: 1, win: zeroWin})
 	}
 	if h.s.Counter("tcp.zero_window_probes") != 3 {
 		t.Fatal("probes not counted")
@@ -126,10 +126,10 @@ func TestB21ReceiveWindowTracksBuffer(t *testing.T) {
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, n: 1000})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 1001, win: 3000})
 	h.send(seg{flags: flagACK, seq: 1001, ack: 1, n: 3000})
-	h.expect(seg{flags: flagACK, seq: 1, ack: 4001, win: -2})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 4001, win: zeroWin})
 	// Beyond the window: dropped, and ACKed.
 	h.send(seg{flags: flagACK, seq: 4001, ack: 1, n: 10})
-	h.expect(seg{flags: flagACK, seq: 1, ack: 4001, win: -2})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 4001, win: zeroWin})
 	io.ReadFull(c, make([]byte, 4000))
 	h.expect(seg{flags: flagACK, seq: 1, ack: 4001, win: 4000})
 }
@@ -278,7 +278,7 @@ func TestB21RoundedWindowEdgeIsHonoured(t *testing.T) {
 func TestB21UnansweredProbesGiveUp(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.Retries2 = 3 })
 	c := h.handshake(h.listen(5))
-	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: zeroWin})
 	c.Write([]byte("x"))
 	for _, at := range []time.Duration{200 * time.Millisecond, 600 * time.Millisecond, 1400 * time.Millisecond} {
 		h.expectAt(at, seg{flags: flagACK, seq: 0, ack: 1})
@@ -298,14 +298,14 @@ func TestB21UnansweredProbesGiveUp(t *testing.T) {
 func TestB21AnsweredProbesGoOn(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.Retries2 = 3 })
 	c := h.handshake(h.listen(5))
-	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: zeroWin})
 	c.Write([]byte("x"))
 	for i := 0; i < 20; i++ {
 		for k := 0; len(h.link.out) == 0 && k < 200; k++ {
 			h.advance(time.Second)
 		}
 		h.expect(seg{flags: flagACK, seq: 0, ack: 1})
-		h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+		h.send(seg{flags: flagACK, seq: 1, ack: 1, win: zeroWin})
 	}
 	h.wantState("ESTAB")
 }
@@ -316,13 +316,13 @@ func TestB21AnsweredProbesGoOn(t *testing.T) {
 func TestB21OrphanBehindZeroWindowGivesUp(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
-	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: zeroWin})
 	c.Write(make([]byte, 1000))
 	c.Close()
 	for i := 0; i < 30 && h.state() != "gone"; i++ {
 		h.advance(30 * time.Second)
 		h.link.Outbound()
-		h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+		h.send(seg{flags: flagACK, seq: 1, ack: 1, win: zeroWin})
 	}
 	if h.state() != "gone" || h.now() > 10*time.Minute {
 		t.Fatalf("orphan %s after %v of zero window", h.state(), h.now())
@@ -335,12 +335,12 @@ func TestB21OrphanBehindZeroWindowGivesUp(t *testing.T) {
 func TestB21BackoffEndsWhenWindowOpens(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
-	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: zeroWin})
 	c.Write([]byte("x"))
 	for i := 0; i < 8; i++ {
 		h.advance(2 * time.Minute)
 		h.link.Outbound()
-		h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+		h.send(seg{flags: flagACK, seq: 1, ack: 1, win: zeroWin})
 	}
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: 1000})
 	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("x")})

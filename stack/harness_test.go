@@ -52,11 +52,14 @@ func newHarness(t testing.TB, tweak ...func(*Options)) *harness {
 }
 
 // seg describes a segment; seq and ack are relative unless raw is set.
+// zeroWin is a window field of 0 in a seg.
+const zeroWin = -1
+
 type seg struct {
 	flags uint8
 	seq   uint32
 	ack   uint32
-	win   int // -1: do not check (outbound); inbound default 65535
+	win   int // the window field: 0 is 65535 inbound and unchecked outbound; zeroWin is 0
 	data  []byte
 	n     int    // payload length, when data is nil (zero bytes)
 	opts  []byte // inbound raw options
@@ -108,7 +111,7 @@ func (h *harness) build(sg seg) []byte {
 	if win == 0 {
 		win = 65535
 	}
-	if win < 0 {
+	if win == zeroWin {
 		win = 0
 	}
 	olen := (len(sg.opts) + 3) &^ 3
@@ -180,7 +183,7 @@ func (h *harness) expect(want seg) header.TCP {
 	if want.win > 0 && int(tcp.Window()) != want.win {
 		ok = false
 	}
-	if want.win == -2 && tcp.Window() != 0 {
+	if want.win == zeroWin && tcp.Window() != 0 {
 		ok = false
 	}
 	if want.data != nil && string(tcp.Payload()) != string(want.data) {

@@ -33,7 +33,7 @@ func TestICMPUnreachableFailsConnect(t *testing.T) {
 	so := h.s.NewSocket()
 	so.Bind(netip.AddrPortFrom(netip.AddrFrom4(stackAddr), 80))
 	so.Connect(netip.AddrPortFrom(netip.AddrFrom4(peerAddr), h.port))
-	h.expect(seg{flags: flagSYN, seq: 0, win: -1})
+	h.expect(seg{flags: flagSYN, seq: 0, win: 65535})
 	h.icmpAbout(header.ICMPDestUnreach, 3, 0, 0)
 	if err := so.SockError(); err != syscall.ECONNREFUSED {
 		t.Fatalf("SO_ERROR %v, want ECONNREFUSED", err)

@@ -11,7 +11,7 @@ import (
 func TestB01SynToClosedPort(t *testing.T) {
 	h := newHarness(t)
 	h.send(seg{flags: flagSYN, seq: 0, opts: linuxSYNOpts(1)})
-	h.expect(seg{flags: flagRST | flagACK, seq: 0, ack: peerISN + 1, raw: true, win: -2})
+	h.expect(seg{flags: flagRST | flagACK, seq: 0, ack: peerISN + 1, raw: true, win: zeroWin})
 	h.expectNone()
 	if got := h.s.Counter("tcp.no_socket"); got != 1 {
 		t.Fatalf("tcp.no_socket = %d, want 1", got)

@@ -129,7 +129,7 @@ func TestTCPUserTimeoutEndsAnsweredWindowProbes(t *testing.T) {
 	l := h.listenSocket(map[SockOpt]int{OptUserTimeout: 1000})
 	h.send(seg{flags: flagSYN, seq: 0, opts: []byte{2, 4, 0x05, 0xb4}})
 	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1}) // a zero window
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: zeroWin}) // a zero window
 	c, err := l.Accept()
 	if err != nil {
 		t.Fatal(err)
@@ -137,9 +137,9 @@ func TestTCPUserTimeoutEndsAnsweredWindowProbes(t *testing.T) {
 	wantOption(t, c, OptUserTimeout, 1000) // inherited
 	c.Write([]byte("data"))
 	h.expectAt(200*time.Millisecond, seg{flags: flagACK, seq: 0, ack: 1})
-	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: zeroWin})
 	h.expectAt(600*time.Millisecond, seg{flags: flagACK, seq: 0, ack: 1})
-	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: -1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: zeroWin})
 	// The next probe would be at 1.4 s; 1 s after the first (1.2 s) the
 	// connection is gone.
 	h.wantTimedOutAt(1200*time.Millisecond, c)
@@ -232,9 +232,9 @@ func TestTCPSynCntLimitsConnect(t *testing.T) {
 	if err := so.Connect(netip.AddrPortFrom(netip.AddrFrom4(peerAddr), 40000)); err != syscall.EINPROGRESS {
 		t.Fatalf("connect: %v", err)
 	}
-	h.expect(seg{flags: flagSYN, seq: 0, win: -1})
-	h.expectAt(time.Second, seg{flags: flagSYN, seq: 0, win: -1})
-	h.expectAt(2*time.Second, seg{flags: flagSYN, seq: 0, win: -1})
+	h.expect(seg{flags: flagSYN, seq: 0, win: 65535})
+	h.expectAt(time.Second, seg{flags: flagSYN, seq: 0, win: 65535})
+	h.expectAt(2*time.Second, seg{flags: flagSYN, seq: 0, win: 65535})
 	h.advance(3*time.Second - h.now())
 	h.expectNone()
 	if err := so.SockError(); err != syscall.ETIMEDOUT {
