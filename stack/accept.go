@@ -6,6 +6,9 @@ import (
 	"ustack/hashtable"
 )
 
+// The listener (RFC 9293 3.10.7.2) and the passive open: SYN, the SYN
+// queue, SYN-RECV's children, the accept queue (B10, B11, B12).
+
 // listener is a socket in LISTEN: its SYN queue of children in SYN-RECV and
 // its accept queue of established children (B10, B11, B12).
 type listener struct {

@@ -18,6 +18,22 @@ import (
 // deadline passes; errors come out as *net.OpError over a syscall.Errno, as
 // from Go's net package.
 
+// Conn is a TCP connection; it implements net.Conn like *net.TCPConn.
+type Conn struct {
+	so     *Socket
+	local  *net.TCPAddr
+	remote *net.TCPAddr
+	rdDL   time.Time
+	wrDL   time.Time
+}
+
+// errRetry tells block to look again at once, without waiting.
+var errRetry = errors.New("retry")
+
+// writeToChunk bounds one w.Write in WriteTo, so that the window reopens
+// while a slow writer works through a full receive buffer.
+const writeToChunk = 256 << 10
+
 // opError wraps err the way Go's net package does, so errors.Is(err,
 // syscall.ECONNRESET) and os.IsTimeout work on our errors too. EBADF (a
 // closed socket) and ENETDOWN (a closed stack) are net.ErrClosed.
@@ -159,15 +175,6 @@ func (s *Stack) dialOnce(ctx context.Context, laddr, raddr netip.AddrPort) (*Con
 	return newConn(so), nil
 }
 
-// Conn is a TCP connection; it implements net.Conn like *net.TCPConn.
-type Conn struct {
-	so     *Socket
-	local  *net.TCPAddr
-	remote *net.TCPAddr
-	rdDL   time.Time
-	wrDL   time.Time
-}
-
 func newConn(so *Socket) *Conn {
 	e := so.e
 	return &Conn{so: so,
@@ -176,9 +183,6 @@ func newConn(so *Socket) *Conn {
 }
 
 func (c *Conn) err(op string, err error) error { return opError(op, c.local, c.remote, err) }
-
-// errRetry tells block to look again at once, without waiting.
-var errRetry = errors.New("retry")
 
 func expired(dl time.Time) bool { return !dl.IsZero() && !time.Now().Before(dl) }
 
@@ -220,10 +224,6 @@ func (c *Conn) Read(b []byte) (int, error) {
 	}
 	return n, err
 }
-
-// writeToChunk bounds one w.Write in WriteTo, so that the window reopens
-// while a slow writer works through a full receive buffer.
-const writeToChunk = 256 << 10
 
 // WriteTo writes the bytes the connection receives to w until EOF (then
 // returning a nil error), an error of either side, or the read deadline.
@@ -354,24 +354,18 @@ func (c *Conn) SetDeadline(t time.Time) error {
 
 // SetReadDeadline sets the read deadline and wakes a blocked Read so it
 // sees the new one.
-func (c *Conn) SetReadDeadline(t time.Time) error {
-	return c.call("set", func() error {
-		if c.so.closed {
-			return syscall.EBADF
-		}
-		c.rdDL = t
-		c.so.e.notifyRead()
-		return nil
-	})
-}
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.setDeadline(&c.rdDL, t) }
 
 // SetWriteDeadline sets the write deadline and wakes a blocked Write.
-func (c *Conn) SetWriteDeadline(t time.Time) error {
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.setDeadline(&c.wrDL, t) }
+
+func (c *Conn) setDeadline(dl *time.Time, t time.Time) error {
 	return c.call("set", func() error {
 		if c.so.closed {
 			return syscall.EBADF
 		}
-		c.wrDL = t
+		*dl = t
+		c.so.e.notifyRead()
 		c.so.e.notifyWrite()
 		return nil
 	})

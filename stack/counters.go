@@ -143,3 +143,9 @@ func init() {
 		}
 	}
 }
+
+// Counter is one named event count (drops, segments, resets...).
+type Counter struct {
+	Name  string
+	Value uint64
+}

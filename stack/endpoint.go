@@ -8,6 +8,9 @@ import (
 	"ustack/timers"
 )
 
+// The TCP connection (the TCB): its identity, state, timers and
+// application side; the send and receive halves are snd.go and rcv.go.
+
 // endpoint is one TCP connection: Linux's struct tcp_sock, the TCB of
 // RFC 9293 section 3.3.1. Its send half is snd (snd.go), its receive half
 // rcv (rcv.go); what is left here is the connection's identity, state,

@@ -9,11 +9,9 @@ import (
 	"ustack/stack/header"
 )
 
-// ICMP errors about our TCP segments (RFC 5927, RFC 1122 4.2.3.9), as
-// Linux's tcp_v4_err: a connection being opened fails with the error; an
-// open one keeps trying and reports it only if it then times out; and
-// "fragmentation needed" lowers the path MTU (RFC 1191) and resends what
-// no longer fits.
+// ICMPv4 (RFC 792): echo (B50), and errors about the packets we sent, read
+// into a netError for the transport that sent them (TCP: tcperr.go), with
+// the path MTUs they teach (RFC 1191).
 
 // Destination-unreachable codes (RFC 792); the types are header's.
 const (
@@ -103,92 +101,6 @@ func (s *Stack) icmpError(now time.Time, msg []byte) {
 	t.deliverError(now, hashtable.AddrFrom4(inner.Src()), hashtable.AddrFrom4(inner.Dst()), inner[inner.HeaderLen():], ne)
 }
 
-func (e *endpoint) icmpError(now time.Time, ne netError, seq seqnum) {
-	s := e.s
-	if e.state == stateTimeWait || e.state == stateClosed || e.gone {
-		s.inc(cntICMPIgnored)
-		return
-	}
-	if e.state == stateSynRecv && !e.active {
-		// A request socket (tcp_req_err): only a fatal error about our
-		// SYN|ACK drops it, silently.
-		if ne.fatal && seq == e.snd.iss {
-			s.inc(cntTCPICMPErrors)
-			e.close("ICMP error for the SYN|ACK", nil, 0)
-		} else {
-			s.inc(cntICMPOutOfWindow)
-		}
-		return
-	}
-	if seq.lt(e.snd.una) || seq.gt(e.snd.nxt) {
-		s.inc(cntICMPOutOfWindow) // LINUX_MIB_OUTOFWINDOWICMPS
-		return
-	}
-	switch {
-	case ne.fragNeeded:
-		e.pmtuReduced(now, ne.mtu)
-		return
-	case ne.errno == 0:
-		s.inc(cntICMPIgnored)
-		return
-	case ne.unreach:
-		defer e.rtoRevert(now, seq)
-	}
-	s.inc(cntTCPICMPErrors)
-	if e.state == stateSynSent || e.state == stateSynRecv {
-		// Opening: the error is final (connect fails with it).
-		e.close("ICMP error while connecting", nil, ne.errno)
-		return
-	}
-	// Open: RFC 1122 4.2.3.9 lets us keep trying; the error is what a
-	// timeout will report (sk_err_soft), and SO_ERROR reads it.
-	e.icmpErr = ne.errno
-}
-
-// rtoRevert is RFC 6069 (Linux tcp_ld_RTO_revert): a net or host
-// unreachable for the head segment while the RTO backs off says the path,
-// not congestion, lost it. One step of backoff is undone, and the timer
-// fires as that shorter RTO says from the last retransmission, at once if
-// that time has passed.
-func (e *endpoint) rtoRevert(now time.Time, seq seqnum) {
-	if e.gone || seq != e.snd.una || e.snd.backoff == 0 || e.rtxMode != rtxRetransmit || e.snd.rtoSentAt.IsZero() || !e.state.synchronized() {
-		return
-	}
-	e.s.inc(cntTCPRTORevert)
-	e.snd.backoff--
-	if left := e.backedOffRTO() - now.Sub(e.snd.rtoSentAt); left > 0 {
-		e.s.schedule(&e.rtxTimer, now.Add(left))
-		return
-	}
-	e.onRetransmitTimer(now)
-}
-
-// pmtuReduced is tcp_v4_mtu_reduced: a smaller path MTU lowers the MSS,
-// and the segments that no longer fit are sent again at once, cut to it
-// (tcp_simple_retransmit), without a congestion response.
-func (e *endpoint) pmtuReduced(now time.Time, mtu int) {
-	s := e.s
-	if mtu < minPMTU {
-		mtu = minPMTU
-	}
-	mss := mtu - header.IPv4MinSize - header.TCPMinSize
-	s.rememberPMTU(now, e.id.RemoteAddr, mtu)
-	if mss >= e.snd.mss {
-		return
-	}
-	s.inc(cntTCPPMTUReductions)
-	e.snd.mss = mss
-	if !e.canSendData() || e.snd.una == e.snd.nxt {
-		return
-	}
-	e.snd.nxt = e.snd.una
-	e.snd.fr.highRxt = e.snd.una
-	if e.snd.finSent && e.snd.fin.geq(e.snd.una) {
-		e.snd.finSent = false
-	}
-	e.sendData(now)
-}
-
 // rememberPMTU keeps a learned path MTU for new connections to addr (Linux
 // keeps it in the route's exception, for ip_rt_mtu_expires).
 func (s *Stack) rememberPMTU(now time.Time, addr hashtable.Addr, mtu int) {
@@ -222,4 +134,34 @@ func (s *Stack) pathMSS(now time.Time, addr hashtable.Addr) int {
 		return 0
 	}
 	return p.mtu - header.IPv4MinSize - header.TCPMinSize
+}
+
+// icmpInput answers echo requests (B50) and hands errors about our TCP
+// segments to their connection (icmp.go); the rest is counted and dropped.
+func (s *Stack) icmpInput(now time.Time, ip header.IPv4) {
+	s.inc(cntICMPIn)
+	msg := ip.Payload()
+	if len(msg) < header.ICMPv4MinSize || !header.ICMPChecksumValid(msg) {
+		s.inc(cntICMPMalformed)
+		return
+	}
+	switch header.ICMPv4(msg).Type() {
+	case header.ICMPEchoRequest:
+	case header.ICMPDestUnreach, header.ICMPTimeExceeded, header.ICMPParamProblem:
+		s.icmpError(now, msg)
+		return
+	default:
+		s.inc(cntICMPIgnored)
+		return
+	}
+	n := header.IPv4MinSize + len(msg)
+	if n > s.mtu {
+		s.inc(cntICMPMalformed)
+		return
+	}
+	pkt := s.txBuf[:n]
+	copy(pkt[header.IPv4MinSize:], msg)
+	header.MakeEchoReply(pkt[header.IPv4MinSize:])
+	s.ipOutput(pkt, hashtable.AddrFrom4(ip.Src()), header.ProtoICMP, 0)
+	s.inc(cntICMPEchoReplies)
 }

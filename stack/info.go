@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"time"
 
 	"ustack/hashtable"
 )
@@ -73,3 +74,15 @@ func (s *Stack) listenersLocked() []*listener {
 
 // String describes the stack for logs.
 func (s *Stack) String() string { return fmt.Sprintf("ustack %v mtu %d", s.opts.Addr, s.mtu) }
+
+// SocketInfo is one line of `ustack ss`.
+type SocketInfo struct {
+	State       string // ss's names: UNCONN, LISTEN, SYN-SENT, ESTAB, ...
+	RecvQ       int    // bytes received and not yet read (LISTEN: accept queue length)
+	SendQ       int    // bytes not yet acknowledged (LISTEN: backlog)
+	Local       netip.AddrPort
+	Peer        netip.AddrPort
+	Timer       string        // "on", "keepalive", "timewait", "persist", or ""
+	TimerLeft   time.Duration // until the timer fires
+	Retransmits int           // consecutive retransmissions of the running timer
+}

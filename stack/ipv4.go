@@ -57,36 +57,6 @@ func (s *Stack) ipInput(now time.Time, pkt []byte, csumOK bool) {
 	}
 }
 
-// icmpInput answers echo requests (B50) and hands errors about our TCP
-// segments to their connection (icmp.go); the rest is counted and dropped.
-func (s *Stack) icmpInput(now time.Time, ip header.IPv4) {
-	s.inc(cntICMPIn)
-	msg := ip.Payload()
-	if len(msg) < header.ICMPv4MinSize || !header.ICMPChecksumValid(msg) {
-		s.inc(cntICMPMalformed)
-		return
-	}
-	switch header.ICMPv4(msg).Type() {
-	case header.ICMPEchoRequest:
-	case header.ICMPDestUnreach, header.ICMPTimeExceeded, header.ICMPParamProblem:
-		s.icmpError(now, msg)
-		return
-	default:
-		s.inc(cntICMPIgnored)
-		return
-	}
-	n := header.IPv4MinSize + len(msg)
-	if n > s.mtu {
-		s.inc(cntICMPMalformed)
-		return
-	}
-	pkt := s.txBuf[:n]
-	copy(pkt[header.IPv4MinSize:], msg)
-	header.MakeEchoReply(pkt[header.IPv4MinSize:])
-	s.ipOutput(pkt, hashtable.AddrFrom4(ip.Src()), header.ProtoICMP, 0)
-	s.inc(cntICMPEchoReplies)
-}
-
 // ipOutput fills in the IPv4 header of pkt (whose payload starts at byte 20)
 // and sends it: to the link, or back into our own input for our own address.
 // gso > 0 marks a TCP packet the link cuts into segments of gso bytes.

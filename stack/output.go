@@ -7,6 +7,10 @@ import (
 	"ustack/stack/header"
 )
 
+// Sending (Linux's tcp_output.c): the transmit loop that the windows,
+// Nagle and TSO shape, the ACK policy's sends, and the transmit builder every
+// segment goes through.
+
 // output sends what the send and congestion windows allow, then the ACK
 // still owed if no data segment carried it.
 func (e *endpoint) output(now time.Time) {

@@ -5,10 +5,49 @@ import (
 	"time"
 )
 
+// The receive half of a connection: its state, data arriving in and out of
+// order (B20), the peer's FIN, the window we offer (B21) and when we ACK
+// (B22).
+
 // rcvSlack is receive-buffer space the window never offers: rounding a
 // scaled window up (never shrinking it) may promise up to one scale unit
 // more than is free, and that data must still fit.
 const rcvSlack = 1 << 14
+
+// receiver is the receive half of a connection: RFC 9293's receive
+// sequence variables, the receive buffer with its out-of-order blocks, the
+// window we offer and when we ACK (B22).
+type receiver struct {
+	// Receive sequence space (RFC 9293 3.3.1).
+	irs      seqnum
+	nxt      seqnum
+	wscale   uint8
+	adv      seqnum // right edge of the window last advertised
+	buf      ring   // readable bytes, then out-of-order bytes at their offsets
+	tsRecent uint32 // RFC 7323 TS.Recent
+	mss      int    // estimate of the peer's segment size (Linux icsk_ack.rcv_mss)
+
+	ooo []seqRange // out-of-order blocks held in buf
+	// oooRecent are the starts of the latest out-of-order segments, newest
+	// first: our SACK blocks go in that order (RFC 2018 4).
+	oooRecent [maxSACKSent]seqnum
+	nRecent   int
+	dsack     seqRange // a duplicate to report first in our next SACK (RFC 2883)
+	hasDSACK  bool
+
+	fin      seqnum // sequence number of the peer's FIN, when finPend
+	finPend  bool   // a FIN arrived out of order, waiting for the hole to fill
+	finRecvd bool   // the peer's FIN is consumed: reads end with EOF
+
+	// ACK policy (B22, Linux's icsk_ack).
+	quickACKs   int
+	pingpong    bool      // interactive: we answered within the ATO (Linux pingpong mode)
+	lastData    time.Time // when in-order data last arrived
+	ackPending  bool      // an ACK is owed: delayed-ACK timer armed
+	ackNow      bool      // an ACK is owed at the end of this input step
+	unacked     int       // bytes received since our last ACK
+	lastAckSent seqnum
+}
 
 // rcvSpace is the free receive space we may offer as window.
 func (e *endpoint) rcvSpace() int { return max(e.rcv.buf.Free()-rcvSlack, 0) }
@@ -209,41 +248,6 @@ func (e *endpoint) selectWindow(syn bool) uint16 {
 		e.rcv.adv = edge
 	}
 	return uint16(w)
-}
-
-// receiver is the receive half of a connection: RFC 9293's receive
-// sequence variables, the receive buffer with its out-of-order blocks, the
-// window we offer and when we ACK (B22).
-type receiver struct {
-	// Receive sequence space (RFC 9293 3.3.1).
-	irs      seqnum
-	nxt      seqnum
-	wscale   uint8
-	adv      seqnum // right edge of the window last advertised
-	buf      ring   // readable bytes, then out-of-order bytes at their offsets
-	tsRecent uint32 // RFC 7323 TS.Recent
-	mss      int    // estimate of the peer's segment size (Linux icsk_ack.rcv_mss)
-
-	ooo []seqRange // out-of-order blocks held in buf
-	// oooRecent are the starts of the latest out-of-order segments, newest
-	// first: our SACK blocks go in that order (RFC 2018 4).
-	oooRecent [maxSACKSent]seqnum
-	nRecent   int
-	dsack     seqRange // a duplicate to report first in our next SACK (RFC 2883)
-	hasDSACK  bool
-
-	fin      seqnum // sequence number of the peer's FIN, when finPend
-	finPend  bool   // a FIN arrived out of order, waiting for the hole to fill
-	finRecvd bool   // the peer's FIN is consumed: reads end with EOF
-
-	// ACK policy (B22, Linux's icsk_ack).
-	quickACKs   int
-	pingpong    bool      // interactive: we answered within the ATO (Linux pingpong mode)
-	lastData    time.Time // when in-order data last arrived
-	ackPending  bool      // an ACK is owed: delayed-ACK timer armed
-	ackNow      bool      // an ACK is owed at the end of this input step
-	unacked     int       // bytes received since our last ACK
-	lastAckSent seqnum
 }
 
 // afterRead reopens the window after the application consumed data, and

@@ -2,6 +2,12 @@ package stack
 
 import "time"
 
+// Loss recovery (RFC 5681 3.2, RFC 6582, RFC 6675, RFC 6937): duplicate
+// ACKs, fast retransmit and fast recovery paced by Proportional Rate
+// Reduction as Linux's tcp_cwnd_reduction, the lost holes the scoreboard
+// shows, the tail loss probe (RFC 8985 7), and resend, the one builder of
+// retransmitted segments.
+
 // fastRecovery is the state of one fast recovery episode (RFC 6582, RFC
 // 6675, RFC 6937; Linux's TCP_CA_Recovery).
 type fastRecovery struct {

@@ -2,6 +2,16 @@ package stack
 
 import "time"
 
+// Round-trip time measurement and the retransmission timeout (RFC 6298).
+
+// rttEstimator is RFC 6298's: the smoothed RTT, its variation, and the
+// retransmission timeout they give.
+type rttEstimator struct {
+	srtt   time.Duration // 0: no sample yet
+	rttvar time.Duration
+	rto    time.Duration
+}
+
 // rttSample feeds an RTT measurement to the estimator and the congestion
 // control.
 func (e *endpoint) rttSample(now time.Time, r time.Duration) {
@@ -10,14 +20,6 @@ func (e *endpoint) rttSample(now time.Time, r time.Duration) {
 	}
 	e.snd.cc.rttSample(now, r)
 	e.snd.rtt.sample(r)
-}
-
-// rttEstimator is RFC 6298's: the smoothed RTT, its variation, and the
-// retransmission timeout they give.
-type rttEstimator struct {
-	srtt   time.Duration // 0: no sample yet
-	rttvar time.Duration
-	rto    time.Duration
 }
 
 // sample takes one measurement r > 0 (RFC 6298 2.2, 2.3); the RTO stays

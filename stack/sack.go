@@ -2,10 +2,14 @@ package stack
 
 import "ustack/stack/header"
 
-// The sender's SACK scoreboard (RFC 2018, RFC 6675): which bytes above
-// SND.UNA the peer reported holding. Retransmissions skip them, and a hole
-// with DupThresh segments SACKed above it is lost and resent at once
-// instead of waiting for one hole per round trip or for the RTO.
+// SACK (RFC 2018), both ways. The sender's scoreboard (RFC 6675): which
+// bytes above SND.UNA the peer reported holding; retransmissions skip them,
+// and a hole with DupThresh segments SACKed above it is lost and resent at
+// once instead of waiting for one hole per round trip or for the RTO. And
+// the receiver's blocks: the out-of-order data we hold, reported in the
+// order Linux reports it, a D-SACK (RFC 2883) first.
+
+const dupThresh = 3 // RFC 6675 DupThresh (Linux tcp_reordering default)
 
 // sackBlocks fills b with our out-of-order blocks for the peer: the block
 // of the segment that arrived last first, then the blocks of the segments
@@ -71,8 +75,6 @@ func (e *endpoint) oooBlock(seq seqnum) int {
 	}
 	return -1
 }
-
-const dupThresh = 3 // RFC 6675 DupThresh (Linux tcp_reordering default)
 
 // updateScoreboard merges the SACK blocks of an ACK; it reports whether
 // they told us anything new.

@@ -1,7 +1,13 @@
 package stack
 
+// Sequence-number arithmetic (RFC 9293 3.4) and ranges of sequence space.
+
 // seqRange is a block of out-of-order data [start, end).
 type seqRange struct{ start, end seqnum }
+
+// seqnum is a TCP sequence number; comparisons are modulo 2^32 (RFC 9293
+// section 3.4), valid while the two numbers are less than 2^31 apart.
+type seqnum uint32
 
 // mergeRange returns the sorted, disjoint list with r merged in, as a new
 // slice (the old one may be in use), or false when it would hold more than
@@ -28,10 +34,6 @@ func mergeRange(list []seqRange, r seqRange) ([]seqRange, bool) {
 	}
 	return out, len(out) <= maxOOORanges
 }
-
-// seqnum is a TCP sequence number; comparisons are modulo 2^32 (RFC 9293
-// section 3.4), valid while the two numbers are less than 2^31 apart.
-type seqnum uint32
 
 func (a seqnum) lt(b seqnum) bool { return int32(a-b) < 0 }
 

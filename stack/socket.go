@@ -68,19 +68,15 @@ func (s *Stack) localAddr(a netip.Addr) (hashtable.Addr, error) {
 
 // Bind binds the socket to addr (port 0: an ephemeral port).
 func (so *Socket) Bind(addr netip.AddrPort) error {
-	s := so.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return so.bindLocked(addr)
+	return so.locked(func() error { return so.bindLocked(addr) })
 }
 
 func (so *Socket) bindLocked(addr netip.AddrPort) error {
 	s := so.s
+	if err := so.usable(); err != 0 {
+		return err
+	}
 	switch {
-	case so.closed:
-		return syscall.EBADF
-	case s.closed:
-		return syscall.ENETDOWN
 	case so.owner != 0 || so.e != nil || so.l != nil || so.addrOnly:
 		return syscall.EINVAL
 	}
@@ -99,6 +95,18 @@ func (so *Socket) bindLocked(addr netip.AddrPort) error {
 	}
 	s.bound[so.owner] = so
 	return nil
+}
+
+// usable is the error every call that opens something gets on a closed
+// socket (EBADF) or a closed stack (ENETDOWN), else 0.
+func (so *Socket) usable() syscall.Errno {
+	switch {
+	case so.closed:
+		return syscall.EBADF
+	case so.s.closed:
+		return syscall.ENETDOWN
+	}
+	return 0
 }
 
 // claimPort takes port on a in the bind table (port 0: an ephemeral one from
@@ -129,19 +137,15 @@ func (so *Socket) portBounds() (lo, hi uint16) {
 // Listen makes the socket a listener; an unbound socket gets an ephemeral
 // port, as Linux's inet_autobind does.
 func (so *Socket) Listen(backlog int) error {
-	s := so.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return so.listenLocked(backlog)
+	return so.locked(func() error { return so.listenLocked(backlog) })
 }
 
 func (so *Socket) listenLocked(backlog int) error {
 	s := so.s
+	if err := so.usable(); err != 0 {
+		return err
+	}
 	switch {
-	case so.closed:
-		return syscall.EBADF
-	case s.closed:
-		return syscall.ENETDOWN
 	case so.e != nil:
 		return syscall.EINVAL
 	case so.l != nil:
@@ -171,19 +175,15 @@ func (so *Socket) listenLocked(backlog int) error {
 // Connect starts an active open and returns EINPROGRESS; the outcome shows
 // in Events and SockError, as for a non-blocking connect(2).
 func (so *Socket) Connect(addr netip.AddrPort) error {
-	s := so.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return so.connectLocked(addr)
+	return so.locked(func() error { return so.connectLocked(addr) })
 }
 
 func (so *Socket) connectLocked(addr netip.AddrPort) error {
 	s := so.s
+	if err := so.usable(); err != 0 {
+		return err
+	}
 	switch {
-	case so.closed:
-		return syscall.EBADF
-	case s.closed:
-		return syscall.ENETDOWN
 	case so.l != nil:
 		return syscall.EISCONN
 	case so.e != nil:
@@ -382,10 +382,7 @@ func (e *endpoint) sendable() syscall.Errno {
 
 // Shutdown is shutdown(2): SHUT_RD, SHUT_WR or SHUT_RDWR (B34).
 func (so *Socket) Shutdown(how int) error {
-	s := so.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return so.shutdownLocked(how)
+	return so.locked(func() error { return so.shutdownLocked(how) })
 }
 
 func (so *Socket) shutdownLocked(how int) error {
@@ -419,10 +416,7 @@ func (so *Socket) shutdownLocked(how int) error {
 // Close closes the socket: a listener resets its queue (B12), a connection
 // closes as Linux's tcp_close does (B30, B32).
 func (so *Socket) Close() error {
-	s := so.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return so.closeLocked()
+	return so.locked(func() error { return so.closeLocked() })
 }
 
 func (so *Socket) closeLocked() error {
@@ -442,6 +436,13 @@ func (so *Socket) closeLocked() error {
 		delete(s.bound, so.owner)
 	}
 	return nil
+}
+
+// locked runs a socket call under the stack's lock.
+func (so *Socket) locked(call func() error) error {
+	so.s.mu.Lock()
+	defer so.s.mu.Unlock()
+	return call()
 }
 
 // waitLocked blocks with the stack unlocked until w fires or the deadline

@@ -5,6 +5,9 @@ import (
 	"time"
 )
 
+// Socket options (socket(7), tcp(7), ip(7)) as Linux keeps them: their
+// ranges, errnos, read-back values and what a listener's children inherit.
+
 // sockOpts are the per-socket options a listener hands to its children.
 type sockOpts struct {
 	// lingerTime is SO_LINGER's l_linger, kept while lingering is off as
@@ -37,44 +40,8 @@ type tcpOpts struct {
 	cork        bool          // TCP_CORK: hold partial segments
 }
 
-func (t *tcpOpts) keepaliveIdle(o *Options) time.Duration {
-	return orDefault(t.keepIdle, o.KeepaliveIdle)
-}
-
-func (t *tcpOpts) keepaliveIntvl(o *Options) time.Duration {
-	return orDefault(t.keepIntvl, o.KeepaliveIntvl)
-}
-
-func (t *tcpOpts) keepaliveProbes(o *Options) int { return orDefault(t.keepCnt, o.KeepaliveProbes) }
-
-func (t *tcpOpts) synRetries(o *Options) int { return orDefault(t.synCnt, o.SynRetries) }
-
-// orDefault is the per-socket value unless it is zero (unset).
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v != zero {
-		return v
-	}
-	return def
-}
-
 // goSockOpts are the defaults of Go's net package: TCP_NODELAY on.
 var goSockOpts = sockOpts{tcp: tcpOpts{nodelay: true, linger: -1}}
-
-// apply gives a new connection the options.
-func (o sockOpts) apply(e *endpoint) {
-	e.tcpOpts = o.tcp
-	// Never below what the buffers already hold (or was offered as window).
-	if o.rcvBufSize > 0 {
-		e.rcv.buf.limit = max(o.rcvBufSize+rcvSlack, e.rcv.buf.limit)
-		if e.state == stateClosed || e.state == stateSynSent || e.state == stateListen {
-			e.rcv.buf.limit = o.rcvBufSize + rcvSlack
-		}
-	}
-	if o.sndBufSize > 0 {
-		e.snd.buf.limit = max(o.sndBufSize, e.snd.buf.Len())
-	}
-}
 
 // SockOpt names a socket option of Socket.SetOption.
 type SockOpt int
@@ -119,6 +86,42 @@ const (
 	EventErr                    // a pending error (SO_ERROR)
 	EventHup                    // both directions finished
 )
+
+func (t *tcpOpts) keepaliveIdle(o *Options) time.Duration {
+	return orDefault(t.keepIdle, o.KeepaliveIdle)
+}
+
+func (t *tcpOpts) keepaliveIntvl(o *Options) time.Duration {
+	return orDefault(t.keepIntvl, o.KeepaliveIntvl)
+}
+
+func (t *tcpOpts) keepaliveProbes(o *Options) int { return orDefault(t.keepCnt, o.KeepaliveProbes) }
+
+func (t *tcpOpts) synRetries(o *Options) int { return orDefault(t.synCnt, o.SynRetries) }
+
+// orDefault is the per-socket value unless it is zero (unset).
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v != zero {
+		return v
+	}
+	return def
+}
+
+// apply gives a new connection the options.
+func (o sockOpts) apply(e *endpoint) {
+	e.tcpOpts = o.tcp
+	// Never below what the buffers already hold (or was offered as window).
+	if o.rcvBufSize > 0 {
+		e.rcv.buf.limit = max(o.rcvBufSize+rcvSlack, e.rcv.buf.limit)
+		if e.state == stateClosed || e.state == stateSynSent || e.state == stateListen {
+			e.rcv.buf.limit = o.rcvBufSize + rcvSlack
+		}
+	}
+	if o.sndBufSize > 0 {
+		e.snd.buf.limit = max(o.sndBufSize, e.snd.buf.Len())
+	}
+}
 
 // Linger reads SO_LINGER back as getsockopt(2) fills struct linger: whether
 // lingering is on, and the time last set (0 if never), which survives

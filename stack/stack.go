@@ -1,11 +1,51 @@
-// Package stack is ustack's IPv4 and TCP: packets come in from a Link, pass
-// through IPv4 input to ICMP echo or to the TCP demultiplexer (established
-// table, then listeners, then "no socket"), and reach sockets that Go code
-// uses as net.Listener and net.Conn.
+// Package stack is ustack's network stack: IPv4, ICMP and TCP over a Link,
+// under one socket core that Go code uses as net.Listener and net.Conn (or,
+// with socket(2) semantics, as Socket). A packet comes in from the link,
+// passes IPv4 input to ICMP or, by protocol number, to a transport: TCP's
+// demultiplexer finds its connection (the established table, then the
+// listeners, then the "no socket" rules) and the connection's state
+// machine takes it. What it sends goes back through one transmit builder
+// and IPv4 output to the link, or to our own input for our own address.
 //
 // One mutex guards all protocol state. The TCP core takes the time as an
 // input (Options.Clock) and never sleeps: a real-time loop or a test drives
-// the timers through RunTimers.
+// the timers through RunTimers. docs/architecture.md draws the layers.
+//
+// The files, from the link up:
+//
+//	link.go      the Link interfaces; packets written after the lock is released
+//	memlink.go   an in-memory Link for tests and the drill
+//	ipv4.go      IPv4 input and output, transports by protocol number, loopback
+//	icmp.go      ICMPv4: echo, errors read for the transport, path MTUs
+//	tcp.go       TCP's states, constants, segment and demultiplexer; ISNs
+//	endpoint.go  a connection (the TCB): identity, state, timers, application side
+//	snd.go       its send half, and what an ACK does to it
+//	rcv.go       its receive half: data, FIN, window, ACK policy
+//	input.go     the state machine: process dispatches a segment by state
+//	connect.go   the active open (SYN-SENT)
+//	accept.go    the listener and the passive open (SYN-RECV, accept queue)
+//	syncookie.go SYN cookies
+//	close.go     close, shutdown, TIME-WAIT, and the one way a connection ends
+//	output.go    the transmit loop and the transmit builder
+//	recovery.go  fast retransmit and recovery (PRR), tail loss probe, resend
+//	sack.go      the SACK scoreboard and our SACK blocks
+//	cc.go        congestion control (slow start, additive increase), over
+//	cubic.go     CUBIC, the default, and
+//	reno.go      Reno
+//	rtt.go       the RTT estimator and RTO
+//	timers.go    the connection's timers
+//	tcperr.go    TCP's response to ICMP errors
+//	seqnum.go    sequence-number arithmetic
+//	buffer.go    the byte rings of the send and receive buffers
+//	socket.go    the socket core: Socket
+//	sockopt.go   socket options
+//	conn.go      net.Conn and Dial over the socket core
+//	listener.go  net.Listener and Bind over the socket core
+//	wake.go      wake-ups for callers blocked in the socket API
+//	info.go      what ss shows
+//	counters.go  the counters, one per drop reason and event
+//	options.go   the stack's tunables (Linux's sysctls)
+//	stack.go     the Stack: creation, the read and timer loops
 package stack
 
 import (

@@ -12,6 +12,10 @@ import (
 	"ustack/stack/header"
 )
 
+// TCP's constants, states and inbound segment, and its entry from IP: the
+// demultiplexer that finds a segment's connection or listener, or answers for
+// no socket (B01-B05); ISNs (B42) and timestamps.
+
 // tcpState is a connection state of RFC 9293 section 3.3.2.
 type tcpState uint8
 
@@ -43,12 +47,6 @@ var ssNames = [...]string{
 	stateLastAck:     "LAST-ACK",
 	stateTimeWait:    "TIME-WAIT",
 }
-
-func (st tcpState) String() string { return ssNames[st] }
-
-// synchronized reports whether the state is past the handshake (RFC 9293
-// 3.5.2: "synchronized states").
-func (st tcpState) synchronized() bool { return st >= stateEstablished }
 
 // Linux's constants (include/net/tcp.h).
 const (
@@ -83,6 +81,26 @@ type segment struct {
 	payload          []byte
 	opts             header.TCPOptions
 }
+
+// tcpProtocol is TCP as a transport under IP.
+type tcpProtocol struct{ s *Stack }
+
+// Flag names used throughout the state machine.
+const (
+	flagFIN = header.FIN
+	flagSYN = header.SYN
+	flagRST = header.RST
+	flagPSH = header.PSH
+	flagACK = header.ACK
+)
+
+type optionsT = header.TCPOptions
+
+func (st tcpState) String() string { return ssNames[st] }
+
+// synchronized reports whether the state is past the handshake (RFC 9293
+// 3.5.2: "synchronized states").
+func (st tcpState) synchronized() bool { return st >= stateEstablished }
 
 func (sg *segment) has(f uint8) bool { return sg.flags&f != 0 }
 
@@ -126,27 +144,8 @@ func flagString(f uint8) string {
 	return string(b[:n])
 }
 
-// tcpProtocol is TCP as a transport under IP.
-type tcpProtocol struct{ s *Stack }
-
 func (p tcpProtocol) deliver(now time.Time, src, dst hashtable.Addr, b []byte, csumOK bool) {
 	p.s.tcpInput(now, src, dst, b, csumOK)
-}
-
-// deliverError hands an ICMP error about one of our segments (from src to
-// dst; quoted starts with its TCP header) to its connection, as Linux's
-// tcp_v4_err (icmp.go).
-func (p tcpProtocol) deliverError(now time.Time, src, dst hashtable.Addr, quoted []byte, ne netError) {
-	id := hashtable.FourTuple{
-		LocalAddr: src, LocalPort: binary.BigEndian.Uint16(quoted[0:2]),
-		RemoteAddr: dst, RemotePort: binary.BigEndian.Uint16(quoted[2:4]),
-	}
-	e, ok := p.s.est.Lookup(id)
-	if !ok {
-		p.s.inc(cntICMPIgnored)
-		return
-	}
-	e.icmpError(now, ne, seqnum(binary.BigEndian.Uint32(quoted[4:8])))
 }
 
 // tcpInput is the TCP demultiplexer: checksum, then the established table,
@@ -244,14 +243,3 @@ func (s *Stack) trace(e *endpoint, from, to tcpState, why string, sg *segment) {
 func addrPort(a hashtable.Addr, p uint16) netip.AddrPort {
 	return netip.AddrPortFrom(a.Netip(), p)
 }
-
-// Flag names used throughout the state machine.
-const (
-	flagFIN = header.FIN
-	flagSYN = header.SYN
-	flagRST = header.RST
-	flagPSH = header.PSH
-	flagACK = header.ACK
-)
-
-type optionsT = header.TCPOptions

@@ -6,6 +6,17 @@ import (
 	"time"
 )
 
+// The connection's timers (Linux's tcp_timer.c): retransmission (RTO, SYN
+// and SYN|ACK, tail loss probe, persist), delayed ACK, keepalive and the
+// FIN-WAIT-2 timeout, TIME-WAIT. The stack's timer queue calls them with the
+// time; none sleeps.
+
+// jiffy is one Linux timer tick at HZ=250.
+const jiffy = 4 * time.Millisecond
+
+// tlpMinTimeout is Linux's TCP_TIMEOUT_MIN (two jiffies at HZ=250).
+const tlpMinTimeout = 8 * time.Millisecond
+
 // backedOffRTO is the RTO with exponential backoff (RFC 6298 5.5).
 func (e *endpoint) backedOffRTO() time.Duration {
 	d := e.snd.rtt.rto
@@ -153,9 +164,6 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 	e.snd.rtoSentAt = now
 	e.s.schedule(&e.rtxTimer, now.Add(e.clampToUserTimeout(now, e.snd.rtxStart, e.backedOffRTO(), jiffy)))
 }
-
-// jiffy is one Linux timer tick at HZ=250.
-const jiffy = 4 * time.Millisecond
 
 // clampToUserTimeout is Linux's tcp_clamp_rto_to_user_timeout (and
 // tcp_clamp_probe0_to_user_timeout): with TCP_USER_TIMEOUT, a timer that
@@ -336,9 +344,6 @@ func (e *endpoint) probeTimeout() time.Duration {
 	}
 	return min(pto, e.snd.rtt.rto)
 }
-
-// tlpMinTimeout is Linux's TCP_TIMEOUT_MIN (two jiffies at HZ=250).
-const tlpMinTimeout = 8 * time.Millisecond
 
 // writeWakeup is Linux's tcp_write_wakeup with the window open: the probe
 // timer sends the head of the unsent data, up to a segment, with PSH,

@@ -84,21 +84,3 @@ func DefaultOptions() Options {
 		TailLossProbes:    true,
 	}
 }
-
-// SocketInfo is one line of `ustack ss`.
-type SocketInfo struct {
-	State       string // ss's names: UNCONN, LISTEN, SYN-SENT, ESTAB, ...
-	RecvQ       int    // bytes received and not yet read (LISTEN: accept queue length)
-	SendQ       int    // bytes not yet acknowledged (LISTEN: backlog)
-	Local       netip.AddrPort
-	Peer        netip.AddrPort
-	Timer       string        // "on", "keepalive", "timewait", "persist", or ""
-	TimerLeft   time.Duration // until the timer fires
-	Retransmits int           // consecutive retransmissions of the running timer
-}
-
-// Counter is one named event count (drops, segments, resets...).
-type Counter struct {
-	Name  string
-	Value uint64
-}
