@@ -92,3 +92,12 @@ func (l *stackLock) Unlock() {
 		s.flushing = false
 	}
 }
+
+// tsoMax is the largest TCP packet the link cuts into segments itself
+// (TSO), or 0 when it does not: what TCP asks before building one.
+func (s *Stack) tsoMax() int {
+	if s.gso == nil {
+		return 0
+	}
+	return s.gso.GSOMaxSize()
+}

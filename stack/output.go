@@ -151,7 +151,7 @@ func (e *endpoint) sendData(now time.Time) {
 // segments that the link cuts (TSO): the link offloads, and the peer is
 // not our own address (loopback packets are processed as they are).
 func (e *endpoint) canGSO() bool {
-	return e.s.gso != nil && e.id.RemoteAddr != e.s.addr
+	return e.s.tsoMax() > 0 && e.id.RemoteAddr != e.s.addr
 }
 
 // gsoLen is the payload of a TSO packet that starts with a full segment:
@@ -163,7 +163,7 @@ func (e *endpoint) canGSO() bool {
 // segment is all there is.
 func (e *endpoint) gsoLen(mss, rest, room int) (n, gso int) {
 	// Headers: IPv4 without options, TCP with at most 40 bytes of options.
-	limit := e.s.gso.GSOMaxSize() - header.IPv4MinSize - header.TCPMinSize - 40
+	limit := e.s.tsoMax() - header.IPv4MinSize - header.TCPMinSize - 40
 	n = min(room, limit) / mss * mss
 	if rest <= min(room, limit) && rest > n && (e.nodelay || e.snd.finQueued || !e.smallInFlight()) {
 		n = rest
