@@ -1,5 +1,5 @@
-// Package header parses and builds IPv4, ICMPv4 echo and TCP headers without
-// allocating. Views (IPv4, TCP, ICMPv4) are plain byte slices: call Validate
+// Package header parses and builds IPv4, IPv6 (with its extension
+// headers), ICMPv4, ICMPv6 and TCP headers without allocating. Views (IPv4, TCP, ICMPv4) are plain byte slices: call Validate
 // first, after which every accessor stays in bounds.
 package header
 
@@ -90,6 +90,25 @@ func fold16(x uint64) uint16 {
 // header for src and dst.
 func TCPChecksumValid(src, dst [4]byte, seg []byte) bool {
 	return Checksum(seg, PseudoHeaderSum(src, dst, ProtoTCP, len(seg))) == 0
+}
+
+// The same three for either IP version: pseudo is the pseudo-header sum
+// (PseudoHeaderSum or PseudoHeaderSum6) for the segment's length.
+
+// ChecksumValidWith checks a TCP or UDP segment against its pseudo header.
+func ChecksumValidWith(seg []byte, pseudo uint32) bool { return Checksum(seg, pseudo) == 0 }
+
+// SetChecksumAt zeroes the 2-byte checksum field at off, then computes and
+// stores the checksum over seg and the pseudo header (TCP: off 16; UDP: 6).
+func SetChecksumAt(seg []byte, off int, pseudo uint32) {
+	seg[off], seg[off+1] = 0, 0
+	binary.BigEndian.PutUint16(seg[off:off+2], Checksum(seg, pseudo))
+}
+
+// SetPseudoChecksumAt stores only the folded pseudo-header sum, for a
+// device that offloads the rest (CHECKSUM_PARTIAL).
+func SetPseudoChecksumAt(seg []byte, off int, pseudo uint32) {
+	binary.BigEndian.PutUint16(seg[off:off+2], fold16(uint64(pseudo)))
 }
 
 // SetTCPChecksum zeroes the checksum field of seg (header and payload), then

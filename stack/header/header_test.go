@@ -661,7 +661,31 @@ func FuzzParse(f *testing.F) {
 		checkOpts(t, &o)
 		_ = ICMPChecksumValid(data)
 		_ = ICMPv4(data).Type() + ICMPv4(data).Code()
+		checkIPv6(t, data)
 	})
+}
+
+// checkIPv6 holds IPv6's accessors and the extension walk to their bounds.
+func checkIPv6(t *testing.T, data []byte) {
+	ip := IPv6(data)
+	if ip.Validate() != nil {
+		return
+	}
+	p := ip.Payload()
+	if len(p) != ip.PayloadLen() || 40+len(p) > len(data) {
+		t.Fatalf("IPv6 payload %d of %d bytes", len(p), len(data))
+	}
+	_, _, _ = ip.Src(), ip.Dst(), ip.HopLimit()
+	x, err := WalkExtensions(ip.NextHeader(), p)
+	if err == nil && (x.Offset < 0 || x.Offset > len(p)) {
+		t.Fatalf("upper layer at %d of a %d-byte payload", x.Offset, len(p))
+	}
+	if err != nil && (x.ErrAt < 0 || x.ErrAt > len(p)) {
+		t.Fatalf("fault at %d of a %d-byte payload", x.ErrAt, len(p))
+	}
+	if x.OptionAt >= len(p) {
+		t.Fatalf("option at %d of a %d-byte payload", x.OptionAt, len(p))
+	}
 }
 
 func checkTCP(t *testing.T, data []byte) {
