@@ -24,6 +24,7 @@ type BindEntry struct {
 	Owner     OwnerID
 	Addr      Addr // a wildcard binds every local address of its family (:: both)
 	ReuseAddr bool // SO_REUSEADDR
+	V6Only    bool // IPV6_V6ONLY: a :: binding leaves IPv4 alone
 	Listening bool // listen() has been called
 }
 
@@ -89,8 +90,8 @@ func NewBind(seed [16]byte, lo, hi uint16) *Bind {
 
 // overlaps reports whether two bound addresses can receive the same
 // segments: equal, or either is a wildcard that covers the other.
-func overlaps(a, b Addr) bool {
-	return covers(a, b) || covers(b, a)
+func overlaps(a, b BindEntry) bool {
+	return covers(a.Addr, a.V6Only, b.Addr) || covers(b.Addr, b.V6Only, a.Addr)
 }
 
 // conflicts is Linux's inet_bind_conflict (inet_connection_sock.c) for
@@ -99,7 +100,7 @@ func overlaps(a, b Addr) bool {
 // listening. The listening exception is what keeps two listeners from
 // sharing an address even with SO_REUSEADDR.
 func conflicts(n, x BindEntry) bool {
-	if !overlaps(n.Addr, x.Addr) {
+	if !overlaps(n, x) {
 		return false
 	}
 	return !(n.ReuseAddr && x.ReuseAddr && !x.Listening)

@@ -882,3 +882,17 @@ func TestBindFamilies(t *testing.T) {
 		t.Fatalf("an IPv6 ephemeral port: %d, %v", p, err)
 	}
 }
+
+// An IPV6_V6ONLY :: binding leaves IPv4 addresses to others.
+func TestBindV6Only(t *testing.T) {
+	b := NewBind(testSeed(4), 0, 0)
+	if err := b.Bind(BindEntry{Owner: 1, Addr: Any6, V6Only: true}, 80); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Bind(BindEntry{Owner: 2, Addr: Any4}, 80); err != nil {
+		t.Fatalf("0.0.0.0:80 beside a v6-only [::]:80: %v", err)
+	}
+	if err := b.Bind(BindEntry{Owner: 3, Addr: AddrFrom(netip.MustParseAddr("fd00::2"))}, 80); err != syscall.EADDRINUSE {
+		t.Fatalf("[fd00::2]:80 under [::]:80: %v, want EADDRINUSE", err)
+	}
+}

@@ -53,9 +53,9 @@ func (a Addr) Netip() netip.Addr { return netip.AddrFrom16(a).Unmap() }
 
 // covers reports whether a socket bound to w receives what is addressed
 // to x: the same address, or a wildcard of x's family, or :: for both
-// (a dual-stack socket, IPV6_V6ONLY off).
-func covers(w, x Addr) bool {
-	return w == x || w == Any6 || w == Any4 && x.Is4()
+// (a dual-stack socket, unless v6only: IPV6_V6ONLY).
+func covers(w Addr, v6only bool, x Addr) bool {
+	return w == x || w == Any6 && !(v6only && x.Is4()) || w == Any4 && x.Is4()
 }
 
 // FourTuple identifies a connection. It has no padding, so it hashes as
@@ -149,17 +149,20 @@ func (t *Listeners[T]) Insert(addr Addr, port uint16, v T) bool {
 }
 
 // Lookup finds the listener for a SYN arriving at addr:port: first one
-// bound to exactly addr, then one bound to the wildcard of its family
-// (__inet_lookup_listener). It never allocates.
+// bound to exactly addr, then one bound to the wildcard of its family,
+// then, for IPv4, one bound to :: (a dual-stack listener; the caller
+// rejects it if it is IPV6_V6ONLY), as __inet_lookup_listener and
+// inet6_lookup_listener score them. It never allocates.
 func (t *Listeners[T]) Lookup(addr Addr, port uint16) (T, bool) {
 	if v, ok := t.m[ListenKey{addr, port}]; ok {
 		return v, true
 	}
-	any := Any6
 	if addr.Is4() {
-		any = Any4
+		if v, ok := t.m[ListenKey{Any4, port}]; ok {
+			return v, true
+		}
 	}
-	v, ok := t.m[ListenKey{any, port}]
+	v, ok := t.m[ListenKey{Any6, port}]
 	return v, ok
 }
 

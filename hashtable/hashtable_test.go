@@ -340,3 +340,17 @@ func BenchmarkEstablishedLookupIPv6(b *testing.B) {
 		t.Lookup(keys[i&1023])
 	}
 }
+
+// An IPv4 SYN finds a :: listener when no IPv4 one is there (dual stack).
+func TestListenerLookupDualStack(t *testing.T) {
+	ls := NewListeners[string]()
+	ls.Insert(Any6, 80, "any6")
+	v4 := AddrFrom4([4]byte{10, 0, 0, 2})
+	if got, _ := ls.Lookup(v4, 80); got != "any6" {
+		t.Fatalf("IPv4 SYN to port 80: %q, want the :: listener", got)
+	}
+	ls.Insert(Any4, 80, "any4")
+	if got, _ := ls.Lookup(v4, 80); got != "any4" {
+		t.Fatalf("IPv4 SYN with both wildcards: %q, want 0.0.0.0's", got)
+	}
+}

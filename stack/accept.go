@@ -14,6 +14,7 @@ import (
 type listener struct {
 	s       *Stack
 	addr    hashtable.Addr
+	v6only  bool // IPV6_V6ONLY: :: takes no IPv4 SYN
 	port    uint16
 	owner   hashtable.OwnerID
 	backlog int

@@ -149,7 +149,7 @@ func (e *endpoint) timeWaitInput(now time.Time, sg *segment) verdict {
 	case sg.has(flagSYN) && !sg.has(flagACK) && sg.seq.gt(e.rcv.nxt):
 		// A new incarnation may reuse the pair; its ISN starts beyond
 		// anything the old one sent (Linux tcp_timewait_state_process).
-		if l, ok := e.s.lis.Lookup(e.id.LocalAddr, e.id.LocalPort); ok {
+		if l, ok := e.s.listenerFor(e.id.LocalAddr, e.id.LocalPort); ok {
 			isn := e.snd.nxt.add(maxWindow + 2) // tw_snd_nxt + 65535 + 2
 			e.s.inc(cntTCPTimeWaitRecycled)
 			e.close("new SYN reuses the pair", sg, 0)

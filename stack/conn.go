@@ -58,11 +58,13 @@ func tcpAddr(a hashtable.Addr, port uint16) *net.TCPAddr {
 	return &net.TCPAddr{IP: append(net.IP(nil), a[:]...), Port: int(port)}
 }
 
-// resolve parses "host:port" for the stack's IPv4 world: host may be
-// empty, an IPv4 literal; names are not resolved (the stack has no DNS).
-func resolve(network, address string) (netip.AddrPort, error) {
+// resolve parses "host:port" for network "tcp", "tcp4" or "tcp6" as Go's
+// net package does: host may be empty (the wildcard: :: for "tcp" on a
+// stack with IPv6, both families) or an IP literal of the network's
+// family; names are not resolved (the stack has no DNS).
+func (s *Stack) resolve(network, address string) (netip.AddrPort, error) {
 	switch network {
-	case "tcp", "tcp4":
+	case "tcp", "tcp4", "tcp6":
 	default:
 		return netip.AddrPort{}, net.UnknownNetworkError(network)
 	}
@@ -75,11 +77,20 @@ func resolve(network, address string) (netip.AddrPort, error) {
 		return netip.AddrPort{}, err
 	}
 	a := netip.IPv4Unspecified()
+	if network == "tcp6" || network == "tcp" && s.has6 {
+		a = netip.IPv6Unspecified()
+	}
 	if host != "" {
-		if a, err = netip.ParseAddr(host); err != nil || !a.Unmap().Is4() {
-			return netip.AddrPort{}, &net.AddrError{Err: "not an IPv4 address (ustack resolves no names)", Addr: host}
+		if a, err = netip.ParseAddr(host); err != nil {
+			return netip.AddrPort{}, &net.AddrError{Err: "not an IP address (ustack resolves no names)", Addr: host}
 		}
-		a = a.Unmap()
+		a = a.WithZone("")
+		if is4 := a.Unmap().Is4(); network == "tcp4" && !is4 || network == "tcp6" && is4 && !a.Is4In6() {
+			return netip.AddrPort{}, &net.AddrError{Err: "address of the wrong family for " + network, Addr: host}
+		}
+		if a.Is4In6() && network != "tcp6" {
+			a = a.Unmap()
+		}
 	}
 	return netip.AddrPortFrom(a, uint16(p)), nil
 }
@@ -91,7 +102,7 @@ func (s *Stack) Dial(network, address string) (net.Conn, error) {
 
 // DialContext is Dial with a context for cancellation and deadline.
 func (s *Stack) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	ap, err := resolve(network, address)
+	ap, err := s.resolve(network, address)
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 	}

@@ -68,6 +68,26 @@ const (
 	cntTCPNoACKFlag
 	cntTCPIgnored
 	cntTCPSelfConnect
+	cntIP6In
+	cntIP6Out
+	cntIP6Malformed
+	cntIP6Jumbo
+	cntIP6NoAddress
+	cntIP6Multicast
+	cntIP6HopLimitZero
+	cntIP6BadSource
+	cntIP6UnknownHeader
+	cntIP6BadExtension
+	cntIP6UnknownOption
+	cntIP6FragmentDropped
+	cntIP6NoNextHeader
+	cntICMP6In
+	cntICMP6Malformed
+	cntICMP6EchoReplies
+	cntICMP6NDIgnored
+	cntICMP6Ignored
+	cntICMP6ErrorsSent
+	cntICMPRateLimited
 	numCounters
 )
 
@@ -133,6 +153,26 @@ var counterNames = [numCounters]string{
 	cntTCPNoACKFlag:        "tcp.drop.no_ack_flag",
 	cntTCPIgnored:          "tcp.drop.ignored_in_state",
 	cntTCPSelfConnect:      "tcp.self_connects_retried",
+	cntIP6In:               "ip6.in",
+	cntIP6Out:              "ip6.out",
+	cntIP6Malformed:        "ip6.drop.malformed",
+	cntIP6Jumbo:            "ip6.drop.jumbogram",
+	cntIP6NoAddress:        "ip6.drop.no_ipv6_address",
+	cntIP6Multicast:        "ip6.drop.multicast",
+	cntIP6HopLimitZero:     "ip6.drop.hop_limit_0",
+	cntIP6BadSource:        "ip6.drop.bad_source",
+	cntIP6UnknownHeader:    "ip6.drop.unknown_next_header",
+	cntIP6BadExtension:     "ip6.drop.bad_extension_header",
+	cntIP6UnknownOption:    "ip6.drop.unknown_option",
+	cntIP6FragmentDropped:  "ip6.drop.fragment",
+	cntIP6NoNextHeader:     "ip6.drop.no_next_header",
+	cntICMP6In:             "icmp6.in",
+	cntICMP6Malformed:      "icmp6.drop.malformed",
+	cntICMP6EchoReplies:    "icmp6.echo_replies",
+	cntICMP6NDIgnored:      "icmp6.drop.nd_mld",
+	cntICMP6Ignored:        "icmp6.drop.ignored",
+	cntICMP6ErrorsSent:     "icmp6.errors_sent",
+	cntICMPRateLimited:     "icmp.errors_rate_limited",
 }
 
 // init catches a counter added without a name.

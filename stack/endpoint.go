@@ -107,14 +107,12 @@ func (s *Stack) newEndpoint(id hashtable.FourTuple) *endpoint {
 	return e
 }
 
-// ourMSS is the MSS the link allows: its MTU less IPv4 and TCP headers.
-func (s *Stack) ourMSS() int { return s.mtu - 40 }
 
 // advMSS is the MSS we announce and the most we send: the link's, capped by
 // TCP_MAXSEG (Linux tcp_advertise_mss, and tcp_parse_options clamping the
 // peer's MSS to user_mss).
 func (e *endpoint) advMSS() int {
-	m := e.s.ourMSS()
+	m := e.s.netMSS(e.id.RemoteAddr)
 	if e.userMSS > 0 && e.userMSS < m {
 		m = e.userMSS
 	}

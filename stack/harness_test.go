@@ -51,10 +51,10 @@ func newHarness(t testing.TB, tweak ...func(*Options)) *harness {
 	return &harness{t: t, s: s, link: link, clock: clock, port: 40000}
 }
 
-// seg describes a segment; seq and ack are relative unless raw is set.
 // zeroWin is a window field of 0 in a seg.
 const zeroWin = -1
 
+// seg describes a segment; seq and ack are relative unless raw is set.
 type seg struct {
 	flags uint8
 	seq   uint32

@@ -24,6 +24,15 @@ const (
 // minPMTU is Linux's ip_rt_min_pmtu: a smaller "next-hop MTU" is taken as this.
 const minPMTU = 552
 
+// minPMTUFor is the smallest path MTU towards a: IPv4's ip_rt_min_pmtu, or
+// IPv6's minimum link MTU (RFC 8201 4).
+func minPMTUFor(a hashtable.Addr) int {
+	if a.Is4() {
+		return minPMTU
+	}
+	return header.IPv6MinMTU
+}
+
 // pmtuExpiry is how long a learned path MTU lasts (ip_rt_mtu_expires).
 const pmtuExpiry = 10 * time.Minute
 
@@ -133,7 +142,7 @@ func (s *Stack) pathMSS(now time.Time, addr hashtable.Addr) int {
 		delete(s.pmtu, addr)
 		return 0
 	}
-	return p.mtu - header.IPv4MinSize - header.TCPMinSize
+	return p.mtu - netHdrLen(addr) - header.TCPMinSize
 }
 
 // icmpInput answers echo requests (B50) and hands errors about our TCP

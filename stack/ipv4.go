@@ -22,6 +22,16 @@ type transport interface {
 	deliverError(now time.Time, src, dst hashtable.Addr, quoted []byte, ne netError)
 }
 
+// netInput is where every packet from the link (or our loopback) enters:
+// IPv4 or IPv6 by the version nibble.
+func (s *Stack) netInput(now time.Time, pkt []byte, csumOK bool) {
+	if len(pkt) > 0 && pkt[0]>>4 == 6 {
+		s.ip6Input(now, pkt, csumOK)
+		return
+	}
+	s.ipInput(now, pkt, csumOK)
+}
+
 // ipInput is IPv4 input (RFC 791, RFC 1122 3.2.1): checks, then protocol
 // demultiplexing. Every drop is counted.
 func (s *Stack) ipInput(now time.Time, pkt []byte, csumOK bool) {
@@ -32,7 +42,7 @@ func (s *Stack) ipInput(now time.Time, pkt []byte, csumOK bool) {
 		case errors.Is(err, header.ErrIPv4Checksum):
 			s.inc(cntIPChecksum) // B03
 		case errors.Is(err, header.ErrIPv4Version):
-			s.inc(cntIPNotIPv4) // IPv6 (the kernel's router solicitations)
+			s.inc(cntIPNotIPv4) // neither 4 nor 6 (netInput sends IPv6 to ip6Input)
 		default:
 			s.inc(cntIPMalformed) // B51
 		}
@@ -76,10 +86,16 @@ func (s *Stack) ipOutput(pkt []byte, dst hashtable.Addr, proto uint8, gso int) {
 		// The link gives each segment the next ID (tcp_gso_segment).
 		s.ipID += uint16((len(pkt) - header.IPv4MinSize - header.TCP(pkt[header.IPv4MinSize:]).HeaderLen() - 1) / gso)
 	}
+	s.linkOutput(pkt, dst, gso)
+}
+
+// linkOutput hands a finished IP packet to the link's queue, or back to our
+// own input when it is for our own address (B16). The Packet hook sees it.
+func (s *Stack) linkOutput(pkt []byte, dst hashtable.Addr, gso int) {
 	if s.opts.Packet != nil {
 		s.opts.Packet(true, pkt)
 	}
-	if dst == s.addr {
+	if dst == s.addr || dst == s.addr6 && s.has6 {
 		s.loopback(pkt)
 		return
 	}
@@ -112,7 +128,7 @@ func (s *Stack) loopback(pkt []byte) {
 func (s *Stack) drainLoopLocked() {
 	for i := 0; i < len(s.loop); i++ {
 		pkt := s.loop[i]
-		s.ipInput(s.clock.Now(), pkt, false)
+		s.netInput(s.clock.Now(), pkt, false)
 		s.loopFree = append(s.loopFree, pkt)
 	}
 	s.loop = s.loop[:0]

@@ -14,11 +14,11 @@ import (
 // address "host:port" with host empty or the stack's address. The backlog
 // is Somaxconn. Like Go's net.Listen, SO_REUSEADDR is set.
 func (s *Stack) Listen(network, address string) (net.Listener, error) {
-	ap, err := resolve(network, address)
+	ap, err := s.resolve(network, address)
 	if err != nil {
 		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
 	}
-	l, err := s.ListenTCP(ap, s.opts.Somaxconn)
+	l, err := s.listenTCP(ap, s.opts.Somaxconn, network == "tcp6")
 	if err != nil {
 		return nil, err
 	}
@@ -28,8 +28,14 @@ func (s *Stack) Listen(network, address string) (net.Listener, error) {
 // ListenTCP listens on laddr (port 0: an ephemeral port) with backlog,
 // capped at Somaxconn as Linux caps it.
 func (s *Stack) ListenTCP(laddr netip.AddrPort, backlog int) (*Listener, error) {
+	return s.listenTCP(laddr, backlog, false)
+}
+
+// listenTCP is ListenTCP, with IPV6_V6ONLY as Go sets it for "tcp6".
+func (s *Stack) listenTCP(laddr netip.AddrPort, backlog int, v6only bool) (*Listener, error) {
 	so := s.newGoSocket()
 	so.reuseAddr = true
+	so.v6only = v6only && !laddr.Addr().Is4()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := so.bindLocked(laddr)

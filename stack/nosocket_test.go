@@ -145,7 +145,7 @@ func TestB51MalformedDropped(t *testing.T) {
 			t.Errorf("%s: stack answered %d packets", name, len(out))
 		}
 	}
-	if n := h.s.Counter("ip.drop.malformed") + h.s.Counter("ip.drop.not_ipv4") + h.s.Counter("tcp.drop.malformed") + h.s.Counter("ip.drop.fragment") + h.s.Counter("tcp.drop.checksum"); n != uint64(len(cases)) {
+	if n := h.s.Counter("ip.drop.malformed") + h.s.Counter("ip6.drop.malformed") + h.s.Counter("ip6.drop.no_ipv6_address") + h.s.Counter("tcp.drop.malformed") + h.s.Counter("ip.drop.fragment") + h.s.Counter("tcp.drop.checksum"); n != uint64(len(cases)) {
 		t.Fatalf("counted %d drops, want %d", n, len(cases))
 	}
 }

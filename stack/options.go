@@ -13,6 +13,8 @@ import (
 type Options struct {
 	// Addr is the stack's own IPv4 address.
 	Addr netip.Addr
+	// Addr6 is its IPv6 address; the zero Addr: no IPv6.
+	Addr6 netip.Addr
 	// Clock supplies the time; nil means the wall clock.
 	Clock timers.Clock
 

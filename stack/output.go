@@ -151,7 +151,7 @@ func (e *endpoint) sendData(now time.Time) {
 // segments that the link cuts (TSO): the link offloads, and the peer is
 // not our own address (loopback packets are processed as they are).
 func (e *endpoint) canGSO() bool {
-	return e.s.tsoMax() > 0 && e.id.RemoteAddr != e.s.addr
+	return e.s.tsoMax() > 0 && e.id.RemoteAddr.Is4() && e.id.RemoteAddr != e.s.addr // the link cuts IPv4 only
 }
 
 // gsoLen is the payload of a TSO packet that starts with a full segment:
@@ -163,7 +163,7 @@ func (e *endpoint) canGSO() bool {
 // segment is all there is.
 func (e *endpoint) gsoLen(mss, rest, room int) (n, gso int) {
 	// Headers: IPv4 without options, TCP with at most 40 bytes of options.
-	limit := e.s.tsoMax() - header.IPv4MinSize - header.TCPMinSize - 40
+	limit := e.s.tsoMax() - netHdrLen(e.id.RemoteAddr) - header.TCPMinSize - 40
 	n = min(room, limit) / mss * mss
 	if rest <= min(room, limit) && rest > n && (e.nodelay || e.snd.finQueued || !e.smallInFlight()) {
 		n = rest
@@ -262,7 +262,7 @@ func (e *endpoint) sendSegment(now time.Time, seq seqnum, flags uint8, off, n in
 // transmit is sendSegment for a packet of n > gso payload bytes that the
 // link cuts into segments of gso bytes (0: an ordinary segment).
 func (e *endpoint) transmit(now time.Time, seq seqnum, flags uint8, off, n, gso int) {
-	tcp := e.s.txBuf[header.IPv4MinSize:]
+	tcp := e.s.txBuf[netHdrLen(e.id.RemoteAddr):]
 	optLen := e.putOptions(tcp[header.TCPMinSize:], now, flags)
 	if n > 0 {
 		e.snd.buf.Peek(tcp[header.TCPMinSize+optLen:header.TCPMinSize+optLen+n], off)
@@ -339,7 +339,7 @@ func (s *Stack) sendResetFor(sg *segment) {
 
 // sendRaw sends an option-less segment that belongs to no connection.
 func (s *Stack) sendRaw(src, dst hashtable.Addr, sport, dport uint16, seq, ack seqnum, flags uint8, wnd uint16) {
-	s.sendTCP(s.txBuf[header.IPv4MinSize:][:header.TCPMinSize], 0, header.TCPFields{
+	s.sendTCP(s.txBuf[netHdrLen(dst):][:header.TCPMinSize], 0, header.TCPFields{
 		SrcPort: sport, DstPort: dport, Seq: uint32(seq), Ack: uint32(ack), Flags: flags, Window: wnd,
 	}, src, dst, 0)
 }
@@ -351,16 +351,16 @@ func (s *Stack) sendRaw(src, dst hashtable.Addr, sport, dport uint16, seq, ack s
 func (s *Stack) sendTCP(seg []byte, optLen int, f header.TCPFields, src, dst hashtable.Addr, gso int) {
 	header.EncodeTCP(seg, f, optLen)
 	if gso > 0 {
-		header.SetTCPPseudoChecksum(seg, src.As4(), dst.As4())
+		header.SetPseudoChecksumAt(seg, 16, pseudoSum(src, dst, header.ProtoTCP, len(seg)))
 		n := len(seg) - header.TCPMinSize - optLen
 		s.cnt[cntTCPOut] += uint64((n + gso - 1) / gso)
 		s.inc(cntTCPGSOOut)
 	} else {
-		header.SetTCPChecksum(seg, src.As4(), dst.As4())
+		header.SetChecksumAt(seg, 16, pseudoSum(src, dst, header.ProtoTCP, len(seg)))
 		s.inc(cntTCPOut)
 	}
 	if f.Flags&flagRST != 0 {
 		s.inc(cntTCPResetsSent)
 	}
-	s.ipOutput(s.txBuf[:header.IPv4MinSize+len(seg)], dst, header.ProtoTCP, gso)
+	s.netOutput(s.txBuf[:netHdrLen(dst)+len(seg)], dst, header.ProtoTCP, gso)
 }

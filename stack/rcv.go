@@ -72,7 +72,7 @@ func (e *endpoint) dataInput(now time.Time, sg *segment) {
 	if len(data) > e.rcv.mss {
 		// Linux tcp_measure_rcv_mss: the peer's segment size, for the
 		// "ACK every second segment" rule.
-		e.rcv.mss = min(len(data), e.s.ourMSS())
+		e.rcv.mss = min(len(data), e.s.netMSS(e.id.RemoteAddr))
 	}
 	if seq.lt(e.rcv.nxt) {
 		// Old data: report it with a D-SACK (RFC 2883, Linux tcp_dsack_set).
@@ -224,7 +224,7 @@ func (e *endpoint) selectWindow(syn bool) uint16 {
 		return uint16(w)
 	}
 	// Receiver SWS avoidance (RFC 9293 3.8.6.2.2).
-	if free < e.s.opts.RecvBuffer/2 && free < e.s.ourMSS() {
+	if free < e.s.opts.RecvBuffer/2 && free < e.s.netMSS(e.id.RemoteAddr) {
 		free = 0
 	}
 	w := free >> e.rcv.wscale
@@ -267,7 +267,7 @@ func (e *endpoint) afterRead(now time.Time) {
 	// (Linux window_clamp).
 	clamp := uint32(maxWindow) << e.rcv.wscale
 	free := min(uint32(e.rcvSpace()), clamp)
-	if 2*cur <= clamp && free >= 2*cur && free-cur >= uint32(e.s.ourMSS()) {
+	if 2*cur <= clamp && free >= 2*cur && free-cur >= uint32(e.s.netMSS(e.id.RemoteAddr)) {
 		e.sendACK(now)
 	}
 }

@@ -33,6 +33,7 @@ type Socket struct {
 	addrOnly  bool   // bound to an address, the port left to connect (IP_BIND_ADDRESS_NO_PORT)
 	noPort    bool   // IP_BIND_ADDRESS_NO_PORT
 	portRange uint32 // IP_LOCAL_PORT_RANGE
+	v6only    bool   // IPV6_V6ONLY: a :: socket takes no IPv4
 	l         *listener
 	e         *endpoint
 	ev        waiter // made by Changed, for callers that poll
@@ -57,13 +58,17 @@ func (s *Stack) newOwner() hashtable.OwnerID {
 
 // localAddr checks that a is one of ours (or the wildcard).
 func (s *Stack) localAddr(a netip.Addr) (hashtable.Addr, error) {
-	if !a.IsValid() || a.IsUnspecified() {
+	switch {
+	case !a.IsValid() || a.Unmap().IsUnspecified() && a.Unmap().Is4():
 		return hashtable.Any4, nil
+	case a.IsUnspecified():
+		return hashtable.Any6, nil // both families, unless IPV6_V6ONLY
+	case a.Unmap() == s.opts.Addr:
+		return s.addr, nil
+	case s.has6 && a == s.opts.Addr6:
+		return s.addr6, nil
 	}
-	if a.Unmap() != s.opts.Addr {
-		return hashtable.Any4, syscall.EADDRNOTAVAIL
-	}
-	return s.addr, nil
+	return hashtable.Any4, syscall.EADDRNOTAVAIL
 }
 
 // Bind binds the socket to addr (port 0: an ephemeral port).
@@ -114,7 +119,7 @@ func (so *Socket) usable() syscall.Errno {
 func (so *Socket) claimPort(a hashtable.Addr, port uint16) error {
 	s := so.s
 	owner := s.newOwner()
-	entry := hashtable.BindEntry{Owner: owner, Addr: a, ReuseAddr: so.reuseAddr}
+	entry := hashtable.BindEntry{Owner: owner, Addr: a, ReuseAddr: so.reuseAddr, V6Only: so.v6only}
 	if port == 0 {
 		lo, hi := so.portBounds()
 		var err error
@@ -161,7 +166,7 @@ func (so *Socket) listenLocked(backlog int) error {
 	if err := s.bind.SetListening(so.owner, so.port); err != nil {
 		return err
 	}
-	l := &listener{s: s, addr: so.addr, port: so.port, owner: so.owner,
+	l := &listener{s: s, addr: so.addr, port: so.port, owner: so.owner, v6only: so.v6only,
 		backlog: min(max(backlog, 0), s.opts.Somaxconn),
 		synQ:    make(map[*endpoint]struct{}), ev: so.ev, child: so.opts}
 	if !s.lis.Insert(so.addr, so.port, l) {
@@ -193,13 +198,24 @@ func (so *Socket) connectLocked(addr netip.AddrPort) error {
 		return syscall.EISCONN
 	}
 	if addr.Addr().IsUnspecified() {
-		// Linux connects INADDR_ANY to the host itself (ip_route_connect).
-		addr = netip.AddrPortFrom(s.opts.Addr, addr.Port())
+		// Linux connects INADDR_ANY (and ::) to the host itself
+		// (ip_route_connect, ip6_datagram_connect's "any: loopback").
+		self := s.opts.Addr
+		if !addr.Addr().Is4() && s.has6 {
+			self = s.opts.Addr6
+		}
+		addr = netip.AddrPortFrom(self, addr.Port())
 	}
-	if !addr.Addr().Is4() || addr.Port() == 0 {
+	ra := hashtable.AddrFrom(addr.Addr())
+	switch {
+	case !addr.IsValid() || addr.Port() == 0:
 		return syscall.EINVAL
+	case !ra.Is4() && !s.has6:
+		return syscall.ENETUNREACH // no IPv6 route
+	case ra.Is4() && so.v6only:
+		return syscall.ENETUNREACH // tcp_v6_connect: a v4-mapped peer on a v6-only socket
 	}
-	id := hashtable.FourTuple{LocalAddr: s.addr, RemoteAddr: hashtable.AddrFrom(addr.Addr()), RemotePort: addr.Port()}
+	id := hashtable.FourTuple{LocalAddr: s.ourAddr(ra), RemoteAddr: ra, RemotePort: addr.Port()}
 	if so.owner != 0 {
 		id.LocalPort = so.port
 		if _, taken := s.est.Lookup(id); taken {
@@ -218,7 +234,7 @@ func (so *Socket) connectLocked(addr netip.AddrPort) error {
 		if err != nil {
 			return err
 		}
-		if err := so.claimPort(s.addr, port); err != nil {
+		if err := so.claimPort(id.LocalAddr, port); err != nil {
 			return err
 		}
 		id.LocalPort = port

@@ -66,6 +66,7 @@ const (
 	OptCork                             // TCP_CORK: 1 holds partial segments until cleared (or the RTO passes)
 	OptQuickAck                         // TCP_QUICKACK: 0 delays ACKs (interactive mode), 1 leaves it and sends one owed
 	OptRcvLowat                         // SO_RCVLOWAT: bytes that make the socket readable (poll, blocking reads)
+	OptV6Only                           // IPV6_V6ONLY: 1 keeps a :: socket to IPv6 (set before bind)
 )
 
 // Linux's bounds for the TCP options (include/net/tcp.h).
@@ -157,6 +158,8 @@ func (so *Socket) Option(opt SockOpt) (int, error) {
 		return b(so.reuseAddr), nil
 	case OptBindAddressNoPort:
 		return b(so.noPort), nil
+	case OptV6Only:
+		return b(so.v6only), nil
 	case OptLocalPortRange:
 		return int(so.portRange), nil
 	case OptNoDelay:
@@ -238,6 +241,13 @@ func (so *Socket) setOptionLocked(opt SockOpt, val int) error {
 		return nil
 	case OptBindAddressNoPort:
 		so.noPort = val != 0
+		return nil
+	case OptV6Only:
+		// Linux do_ipv6_setsockopt: only before the socket is bound.
+		if so.owner != 0 || so.e != nil || so.l != nil {
+			return syscall.EINVAL
+		}
+		so.v6only = val != 0
 		return nil
 	case OptLocalPortRange:
 		// Linux do_ip_setsockopt: both bounds set and crossed is EINVAL.

@@ -70,8 +70,13 @@ type Stack struct {
 	link   Link
 	gso    OffloadLink // link, when it offloads segmentation; else nil
 	clock  timers.Clock
-	addr   hashtable.Addr // our address
+	addr   hashtable.Addr // our IPv4 address
 	ip4    [4]byte        // the same, for IPv4 headers
+	addr6  hashtable.Addr // our IPv6 address, when has6
+	has6   bool
+
+	icmpTokens int       // ICMP errors we may send now (icmp6.go, icmpAllow)
+	icmpAt     time.Time // when the bucket was last refilled
 	mtu    int
 	epoch  time.Time // origin of TCP timestamps
 	timers timers.Queue
@@ -124,6 +129,9 @@ func New(link Link, opts Options) (*Stack, error) {
 	if !opts.Addr.Is4() {
 		return nil, fmt.Errorf("stack: address %v is not IPv4", opts.Addr)
 	}
+	if a := opts.Addr6; a.IsValid() && (!a.Is6() || a.Is4In6() || a.IsUnspecified() || a.IsMulticast()) {
+		return nil, fmt.Errorf("stack: Addr6 %v is not a unicast IPv6 address", a)
+	}
 	if opts.Clock == nil {
 		opts.Clock = timers.Real{}
 	}
@@ -150,6 +158,8 @@ func New(link Link, opts Options) (*Stack, error) {
 		clock:      opts.Clock,
 		addr:       hashtable.AddrFrom(opts.Addr),
 		ip4:        opts.Addr.As4(),
+		addr6:      hashtable.AddrFrom(opts.Addr6),
+		has6:       opts.Addr6.IsValid(),
 		mtu:        mtu,
 		est:        hashtable.NewEstablished[*endpoint](),
 		lis:        hashtable.NewListeners[*listener](),
@@ -281,7 +291,7 @@ func (s *Stack) inject(pkt []byte, csumOK bool) {
 	if s.opts.Packet != nil {
 		s.opts.Packet(false, pkt)
 	}
-	s.ipInput(now, pkt, csumOK)
+	s.netInput(now, pkt, csumOK)
 	s.mu.Unlock()
 }
 

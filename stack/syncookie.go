@@ -18,6 +18,18 @@ import (
 // a two-bit index, the largest entry not above the peer's MSS.
 var cookieMSS = [...]uint16{536, 1300, 1440, 1460}
 
+// cookieMSS6 is the same for IPv6 (Linux's msstab in syncookies.c for
+// IPv6: 1280, 1480, 1500 and 9000 less 60).
+var cookieMSS6 = [...]uint16{1220, 1420, 1440, 8940}
+
+// cookieMSSTable is the table for a connection with peer a.
+func cookieMSSTable(a hashtable.Addr) *[4]uint16 {
+	if a.Is4() {
+		return &cookieMSS
+	}
+	return &cookieMSS6
+}
+
 const (
 	cookieBits = 24 // low bits: hash + MSS index; high 8: the minute counter
 	cookieMask = 1<<cookieBits - 1
@@ -86,14 +98,14 @@ func (s *Stack) checkCookie(now time.Time, id hashtable.FourTuple, irs, cookie s
 	return int(idx), true
 }
 
-// cookieMSSIndex picks the largest cookie MSS not above the peer's.
-func cookieMSSIndex(o *optionsT) uint32 {
+// cookieMSSIndex picks the largest cookie MSS in tab not above the peer's.
+func cookieMSSIndex(tab *[4]uint16, o *optionsT) uint32 {
 	mss := uint16(defaultMSS)
 	if o.HasMSS {
 		mss = o.MSS
 	}
-	for i := len(cookieMSS) - 1; i > 0; i-- {
-		if mss >= cookieMSS[i] {
+	for i := len(tab) - 1; i > 0; i-- {
+		if mss >= tab[i] {
 			return uint32(i)
 		}
 	}
@@ -137,7 +149,7 @@ func (l *listener) synQFull() bool { return len(l.synQ) > l.backlog }
 // state (B43). The child endpoint built for it is thrown away.
 func (l *listener) sendCookie(now time.Time, sg *segment) {
 	s := l.s
-	e := l.newChild(now, sg, s.makeCookie(now, sg.tuple(), sg.seq, cookieMSSIndex(&sg.opts)))
+	e := l.newChild(now, sg, s.makeCookie(now, sg.tuple(), sg.seq, cookieMSSIndex(cookieMSSTable(sg.src), &sg.opts)))
 	// Linux tcp_conn_request: without timestamps there is nowhere to keep
 	// the window scale and SACK-permitted, so the SYN|ACK offers neither.
 	if !e.tsOK {
@@ -169,7 +181,7 @@ func (l *listener) cookieACK(now time.Time, sg *segment) bool {
 	}
 	// The options the SYN had, as far as the cookie kept them.
 	var o optionsT
-	o.HasMSS, o.MSS = true, cookieMSS[idx]
+	o.HasMSS, o.MSS = true, cookieMSSTable(sg.src)[idx]
 	if sg.opts.HasTS {
 		if !s.opts.Timestamps {
 			s.inc(cntTCPSynCookiesFailed)

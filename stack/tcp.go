@@ -82,6 +82,16 @@ type segment struct {
 	opts             header.TCPOptions
 }
 
+// listenerFor is the listener a SYN to addr:port reaches, if any: a
+// dual-stack :: listener takes IPv4 unless IPV6_V6ONLY.
+func (s *Stack) listenerFor(addr hashtable.Addr, port uint16) (*listener, bool) {
+	l, ok := s.lis.Lookup(addr, port)
+	if ok && l.v6only && addr.Is4() {
+		return nil, false
+	}
+	return l, ok
+}
+
 // tcpProtocol is TCP as a transport under IP.
 type tcpProtocol struct{ s *Stack }
 
@@ -159,7 +169,7 @@ func (s *Stack) tcpInput(now time.Time, src, dst hashtable.Addr, b []byte, csumO
 	}
 	if csumOK {
 		s.inc(cntTCPOffloadIn)
-	} else if !header.TCPChecksumValid(src.As4(), dst.As4(), b) { // IPv4 pseudo-header
+	} else if !header.ChecksumValidWith(b, pseudoSum(src, dst, header.ProtoTCP, len(b))) {
 		s.inc(cntTCPChecksum) // B03: silently, before anything else
 		return
 	}
@@ -183,7 +193,7 @@ func (s *Stack) tcpInput(now time.Time, src, dst hashtable.Addr, b []byte, csumO
 		e.process(now, &sg)
 		return
 	}
-	if l, ok := s.lis.Lookup(dst, sg.dstPort); ok {
+	if l, ok := s.listenerFor(dst, sg.dstPort); ok {
 		if l.process(now, &sg) == vReset {
 			s.sendResetFor(&sg)
 		}

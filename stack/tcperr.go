@@ -78,10 +78,10 @@ func (e *endpoint) rtoRevert(now time.Time, seq seqnum) {
 // (tcp_simple_retransmit), without a congestion response.
 func (e *endpoint) pmtuReduced(now time.Time, mtu int) {
 	s := e.s
-	if mtu < minPMTU {
-		mtu = minPMTU
+	if floor := minPMTUFor(e.id.RemoteAddr); mtu < floor {
+		mtu = floor
 	}
-	mss := mtu - header.IPv4MinSize - header.TCPMinSize
+	mss := mtu - netHdrLen(e.id.RemoteAddr) - header.TCPMinSize
 	s.rememberPMTU(now, e.id.RemoteAddr, mtu)
 	if mss >= e.snd.mss {
 		return
