@@ -107,7 +107,6 @@ func (s *Stack) newEndpoint(id hashtable.FourTuple) *endpoint {
 	return e
 }
 
-
 // advMSS is the MSS we announce and the most we send: the link's, capped by
 // TCP_MAXSEG (Linux tcp_advertise_mss, and tcp_parse_options clamping the
 // peer's MSS to user_mss).

@@ -65,21 +65,21 @@ import (
 
 // Stack is one TCP/IP stack instance bound to one link.
 type Stack struct {
-	mu     stackLock
-	opts   Options
-	link   Link
-	gso    OffloadLink // link, when it offloads segmentation; else nil
-	clock  timers.Clock
-	addr   hashtable.Addr // our IPv4 address
-	ip4    [4]byte        // the same, for IPv4 headers
-	addr6  hashtable.Addr // our IPv6 address, when has6
-	has6   bool
+	mu    stackLock
+	opts  Options
+	link  Link
+	gso   OffloadLink // link, when it offloads segmentation; else nil
+	clock timers.Clock
+	addr  hashtable.Addr // our IPv4 address
+	ip4   [4]byte        // the same, for IPv4 headers
+	addr6 hashtable.Addr // our IPv6 address, when has6
+	has6  bool
 
 	icmpTokens int       // ICMP errors we may send now (icmp6.go, icmpAllow)
 	icmpAt     time.Time // when the bucket was last refilled
-	mtu    int
-	epoch  time.Time // origin of TCP timestamps
-	timers timers.Queue
+	mtu        int
+	epoch      time.Time // origin of TCP timestamps
+	timers     timers.Queue
 
 	transports [256]transport // by IP protocol number
 
