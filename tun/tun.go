@@ -41,6 +41,9 @@ type Config struct {
 	// the route to the subnet through the device itself. The zero Prefix
 	// leaves the device's address alone.
 	Addr netip.Prefix
+	// Addr6 is the kernel side's IPv6 address, e.g. fd00::1/64; the zero
+	// Prefix gives the device none.
+	Addr6 netip.Prefix
 	// MTU is the device's MTU; 0 means DefaultMTU. Linux accepts 68..65535
 	// on a TUN device.
 	MTU int
@@ -66,6 +69,7 @@ type Device struct {
 	// oldAddr/oldMask (or removes the address when oldAddr is not valid).
 	attached bool
 	setAddr  bool
+	addr6    netip.Prefix // the IPv6 address we gave the device, if any
 	oldAddr  netip.Addr
 	oldMask  netip.Addr
 
@@ -177,7 +181,7 @@ func Open(cfg Config) (*Device, error) {
 		ctl:      ctl,
 		attached: existed,
 	}
-	if err := d.configure(cfg.Addr); err != nil {
+	if err := d.configure(cfg.Addr, cfg.Addr6); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -199,7 +203,7 @@ func openWith(cfg Config, display string, mtu, ctl int, existed bool) (*Device, 
 		return nil, openError(display, existed, err)
 	}
 	d := &Device{name: name, mtu: mtu, file: file, raw: raw, ctl: ctl, attached: existed, offload: true}
-	if err := d.configure(cfg.Addr); err != nil {
+	if err := d.configure(cfg.Addr, cfg.Addr6); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -277,10 +281,15 @@ func openError(name string, existed bool, err error) error {
 	}
 }
 
-// configure sets the address, netmask and MTU and brings the device up.
-func (d *Device) configure(addr netip.Prefix) error {
+// configure sets the addresses, netmask and MTU and brings the device up.
+func (d *Device) configure(addr, addr6 netip.Prefix) error {
 	if addr.IsValid() {
 		if err := d.setAddress(addr); err != nil {
+			return err
+		}
+	}
+	if addr6.IsValid() {
+		if err := d.setAddress6(addr6); err != nil {
 			return err
 		}
 	}
@@ -487,6 +496,11 @@ func (d *Device) Close() error {
 			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: restoring the address: %w", d.name, err))
+			}
+		}
+		if d.attached && d.addr6.IsValid() {
+			if err := d.ioctl6(unix.SIOCDIFADDR, d.addr6); err != nil {
+				errs = append(errs, fmt.Errorf("%s: removing %s: %w", d.name, d.addr6, err))
 			}
 		}
 		if err := d.file.Close(); err != nil {

@@ -24,16 +24,18 @@ func defaultCtlPath(name string) string { return filepath.Join(ctlDir, name+".so
 // runConfig is "ustack run"'s command line, parsed and validated: nothing in
 // it can fail later for a reason the user could have been told up front.
 type runConfig struct {
-	Tun     string
-	TunAddr netip.Prefix // the kernel side's address and the subnet routed to the TUN
-	Addr    netip.Addr   // the stack's address, inside TunAddr's subnet
-	MTU     int
-	Serves  []serveSpec
-	Ctl     string
-	Pcap    string // "" for none
-	Impair  *impairSpec
-	Engine  string
-	Trace   bool
+	Tun      string
+	TunAddr  netip.Prefix // the kernel side's address and the subnet routed to the TUN
+	Addr     netip.Addr   // the stack's address, inside TunAddr's subnet
+	TunAddr6 netip.Prefix // the kernel side's IPv6 address and subnet (zero: no IPv6)
+	Addr6    netip.Addr   // the stack's IPv6 address, inside TunAddr6's subnet
+	MTU      int
+	Serves   []serveSpec
+	Ctl      string
+	Pcap     string // "" for none
+	Impair   *impairSpec
+	Engine   string
+	Trace    bool
 	// Offload opens the TUN device with TSO and checksum offload
 	// (IFF_VNET_HDR), for either engine; --impair turns it off.
 	Offload bool
@@ -69,11 +71,13 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs := flag.NewFlagSet("ustack run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		cfg     runConfig
-		tunAddr = fs.String("tun-addr", "10.0.0.1/24", "address of the kernel's side of the TUN `CIDR`; the subnet is routed through it")
-		addr    = fs.String("addr", "10.0.0.2", "the stack's own `IP` address")
-		serves  stringList
-		impair  = fs.String("impair", "", "impair the link both ways, like netem: `SPEC` loss=2%,dup=1%,reorder=1%,delay=50ms,jitter=10ms (any subset; also limit=N, seed=N)")
+		cfg      runConfig
+		tunAddr  = fs.String("tun-addr", "10.0.0.1/24", "address of the kernel's side of the TUN `CIDR`; the subnet is routed through it")
+		addr     = fs.String("addr", "10.0.0.2", "the stack's own `IP` address")
+		tunAddr6 = fs.String("tun-addr6", "fd00::1/64", "IPv6 address of the kernel's side of the TUN `CIDR`")
+		addr6    = fs.String("addr6", "fd00::2", "the stack's own IPv6 `ADDRESS` (empty: no IPv6)")
+		serves   stringList
+		impair   = fs.String("impair", "", "impair the link both ways, like netem: `SPEC` loss=2%,dup=1%,reorder=1%,delay=50ms,jitter=10ms (any subset; also limit=N, seed=N)")
 	)
 	fs.StringVar(&cfg.Tun, "tun", "tun0", "TUN device `NAME` to create (or attach to) and own")
 	fs.IntVar(&cfg.MTU, "mtu", 1500, fmt.Sprintf("`MTU` of the TUN device (%d..%d)", minMTU, maxMTU))
@@ -132,6 +136,11 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	}
 	if a == p.Masked().Addr() || a == broadcast(p) {
 		return nil, fmt.Errorf("--addr %s is the network or broadcast address of %s", a, p.Masked())
+	}
+	if *addr6 != "" {
+		if err := cfg.setIPv6(*tunAddr6, *addr6); err != nil {
+			return nil, err
+		}
 	}
 	// The stack's own range (stack.New refuses the rest, once tun0
 	// exists): 576 is the datagram every IPv4 host must accept (RFC 791).
@@ -194,11 +203,36 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 func (cfg *runConfig) stackOptions() stack.Options {
 	o := stack.DefaultOptions()
 	o.Addr = cfg.Addr
+	o.Addr6 = cfg.Addr6
 	o.FinTimeout = cfg.FinTimeout
 	o.TimeWait = cfg.TimeWait
 	o.SynRetries = cfg.SynRetries
 	o.SynLinearTimeouts = cfg.SynLinearTimeouts
 	return o
+}
+
+// setIPv6 checks and takes --tun-addr6 and --addr6, as parseRunFlags does
+// their IPv4 counterparts.
+func (cfg *runConfig) setIPv6(tunAddr6, addr6 string) error {
+	p, err := netip.ParsePrefix(tunAddr6)
+	if err != nil || !p.Addr().Is6() || p.Addr().Is4In6() {
+		return fmt.Errorf("--tun-addr6 %q: want an IPv6 address with prefix length, like fd00::1/64", tunAddr6)
+	}
+	if p.Bits() > 126 {
+		return fmt.Errorf("--tun-addr6 %s: the subnet must hold two hosts (prefix length at most 126)", p)
+	}
+	a, err := netip.ParseAddr(addr6)
+	if err != nil || !a.Is6() || a.Is4In6() || a.Zone() != "" || a.IsMulticast() || a.IsUnspecified() {
+		return fmt.Errorf("--addr6 %q: want a unicast IPv6 address, like fd00::2 (or \"\" for no IPv6)", addr6)
+	}
+	switch {
+	case !p.Masked().Contains(a):
+		return fmt.Errorf("--addr6 %s is outside --tun-addr6's subnet %s: the kernel would not route to it", a, p.Masked())
+	case a == p.Addr():
+		return fmt.Errorf("--addr6 %s is the kernel's own address (--tun-addr6); pick another in %s", a, p.Masked())
+	}
+	cfg.TunAddr6, cfg.Addr6 = p, a
+	return nil
 }
 
 // validTunName applies the kernel's rules for interface names (dev_valid_name).

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -108,7 +109,7 @@ func (d *daemon) start(cfg *runConfig) error {
 		opts.Trace = slog.New(slog.NewTextHandler(d.lg.Writer(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 
-	dev, err := tun.Open(tun.Config{Name: cfg.Tun, Addr: cfg.TunAddr, MTU: cfg.MTU, Offload: cfg.Offload})
+	dev, err := tun.Open(tun.Config{Name: cfg.Tun, Addr: cfg.TunAddr, Addr6: cfg.TunAddr6, MTU: cfg.MTU, Offload: cfg.Offload})
 	if err != nil {
 		return err
 	}
@@ -131,7 +132,12 @@ func (d *daemon) start(cfg *runConfig) error {
 	}
 
 	env := &serviceEnv{eng: d.eng, view: d.eng, log: d.lg}
-	if d.services, err = startServices(env, cfg.Addr, cfg.Serves); err != nil {
+	addrs := []netip.Addr{cfg.Addr}
+	if cfg.Addr6.IsValid() && d.st != nil {
+		addrs = append(addrs, cfg.Addr6) // gVisor's engine here is IPv4 only
+		d.lg.Printf("ustack run: IPv6: kernel %s, ustack %s", cfg.TunAddr6, cfg.Addr6)
+	}
+	if d.services, err = startServices(env, addrs, cfg.Serves); err != nil {
 		return err
 	}
 	ops := ctlOps(d.eng)

@@ -327,19 +327,22 @@ type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
 
-// startServices starts every --serve in order, logging one line each; on
-// failure it closes those already started.
-func startServices(env *serviceEnv, addr netip.Addr, specs []serveSpec) ([]io.Closer, error) {
+// startServices starts every --serve in order on each of the stack's
+// addresses (IPv4, then IPv6), logging one line each; on failure it closes
+// those already started.
+func startServices(env *serviceEnv, addrs []netip.Addr, specs []serveSpec) ([]io.Closer, error) {
 	var running []io.Closer
 	for _, sp := range specs {
-		ap := netip.AddrPortFrom(addr, sp.Port)
-		c, err := services[sp.Kind](env, ap)
-		if err != nil {
-			closeServices(running)
-			return nil, fmt.Errorf("serving %s on %s: %w", sp.Kind, ap, err)
+		for _, addr := range addrs {
+			ap := netip.AddrPortFrom(addr, sp.Port)
+			c, err := services[sp.Kind](env, ap)
+			if err != nil {
+				closeServices(running)
+				return nil, fmt.Errorf("serving %s on %s: %w", sp.Kind, ap, err)
+			}
+			env.log.Printf("serving %s on %s", sp.Kind, ap)
+			running = append(running, c)
 		}
-		env.log.Printf("serving %s on %s", sp.Kind, ap)
-		running = append(running, c)
 	}
 	return running, nil
 }
