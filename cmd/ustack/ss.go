@@ -99,12 +99,15 @@ func writeCounters(w io.Writer, cs []stack.Counter) {
 	}
 }
 
-// formatAddrPort prints an address like ss: "*" for an unspecified address,
+// formatAddrPort prints an address like ss: IPv6 in brackets, "*" for an unspecified address,
 // "*" for port 0 (a listener's peer is "*:*").
 func formatAddrPort(ap netip.AddrPort) string {
 	host, port := "*", "*"
-	if ap.Addr().IsValid() && !ap.Addr().IsUnspecified() {
-		host = ap.Addr().String()
+	if a := ap.Addr(); a.IsValid() && !a.IsUnspecified() {
+		host = a.String()
+		if a.Is6() {
+			host = "[" + host + "]" // as ss writes IPv6 addresses
+		}
 	}
 	if ap.Port() != 0 {
 		port = fmt.Sprint(ap.Port())
