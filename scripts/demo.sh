@@ -8,6 +8,7 @@ set -euo pipefail
 
 USTACK=$(realpath "${1:-bin/ustack}")
 ADDR=10.0.0.2
+ADDR6=fd00::2
 NS=ustack-demo-$$
 WORK=$(mktemp -d /tmp/ustack-demo.XXXXXX)
 CTL=$WORK/ctl.sock
@@ -58,7 +59,7 @@ for _ in $(seq 100); do
 done
 sed 's/^/  /' "$WORK/daemon.log"
 show "ip addr show tun0"
-inns ip -4 -brief addr show tun0 | sed 's/^/  /'
+inns ip -brief addr show tun0 | sed 's/^/  /'
 
 heading "curl the status page (the HTML table, as text)"
 show "curl -s http://$ADDR/"
@@ -92,6 +93,14 @@ heading "ping"
 show "ping -c 3 $ADDR"
 inns ping -c 3 -W 2 "$ADDR" | sed 's/^/  /'
 
+heading "The same over IPv6 (fd00::2)"
+show "curl -6 -s 'http://[fd00::2]/bytes?n=1000000' | wc -c"
+inns curl -6 -sS --max-time 20 "http://[$ADDR6]/bytes?n=1000000" | wc -c | sed 's/^/  /'
+show "echo 'hello over IPv6' | nc -6 -N fd00::2 7"
+echo 'hello over IPv6' | inns nc -6 -N -w 5 "$ADDR6" 7 | sed 's/^/  /'
+show "ping -6 -c 2 fd00::2"
+inns ping -6 -c 2 -W 2 "$ADDR6" | sed 's/^/  /'
+
 heading "ustack ss: a connection nobody accepted, its data waiting in Recv-Q (noaccept:8082)"
 show "(printf 'waiting in the accept queue'; sleep 2) | nc $ADDR 8082 &"
 (printf 'waiting in the accept queue'; sleep 2) | inns nc -w 5 "$ADDR" 8082 >/dev/null &
@@ -107,7 +116,7 @@ kill "$NCPID" 2>/dev/null || true
 wait "$NCPID" 2>/dev/null || true
 
 heading "A few counters (ustack ss --stats has them all)"
-"$USTACK" ss --ctl "$CTL" --stats | grep -E '^(ip\.in|ip\.out|icmp\.echo_replies|tcp\.passive_opens|tcp\.resets_sent|tcp\.retrans_segs|tcp\.drop\.checksum) ' | sed 's/^/  /'
+"$USTACK" ss --ctl "$CTL" --stats | grep -E '^(ip\.in|ip\.out|ip6\.in|ip6\.out|icmp\.echo_replies|icmp6\.echo_replies|ip6\.drop\.multicast|tcp\.passive_opens|tcp\.resets_sent|tcp\.retrans_segs|tcp\.drop\.checksum) ' | sed 's/^/  /'
 
 heading "Stop the daemon (SIGTERM): it closes its connections and removes tun0"
 kill -TERM "$PID"
