@@ -1,7 +1,7 @@
-// Package stack is ustack's network stack: IPv4, ICMP and TCP over a Link,
+// Package stack is ustack's network stack: IPv4, IPv6, ICMP and TCP over a Link,
 // under one socket core that Go code uses as net.Listener and net.Conn (or,
 // with socket(2) semantics, as Socket). A packet comes in from the link,
-// passes IPv4 input to ICMP or, by protocol number, to a transport: TCP's
+// passes IPv4 or IPv6 input to ICMP or, by protocol number, to a transport: TCP's
 // demultiplexer finds its connection (the established table, then the
 // listeners, then the "no socket" rules) and the connection's state
 // machine takes it. What it sends goes back through one transmit builder
@@ -16,7 +16,9 @@
 //	link.go      the Link interfaces; packets written after the lock is released
 //	memlink.go   an in-memory Link for tests and the drill
 //	ipv4.go      IPv4 input and output, transports by protocol number, loopback
+//	ipv6.go      IPv6 input (extension headers, parameter problems) and output
 //	icmp.go      ICMPv4: echo, errors read for the transport, path MTUs
+//	icmp6.go     ICMPv6: echo, errors, neighbour discovery ignored, rate limit
 //	tcp.go       TCP's states, constants, segment and demultiplexer; ISNs
 //	endpoint.go  a connection (the TCB): identity, state, timers, application side
 //	snd.go       its send half, and what an ACK does to it
