@@ -78,7 +78,7 @@ func TestCtlPrivilege(t *testing.T) {
 		}
 	}
 	for _, l := range d.sockets() {
-		if l.Local != "10.0.0.2:7" {
+		if l.Local != "10.0.0.2:7" && l.Local != "["+stackIP6+"]:7" {
 			d.fatalf("a refused ustack nc left a socket in the stack: %+v", l)
 		}
 	}
