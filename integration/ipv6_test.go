@@ -14,14 +14,23 @@ const stackIP6 = "fd00::2"
 // TestIPv6Clients: kernel clients reach the daemon over IPv6 as over IPv4
 // (B60-B64): ping -6 is answered, curl -6 gets the status page and a body
 // of a million bytes, nc -6 is echoed, and a Go client on the kernel's
-// side moves 1 MB through the echo service; ss lists the IPv6 sockets.
+// side moves 1 MB through the echo service; ss lists the IPv6 sockets. The
+// same holds with --engine gvisor, the reference the benchmarks compare.
 func TestIPv6Clients(t *testing.T) {
-	t.Parallel()
+	for _, engine := range []string{"ustack", "gvisor"} {
+		t.Run(engine, func(t *testing.T) {
+			t.Parallel()
+			testIPv6Clients(t, engine)
+		})
+	}
+}
+
+func testIPv6Clients(t *testing.T, engine string) {
 	needTool(t, "ping")
 	needTool(t, "curl")
 	needTool(t, "nc")
 	ns := newNS(t)
-	d := startDaemon(t, ns)
+	d := startDaemon(t, ns, "--engine", engine)
 
 	if out, errOut, err := runIn(ns, 15*time.Second, "ping", "-6", "-c", "2", "-W", "2", stackIP6); err != nil {
 		d.fatalf("ping -6 %s: %v: %s%s", stackIP6, err, out, errOut)

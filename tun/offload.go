@@ -26,6 +26,7 @@ const (
 
 	vnetGSONone  = 0 // VIRTIO_NET_HDR_GSO_NONE
 	vnetGSOTCPv4 = 1 // VIRTIO_NET_HDR_GSO_TCPV4
+	vnetGSOTCPv6 = 4 // VIRTIO_NET_HDR_GSO_TCPV6
 
 	tunFCsum = 0x01 // TUN_F_CSUM (include/uapi/linux/if_tun.h)
 	tunFTSO4 = 0x02 // TUN_F_TSO4
@@ -213,17 +214,25 @@ func (d *Device) WriteGSO(b []byte, mss int) error {
 	if !d.offload {
 		return fmt.Errorf("%s: write: GSO needs a device opened with Offload: %w", d.name, unix.EINVAL)
 	}
-	if len(b) < 40 || b[0]>>4 != 4 {
-		return fmt.Errorf("%s: write: a GSO packet must be TCP/IPv4: %w", d.name, unix.EINVAL)
+	// The IP header: IPv4 with its options, or IPv6's fixed header (a
+	// TSO packet carries no extension headers).
+	var ihl int
+	gsoType := uint8(vnetGSOTCPv4)
+	switch {
+	case len(b) >= 40 && b[0]>>4 == 4:
+		ihl = int(b[0]&0xf) * 4
+	case len(b) >= 60 && b[0]>>4 == 6 && b[6] == 6: // next header TCP
+		ihl, gsoType = 40, vnetGSOTCPv6
+	default:
+		return fmt.Errorf("%s: write: a GSO packet must be TCP over IPv4 or IPv6: %w", d.name, unix.EINVAL)
 	}
-	ihl := int(b[0]&0xf) * 4
 	if len(b) < ihl+20 {
 		return fmt.Errorf("%s: write: GSO packet too short: %w", d.name, unix.EINVAL)
 	}
 	thl := int(b[ihl+12]>>4) * 4
 	h := vnetHdr{
 		flags:      vnetNeedsCsum,
-		gsoType:    vnetGSOTCPv4,
+		gsoType:    gsoType,
 		hdrLen:     uint16(ihl + thl),
 		gsoSize:    uint16(mss),
 		csumStart:  uint16(ihl),

@@ -59,7 +59,7 @@ func (d *daemon) startEngine(cfg *runConfig, link stack.Link, opts stack.Options
 	switch cfg.Engine {
 	case "gvisor":
 		g, err := gvisor.New(link, gvisor.Options{
-			Addr: opts.Addr, Packet: opts.Packet,
+			Addr: opts.Addr, Addr6: opts.Addr6, Packet: opts.Packet,
 			FinTimeout: opts.FinTimeout, TimeWait: opts.TimeWait, SynRetries: opts.SynRetries,
 		})
 		if err != nil {

@@ -133,9 +133,9 @@ func (d *daemon) start(cfg *runConfig) error {
 
 	env := &serviceEnv{eng: d.eng, view: d.eng, log: d.lg}
 	addrs := []netip.Addr{cfg.Addr}
-	if cfg.Addr6.IsValid() && d.st != nil {
-		addrs = append(addrs, cfg.Addr6) // gVisor's engine here is IPv4 only
-		d.lg.Printf("ustack run: IPv6: kernel %s, ustack %s", cfg.TunAddr6, cfg.Addr6)
+	if cfg.Addr6.IsValid() {
+		addrs = append(addrs, cfg.Addr6)
+		d.lg.Printf("ustack run: IPv6: kernel %s, %s %s", cfg.TunAddr6, cfg.Engine, cfg.Addr6)
 	}
 	if d.services, err = startServices(env, addrs, cfg.Serves); err != nil {
 		return err

@@ -26,6 +26,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
@@ -43,6 +44,9 @@ type Options struct {
 	// Addr is the stack's own IPv4 address (the NIC's, with a default route
 	// through the NIC).
 	Addr netip.Addr
+	// Addr6 is its IPv6 address (the zero Addr: no IPv6), with a default
+	// route too.
+	Addr6 netip.Addr
 	// Packet, when set, sees every packet in (out=false) and out (out=true),
 	// like stack.Options.Packet (for --pcap). pkt is only valid during the
 	// call.
@@ -58,10 +62,11 @@ type Options struct {
 // Stack is a gVisor netstack on a Link, with the subset of *stack.Stack's
 // API that the daemon's services use.
 type Stack struct {
-	s    *gstack.Stack
-	ep   *linkEndpoint
-	link stack.Link
-	addr netip.Addr
+	s     *gstack.Stack
+	ep    *linkEndpoint
+	link  stack.Link
+	addr  netip.Addr
+	addr6 netip.Addr // zero: no IPv6
 
 	mu     sync.Mutex
 	bound  map[*boundEP]struct{} // UNCONN sockets: gVisor does not register them
@@ -77,8 +82,8 @@ func New(link stack.Link, opts Options) (*Stack, error) {
 		return nil, fmt.Errorf("gvisor: address %v is not IPv4", opts.Addr)
 	}
 	s := gstack.New(gstack.Options{
-		NetworkProtocols:   []gstack.NetworkProtocolFactory{ipv4.NewProtocol},
-		TransportProtocols: []gstack.TransportProtocolFactory{tcp.NewProtocol, icmp.NewProtocol4},
+		NetworkProtocols:   []gstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
+		TransportProtocols: []gstack.TransportProtocolFactory{tcp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 	})
 	fail := func(format string, args ...any) (*Stack, error) {
 		s.Close()
@@ -130,10 +135,24 @@ func New(link stack.Link, opts Options) (*Stack, error) {
 	if err := s.AddProtocolAddress(nicID, pa, gstack.AddressProperties{}); err != nil {
 		return fail("AddProtocolAddress: %v", err)
 	}
-	any4, _ := tcpip.NewSubnet(tcpip.AddrFrom4([4]byte{}), tcpip.MaskFromBytes([]byte{0, 0, 0, 0}))
-	s.SetRouteTable([]tcpip.Route{{Destination: any4, NIC: nicID}})
+	any4, _ := tcpip.NewSubnet(tcpip.AddrFrom4([4]byte{}), tcpip.MaskFromBytes(make([]byte, 4)))
+	routes := []tcpip.Route{{Destination: any4, NIC: nicID}}
+	if opts.Addr6.IsValid() {
+		// No duplicate address detection: ipv6.NewProtocol's zero DAD
+		// configuration sends none, as on the TUN's kernel side.
+		pa6 := tcpip.ProtocolAddress{
+			Protocol:          ipv6.ProtocolNumber,
+			AddressWithPrefix: tcpip.AddrFrom16(opts.Addr6.As16()).WithPrefix(),
+		}
+		if err := s.AddProtocolAddress(nicID, pa6, gstack.AddressProperties{}); err != nil {
+			return fail("AddProtocolAddress (IPv6): %v", err)
+		}
+		any6, _ := tcpip.NewSubnet(tcpip.AddrFrom16([16]byte{}), tcpip.MaskFromBytes(make([]byte, 16)))
+		routes = append(routes, tcpip.Route{Destination: any6, NIC: nicID})
+	}
+	s.SetRouteTable(routes)
 
-	st := &Stack{s: s, ep: ep, link: link, addr: opts.Addr, bound: map[*boundEP]struct{}{}, readDone: make(chan struct{})}
+	st := &Stack{s: s, ep: ep, link: link, addr: opts.Addr, addr6: opts.Addr6, bound: map[*boundEP]struct{}{}, readDone: make(chan struct{})}
 	go st.readLoop()
 	return st, nil
 }
@@ -161,8 +180,8 @@ func (st *Stack) readLoop() {
 			}
 			return
 		}
-		if n == 0 || buf[0]>>4 != 4 {
-			continue
+		if n == 0 || buf[0]>>4 != 4 && (buf[0]>>4 != 6 || st.addr6 == (netip.Addr{})) {
+			continue // neither IPv4 nor, when it has an address, IPv6
 		}
 		if st.ep.gso != nil && !csumOK && !transportChecksumOK(buf[:n]) {
 			// gVisor checks no checksum on an RX-offload NIC; the link
@@ -175,7 +194,11 @@ func (st *Stack) readLoop() {
 		}
 		// MakeWithData copies into a pooled chunk, so buf is free again.
 		pb := gstack.NewPacketBuffer(gstack.PacketBufferOptions{Payload: buffer.MakeWithData(buf[:n])})
-		st.ep.InjectInbound(ipv4.ProtocolNumber, pb)
+		proto := ipv4.ProtocolNumber
+		if buf[0]>>4 == 6 {
+			proto = ipv6.ProtocolNumber
+		}
+		st.ep.InjectInbound(proto, pb)
 		pb.DecRef()
 	}
 }
@@ -201,6 +224,14 @@ func (e *linkEndpoint) GSOMaxSize() uint32 {
 // transportChecksumOK checks the TCP checksum of an IPv4 packet; other
 // protocols, and packets too broken to tell, pass (gVisor checks them).
 func transportChecksumOK(p []byte) bool {
+	if len(p) > 0 && p[0]>>4 == 6 {
+		ip := header.IPv6(p)
+		if ip.Validate() != nil || ip.NextHeader() != header.ProtoTCP {
+			return true
+		}
+		seg := ip.Payload()
+		return header.ChecksumValidWith(seg, header.PseudoHeaderSum6(ip.Src(), ip.Dst(), header.ProtoTCP, len(seg)))
+	}
 	ip := header.IPv4(p)
 	if ip.Validate() != nil || ip.Protocol() != header.ProtoTCP {
 		return true
@@ -226,7 +257,7 @@ func (e *linkEndpoint) WritePackets(pkts gstack.PacketBufferList) (int, tcpip.Er
 			e.packet(true, b)
 		}
 		var err error
-		if gso := pkt.GSOOptions; e.gso != nil && gso.Type == gstack.GSOTCPv4 && gso.NeedsCsum {
+		if gso := pkt.GSOOptions; e.gso != nil && (gso.Type == gstack.GSOTCPv4 || gso.Type == gstack.GSOTCPv6) && gso.NeedsCsum {
 			// A packet of up to GSOMaxSize with only the pseudo-header
 			// sum in its checksum, whatever its length.
 			err = e.gso.WriteGSO(b, int(gso.MSS))
@@ -252,7 +283,7 @@ func (e *linkEndpoint) WritePackets(pkts gstack.PacketBufferList) (int, tcpip.Er
 // gonet.TCPListener, whose Accept returns *gonet.TCPConn (with CloseWrite).
 func (st *Stack) ListenTCP(addr netip.AddrPort, backlog int) (net.Listener, error) {
 	var wq waiter.Queue
-	ep, err := st.s.NewEndpoint(tcp.ProtocolNumber, ipv4.ProtocolNumber, &wq)
+	ep, err := st.s.NewEndpoint(tcp.ProtocolNumber, netProto(addr), &wq)
 	if err != nil {
 		return nil, opError("listen", addr, err)
 	}
@@ -290,7 +321,7 @@ func (b *boundEP) Close() error {
 // Bind reserves addr without listening.
 func (st *Stack) Bind(addr netip.AddrPort) (io.Closer, error) {
 	var wq waiter.Queue
-	ep, err := st.s.NewEndpoint(tcp.ProtocolNumber, ipv4.ProtocolNumber, &wq)
+	ep, err := st.s.NewEndpoint(tcp.ProtocolNumber, netProto(addr), &wq)
 	if err != nil {
 		return nil, opError("bind", addr, err)
 	}
@@ -384,10 +415,21 @@ func (st *Stack) Sockets() []stack.SocketInfo {
 }
 
 func toAddr(a tcpip.Address) netip.Addr {
-	if a.Len() != 4 {
-		return netip.IPv4Unspecified()
+	switch a.Len() {
+	case 4:
+		return netip.AddrFrom4(a.As4())
+	case 16:
+		return netip.AddrFrom16(a.As16()).Unmap()
 	}
-	return netip.AddrFrom4(a.As4())
+	return netip.IPv4Unspecified()
+}
+
+// netProto is the network protocol of an endpoint bound to ap.
+func netProto(ap netip.AddrPort) tcpip.NetworkProtocolNumber {
+	if a := ap.Addr(); a.Is6() && !a.Is4In6() {
+		return ipv6.ProtocolNumber
+	}
+	return ipv4.ProtocolNumber
 }
 
 // Counters is a named subset of gVisor's tcpip.Stats, named like ustack's
@@ -458,7 +500,11 @@ func (st *Stack) Close() error {
 func fullAddr(ap netip.AddrPort) tcpip.FullAddress {
 	fa := tcpip.FullAddress{Port: ap.Port()}
 	if a := ap.Addr(); a.IsValid() && !a.IsUnspecified() {
-		fa.Addr = tcpip.AddrFrom4(a.As4())
+		if a.Is4() || a.Is4In6() {
+			fa.Addr = tcpip.AddrFrom4(a.Unmap().As4())
+		} else {
+			fa.Addr = tcpip.AddrFrom16(a.As16())
+		}
 	}
 	return fa
 }
