@@ -22,11 +22,11 @@ import (
 // script of steps against a stack with a listener on port 80 and one
 // established active connection:
 //
-//	raw      an arbitrary IPv4 packet, as is
-//	segment  a TCP segment with valid IPv4 and TCP checksums to the listener
-//	         or the active connection, its seq and ack near what the stack
-//	         last said (so it is often acceptable), any flags, options and
-//	         payload
+//	raw      an arbitrary IPv4 or IPv6 packet, as is
+//	segment  a TCP segment with valid IP and TCP checksums, over IPv4 or
+//	         IPv6, to the (dual-stack) listener or the active connection,
+//	         its seq and ack near what the stack last said (so it is often
+//	         acceptable), any flags, options and payload
 //	time     advance the virtual clock, firing due timers
 //	app      accept, read, write, shutdown, close, abortive close, keepalive
 //	sock     close or reopen the listener, bind or listen on another port
@@ -58,9 +58,11 @@ const (
 )
 
 var (
-	fzPeer  = [4]byte{10, 0, 0, 1}
-	fzStack = [4]byte{10, 0, 0, 2}
-	fzStart = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	fzPeer   = [4]byte{10, 0, 0, 1}
+	fzStack  = [4]byte{10, 0, 0, 2}
+	fzPeer6  = netip.MustParseAddr("fd00::1")
+	fzStack6 = netip.MustParseAddr("fd00::2")
+	fzStart  = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
 // fzTrack is what the stack last said to one peer port.
@@ -94,6 +96,7 @@ func newFuzzer(t *testing.T) *fuzzer {
 	link := NewMemLink(1500)
 	o := DefaultOptions()
 	o.Clock = clock
+	o.Addr6 = fzStack6
 	o.RecvBuffer = 64 << 10
 	o.SendBuffer = 64 << 10
 	if os.Getenv("USTACK_FUZZ_TRACE") != "" {
@@ -106,7 +109,7 @@ func newFuzzer(t *testing.T) *fuzzer {
 	}
 	fz := &fuzzer{t: t, s: s, link: link, clock: clock, track: map[uint16]*fzTrack{}, synOut: make(chan uint32, 1)}
 	link.OnWrite = fz.sniff
-	ln, err := s.ListenTCP(netip.AddrPortFrom(netip.AddrFrom4(fzStack), 80), fzBacklog)
+	ln, err := s.ListenTCP(netip.AddrPortFrom(netip.IPv6Unspecified(), 80), fzBacklog) // both families
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,16 +122,32 @@ func newFuzzer(t *testing.T) *fuzzer {
 // sniff records what the stack sends (called with the stack's lock held;
 // it keeps nothing else, so memory stays bounded).
 func (fz *fuzzer) sniff(pkt []byte) {
-	ip := header.IPv4(pkt)
-	if ip.Validate() != nil {
-		fz.t.Errorf("the stack sent an invalid IPv4 packet: % x", pkt)
-		return
+	var tcp header.TCP
+	var pseudo uint32
+	if len(pkt) > 0 && pkt[0]>>4 == 6 {
+		ip := header.IPv6(pkt)
+		if ip.Validate() != nil {
+			fz.t.Errorf("the stack sent an invalid IPv6 packet: % x", pkt)
+			return
+		}
+		if ip.NextHeader() != header.ProtoTCP {
+			return
+		}
+		tcp = header.TCP(ip.Payload())
+		pseudo = header.PseudoHeaderSum6(ip.Src(), ip.Dst(), header.ProtoTCP, len(tcp))
+	} else {
+		ip := header.IPv4(pkt)
+		if ip.Validate() != nil {
+			fz.t.Errorf("the stack sent an invalid IPv4 packet: % x", pkt)
+			return
+		}
+		if ip.Protocol() != header.ProtoTCP {
+			return
+		}
+		tcp = header.TCP(ip.Payload())
+		pseudo = header.PseudoHeaderSum(ip.Src(), ip.Dst(), header.ProtoTCP, len(tcp))
 	}
-	if ip.Protocol() != header.ProtoTCP {
-		return
-	}
-	tcp := header.TCP(ip.Payload())
-	if tcp.Validate() != nil || !header.TCPChecksumValid(ip.Src(), ip.Dst(), tcp) {
+	if tcp.Validate() != nil || !header.ChecksumValidWith(tcp, pseudo) {
 		fz.t.Errorf("the stack sent a bad TCP segment: % x", pkt)
 		return
 	}
@@ -280,7 +299,9 @@ func (fz *fuzzer) segmentStep(r *fzReader) {
 	seqDelta := int16(r.u16())
 	ackDelta := int16(r.u16())
 	win := r.u16()
-	olen := int(r.byte() % 41)
+	ob := r.byte()
+	v6 := ob&0x80 != 0 // over IPv6, from fd00::1
+	olen := int(ob&0x7f) % 41
 	opts := r.bytes(olen)
 	plen := int(r.byte())
 	if who&0x40 != 0 {
@@ -320,7 +341,23 @@ func (fz *fuzzer) segmentStep(r *fzReader) {
 		fz.inject(fzICMPError([]uint8{3, 11, 12, 4, 5}[flags%5], flags>>4, win, src, sport, dport, ack))
 		return
 	}
+	if v6 {
+		fz.inject(fzSegment6(sport, dport, seq, ack, flags, win, opts, payload))
+		return
+	}
 	fz.inject(fzSegment(src, sport, dport, seq, ack, flags, win, opts, payload))
+}
+
+// fzSegment6 is fzSegment over IPv6, from fd00::1 to the stack's fd00::2.
+func fzSegment6(sport, dport uint16, seq, ack uint32, flags uint8, win uint16, opts, payload []byte) []byte {
+	v4 := fzSegment(fzPeer, sport, dport, seq, ack, flags, win, opts, payload)
+	tcp := v4[header.IPv4MinSize:]
+	pkt := make([]byte, header.IPv6HeaderSize+len(tcp))
+	copy(pkt[header.IPv6HeaderSize:], tcp)
+	seg := pkt[header.IPv6HeaderSize:]
+	header.SetChecksumAt(seg, 16, header.PseudoHeaderSum6(fzPeer6.As16(), fzStack6.As16(), header.ProtoTCP, len(seg)))
+	header.EncodeIPv6(pkt, header.IPv6Fields{PayloadLen: len(seg), NextHeader: header.ProtoTCP, HopLimit: 64, Src: fzPeer6.As16(), Dst: fzStack6.As16()})
+	return pkt
 }
 
 // fzICMPError builds an ICMP error about a segment from the stack's port
@@ -582,5 +619,32 @@ func fuzzSeeds() [][]byte {
 	ping[20] = 8
 	binary.BigEndian.PutUint16(ping[22:], header.Checksum(ping[20:], 0))
 	seeds = append(seeds, append([]byte{0, byte(len(ping))}, ping...))
+	// IPv6: a passive open with data and a close over IPv6; raw packets
+	// with an echo request, a chain of extension headers, a fragment and
+	// an unknown next header (B60-B62).
+	seg6 := func(who, flags byte, plen byte) []byte {
+		b := seg(who, flags, 0, 0, 65535, nil, plen)
+		b[9] |= 0x80 // the options-length byte's high bit: over IPv6
+		return b
+	}
+	s = nil
+	s = append(s, seg6(0, S, 0)...)
+	s = append(s, seg6(0, A, 0)...)
+	s = append(s, seg6(0, A|P, 50)...)
+	s = append(s, 3, 0)
+	s = append(s, seg6(0, A|F, 0)...)
+	seeds = append(seeds, s)
+	raw6 := func(nh uint8, payload []byte) []byte {
+		p := make([]byte, header.IPv6HeaderSize+len(payload))
+		header.EncodeIPv6(p, header.IPv6Fields{PayloadLen: len(payload), NextHeader: nh, HopLimit: 64, Src: fzPeer6.As16(), Dst: fzStack6.As16()})
+		copy(p[header.IPv6HeaderSize:], payload)
+		return append([]byte{0, byte(len(p))}, p...)
+	}
+	echo6 := []byte{header.ICMPv6EchoRequest, 0, 0, 0, 0, 1, 0, 1}
+	header.SetICMPv6Checksum(echo6, fzPeer6.As16(), fzStack6.As16())
+	seeds = append(seeds, raw6(header.ProtoICMPv6, echo6))
+	seeds = append(seeds, raw6(header.ProtoHopByHop, append([]byte{header.ProtoDstOpts, 0, 1, 4, 0, 0, 0, 0, header.ProtoRouting, 0, 0xc5, 0, 0, 0, 0, 0, header.ProtoICMPv6, 0, 0, 0, 0, 0, 0, 0}, echo6...)))
+	seeds = append(seeds, raw6(header.ProtoFragment, append([]byte{header.ProtoICMPv6, 0, 0, 9, 0, 0, 0, 7}, echo6...)))
+	seeds = append(seeds, raw6(200, make([]byte, 16)))
 	return seeds
 }

@@ -258,8 +258,8 @@ func runNC(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case o.UDP:
 		fmt.Fprintln(stderr, "ustack nc: -u: UDP is not supported yet (TCP only)")
 		return 2
-	case o.IPv6:
-		fmt.Fprintln(stderr, "ustack nc: -6: IPv6 is not supported yet (IPv4 only)")
+	case o.IPv6 && o.Host != "" && !isIPv6Literal(o.Host):
+		fmt.Fprintf(stderr, "ustack nc: -6: %s is not an IPv6 address (ustack nc resolves no names)\n", o.Host)
 		return 2
 	}
 	path, err := findCtl(o.Ctl)
@@ -273,7 +273,10 @@ func runNC(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	req := ncRequest{Op: "nc", Listen: o.Listen}
 	if o.Listen {
 		host := o.Host
-		if host == "" {
+		switch {
+		case host == "" && o.IPv6:
+			host = "::"
+		case host == "":
 			host = "0.0.0.0"
 		}
 		req.Local = net.JoinHostPort(host, strconv.Itoa(o.Ports[0]))
@@ -523,4 +526,10 @@ func ncRelay(c *net.UnixConn, br *bufio.Reader, buf []byte, stdin io.Reader, std
 			}
 		}
 	}
+}
+
+// isIPv6Literal reports whether host is an IPv6 address (not IPv4-mapped).
+func isIPv6Literal(host string) bool {
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Is6() && !a.Is4In6()
 }

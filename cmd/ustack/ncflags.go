@@ -22,14 +22,15 @@ import (
 )
 
 const ncUsage = `usage: ustack nc [--ctl PATH] [-4dNnvz] [-p LPORT] [-q SECS] [-s LADDR] [-w SECS] HOST PORT...
-       ustack nc [--ctl PATH] [-4dNnv] [-q SECS] -l [-s LADDR] [-p PORT | [LADDR] PORT]`
+       ustack nc [--ctl PATH] [-46dNnv] [-q SECS] -l [-s LADDR] [-p PORT | [LADDR] PORT]`
 
 const ncHelp = ncUsage + `
 
 netcat through the daemon's stack; the flags mean what they mean in
 netcat-openbsd:
   --ctl PATH  the daemon's control socket (default: the only one running)
-  -4          IPv4 (the only family ustack speaks)
+  -4          IPv4 only
+  -6          IPv6 only (ustack nc -6 fd00::2 7)
   -d          do not read standard input
   -h          print this help
   -l          listen for one connection instead of connecting
@@ -51,7 +52,7 @@ type ncOptions struct {
 	Scan      bool          // -z
 	Shutdown  bool          // -N, or -q SECS with SECS >= 0
 	NoStdin   bool          // -d
-	IPv6      bool          // -6 (not supported)
+	IPv6      bool          // -6: IPv6 only
 	UDP       bool          // -u (not supported)
 	LocalAddr string        // -s; "" for any
 	LocalPort int           // -p; 0 for none
