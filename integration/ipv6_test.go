@@ -67,18 +67,9 @@ func testIPv6Clients(t *testing.T, engine string) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
-	go func() { c.Write(data); c.CloseWrite() }()
-	got := make([]byte, 0, len(data))
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := c.Read(buf)
-		got = append(got, buf[:n]...)
-		if err != nil {
-			break
-		}
-	}
-	if !bytes.Equal(got, data) {
-		d.fatalf("1 MB through echo over IPv6: %d bytes back, equal %v", len(got), bytes.Equal(got, data))
+	got, werr, rerr := echoThrough(c, data)
+	if werr != nil || rerr != nil || !bytes.Equal(got, data) {
+		d.fatalf("1 MB through echo over IPv6: write %v, read %v, %d bytes back, equal %v", werr, rerr, len(got), bytes.Equal(got, data))
 	}
 
 	found := false

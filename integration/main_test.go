@@ -433,3 +433,19 @@ func readAllTimeout(c net.Conn, timeout time.Duration) ([]byte, error) {
 	b, err := io.ReadAll(c)
 	return b, err
 }
+
+// echoThrough writes data to c and then half-closes it, while it reads
+// what comes back until EOF: an echo's round trip. It returns what was
+// read, the write's (or CloseWrite's) error and the read's.
+func echoThrough(c *net.TCPConn, data []byte) (got []byte, werr, rerr error) {
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Write(data)
+		if err == nil {
+			err = c.CloseWrite()
+		}
+		done <- err
+	}()
+	got, rerr = io.ReadAll(c)
+	return got, <-done, rerr
+}

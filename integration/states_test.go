@@ -481,17 +481,9 @@ func echoRoundTrip(t *testing.T, d *daemon, ns *netns.NS, n int, limit time.Dura
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(limit))
 	start := time.Now()
-	werr := make(chan error, 1)
-	go func() {
-		_, err := c.Write(data)
-		if err == nil {
-			err = c.CloseWrite()
-		}
-		werr <- err
-	}()
-	got, rerr := io.ReadAll(c)
-	if err := <-werr; err != nil || rerr != nil {
-		d.fatalf("echo of %d bytes: write %v, read %v (%d bytes back)", n, err, rerr, len(got))
+	got, werr, rerr := echoThrough(c, data)
+	if werr != nil || rerr != nil {
+		d.fatalf("echo of %d bytes: write %v, read %v (%d bytes back)", n, werr, rerr, len(got))
 	}
 	if len(got) != n || sha256.Sum256(got) != sha256.Sum256(data) {
 		d.fatalf("echo returned %d bytes, want %d identical ones", len(got), n)

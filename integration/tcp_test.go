@@ -39,18 +39,10 @@ func TestEcho4MB(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	c.SetDeadline(deadline)
 	start := time.Now()
-	werr := make(chan error, 1)
-	go func() {
-		_, err := c.Write(data)
-		if err == nil {
-			err = c.CloseWrite()
-		}
-		werr <- err
-	}()
-	got, rerr := io.ReadAll(c)
+	got, werr, rerr := echoThrough(c, data)
 	elapsed := time.Since(start)
-	if err := <-werr; err != nil {
-		d.fatalf("writing 4 MB to echo: %v (read %d bytes back meanwhile)", err, len(got))
+	if werr != nil {
+		d.fatalf("writing 4 MB to echo: %v (read %d bytes back meanwhile)", werr, len(got))
 	}
 	if rerr != nil {
 		d.fatalf("reading the echo: %v after %v, %d of %d bytes back", rerr, elapsed, len(got), n)

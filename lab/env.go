@@ -457,7 +457,11 @@ func (k *KConn) Read(d time.Duration) ([]byte, error) {
 }
 
 // ReadAll reads until EOF, an error, or d passes, noting each read.
-func (k *KConn) ReadAll(d time.Duration) ([]byte, error) {
+func (k *KConn) ReadAll(d time.Duration) ([]byte, error) { return readAll(k.Read, d) }
+
+// readAll calls read with what is left of d until it fails (EOF included)
+// or d passes.
+func readAll(read func(time.Duration) ([]byte, error), d time.Duration) ([]byte, error) {
 	deadline := time.Now().Add(d)
 	var all []byte
 	for {
@@ -465,7 +469,7 @@ func (k *KConn) ReadAll(d time.Duration) ([]byte, error) {
 		if left <= 0 {
 			return all, fmt.Errorf("no EOF within %s", secs(d))
 		}
-		b, err := k.Read(left)
+		b, err := read(left)
 		all = append(all, b...)
 		if err != nil {
 			return all, err
@@ -525,6 +529,24 @@ func (x *Env) Listen(addr netip.AddrPort, backlog int) (*stack.Listener, error) 
 	return ln, nil
 }
 
+// ConnectedPair listens on ustack's port, connects a kernel client to it
+// and accepts the connection: the two ends of one established connection.
+func (x *Env) ConnectedPair(port uint16) (*KConn, *UConn, error) {
+	ln, err := x.Listen(ap(ustackAddr, port), 8)
+	if err != nil {
+		return nil, nil, err
+	}
+	k, err := x.KDial("", netip.AddrPort{}, ap(ustackAddr, port), 3*time.Second)
+	if err != nil {
+		return nil, nil, err
+	}
+	u, err := x.Accept(ln, 2*time.Second)
+	if err != nil {
+		return nil, nil, err
+	}
+	return k, u, nil
+}
+
 // Accept waits up to d for a connection on ln.
 func (x *Env) Accept(ln *stack.Listener, d time.Duration) (*UConn, error) {
 	type res struct {
@@ -572,21 +594,7 @@ func (u *UConn) Read(d time.Duration) ([]byte, error) {
 }
 
 // ReadAll reads until EOF, an error, or d passes.
-func (u *UConn) ReadAll(d time.Duration) ([]byte, error) {
-	deadline := time.Now().Add(d)
-	var all []byte
-	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return all, fmt.Errorf("no EOF within %s", secs(d))
-		}
-		b, err := u.Read(left)
-		all = append(all, b...)
-		if err != nil {
-			return all, err
-		}
-	}
-}
+func (u *UConn) ReadAll(d time.Duration) ([]byte, error) { return readAll(u.Read, d) }
 
 // Write writes s, noted where the call began.
 func (u *UConn) Write(s string) error {

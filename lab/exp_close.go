@@ -239,15 +239,7 @@ after that with EPIPE, since the connection no longer exists.
 Watch for: ustack's R. instead of F., ESTAB -> CLOSE, and the kernel's
 read() = ECONNRESET followed by write() = EPIPE.`,
 	Run: func(x *Env) error {
-		ln, err := x.Listen(ap(ustackAddr, 7), 8)
-		if err != nil {
-			return err
-		}
-		k, err := x.KDial("", netip.AddrPort{}, ap(ustackAddr, 7), 3*time.Second)
-		if err != nil {
-			return err
-		}
-		u, err := x.Accept(ln, 2*time.Second)
+		k, u, err := x.ConnectedPair(7)
 		if err != nil {
 			return err
 		}
@@ -286,15 +278,7 @@ Watch for: ESTAB -> FIN-WAIT-1 -> FIN-WAIT-2, the kernel's P. after its
 read() of EOF, ustack's "R" whose seq is the data segment's ack,
 FIN-WAIT-2 -> CLOSE, and the kernel's write() = EPIPE.`,
 	Run: func(x *Env) error {
-		ln, err := x.Listen(ap(ustackAddr, 7), 8)
-		if err != nil {
-			return err
-		}
-		k, err := x.KDial("", netip.AddrPort{}, ap(ustackAddr, 7), 3*time.Second)
-		if err != nil {
-			return err
-		}
-		u, err := x.Accept(ln, 2*time.Second)
+		k, u, err := x.ConnectedPair(7)
 		if err != nil {
 			return err
 		}
@@ -537,15 +521,7 @@ ustack's TIME-WAIT timer (2 s here) runs out.`,
 	Impair: "delay=250ms",
 	About:  4 * time.Second,
 	Run: func(x *Env) error {
-		ln, err := x.Listen(ap(ustackAddr, 7), 8)
-		if err != nil {
-			return err
-		}
-		k, err := x.KDial("", netip.AddrPort{}, ap(ustackAddr, 7), 3*time.Second)
-		if err != nil {
-			return err
-		}
-		u, err := x.Accept(ln, 2*time.Second)
+		k, u, err := x.ConnectedPair(7)
 		if err != nil {
 			return err
 		}

@@ -13,18 +13,14 @@ import (
 func TestB30ActiveClose(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
-	c.Close()
-	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.activeClose(c)
 	h.wantState("FIN-WAIT-1")
 	h.send(seg{flags: flagACK, seq: 1, ack: 2})
 	h.wantState("FIN-WAIT-2")
 	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
 	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
 	h.wantState("TIME-WAIT")
-	h.advance(60*time.Second - time.Millisecond)
-	h.wantState("TIME-WAIT")
-	h.advance(time.Millisecond)
-	h.wantState("gone")
+	h.lastsExactly(60*time.Second, "TIME-WAIT")
 	h.expectNone()
 }
 
@@ -109,8 +105,7 @@ func TestB32LingerZero(t *testing.T) {
 func TestB33DataAfterClose(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
-	c.Close()
-	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.activeClose(c)
 	h.send(seg{flags: flagACK, seq: 1, ack: 2})
 	h.wantState("FIN-WAIT-2")
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 2, data: []byte("late")})
@@ -122,8 +117,7 @@ func TestB33DataAfterClose(t *testing.T) {
 func TestB33DataAfterCloseFinWait1(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
-	c.Close()
-	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.activeClose(c)
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("late")})
 	h.expect(seg{flags: flagRST, seq: 1, ack: 0})
 	h.wantState("gone")
@@ -176,14 +170,10 @@ func TestB34ShutRead(t *testing.T) {
 func TestB35FinWait2Timeout(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.FinTimeout = 5 * time.Second })
 	c := h.handshake(h.listen(5))
-	c.Close()
-	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.activeClose(c)
 	h.send(seg{flags: flagACK, seq: 1, ack: 2})
 	h.wantState("FIN-WAIT-2")
-	h.advance(5*time.Second - time.Millisecond)
-	h.wantState("FIN-WAIT-2")
-	h.advance(time.Millisecond)
-	h.wantState("gone")
+	h.lastsExactly(5*time.Second, "FIN-WAIT-2")
 	h.expectNone()
 }
 
@@ -192,8 +182,7 @@ func TestB35FinWait2Timeout(t *testing.T) {
 func TestB36SimultaneousClose(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
-	c.Close()
-	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.activeClose(c)
 	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
 	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
 	h.wantState("CLOSING")
@@ -206,8 +195,7 @@ func TestB36SimultaneousClose(t *testing.T) {
 func TestB37TimeWait(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
-	c.Close()
-	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.activeClose(c)
 	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
 	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
 	h.advance(30 * time.Second)
@@ -396,8 +384,7 @@ func TestB36ClosingToTimeWaitConsumesSegment(t *testing.T) {
 	} {
 		h := newHarness(t)
 		c := h.handshake(h.listen(5))
-		c.Close()
-		h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+		h.activeClose(c)
 		h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
 		h.expect(seg{flags: flagACK, seq: 2, ack: 2})
 		h.wantState("CLOSING")
@@ -413,8 +400,7 @@ func TestB36ClosingToTimeWaitConsumesSegment(t *testing.T) {
 func TestB37TimeWaitReuseWithSynQueueFull(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(2))
-	c.Close()
-	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.activeClose(c)
 	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
 	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
 	h.wantState("TIME-WAIT")

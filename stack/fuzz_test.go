@@ -122,30 +122,13 @@ func newFuzzer(t *testing.T) *fuzzer {
 // sniff records what the stack sends (called with the stack's lock held;
 // it keeps nothing else, so memory stays bounded).
 func (fz *fuzzer) sniff(pkt []byte) {
-	var tcp header.TCP
-	var pseudo uint32
-	if len(pkt) > 0 && pkt[0]>>4 == 6 {
-		ip := header.IPv6(pkt)
-		if ip.Validate() != nil {
-			fz.t.Errorf("the stack sent an invalid IPv6 packet: % x", pkt)
-			return
-		}
-		if ip.NextHeader() != header.ProtoTCP {
-			return
-		}
-		tcp = header.TCP(ip.Payload())
-		pseudo = header.PseudoHeaderSum6(ip.Src(), ip.Dst(), header.ProtoTCP, len(tcp))
-	} else {
-		ip := header.IPv4(pkt)
-		if ip.Validate() != nil {
-			fz.t.Errorf("the stack sent an invalid IPv4 packet: % x", pkt)
-			return
-		}
-		if ip.Protocol() != header.ProtoTCP {
-			return
-		}
-		tcp = header.TCP(ip.Payload())
-		pseudo = header.PseudoHeaderSum(ip.Src(), ip.Dst(), header.ProtoTCP, len(tcp))
+	tcp, pseudo, ok := fzTCPOf(pkt)
+	if !ok {
+		fz.t.Errorf("the stack sent an invalid IP packet: % x", pkt)
+		return
+	}
+	if tcp == nil {
+		return // not TCP
 	}
 	if tcp.Validate() != nil || !header.ChecksumValidWith(tcp, pseudo) {
 		fz.t.Errorf("the stack sent a bad TCP segment: % x", pkt)
@@ -178,6 +161,29 @@ func (fz *fuzzer) sniff(pkt []byte) {
 		default:
 		}
 	}
+}
+
+// fzTCPOf is the TCP segment of an IPv4 or IPv6 packet and its
+// pseudo-header sum; nil for another protocol, !ok for a bad IP header.
+func fzTCPOf(pkt []byte) (header.TCP, uint32, bool) {
+	if len(pkt) > 0 && pkt[0]>>4 == 6 {
+		ip := header.IPv6(pkt)
+		if ip.Validate() != nil {
+			return nil, 0, false
+		}
+		if ip.NextHeader() != header.ProtoTCP {
+			return nil, 0, true
+		}
+		return header.TCP(ip.Payload()), header.PseudoHeaderSum6(ip.Src(), ip.Dst(), header.ProtoTCP, len(ip.Payload())), true
+	}
+	ip := header.IPv4(pkt)
+	if ip.Validate() != nil {
+		return nil, 0, false
+	}
+	if ip.Protocol() != header.ProtoTCP {
+		return nil, 0, true
+	}
+	return header.TCP(ip.Payload()), header.PseudoHeaderSum(ip.Src(), ip.Dst(), header.ProtoTCP, len(ip.Payload())), true
 }
 
 // dial makes the active connection 10.0.0.2:50000 -> 10.0.0.1:5000,

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 	"testing"
@@ -280,4 +281,22 @@ func (h *harness) wantState(st string) {
 	if got := h.state(); got != st {
 		h.t.Fatalf("state %s, want %s", got, st)
 	}
+}
+
+// activeClose closes c, a connection that has sent and received nothing,
+// and checks its FIN (B30).
+func (h *harness) activeClose(c io.Closer) {
+	h.t.Helper()
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+}
+
+// lastsExactly checks that the connection stays in state st until d has
+// passed, and is gone then, not a tick later.
+func (h *harness) lastsExactly(d time.Duration, st string) {
+	h.t.Helper()
+	h.advance(d - time.Millisecond)
+	h.wantState(st)
+	h.advance(time.Millisecond)
+	h.wantState("gone")
 }

@@ -126,8 +126,7 @@ func TestSocketClosing(t *testing.T) {
 	if c.Closing() {
 		t.Fatal("closing while established")
 	}
-	c.Close()
-	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.activeClose(c)
 	if !c.Closing() {
 		t.Fatal("not closing in FIN-WAIT-1")
 	}

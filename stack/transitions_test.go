@@ -119,8 +119,7 @@ func TestTransitionSynRecvClose(t *testing.T) {
 func TestTransitionFinWait1ToTimeWait(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
-	c.Close()
-	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.activeClose(c)
 	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
 	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
 	h.wantState("TIME-WAIT")

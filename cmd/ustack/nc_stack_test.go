@@ -18,14 +18,7 @@ import (
 // races nc's end of input: a shutdown that fails with ENOTCONN because
 // the RST got there first must not be what nc reports (B32).
 func TestNCServeResetRacesEOF(t *testing.T) {
-	o := stack.DefaultOptions()
-	o.Clock = timers.Real{}
-	st, err := stack.New(stack.NewMemLink(1500), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	st.Start()
+	st := startMemStack(t)
 	ln, err := st.Listen("tcp", ":8083")
 	if err != nil {
 		t.Fatal(err)
@@ -75,14 +68,7 @@ func TestNCServeResetRacesEOF(t *testing.T) {
 // at once with nothing sent (the listener reads EOF), the closed one is
 // refused.
 func TestNCScanStack(t *testing.T) {
-	o := stack.DefaultOptions()
-	o.Clock = timers.Real{}
-	st, err := stack.New(stack.NewMemLink(1500), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	st.Start()
+	st := startMemStack(t)
 	ln, err := st.Listen("tcp", ":7")
 	if err != nil {
 		t.Fatal(err)
@@ -124,4 +110,19 @@ func TestNCScanStack(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Errorf("the listener got no connection")
 	}
+}
+
+// startMemStack is a started stack on an in-memory link, on the wall
+// clock, closed when the test ends.
+func startMemStack(t *testing.T) *stack.Stack {
+	t.Helper()
+	o := stack.DefaultOptions()
+	o.Clock = timers.Real{}
+	st, err := stack.New(stack.NewMemLink(1500), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	st.Start()
+	return st
 }
