@@ -151,7 +151,7 @@ func (e *endpoint) sendData(now time.Time) {
 // segments that the link cuts (TSO): the link offloads, and the peer is
 // not our own address (loopback packets are processed as they are).
 func (e *endpoint) canGSO() bool {
-	return e.s.tsoMax() > 0 && e.id.RemoteAddr.Is4() && e.id.RemoteAddr != e.s.addr // the link cuts IPv4 only
+	return e.s.tsoMax() > 0 && e.id.RemoteAddr != e.s.ourAddr(e.id.RemoteAddr)
 }
 
 // gsoLen is the payload of a TSO packet that starts with a full segment:

@@ -13,7 +13,7 @@ import (
 
 // Offload: a device opened with Config.Offload carries a virtio-net header
 // (IFF_VNET_HDR) in front of every packet, and TUNSETOFFLOAD tells the
-// kernel it may hand us TCP/IPv4 segments of up to 64 KB (TSO4) whose
+// kernel it may hand us TCP segments of up to 64 KB (TSO4, TSO6) whose
 // checksum is left for the device to finish (CSUM). Both directions then
 // move up to 64 KB per system call instead of one MTU. The header format is
 // struct virtio_net_hdr (include/uapi/linux/virtio_net.h), in the host's
@@ -30,6 +30,7 @@ const (
 
 	tunFCsum = 0x01 // TUN_F_CSUM (include/uapi/linux/if_tun.h)
 	tunFTSO4 = 0x02 // TUN_F_TSO4
+	tunFTSO6 = 0x04 // TUN_F_TSO6
 
 	// GSOMaxSize is the largest packet an offload device reads or writes:
 	// an IPv4 total length is 16 bits.
@@ -63,7 +64,7 @@ func (h *vnetHdr) encode(b []byte) {
 }
 
 // openOffload opens /dev/net/tun with IFF_VNET_HDR, which water cannot
-// ask for, and enables checksum and TSO4 offload. The descriptor is
+// ask for, and enables checksum, TSO4 and TSO6 offload. The descriptor is
 // close-on-exec and nonblocking from the start, so it lands in the runtime
 // poller and no child inherits it. Attaching to an existing persistent
 // device leaves its persist flag alone.
@@ -86,7 +87,7 @@ func openOffload(name string) (*os.File, string, error) {
 		unix.Close(fd)
 		return nil, "", fmt.Errorf("TUNSETVNETHDRSZ: %w", err)
 	}
-	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunFCsum|tunFTSO4); err != nil {
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tunFCsum|tunFTSO4|tunFTSO6); err != nil {
 		unix.Close(fd)
 		return nil, "", fmt.Errorf("TUNSETOFFLOAD: %w", err)
 	}

@@ -47,7 +47,7 @@ type Config struct {
 	// MTU is the device's MTU; 0 means DefaultMTU. Linux accepts 68..65535
 	// on a TUN device.
 	MTU int
-	// Offload opens the device with a virtio-net header and TSO4 and
+	// Offload opens the device with a virtio-net header and TSO4, TSO6 and
 	// checksum offload (see ReadOffload and WriteGSO), so that the kernel
 	// and the stack exchange up to 64 KB per system call.
 	Offload bool
@@ -73,7 +73,7 @@ type Device struct {
 	oldAddr  netip.Addr
 	oldMask  netip.Addr
 
-	offload bool // IFF_VNET_HDR with TUN_F_CSUM|TUN_F_TSO4
+	offload bool // IFF_VNET_HDR with TUN_F_CSUM|TUN_F_TSO4|TUN_F_TSO6
 
 	closed    atomic.Bool
 	closeOnce sync.Once

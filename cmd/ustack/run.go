@@ -124,7 +124,7 @@ func (d *daemon) start(cfg *runConfig) error {
 	}
 	offload := "off"
 	if dev.Offload() {
-		offload = "TSO4 and checksum"
+		offload = "TSO4, TSO6 and checksum"
 	}
 	d.lg.Printf("ustack run: %s up: kernel %s, %s %s, mtu %d, offload %s", dev.Name(), cfg.TunAddr, cfg.Engine, cfg.Addr, dev.MTU(), offload)
 	if cfg.Impair != nil {

@@ -54,13 +54,16 @@ func runKernelServer(addr string) int {
 		}
 	}
 	for _, s := range []svc{{portEcho, kEcho}, {portDiscard, kDiscard}, {portSource, kSource}} {
-		ln, err := net.Listen("tcp4", net.JoinHostPort(addr, strconv.Itoa(s.port)))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "kernel server:", err)
-			return 1
+		// The IPv4 address, and the IPv6 one of the rows over IPv6.
+		for _, a := range []string{addr, serverAddr6.String()} {
+			ln, err := net.Listen("tcp", net.JoinHostPort(a, strconv.Itoa(s.port)))
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "kernel server:", err)
+				return 1
+			}
+			lns = append(lns, ln)
+			go serve(ln, s.handle)
 		}
-		lns = append(lns, ln)
-		go serve(ln, s.handle)
 	}
 	hln, err := net.Listen("tcp4", net.JoinHostPort(addr, strconv.Itoa(portHTTP)))
 	if err != nil {

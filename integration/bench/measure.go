@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -26,6 +27,8 @@ type test struct {
 var tests = []test{
 	{"upload", runUpload},
 	{"download", runDownload},
+	{"upload6", runUpload6},
+	{"download6", runDownload6},
 	{"rr", runRR},
 	{"connrate", runConnRate},
 	{"http", runHTTP},
@@ -42,6 +45,8 @@ type metric struct {
 var metrics = []metric{
 	{"upload_gbps", "upload, 1 stream (kernel → discard)", "Gbit/s", true, 2},
 	{"download_gbps", "download, 1 stream (source → kernel)", "Gbit/s", true, 2},
+	{"upload6_gbps", "upload over IPv6 (kernel → discard)", "Gbit/s", true, 2},
+	{"download6_gbps", "download over IPv6 (source → kernel)", "Gbit/s", true, 2},
 	{"rr_tps", "request/response 1 byte, 1 conn", "trans/s", true, 0},
 	{"rr_p50_us", "request/response p50 latency", "µs", false, 1},
 	{"rr_p99_us", "request/response p99 latency", "µs", false, 1},
@@ -55,11 +60,14 @@ var metrics = []metric{
 }
 
 // dialIn connects from the target's client namespace.
-func dialIn(t *target, port int) (sock, error) {
+func dialIn(t *target, port int) (sock, error) { return dialInAt(t, serverAddr, port) }
+
+// dialInAt is dialIn to an address of the server's (IPv4 or IPv6).
+func dialInAt(t *target, addr netip.Addr, port int) (sock, error) {
 	var c sock
 	err := t.clientNS.Do(func() error {
 		var err error
-		c, err = dial(serverIP, port)
+		c, err = dialAddr(addr, port)
 		return err
 	})
 	return c, err
@@ -73,7 +81,16 @@ const streamBuf = 128 << 10
 // waits for discard's FIN, so every byte counted has been taken by the
 // server's application.
 func runUpload(ctx context.Context, cfg *config, t *target, s *server) (sample, []string, error) {
-	return runStream(cfg, t, s, portDiscard, "upload", func(c sock, buf []byte, end time.Time) (total int64, err error) {
+	return upload(ctx, cfg, t, s, serverAddr, "upload")
+}
+
+// runUpload6 is runUpload over IPv6.
+func runUpload6(ctx context.Context, cfg *config, t *target, s *server) (sample, []string, error) {
+	return upload(ctx, cfg, t, s, serverAddr6, "upload6")
+}
+
+func upload(ctx context.Context, cfg *config, t *target, s *server, addr netip.Addr, name string) (sample, []string, error) {
+	return runStream(cfg, t, s, addr, portDiscard, name, func(c sock, buf []byte, end time.Time) (total int64, err error) {
 		for time.Now().Before(end) && ctx.Err() == nil {
 			n, err := c.writeSome(buf)
 			if err != nil {
@@ -98,7 +115,16 @@ func runUpload(ctx context.Context, cfg *config, t *target, s *server) (sample, 
 
 // runDownload reads from source for cfg.stream.
 func runDownload(ctx context.Context, cfg *config, t *target, s *server) (sample, []string, error) {
-	return runStream(cfg, t, s, portSource, "download", func(c sock, buf []byte, end time.Time) (total int64, err error) {
+	return download(ctx, cfg, t, s, serverAddr, "download")
+}
+
+// runDownload6 is runDownload over IPv6.
+func runDownload6(ctx context.Context, cfg *config, t *target, s *server) (sample, []string, error) {
+	return download(ctx, cfg, t, s, serverAddr6, "download6")
+}
+
+func download(ctx context.Context, cfg *config, t *target, s *server, addr netip.Addr, name string) (sample, []string, error) {
+	return runStream(cfg, t, s, addr, portSource, name, func(c sock, buf []byte, end time.Time) (total int64, err error) {
 		for time.Now().Before(end) && ctx.Err() == nil {
 			n, err := c.read(buf)
 			if err != nil {
@@ -117,8 +143,8 @@ func runDownload(ctx context.Context, cfg *config, t *target, s *server) (sample
 // times move, which moves bytes through a streamBuf-sized buffer until end
 // and returns how many; the rate and the server's CPU time per GB meanwhile
 // are the sample's name_gbps and name_cpu_s_per_gb.
-func runStream(cfg *config, t *target, s *server, port int, name string, move func(c sock, buf []byte, end time.Time) (int64, error)) (sample, []string, error) {
-	c, err := dialIn(t, port)
+func runStream(cfg *config, t *target, s *server, addr netip.Addr, port int, name string, move func(c sock, buf []byte, end time.Time) (int64, error)) (sample, []string, error) {
+	c, err := dialInAt(t, addr, port)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -23,8 +24,16 @@ const ioTimeout = 5 * time.Second
 // dial connects to ip:port from the calling thread's network namespace.
 // TCP_SYNCNT bounds the handshake (3 SYNs: about 7 s), SO_SNDTIMEO and
 // SO_RCVTIMEO every later call.
-func dial(ip [4]byte, port int) (sock, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+func dial(ip [4]byte, port int) (sock, error) { return dialAddr(netip.AddrFrom4(ip), port) }
+
+// dialAddr is dial to an IPv4 or IPv6 address.
+func dialAddr(addr netip.Addr, port int) (sock, error) {
+	family := unix.AF_INET6
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: port, Addr: addr.As16()}
+	if addr.Unmap().Is4() {
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: port, Addr: addr.Unmap().As4()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("socket: %w", err)
 	}
@@ -47,7 +56,7 @@ func dial(ip [4]byte, port int) (sock, error) {
 		s.close()
 		return -1, err
 	}
-	err = unix.Connect(fd, &unix.SockaddrInet4{Port: port, Addr: ip})
+	err = unix.Connect(fd, sa)
 	if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EINPROGRESS) {
 		// Interrupted (or timed out by SO_SNDTIMEO) while the handshake
 		// goes on: wait for it.
@@ -55,7 +64,7 @@ func dial(ip [4]byte, port int) (sock, error) {
 	}
 	if err != nil {
 		s.close()
-		return -1, fmt.Errorf("connect %d.%d.%d.%d:%d: %w", ip[0], ip[1], ip[2], ip[3], port, err)
+		return -1, fmt.Errorf("connect %s: %w", netip.AddrPortFrom(addr, uint16(port)), err)
 	}
 	return s, nil
 }

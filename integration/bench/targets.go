@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,8 +26,10 @@ const (
 )
 
 var (
-	serverIP  = [4]byte{10, 0, 0, 2}
-	serverIPs = "10.0.0.2"
+	serverIP    = [4]byte{10, 0, 0, 2}
+	serverIPs   = "10.0.0.2"
+	serverAddr  = netip.AddrFrom4(serverIP)
+	serverAddr6 = netip.MustParseAddr("fd00::2") // ustack run's default --addr6
 )
 
 // target is one column of the table: where the clients run (clientNS) and
@@ -249,6 +252,8 @@ func vethPair(cli, srv *netns.NS) error {
 		{cli, []string{"link", "add", "vbc", "type", "veth", "peer", "name", "vbs", "netns", srv.Name}},
 		{cli, []string{"addr", "add", "10.0.0.1/24", "dev", "vbc"}},
 		{srv, []string{"addr", "add", serverIPs + "/24", "dev", "vbs"}},
+		{cli, []string{"-6", "addr", "add", "fd00::1/64", "dev", "vbc", "nodad"}},
+		{srv, []string{"-6", "addr", "add", serverAddr6.String() + "/64", "dev", "vbs", "nodad"}},
 		{cli, []string{"link", "set", "vbc", "up"}},
 		{srv, []string{"link", "set", "vbs", "up"}},
 	}
