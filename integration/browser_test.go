@@ -24,7 +24,8 @@ func chromiumArgs(profile string) []string {
 }
 
 // TestBrowserStatusPage: headless Chromium inside the namespace loads
-// http://10.0.0.2/ from ustack and renders the status page. The DOM holds
+// http://10.0.0.2/ (and http://[fd00::2]/) from ustack and renders the
+// status page. The DOM holds
 // the connections table with the browser's own connection in ESTAB (B10)
 // and the counters table. A screenshot is written too, to
 // $USTACK_SCREENSHOT if set (else the test's temporary directory).
@@ -58,6 +59,18 @@ func TestBrowserStatusPage(t *testing.T) {
 	row := regexp.MustCompile(`<tr><td>ESTAB</td><td class="num">\d+</td><td class="num">\d+</td><td>10\.0\.0\.2:80</td><td>10\.0\.0\.1:\d+</td>`)
 	if !row.MatchString(out) {
 		d.errorf("rendered DOM has no ESTAB row for a connection from 10.0.0.1 to 10.0.0.2:80:\n%s", out)
+	}
+
+	// The same page over IPv6: a browser that prefers IPv6 gets it, its
+	// connection listed from fd00::1 to [fd00::2]:80 (B64).
+	args = append(chromiumArgs(filepath.Join(t.TempDir(), "profile6")), "--dump-dom", "http://["+stackIP6+"]/")
+	out, errOut, err = runIn(ns, 90*time.Second, chromium, args...)
+	if err != nil {
+		d.fatalf("chromium --dump-dom over IPv6: %v\nstderr:\n%s", err, errOut)
+	}
+	row6 := regexp.MustCompile(`<tr><td>ESTAB</td><td class="num">\d+</td><td class="num">\d+</td><td>\[fd00::2\]:80</td><td>\[fd00::1\]:\d+</td>`)
+	if !row6.MatchString(out) {
+		d.errorf("the page over IPv6 has no ESTAB row for a connection from fd00::1 to [fd00::2]:80:\n%s", out)
 	}
 
 	shot := os.Getenv("USTACK_SCREENSHOT")
