@@ -356,14 +356,7 @@ func TestB33DataAfterClose(t *testing.T) {
 	t.Parallel()
 	needTool(t, "tcpdump") // captureWire's
 	ns := newNS(t)
-	d := startDaemon(t, ns, "--serve", "closer:8083")
-	w := captureWire(t, ns, "tcp and port 8083")
-	c, err := dialKernel(ns, stackIP+":8083", 5*time.Second)
-	if err != nil {
-		d.fatalf("connect: %v", err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	d, w, c := toCloser(t, ns)
 	if n, err := c.Read(make([]byte, 10)); n != 0 || err != io.EOF {
 		d.fatalf("first read %d, %v; want EOF (the server's FIN)", n, err)
 	}
@@ -402,14 +395,7 @@ func TestB35FinWait2Timeout(t *testing.T) {
 	t.Parallel()
 	needTool(t, "tcpdump") // captureWire's
 	ns := newNS(t)
-	d := startDaemon(t, ns, "--serve", "closer:8083", "--fin-timeout", "2s")
-	w := captureWire(t, ns, "tcp and port 8083")
-	c, err := dialKernel(ns, stackIP+":8083", 5*time.Second)
-	if err != nil {
-		d.fatalf("connect: %v", err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	d, w, c := toCloser(t, ns, "--fin-timeout", "2s")
 	c.Read(make([]byte, 1)) // the server's FIN (closer waits 1 s for data)
 	if !d.hasState("FIN-WAIT-2", "timewait") {
 		d.fatalf("no FIN-WAIT-2 socket with its timer:\n%v", d.sockets())
@@ -527,4 +513,19 @@ func TestImpairedEcho8MB(t *testing.T) {
 		d.fatalf("no out-of-order data through reorder=3%%: the impairment did not apply")
 	}
 	t.Logf("8 MB each way through reorder=3%%,dup=2%% in %v (%d out-of-order queued)", took.Round(time.Millisecond), c["tcp.ooo_queued"])
+}
+
+// toCloser starts the daemon with the closer service (and args), captures
+// its port's wire, and connects a kernel socket to it, with a 10 s
+// deadline, closed when the test ends.
+func toCloser(t *testing.T, ns *netns.NS, args ...string) (*daemon, *wire, *net.TCPConn) {
+	d := startDaemon(t, ns, append([]string{"--serve", "closer:8083"}, args...)...)
+	w := captureWire(t, ns, "tcp and port 8083")
+	c, err := dialKernel(ns, stackIP+":8083", 5*time.Second)
+	if err != nil {
+		d.fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return d, w, c
 }

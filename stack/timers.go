@@ -41,6 +41,17 @@ func (e *endpoint) synTimeout() time.Duration {
 	return min(d, rtoMax)
 }
 
+// resendSYN retransmits our SYN (or SYN|ACK) and counts it.
+func (e *endpoint) resendSYN(now time.Time, synAck bool) {
+	e.retries++
+	if synAck {
+		e.s.inc(cntTCPSynAckRetrans)
+	} else {
+		e.s.inc(cntTCPSynRetrans)
+	}
+	e.sendSYN(now, synAck)
+}
+
 // onRetransmitTimer is Linux's tcp_retransmit_timer, tcp_probe_timer and
 // the SYN paths of tcp_write_timeout.
 func (e *endpoint) onRetransmitTimer(now time.Time) {
@@ -62,19 +73,15 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 			e.close("SYN retransmissions exhausted", nil, syscall.ETIMEDOUT)
 			return
 		}
-		e.retries++
-		e.s.inc(cntTCPSynRetrans)
-		e.sendSYN(now, false)
+		e.resendSYN(now, false)
 		return
 	case stateSynRecv:
 		if e.active {
 			if e.retries >= e.synRetries(&e.s.opts) {
 				e.close("SYN|ACK retransmissions exhausted", nil, syscall.ETIMEDOUT)
-				return
+			} else {
+				e.resendSYN(now, true)
 			}
-			e.retries++
-			e.s.inc(cntTCPSynAckRetrans)
-			e.sendSYN(now, true)
 			return
 		}
 		// Linux reqsk_timer_handler and syn_ack_recalc: the listener's
@@ -92,12 +99,10 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 			e.close("SYN|ACK retransmissions exhausted", nil, 0)
 			return
 		}
-		resend := !e.deferAcked || e.retries >= deferAccept-1
-		e.retries++
-		if resend {
-			e.s.inc(cntTCPSynAckRetrans)
-			e.sendSYN(now, true)
+		if !e.deferAcked || e.retries >= deferAccept-1 {
+			e.resendSYN(now, true)
 		} else {
+			e.retries++
 			e.s.schedule(&e.rtxTimer, now.Add(e.synTimeout()))
 		}
 		return

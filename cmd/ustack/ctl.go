@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -109,10 +108,7 @@ type ctlServer struct {
 	// ctlMayAct unless a test replaces it before serve.
 	mayAct func(cred *unix.Ucred) bool
 
-	mu     sync.Mutex
-	conns  map[net.Conn]struct{}
-	closed bool
-	wg     sync.WaitGroup
+	accept *acceptService // once serving
 }
 
 // checkCtlPath fails if bindCtl would: a daemon answers on path, or path
@@ -220,52 +216,22 @@ func bindCtl(path string, lg *log.Logger) (*ctlServer, error) {
 		os.Remove(path)
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	return &ctlServer{path: path, ln: ln, log: lg, mayAct: ctlMayAct, conns: map[net.Conn]struct{}{}}, nil
-}
-
-// serve starts answering requests with ops.
-func (s *ctlServer) serve(ops map[string]ctlOp) {
-	s.ops = ops
-	s.wg.Add(1)
-	go s.acceptLoop()
-}
-
-func (s *ctlServer) acceptLoop() {
-	defer s.wg.Done()
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closed := s.closed
-			s.mu.Unlock()
-			if !closed {
-				s.log.Printf("control socket: accept: %v", err)
-			}
-			return
-		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			c.Close()
-			return
-		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go s.serveConn(c)
-	}
+	return &ctlServer{path: path, ln: ln, log: lg, mayAct: ctlMayAct}, nil
 }
 
 // maxCtlLine bounds a request line.
 const maxCtlLine = 1 << 20
 
+// serve starts answering requests with ops, one goroutine a client, as
+// the services accept their connections (acceptService).
+func (s *ctlServer) serve(ops map[string]ctlOp) {
+	s.ops = ops
+	s.accept = serveConns(s.ln, "control socket", s.log, s.serveConn)
+}
+
 func (s *ctlServer) serveConn(c net.Conn) {
-	defer s.wg.Done()
 	hijacked := false
 	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
 		if !hijacked {
 			c.Close()
 		}
@@ -344,14 +310,12 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 // Close stops serving, ends the open connections and removes the socket
 // file.
 func (s *ctlServer) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	for c := range s.conns {
-		c.Close()
+	var err error
+	if s.accept != nil {
+		err = s.accept.Close() // the listener, the clients, their handlers
+	} else {
+		err = s.ln.Close()
 	}
-	s.mu.Unlock()
-	err := s.ln.Close()
-	waitTimeout(&s.wg, shutdownWait)
 	if rerr := os.Remove(s.path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
 		err = rerr
 	}

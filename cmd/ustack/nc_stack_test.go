@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"io"
-	"log"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -32,19 +29,7 @@ func TestNCServeResetRacesEOF(t *testing.T) {
 			go closerConn(c)
 		}
 	}()
-	dir, err := os.MkdirTemp("", "nc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, "nc.sock")
-	ops := ctlOps(&fakeView{})
-	ops["nc"] = ncOp(st)
-	srv, err := listenCtl(path, ops, log.New(io.Discard, "", 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	path := ncCtl(t, ncOp(st))
 	const want = "ustack nc: connection reset by peer\n"
 	for i := 0; i < 200; i++ {
 		var stdout, stderr bytes.Buffer
@@ -88,14 +73,7 @@ func TestNCScanStack(t *testing.T) {
 		got <- len(b)
 		c.Close()
 	}()
-	path := filepath.Join(t.TempDir(), "nc.sock")
-	ops := ctlOps(&fakeView{})
-	ops["nc"] = ncOp(st)
-	srv, err := listenCtl(path, ops, log.New(io.Discard, "", 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	path := ncCtl(t, ncOp(st))
 	var stdout, stderr bytes.Buffer
 	code := runNC([]string{"--ctl", path, "-zv", "-w", "2", "10.0.0.2", "7-8"}, strings.NewReader("not sent"), &stdout, &stderr)
 	if code != 0 || !strings.Contains(stderr.String(), "Connection to 10.0.0.2 7 port [tcp/") ||

@@ -176,22 +176,30 @@ func TestNCDaemonGoneAfterFIN(t *testing.T) {
 // An op that fails before opening anything (nc with --engine gvisor)
 // replies with a JSON error line, which the client prints like its own.
 func TestNCOpError(t *testing.T) {
-	dir, err := os.MkdirTemp("", "nc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, "nc.sock")
-	ops := ctlOps(&fakeView{})
-	ops["nc"] = func(*ctlSession) (any, error) { return nil, errors.New("nc is not available with --engine gvisor") }
-	srv, err := listenCtl(path, ops, log.New(io.Discard, "", 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	path := ncCtl(t, func(*ctlSession) (any, error) { return nil, errors.New("nc is not available with --engine gvisor") })
 	var stdout, stderr bytes.Buffer
 	code := runNC([]string{"--ctl", path, "10.0.0.1", "80"}, strings.NewReader(""), &stdout, &stderr)
 	if want := "ustack nc: nc is not available with --engine gvisor\n"; code != 1 || stderr.String() != want {
 		t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr.String(), want)
 	}
+}
+
+// ncCtl serves a control socket whose "nc" op is op, in a directory short
+// enough for a socket path, for the test's length; it returns the path.
+func ncCtl(t *testing.T, op ctlOp) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "nc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "nc.sock")
+	ops := ctlOps(&fakeView{})
+	ops["nc"] = op
+	srv, err := listenCtl(path, ops, log.New(io.Discard, "", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return path
 }
