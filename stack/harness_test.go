@@ -255,9 +255,7 @@ func (h *harness) listen(backlog int) *Listener {
 // accepted connection (no options: plain 20-byte headers throughout).
 func (h *harness) handshake(l *Listener) *Conn {
 	h.t.Helper()
-	h.send(seg{flags: flagSYN, seq: 0, opts: []byte{2, 4, 0x05, 0xb4}})
-	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+	h.passiveOpen()
 	h.expectNone()
 	c, err := l.AcceptTCP()
 	if err != nil {
@@ -299,4 +297,23 @@ func (h *harness) lastsExactly(d time.Duration, st string) {
 	h.wantState(st)
 	h.advance(time.Millisecond)
 	h.wantState("gone")
+}
+
+// passiveOpen is the peer's side of a handshake with our listener on port
+// 80, with MSS alone (plain 20-byte headers throughout).
+func (h *harness) passiveOpen() {
+	h.t.Helper()
+	h.send(seg{flags: flagSYN, seq: 0, opts: []byte{2, 4, 0x05, 0xb4}})
+	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+}
+
+// wantRead reads once from c and checks it got want.
+func (h *harness) wantRead(c io.Reader, want string) {
+	h.t.Helper()
+	buf := make([]byte, len(want)+16)
+	n, _ := c.Read(buf)
+	if string(buf[:n]) != want {
+		h.t.Fatalf("read %q, want %q", buf[:n], want)
+	}
 }

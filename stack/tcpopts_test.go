@@ -34,9 +34,7 @@ func (h *harness) listenSocket(opts map[SockOpt]int) *Socket {
 // acceptSocket completes a passive open (no options) and accepts it.
 func (h *harness) acceptSocket(l *Socket) *Socket {
 	h.t.Helper()
-	h.send(seg{flags: flagSYN, seq: 0, opts: []byte{2, 4, 0x05, 0xb4}})
-	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+	h.passiveOpen()
 	c, err := l.Accept()
 	if err != nil {
 		h.t.Fatal(err)
