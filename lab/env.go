@@ -33,6 +33,10 @@ const (
 // and transitions go to the timeline, and everything the experiment opened,
 // closed again by close whatever happens.
 type Env struct {
+	// U and K are ustack's and the kernel's addresses for this run: IPv4,
+	// or IPv6 for an experiment's -ipv6 run.
+	U, K netip.Addr
+
 	exp  *Experiment
 	ctx  context.Context
 	ns   *netns.NS
@@ -71,6 +75,10 @@ func (t *tapLink) WritePacket(b []byte) error {
 // which undoes whatever was made.
 func newEnv(ctx context.Context, e *Experiment, tl *Timeline, x *Env) error {
 	x.exp, x.ctx, x.tl = e, ctx, tl
+	x.U, x.K = ustackAddr, kernelAddr
+	if e.over6 {
+		x.U, x.K = ustackAddr6, kernelAddr6
+	}
 	ns, err := netns.New("lab")
 	if err != nil {
 		return err
@@ -86,7 +94,7 @@ func newEnv(ctx context.Context, e *Experiment, tl *Timeline, x *Env) error {
 		return fmt.Errorf("net.ipv4.ip_forward is %q in the fresh namespace %s; refusing to run", strings.TrimSpace(out), ns.Name)
 	}
 	err = ns.Do(func() error {
-		d, err := tun.Open(tun.Config{Name: "tun0", Addr: tunPrefix, MTU: 1500})
+		d, err := tun.Open(tun.Config{Name: "tun0", Addr: tunPrefix, Addr6: tunPrefix6, MTU: 1500})
 		x.dev = d
 		return err
 	})
@@ -108,6 +116,7 @@ func newEnv(ctx context.Context, e *Experiment, tl *Timeline, x *Env) error {
 	}
 	opts := stack.DefaultOptions()
 	opts.Addr = ustackAddr
+	opts.Addr6 = ustackAddr6
 	opts.FinTimeout = labFinTimeout
 	opts.TimeWait = labTimeWait
 	if e.Options != nil {
@@ -402,7 +411,7 @@ func (x *Env) KDial(name string, laddr, raddr netip.AddrPort, timeout time.Durat
 	start := time.Now()
 	err := x.ns.Do(func() error {
 		var err error
-		c, err = d.DialContext(x.ctx, "tcp4", raddr.String())
+		c, err = d.DialContext(x.ctx, "tcp", raddr.String())
 		return err
 	})
 	took := time.Since(start)
@@ -532,11 +541,11 @@ func (x *Env) Listen(addr netip.AddrPort, backlog int) (*stack.Listener, error) 
 // ConnectedPair listens on ustack's port, connects a kernel client to it
 // and accepts the connection: the two ends of one established connection.
 func (x *Env) ConnectedPair(port uint16) (*KConn, *UConn, error) {
-	ln, err := x.Listen(ap(ustackAddr, port), 8)
+	ln, err := x.Listen(ap(x.U, port), 8)
 	if err != nil {
 		return nil, nil, err
 	}
-	k, err := x.KDial("", netip.AddrPort{}, ap(ustackAddr, port), 3*time.Second)
+	k, err := x.KDial("", netip.AddrPort{}, ap(x.U, port), 3*time.Second)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -12,7 +12,7 @@ import (
 // serve runs f on the next connection accepted on a fresh ustack listener
 // at port, on its own goroutine; done is closed when f returns.
 func serve(x *Env, port uint16, f func(u *UConn)) (done chan struct{}, err error) {
-	ln, err := x.Listen(ap(ustackAddr, port), 8)
+	ln, err := x.Listen(ap(x.U, port), 8)
 	if err != nil {
 		return nil, err
 	}
@@ -48,6 +48,7 @@ func connOf(x *Env, port uint16) (local, peer netip.AddrPort, ok bool) {
 var threeWayClose = &Experiment{
 	Name:  "three-way-close",
 	IDs:   []string{"B31"},
+	IPv6:  true,
 	Tools: []string{"ss"},
 	Title: "The passive closer's ACK and FIN leave as one FIN|ACK",
 	Explain: `A kernel client sends a request line to ustack's server, which answers at
@@ -79,7 +80,7 @@ from LAST-ACK to CLOSE.`,
 		if err != nil {
 			return err
 		}
-		k, err := x.KDial("", netip.AddrPort{}, ap(ustackAddr, 7), 3*time.Second)
+		k, err := x.KDial("", netip.AddrPort{}, ap(x.U, 7), 3*time.Second)
 		if err != nil {
 			x.Expect("B31", false, "the kernel connects", errName(err))
 			return nil
@@ -164,6 +165,7 @@ func checkReset(x *Env, id string, local, peer netip.AddrPort, closedAt time.Dur
 var closeUnread = &Experiment{
 	Name:  "close-unread",
 	IDs:   []string{"B32"},
+	IPv6:  true,
 	Tools: []string{"curl"},
 	Title: "close() with unread data sends RST, not FIN",
 	Explain: `curl sends an HTTP request to ustack. ustack's server accepts the
@@ -203,7 +205,7 @@ and curl's error.`,
 		if err != nil {
 			return err
 		}
-		r := x.Exec(6*time.Second, "", "curl", "-sS", "--max-time", "3", "http://"+ustackAddr.String()+"/")
+		r := x.Exec(6*time.Second, "", "curl", "-sS", "--max-time", "3", "http://"+ap(x.U, 80).String()+"/")
 		reset := strings.Contains(r.Stderr, "Connection reset by peer")
 		if reset {
 			x.Kernel("=> curl's read of the response: recv() = ECONNRESET")

@@ -15,7 +15,7 @@ import (
 )
 
 // experiments is every experiment, in the order the lab runs them.
-var experiments = []*Experiment{
+var experiments = withIPv6([]*Experiment{
 	closedPort,
 	boundPort,
 	acceptQueue,
@@ -32,7 +32,7 @@ var experiments = []*Experiment{
 	finWait2Timeout,
 	simultaneousClose,
 	selfClose,
-}
+})
 
 // checkRefused is the B01 answer: the first ustack segment after syn is
 // RST|ACK with seq 0 and ack = SYN.seq + 1, and it is the only answer.
@@ -56,6 +56,7 @@ func checkRefused(x *Env, id string, syn Segment) {
 var closedPort = &Experiment{
 	Name:  "closed-port",
 	IDs:   []string{"B01"},
+	IPv6:  true,
 	Tools: []string{"nc"},
 	Title: "A SYN to a port nobody listens on is refused with RST|ACK",
 	Explain: `The kernel runs "nc -z 10.0.0.2 9": a connect() to a port where nothing
@@ -71,7 +72,7 @@ ISN, having made no socket), no ustack state transition at all, and nc's
 error.`,
 	Run: func(x *Env) error {
 		x.SS()
-		r := x.Exec(5*time.Second, "", "nc", "-z", "-v", "-w", "3", ustackAddr.String(), "9")
+		r := x.Exec(5*time.Second, "", "nc", "-z", "-v", "-w", "3", x.U.String(), "9")
 		refused := strings.Contains(r.Stderr, "Connection refused")
 		if refused {
 			x.Kernel("=> connect() = ECONNREFUSED")

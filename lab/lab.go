@@ -49,6 +49,27 @@ type Experiment struct {
 	// error means it could not be carried out (a tool missing, a socket
 	// that would not open); its checks so far still count.
 	Run func(x *Env) error
+	// IPv6 runs the experiment a second time over IPv6, as NAME-ipv6:
+	// its Run must use Env.U and Env.K for the addresses.
+	IPv6  bool
+	over6 bool // this is the IPv6 run
+}
+
+// withIPv6 is the experiment list with each IPv6 experiment followed by
+// its run over IPv6.
+func withIPv6(list []*Experiment) []*Experiment {
+	var out []*Experiment
+	for _, e := range list {
+		out = append(out, e)
+		if e.IPv6 {
+			v6 := *e
+			v6.Name += "-ipv6"
+			v6.Title += " (over IPv6)"
+			v6.IPv6, v6.over6 = false, true
+			out = append(out, &v6)
+		}
+	}
+	return out
 }
 
 // Result is the outcome of one experiment.
@@ -168,7 +189,7 @@ func writeHeading(w io.Writer, e *Experiment) {
 
 func writeWorld(w io.Writer, e *Experiment, x *Env) {
 	o := x.opts
-	fmt.Fprintf(w, "World: namespace %s; kernel %s on tun0, ustack %s.\n", x.ns.Name, tunPrefix, o.Addr)
+	fmt.Fprintf(w, "World: namespace %s; kernel %s and %s on tun0, ustack %s and %s.\n", x.ns.Name, tunPrefix, tunPrefix6, o.Addr, o.Addr6)
 	fmt.Fprintln(w, wrap(fmt.Sprintf("ustack's settings: fin_timeout %s, TIME-WAIT %s (both 60s in Linux, shortened here), syn_retries %d, syn_linear_timeouts %d.",
 		o.FinTimeout, o.TimeWait, o.SynRetries, o.SynLinearTimeouts), 78, ""))
 	if e.Impair != "" {

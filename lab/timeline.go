@@ -20,6 +20,10 @@ var (
 	kernelAddr = netip.MustParseAddr("10.0.0.1")
 	ustackAddr = netip.MustParseAddr("10.0.0.2")
 	tunPrefix  = netip.MustParsePrefix("10.0.0.1/24")
+	// The same over IPv6, for the experiments that run over both.
+	kernelAddr6 = netip.MustParseAddr("fd00::1")
+	ustackAddr6 = netip.MustParseAddr("fd00::2")
+	tunPrefix6  = netip.MustParsePrefix("fd00::1/64")
 )
 
 // Segment is one TCP segment seen by the stack's packet observer: sent by
@@ -146,20 +150,31 @@ func (s Segment) TCP() string {
 	return b.String()
 }
 
-// parseSegment parses an IPv4 packet carrying TCP; ok is false for
-// anything else (IPv6 noise from the kernel, ICMP, malformed packets).
+// parseSegment parses an IPv4 or IPv6 packet carrying TCP; ok is false for
+// anything else (the kernel's neighbour discovery, ICMP, malformed packets).
 func parseSegment(pkt []byte) (Segment, bool) {
-	ip := header.IPv4(pkt)
-	if ip.Validate() != nil || ip.Protocol() != header.ProtoTCP || ip.IsFragment() {
-		return Segment{}, false
+	var src, dst netip.Addr
+	var payload []byte
+	if len(pkt) > 0 && pkt[0]>>4 == 6 {
+		ip := header.IPv6(pkt)
+		if ip.Validate() != nil || ip.NextHeader() != header.ProtoTCP {
+			return Segment{}, false
+		}
+		src, dst, payload = netip.AddrFrom16(ip.Src()), netip.AddrFrom16(ip.Dst()), ip.Payload()
+	} else {
+		ip := header.IPv4(pkt)
+		if ip.Validate() != nil || ip.Protocol() != header.ProtoTCP || ip.IsFragment() {
+			return Segment{}, false
+		}
+		src, dst, payload = netip.AddrFrom4(ip.Src()), netip.AddrFrom4(ip.Dst()), ip.Payload()
 	}
-	tcp := header.TCP(ip.Payload())
+	tcp := header.TCP(payload)
 	if tcp.Validate() != nil {
 		return Segment{}, false
 	}
 	s := Segment{
-		Src:     netip.AddrPortFrom(netip.AddrFrom4(ip.Src()), tcp.SrcPort()),
-		Dst:     netip.AddrPortFrom(netip.AddrFrom4(ip.Dst()), tcp.DstPort()),
+		Src:     netip.AddrPortFrom(src, tcp.SrcPort()),
+		Dst:     netip.AddrPortFrom(dst, tcp.DstPort()),
 		Flags:   tcp.Flags(),
 		Seq:     tcp.Seq(),
 		Ack:     tcp.Ack(),
@@ -378,9 +393,9 @@ func (h traceHandler) Handle(_ context.Context, r slog.Record) error {
 // endpointName names an address for the direction column.
 func endpointName(a netip.Addr) string {
 	switch a {
-	case kernelAddr:
+	case kernelAddr, kernelAddr6:
 		return "kernel"
-	case ustackAddr:
+	case ustackAddr, ustackAddr6:
 		return "ustack"
 	}
 	return a.String()
@@ -418,7 +433,7 @@ func FormatTransition(tr Transition) string {
 	}
 	if tr.Peer.IsValid() && tr.Peer.Port() != 0 {
 		peer := tr.Peer.String()
-		if tr.Peer.Addr() == kernelAddr || tr.Peer.Addr() == ustackAddr {
+		if endpointName(tr.Peer.Addr()) != tr.Peer.Addr().String() {
 			peer = portName(tr.Peer)
 		}
 		line += "   peer " + peer
