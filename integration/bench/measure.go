@@ -59,10 +59,8 @@ var metrics = []metric{
 	{"download_cpu_s_per_gb", "server CPU per GB, download", "CPU-s/GB", false, 2},
 }
 
-// dialIn connects from the target's client namespace.
-func dialIn(t *target, port int) (sock, error) { return dialInAt(t, serverAddr, port) }
-
-// dialInAt is dialIn to an address of the server's (IPv4 or IPv6).
+// dialInAt connects from the target's client namespace to an address of
+// the server's (IPv4 or IPv6).
 func dialInAt(t *target, addr netip.Addr, port int) (sock, error) {
 	var c sock
 	err := t.clientNS.Do(func() error {

@@ -35,10 +35,6 @@ var debian = map[string]string{
 	"socat":    "socat",
 }
 
-// Package is the Debian package that has tool, or "" if this package does
-// not know it.
-func Package(tool string) string { return debian[tool] }
-
 // Installed reports whether tool is a program on PATH (or, as an absolute
 // path, an executable file).
 func Installed(tool string) bool {
