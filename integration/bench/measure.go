@@ -25,10 +25,10 @@ type test struct {
 }
 
 var tests = []test{
-	{"upload", runUpload},
-	{"download", runDownload},
-	{"upload6", runUpload6},
-	{"download6", runDownload6},
+	{"upload", stream(serverAddr, "upload", upload)},
+	{"download", stream(serverAddr, "download", download)},
+	{"upload6", stream(serverAddr6, "upload6", upload)},
+	{"download6", stream(serverAddr6, "download6", download)},
 	{"rr", runRR},
 	{"connrate", runConnRate},
 	{"http", runHTTP},
@@ -75,18 +75,17 @@ func dialInAt(t *target, addr netip.Addr, port int) (sock, error) {
 // tests, like iperf3's default 128 KiB.
 const streamBuf = 128 << 10
 
-// runUpload sends to discard for cfg.stream, then shuts down writing and
+// stream is a throughput test (upload or download) to the server's addr,
+// its metrics named after name.
+func stream(addr netip.Addr, name string, run func(ctx context.Context, cfg *config, t *target, s *server, addr netip.Addr, name string) (sample, []string, error)) func(ctx context.Context, cfg *config, t *target, s *server) (sample, []string, error) {
+	return func(ctx context.Context, cfg *config, t *target, s *server) (sample, []string, error) {
+		return run(ctx, cfg, t, s, addr, name)
+	}
+}
+
+// upload sends to discard for cfg.stream, then shuts down writing and
 // waits for discard's FIN, so every byte counted has been taken by the
 // server's application.
-func runUpload(ctx context.Context, cfg *config, t *target, s *server) (sample, []string, error) {
-	return upload(ctx, cfg, t, s, serverAddr, "upload")
-}
-
-// runUpload6 is runUpload over IPv6.
-func runUpload6(ctx context.Context, cfg *config, t *target, s *server) (sample, []string, error) {
-	return upload(ctx, cfg, t, s, serverAddr6, "upload6")
-}
-
 func upload(ctx context.Context, cfg *config, t *target, s *server, addr netip.Addr, name string) (sample, []string, error) {
 	return runStream(cfg, t, s, addr, portDiscard, name, func(c sock, buf []byte, end time.Time) (total int64, err error) {
 		for time.Now().Before(end) && ctx.Err() == nil {
@@ -111,16 +110,7 @@ func upload(ctx context.Context, cfg *config, t *target, s *server, addr netip.A
 	})
 }
 
-// runDownload reads from source for cfg.stream.
-func runDownload(ctx context.Context, cfg *config, t *target, s *server) (sample, []string, error) {
-	return download(ctx, cfg, t, s, serverAddr, "download")
-}
-
-// runDownload6 is runDownload over IPv6.
-func runDownload6(ctx context.Context, cfg *config, t *target, s *server) (sample, []string, error) {
-	return download(ctx, cfg, t, s, serverAddr6, "download6")
-}
-
+// download reads from source for cfg.stream.
 func download(ctx context.Context, cfg *config, t *target, s *server, addr netip.Addr, name string) (sample, []string, error) {
 	return runStream(cfg, t, s, addr, portSource, name, func(c sock, buf []byte, end time.Time) (total int64, err error) {
 		for time.Now().Before(end) && ctx.Err() == nil {
