@@ -1,7 +1,6 @@
 package stack
 
 import (
-	"errors"
 	"io"
 	"syscall"
 	"testing"
@@ -13,19 +12,11 @@ import (
 func TestB30ActiveClose(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
-	c.Close()
-	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
-	h.wantState("FIN-WAIT-1")
-	h.send(seg{flags: flagACK, seq: 1, ack: 2})
-	h.wantState("FIN-WAIT-2")
+	h.closeToFinWait2(c) // -> FIN|ACK 1 ack 1, <- ACK 1 ack 2
 	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
 	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
 	h.wantState("TIME-WAIT")
-	h.advance(60*time.Second - time.Millisecond)
-	h.wantState("TIME-WAIT")
-	h.advance(time.Millisecond)
-	h.wantState("gone")
-	h.expectNone()
+	h.lastsFor(60*time.Second, "TIME-WAIT")
 }
 
 // B30, passive side: CLOSE_WAIT -> (close) LAST_ACK -> (ACK) CLOSED; the
@@ -35,12 +26,8 @@ func TestB30ActiveClose(t *testing.T) {
 func TestB30PassiveClose(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
-	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
-	h.expectAt(h.now()+delackNoData, seg{flags: flagACK, seq: 1, ack: 2})
-	h.wantState("CLOSE-WAIT")
-	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("read %v, want EOF", err)
-	}
+	h.peerCloses() // <- FIN|ACK 1 ack 1, delayed -> ACK 1 ack 2
+	wantEOF(t, c)
 	c.Close()
 	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
 	h.wantState("LAST-ACK")
@@ -72,9 +59,7 @@ func TestB31ThreeWayClose(t *testing.T) {
 	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 8, data: []byte("reply")})
 	h.send(seg{flags: flagFIN | flagACK, seq: 8, ack: 6})
 	h.expectNone()
-	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("read %v, want EOF", err)
-	}
+	wantEOF(t, c)
 	c.Close()
 	h.expect(seg{flags: flagFIN | flagACK, seq: 6, ack: 9})
 	h.expectNone()
@@ -109,10 +94,7 @@ func TestB32LingerZero(t *testing.T) {
 func TestB33DataAfterClose(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
-	c.Close()
-	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
-	h.send(seg{flags: flagACK, seq: 1, ack: 2})
-	h.wantState("FIN-WAIT-2")
+	h.closeToFinWait2(c)
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 2, data: []byte("late")})
 	h.expect(seg{flags: flagRST, seq: 2, ack: 0})
 	h.wantState("gone")
@@ -122,8 +104,7 @@ func TestB33DataAfterClose(t *testing.T) {
 func TestB33DataAfterCloseFinWait1(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
-	c.Close()
-	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.closeToFinWait1(c)
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("late")})
 	h.expect(seg{flags: flagRST, seq: 1, ack: 0})
 	h.wantState("gone")
@@ -145,9 +126,7 @@ func TestB34HalfClose(t *testing.T) {
 	if err != nil || string(buf[:n]) != "more" {
 		t.Fatalf("read %q %v", buf[:n], err)
 	}
-	if _, err := c.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
-		t.Fatalf("write after CloseWrite: %v, want EPIPE", err)
-	}
+	wantWriteErr(t, c, syscall.EPIPE) // after CloseWrite
 	// B35: only shut down, not closed: FIN_WAIT_2 lasts as long as it takes.
 	h.advance(10 * time.Minute)
 	h.wantState("FIN-WAIT-2")
@@ -155,9 +134,7 @@ func TestB34HalfClose(t *testing.T) {
 	h.send(seg{flags: flagFIN | flagACK, seq: 5, ack: 2})
 	h.expect(seg{flags: flagACK, seq: 2, ack: 6})
 	h.wantState("TIME-WAIT")
-	if _, err := c.Read(buf); err != io.EOF {
-		t.Fatalf("read %v, want EOF", err)
-	}
+	wantEOF(t, c)
 }
 
 // B34: shutdown(SHUT_RD) sends nothing.
@@ -166,9 +143,7 @@ func TestB34ShutRead(t *testing.T) {
 	c := h.handshake(h.listen(5))
 	c.CloseRead()
 	h.expectNone()
-	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("read after CloseRead: %v, want EOF", err)
-	}
+	wantEOF(t, c) // after CloseRead
 }
 
 // B35: a close()d socket in FIN_WAIT_2 gives up after tcp_fin_timeout,
@@ -176,15 +151,8 @@ func TestB34ShutRead(t *testing.T) {
 func TestB35FinWait2Timeout(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.FinTimeout = 5 * time.Second })
 	c := h.handshake(h.listen(5))
-	c.Close()
-	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
-	h.send(seg{flags: flagACK, seq: 1, ack: 2})
-	h.wantState("FIN-WAIT-2")
-	h.advance(5*time.Second - time.Millisecond)
-	h.wantState("FIN-WAIT-2")
-	h.advance(time.Millisecond)
-	h.wantState("gone")
-	h.expectNone()
+	h.closeToFinWait2(c)
+	h.lastsFor(5*time.Second, "FIN-WAIT-2")
 }
 
 // B36: simultaneous close: FIN in FIN_WAIT_1 -> CLOSING; the ACK of our
@@ -192,11 +160,7 @@ func TestB35FinWait2Timeout(t *testing.T) {
 func TestB36SimultaneousClose(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
-	c.Close()
-	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
-	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
-	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
-	h.wantState("CLOSING")
+	h.closeToClosing(c) // -> FIN|ACK 1 ack 1, <- FIN|ACK 1 ack 1, -> ACK 2 ack 2
 	h.send(seg{flags: flagACK, seq: 2, ack: 2})
 	h.wantState("TIME-WAIT")
 }
@@ -206,10 +170,7 @@ func TestB36SimultaneousClose(t *testing.T) {
 func TestB37TimeWait(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
-	c.Close()
-	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
-	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
-	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
+	h.closeToTimeWait(c) // -> FIN|ACK 1 ack 1, <- FIN|ACK 1 ack 2, -> ACK 2 ack 2
 	h.advance(30 * time.Second)
 	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2}) // our ACK was lost
 	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
@@ -234,12 +195,8 @@ func TestB40ResetHandling(t *testing.T) {
 	h.send(seg{flags: flagRST, seq: 1})
 	h.expectNone()
 	h.wantState("gone")
-	if _, err := c.Write([]byte("x")); !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatalf("first write: %v, want ECONNRESET", err)
-	}
-	if _, err := c.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
-		t.Fatalf("second write: %v, want EPIPE", err)
-	}
+	wantWriteErr(t, c, syscall.ECONNRESET) // the first write
+	wantWriteErr(t, c, syscall.EPIPE)      // the second
 }
 
 // B40: the reader sees ECONNRESET.
@@ -247,9 +204,7 @@ func TestB40ResetRead(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
 	h.send(seg{flags: flagRST | flagACK, seq: 1, ack: 1})
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatalf("read: %v, want ECONNRESET", err)
-	}
+	wantReadErr(t, c, syscall.ECONNRESET)
 }
 
 // B41: a SYN in a synchronized state gets a challenge ACK, not a reset.
@@ -312,9 +267,7 @@ func TestB33ShutdownBoth(t *testing.T) {
 func TestB30RetransmittedFinInCloseWait(t *testing.T) {
 	h := newHarness(t)
 	h.handshake(h.listen(5))
-	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
-	h.expectAt(h.now()+delackNoData, seg{flags: flagACK, seq: 1, ack: 2})
-	h.wantState("CLOSE-WAIT")
+	h.peerCloses()
 	h.advance(300 * time.Millisecond)
 	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 2})
@@ -327,8 +280,7 @@ func TestB30RetransmittedFinInCloseWait(t *testing.T) {
 func TestCloseWaitDataAfterFin(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
-	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
-	h.expectAt(h.now()+delackNoData, seg{flags: flagACK, seq: 1, ack: 2})
+	h.peerCloses()
 	h.send(seg{flags: flagACK, seq: 2, ack: 1, n: 10})
 	h.expectNone()
 	h.wantState("CLOSE-WAIT")
@@ -338,9 +290,7 @@ func TestCloseWaitDataAfterFin(t *testing.T) {
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, n: 10})
 	h.expect(seg{flags: flagRST, seq: 1, ack: 0})
 	h.wantState("gone")
-	if _, err := c.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
-		t.Fatalf("write after the reset: %v, want EPIPE", err)
-	}
+	wantWriteErr(t, c, syscall.EPIPE) // after the reset
 }
 
 // B40: in CLOSE-WAIT, CLOSING and LAST-ACK a RST may carry the FIN's own
@@ -348,8 +298,7 @@ func TestCloseWaitDataAfterFin(t *testing.T) {
 func TestB40RSTAtFinSequenceInCloseWait(t *testing.T) {
 	h := newHarness(t)
 	h.handshake(h.listen(5))
-	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
-	h.expectAt(h.now()+delackNoData, seg{flags: flagACK, seq: 1, ack: 2})
+	h.peerCloses()
 	h.send(seg{flags: flagRST, seq: 1})
 	h.expectNone()
 	h.wantState("gone")
@@ -360,11 +309,7 @@ func TestB40RSTAtFinSequenceInCloseWait(t *testing.T) {
 func TestB37TimeWaitRSTMustBeExact(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(5))
-	c.Close()
-	h.expect(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
-	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 2})
-	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
-	h.wantState("TIME-WAIT")
+	h.closeToTimeWait(c)
 	h.send(seg{flags: flagRST, seq: 1})
 	h.wantState("TIME-WAIT")
 	h.send(seg{flags: flagRST, seq: 2})
@@ -396,11 +341,7 @@ func TestB36ClosingToTimeWaitConsumesSegment(t *testing.T) {
 	} {
 		h := newHarness(t)
 		c := h.handshake(h.listen(5))
-		c.Close()
-		h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
-		h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
-		h.expect(seg{flags: flagACK, seq: 2, ack: 2})
-		h.wantState("CLOSING")
+		h.closeToClosing(c)
 		h.send(last)
 		h.expectNone()
 		h.wantState("TIME-WAIT")
@@ -413,11 +354,7 @@ func TestB36ClosingToTimeWaitConsumesSegment(t *testing.T) {
 func TestB37TimeWaitReuseWithSynQueueFull(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(2))
-	c.Close()
-	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
-	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
-	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
-	h.wantState("TIME-WAIT")
+	h.closeToTimeWait(c)
 	h.fillSynQueue(2)
 	h.send(seg{flags: flagSYN, seq: 100})
 	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 101})

@@ -1,7 +1,9 @@
 package stack
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 	"testing"
@@ -254,9 +256,7 @@ func (h *harness) listen(backlog int) *Listener {
 // accepted connection (no options: plain 20-byte headers throughout).
 func (h *harness) handshake(l *Listener) *Conn {
 	h.t.Helper()
-	h.send(seg{flags: flagSYN, seq: 0, opts: []byte{2, 4, 0x05, 0xb4}})
-	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+	h.threeWay(mssOpt)
 	h.expectNone()
 	c, err := l.AcceptTCP()
 	if err != nil {
@@ -279,5 +279,100 @@ func (h *harness) wantState(st string) {
 	h.t.Helper()
 	if got := h.state(); got != st {
 		h.t.Fatalf("state %s, want %s", got, st)
+	}
+}
+
+// mssOpt is an MSS option of 1460 alone.
+var mssOpt = []byte{2, 4, 0x05, 0xb4}
+
+// threeWay plays the peer's side of a passive open on port 80: SYN (with
+// opts) -> SYN|ACK 0 ack 1 -> ACK 1 ack 1.
+func (h *harness) threeWay(opts []byte) {
+	h.t.Helper()
+	h.send(seg{flags: flagSYN, seq: 0, opts: opts})
+	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+}
+
+// The close helpers start from a fresh ESTABLISHED connection (nothing sent
+// or received since the handshake: both sides at relative sequence 1).
+
+// closeToFinWait1: close() -> FIN|ACK 1 ack 1; FIN-WAIT-1.
+func (h *harness) closeToFinWait1(c io.Closer) {
+	h.t.Helper()
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.wantState("FIN-WAIT-1")
+}
+
+// closeToFinWait2: close() -> FIN|ACK 1 ack 1; <- ACK 1 ack 2; FIN-WAIT-2.
+func (h *harness) closeToFinWait2(c io.Closer) {
+	h.t.Helper()
+	h.closeToFinWait1(c)
+	h.send(seg{flags: flagACK, seq: 1, ack: 2})
+	h.wantState("FIN-WAIT-2")
+}
+
+// closeToTimeWait: close() -> FIN|ACK 1 ack 1; <- FIN|ACK 1 ack 2 (the
+// peer's FIN and the ACK of ours) -> ACK 2 ack 2; TIME-WAIT.
+func (h *harness) closeToTimeWait(c io.Closer) {
+	h.t.Helper()
+	h.closeToFinWait1(c)
+	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
+	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
+	h.wantState("TIME-WAIT")
+}
+
+// closeToClosing: close() -> FIN|ACK 1 ack 1; <- FIN|ACK 1 ack 1 (the
+// peer's FIN, ours not yet acked) -> ACK 2 ack 2; CLOSING.
+func (h *harness) closeToClosing(c io.Closer) {
+	h.t.Helper()
+	h.closeToFinWait1(c)
+	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
+	h.wantState("CLOSING")
+}
+
+// peerCloses: <- FIN|ACK 1 ack 1 -> ACK 1 ack 2, delayed one timer tick
+// (pingpong after a FIN, no data received: Linux's ato is 0); CLOSE-WAIT.
+func (h *harness) peerCloses() {
+	h.t.Helper()
+	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.expectAt(h.now()+delackNoData, seg{flags: flagACK, seq: 1, ack: 2})
+	h.wantState("CLOSE-WAIT")
+}
+
+// lastsFor checks that the connection stays in st for d from now (to the
+// millisecond), then is gone without sending anything.
+func (h *harness) lastsFor(d time.Duration, st string) {
+	h.t.Helper()
+	h.advance(d - time.Millisecond)
+	h.wantState(st)
+	h.advance(time.Millisecond)
+	h.wantState("gone")
+	h.expectNone()
+}
+
+// wantEOF checks that a read returns io.EOF.
+func wantEOF(t testing.TB, r io.Reader) {
+	t.Helper()
+	if _, err := r.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read %v, want EOF", err)
+	}
+}
+
+// wantReadErr checks that a read fails with errno.
+func wantReadErr(t testing.TB, r io.Reader, errno error) {
+	t.Helper()
+	if _, err := r.Read(make([]byte, 1)); !errors.Is(err, errno) {
+		t.Fatalf("read: %v, want %v", err, errno)
+	}
+}
+
+// wantWriteErr checks that a one-byte write fails with errno.
+func wantWriteErr(t testing.TB, w io.Writer, errno error) {
+	t.Helper()
+	if _, err := w.Write([]byte("x")); !errors.Is(err, errno) {
+		t.Fatalf("write: %v, want %v", err, errno)
 	}
 }
