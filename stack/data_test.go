@@ -1,7 +1,6 @@
 package stack
 
 import (
-	"errors"
 	"io"
 	"syscall"
 	"testing"
@@ -63,9 +62,7 @@ func TestB20RetransmissionBackoff(t *testing.T) {
 	h.advance(2 * time.Millisecond)
 	h.expectNone()
 	h.wantState("gone")
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
-		t.Fatalf("read error %v, want ETIMEDOUT", err)
-	}
+	wantReadErr(t, c, syscall.ETIMEDOUT)
 }
 
 // B20: three duplicate ACKs trigger fast retransmit of the first
@@ -197,9 +194,7 @@ func TestB23Keepalive(t *testing.T) {
 		h.advance(2 * time.Second)
 	}
 	h.expect(seg{flags: flagRST | flagACK, seq: 1, ack: 1})
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
-		t.Fatalf("read error %v, want ETIMEDOUT", err)
-	}
+	wantReadErr(t, c, syscall.ETIMEDOUT)
 }
 
 // The window offered never exceeds the receive buffer, whatever the peer's
@@ -288,9 +283,7 @@ func TestB21UnansweredProbesGiveUp(t *testing.T) {
 	h.advance(2 * time.Millisecond) // when the fourth probe would go
 	h.expectNone()                  // tcp_write_err sends nothing
 	h.wantState("gone")
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
-		t.Fatalf("read: %v, want ETIMEDOUT", err)
-	}
+	wantReadErr(t, c, syscall.ETIMEDOUT)
 }
 
 // B21: a peer that answers every probe, even with a zero window, keeps the

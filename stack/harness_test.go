@@ -353,26 +353,31 @@ func (h *harness) lastsFor(d time.Duration, st string) {
 	h.expectNone()
 }
 
-// wantEOF checks that a read returns io.EOF.
+// wantEOF checks that a read returns io.EOF itself.
 func wantEOF(t testing.TB, r io.Reader) {
 	t.Helper()
-	if _, err := r.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("read %v, want EOF", err)
-	}
+	wantReadErr(t, r, io.EOF)
 }
 
-// wantReadErr checks that a read fails with errno.
-func wantReadErr(t testing.TB, r io.Reader, errno error) {
+// wantReadErr checks that a read fails with want.
+func wantReadErr(t testing.TB, r io.Reader, want error) {
 	t.Helper()
-	if _, err := r.Read(make([]byte, 1)); !errors.Is(err, errno) {
-		t.Fatalf("read: %v, want %v", err, errno)
-	}
+	_, err := r.Read(make([]byte, 1))
+	wantErr(t, "read", err, want)
 }
 
-// wantWriteErr checks that a one-byte write fails with errno.
-func wantWriteErr(t testing.TB, w io.Writer, errno error) {
+// wantWriteErr checks that a one-byte write fails with want.
+func wantWriteErr(t testing.TB, w io.Writer, want error) {
 	t.Helper()
-	if _, err := w.Write([]byte("x")); !errors.Is(err, errno) {
-		t.Fatalf("write: %v, want %v", err, errno)
+	_, err := w.Write([]byte("x"))
+	wantErr(t, "write", err, want)
+}
+
+// wantErr checks that op failed with want: io.EOF exactly (readers test
+// for it with ==), an errno anywhere in the chain.
+func wantErr(t testing.TB, op string, err, want error) {
+	t.Helper()
+	if err != want && (want == io.EOF || !errors.Is(err, want)) {
+		t.Fatalf("%s: %v, want %v", op, err, want)
 	}
 }

@@ -2,7 +2,6 @@ package stack
 
 import (
 	"encoding/binary"
-	"errors"
 	"net/netip"
 	"syscall"
 	"testing"
@@ -61,9 +60,7 @@ func TestICMPUnreachableIsSoftWhenOpen(t *testing.T) {
 	h.expectAt(200*time.Millisecond, seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
 	h.advance(10 * time.Second)
 	h.wantState("gone")
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.EHOSTUNREACH) {
-		t.Fatalf("read after the timeout: %v, want EHOSTUNREACH (not ETIMEDOUT)", err)
-	}
+	wantReadErr(t, c, syscall.EHOSTUNREACH) // after the timeout, not ETIMEDOUT
 }
 
 // Fragmentation needed with next-hop MTU 1200: the MSS drops to 1160 and

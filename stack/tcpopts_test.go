@@ -2,6 +2,7 @@ package stack
 
 import (
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"syscall"
@@ -34,9 +35,7 @@ func (h *harness) listenSocket(opts map[SockOpt]int) *Socket {
 // acceptSocket completes a passive open (no options) and accepts it.
 func (h *harness) acceptSocket(l *Socket) *Socket {
 	h.t.Helper()
-	h.send(seg{flags: flagSYN, seq: 0, opts: []byte{2, 4, 0x05, 0xb4}})
-	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+	h.threeWay(mssOpt)
 	c, err := l.Accept()
 	if err != nil {
 		h.t.Fatal(err)
@@ -55,9 +54,19 @@ func (h *harness) wantTimedOutAt(d time.Duration, c *Socket) {
 	h.advance(2 * time.Millisecond)
 	h.expectNone()
 	h.wantState("gone")
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
-		h.t.Fatalf("read: %v, want ETIMEDOUT", err)
-	}
+	wantReadErr(h.t, c, syscall.ETIMEDOUT)
+}
+
+// expectKeepalivesThenReset checks keepalive at idle 2 s, interval 1 s,
+// count 2 on an idle connection: probes (ACK 0 ack 1, one below SND.NXT)
+// at 2 s and 3 s, no answer, then RST|ACK 1 ack 1 at 4 s, and a read
+// fails with ETIMEDOUT.
+func (h *harness) expectKeepalivesThenReset(c io.Reader) {
+	h.t.Helper()
+	h.expectAt(2*time.Second, seg{flags: flagACK, seq: 0, ack: 1})
+	h.expectAt(3*time.Second, seg{flags: flagACK, seq: 0, ack: 1})
+	h.expectAt(4*time.Second, seg{flags: flagRST | flagACK, seq: 1, ack: 1})
+	wantReadErr(h.t, c, syscall.ETIMEDOUT)
 }
 
 func wantOption(t *testing.T, so *Socket, o SockOpt, want int) {
@@ -209,12 +218,7 @@ func TestTCPKeepaliveSocketOptions(t *testing.T) {
 	c.SetOption(OptKeepIntvl, 1)
 	c.SetOption(OptKeepCnt, 2)
 	c.SetOption(OptKeepAlive, 1)
-	h.expectAt(2*time.Second, seg{flags: flagACK, seq: 0, ack: 1})
-	h.expectAt(3*time.Second, seg{flags: flagACK, seq: 0, ack: 1})
-	h.expectAt(4*time.Second, seg{flags: flagRST | flagACK, seq: 1, ack: 1})
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
-		t.Fatalf("read: %v, want ETIMEDOUT", err)
-	}
+	h.expectKeepalivesThenReset(c)
 }
 
 // TCP_SYNCNT replaces tcp_syn_retries for one connect(): with 1 (and the
@@ -350,12 +354,7 @@ func TestConnSetKeepAliveConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Idle rounds up to 2 s, as Go's net package does.
-	h.expectAt(2*time.Second, seg{flags: flagACK, seq: 0, ack: 1})
-	h.expectAt(3*time.Second, seg{flags: flagACK, seq: 0, ack: 1})
-	h.expectAt(4*time.Second, seg{flags: flagRST | flagACK, seq: 1, ack: 1})
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
-		t.Fatalf("read: %v, want ETIMEDOUT", err)
-	}
+	h.expectKeepalivesThenReset(c)
 }
 
 // Conn.SetUserTimeout is TCP_USER_TIMEOUT for Go programs.
@@ -373,9 +372,7 @@ func TestConnSetUserTimeout(t *testing.T) {
 	// 500 ms after the first retransmission: the next timer is cut to 700 ms.
 	h.advance(702*time.Millisecond - h.now())
 	h.expectNone()
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
-		t.Fatalf("read: %v, want ETIMEDOUT", err)
-	}
+	wantReadErr(t, c, syscall.ETIMEDOUT)
 }
 
 // TCP_CORK holds a partial segment with nothing in flight until the probe
