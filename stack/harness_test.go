@@ -381,3 +381,37 @@ func wantErr(t testing.TB, op string, err, want error) {
 		t.Fatalf("%s: %v, want %v", op, err, want)
 	}
 }
+
+// tcpOptions parses the options of a segment the stack sent, failing on
+// malformed ones.
+func tcpOptions(t testing.TB, tcp header.TCP) header.TCPOptions {
+	t.Helper()
+	var o header.TCPOptions
+	if err := header.ParseTCPOptions(tcp.Options(), &o); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// sackBlocks is the SACK blocks a segment we sent carries, in order,
+// relative to the peer's ISN.
+func (h *harness) sackBlocks(tcp header.TCP) [][2]uint32 {
+	h.t.Helper()
+	o := tcpOptions(h.t, tcp)
+	var out [][2]uint32
+	for _, b := range o.SACK[:o.NumSACK] {
+		out = append(out, [2]uint32{b.Start - peerISN, b.End - peerISN})
+	}
+	return out
+}
+
+// expectSACK is expect(want), then checks that the segment carries exactly
+// the SACK blocks given (relative, in order; none for no SACK option).
+func (h *harness) expectSACK(want seg, blocks ...[2]uint32) header.TCP {
+	h.t.Helper()
+	tcp := h.expect(want)
+	if got := h.sackBlocks(tcp); fmt.Sprint(got) != fmt.Sprint(blocks) {
+		h.t.Fatalf("SACK blocks %v, want %v", got, blocks)
+	}
+	return tcp
+}

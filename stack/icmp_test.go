@@ -82,8 +82,7 @@ func TestICMPFragNeededLowersMSS(t *testing.T) {
 	h.known = false // a new connection: learn its ISN
 	h.send(seg{flags: flagSYN, seq: 0, opts: []byte{2, 4, 0x05, 0xb4}})
 	synack := h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	var o header.TCPOptions
-	if header.ParseTCPOptions(synack.Options(), &o); o.MSS != 1460 {
+	if o := tcpOptions(t, synack); o.MSS != 1460 {
 		t.Fatalf("the SYN|ACK announces MSS %d, want the link's 1460", o.MSS)
 	}
 	h.send(seg{flags: flagACK, seq: 1, ack: 1})

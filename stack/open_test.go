@@ -20,10 +20,7 @@ func TestB10PassiveOpenMirrorsOptions(t *testing.T) {
 	l := h.listen(5)
 	h.send(seg{flags: flagSYN, seq: 0, opts: linuxSYNOpts(100)})
 	synack := h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1, win: 65535})
-	var o header.TCPOptions
-	if err := header.ParseTCPOptions(synack.Options(), &o); err != nil {
-		t.Fatal(err)
-	}
+	o := tcpOptions(t, synack)
 	if !o.HasMSS || o.MSS != 1460 || !o.SACKPermitted || !o.HasTS || o.TSEcr != 100 || !o.HasWScale {
 		t.Fatalf("SYN|ACK options %+v: want mss 1460, sackOK, TS ecr 100, wscale", o)
 	}
@@ -182,9 +179,7 @@ func TestB13ActiveOpen(t *testing.T) {
 	h := newHarness(t)
 	ch := h.dial(context.Background())
 	syn := h.activeExpect(seg{flags: flagSYN, seq: 0, ack: 0, raw: false})
-	var o header.TCPOptions
-	header.ParseTCPOptions(syn.Options(), &o)
-	if !o.HasMSS || !o.SACKPermitted || !o.HasTS || !o.HasWScale || len(syn.Options()) != 20 {
+	if o := tcpOptions(t, syn); !o.HasMSS || !o.SACKPermitted || !o.HasTS || !o.HasWScale || len(syn.Options()) != 20 {
 		t.Fatalf("SYN options %+v: want mss,sackOK,TS,nop,wscale", o)
 	}
 	h.activeSend(seg{flags: flagSYN | flagACK, seq: 0, ack: 1, opts: []byte{2, 4, 5, 0xb4}})

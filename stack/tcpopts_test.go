@@ -8,8 +8,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"ustack/stack/header"
 )
 
 // Per-socket TCP options (tcp(7)), each against the segments it changes.
@@ -94,9 +92,8 @@ func TestTCPMaxSegCapsAnnouncedAndSentMSS(t *testing.T) {
 
 	h.send(seg{flags: flagSYN, seq: 0, opts: []byte{2, 4, 0x05, 0xb4}})
 	synack := h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	var o header.TCPOptions
-	if err := header.ParseTCPOptions(synack.Options(), &o); err != nil || !o.HasMSS || o.MSS != 1100 {
-		t.Fatalf("SYN|ACK MSS option %v %d (%v), want 1100", o.HasMSS, o.MSS, err)
+	if o := tcpOptions(t, synack); !o.HasMSS || o.MSS != 1100 {
+		t.Fatalf("SYN|ACK MSS option %v %d, want 1100", o.HasMSS, o.MSS)
 	}
 	h.send(seg{flags: flagACK, seq: 1, ack: 1})
 	c, err := l.Accept()

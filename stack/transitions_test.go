@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"ustack/hashtable"
-	"ustack/stack/header"
 )
 
 // The RFC 9293 section 3.3.2 diagram, one test per transition not covered
@@ -155,9 +154,7 @@ func TestPAWSDropsOldTimestamp(t *testing.T) {
 	}
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: tsOpts(1002, 0), data: []byte("new")})
 	tcp := h.expect(seg{flags: flagACK, seq: 1, ack: 4})
-	var o header.TCPOptions
-	header.ParseTCPOptions(tcp.Options(), &o)
-	if !o.HasTS || o.TSEcr != 1002 {
+	if o := tcpOptions(t, tcp); !o.HasTS || o.TSEcr != 1002 {
 		t.Fatalf("ACK echoes TS %+v, want ecr 1002", o)
 	}
 }
@@ -172,18 +169,9 @@ func TestSACKBlocksInACK(t *testing.T) {
 	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
 	h.send(seg{flags: flagACK, seq: 1, ack: 1})
 	h.send(seg{flags: flagACK, seq: 101, ack: 1, n: 100})
-	tcp := h.expect(seg{flags: flagACK, seq: 1, ack: 1})
-	var o header.TCPOptions
-	header.ParseTCPOptions(tcp.Options(), &o)
-	if o.NumSACK != 1 || o.SACK[0].Start != peerISN+101 || o.SACK[0].End != peerISN+201 {
-		t.Fatalf("SACK blocks %+v, want one block 101:201", o)
-	}
+	h.expectSACK(seg{flags: flagACK, seq: 1, ack: 1}, [2]uint32{101, 201})
 	h.send(seg{flags: flagACK, seq: 301, ack: 1, n: 100})
-	tcp = h.expect(seg{flags: flagACK, seq: 1, ack: 1})
-	header.ParseTCPOptions(tcp.Options(), &o)
-	if o.NumSACK != 2 {
-		t.Fatalf("SACK blocks %+v, want two", o)
-	}
+	h.expectSACK(seg{flags: flagACK, seq: 1, ack: 1}, [2]uint32{301, 401}, [2]uint32{101, 201})
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, n: 100})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 201})
 }
