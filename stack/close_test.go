@@ -121,11 +121,7 @@ func TestB34HalfClose(t *testing.T) {
 	h.wantState("FIN-WAIT-2")
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 2, data: []byte("more")})
 	h.expect(seg{flags: flagACK, seq: 2, ack: 5})
-	buf := make([]byte, 8)
-	n, err := c.Read(buf)
-	if err != nil || string(buf[:n]) != "more" {
-		t.Fatalf("read %q %v", buf[:n], err)
-	}
+	wantRead(t, c, "more")
 	wantWriteErr(t, c, syscall.EPIPE) // after CloseWrite
 	// B35: only shut down, not closed: FIN_WAIT_2 lasts as long as it takes.
 	h.advance(10 * time.Minute)

@@ -356,27 +356,27 @@ func (h *harness) lastsFor(d time.Duration, st string) {
 // wantEOF checks that a read returns io.EOF itself.
 func wantEOF(t testing.TB, r io.Reader) {
 	t.Helper()
-	wantReadErr(t, r, io.EOF)
+	wantErr(t, "read", r.Read, io.EOF)
 }
 
 // wantReadErr checks that a read fails with want.
 func wantReadErr(t testing.TB, r io.Reader, want error) {
 	t.Helper()
-	_, err := r.Read(make([]byte, 1))
-	wantErr(t, "read", err, want)
+	wantErr(t, "read", r.Read, want)
 }
 
 // wantWriteErr checks that a one-byte write fails with want.
 func wantWriteErr(t testing.TB, w io.Writer, want error) {
 	t.Helper()
-	_, err := w.Write([]byte("x"))
-	wantErr(t, "write", err, want)
+	wantErr(t, "write", w.Write, want)
 }
 
-// wantErr checks that op failed with want: io.EOF exactly (readers test
-// for it with ==), an errno anywhere in the chain.
-func wantErr(t testing.TB, op string, err, want error) {
+// wantErr checks that op (a read or write of one byte) fails with want:
+// io.EOF exactly (readers test for it with ==), an errno anywhere in the
+// chain.
+func wantErr(t testing.TB, op string, f func([]byte) (int, error), want error) {
 	t.Helper()
+	_, err := f([]byte("x"))
 	if err != want && (want == io.EOF || !errors.Is(err, want)) {
 		t.Fatalf("%s: %v, want %v", op, err, want)
 	}
@@ -414,4 +414,31 @@ func (h *harness) expectSACK(want seg, blocks ...[2]uint32) header.TCP {
 		h.t.Fatalf("SACK blocks %v, want %v", got, blocks)
 	}
 	return tcp
+}
+
+// wantRead checks that one read returns want, all of it and no more, and
+// no error.
+func wantRead(t testing.TB, r io.Reader, want string) {
+	t.Helper()
+	buf := make([]byte, len(want)+16)
+	n, err := r.Read(buf)
+	if err != nil || string(buf[:n]) != want {
+		t.Fatalf("read %q, %v; want %q", buf[:n], err, want)
+	}
+}
+
+// tsHandshake opens a connection from a Linux client (timestamps from
+// TSval 1000, SACK, window scale) and accepts it: <- SYN TSval 1000 ->
+// SYN|ACK 0 ack 1 <- ACK 1 ack 1 TSval 1001.
+func (h *harness) tsHandshake() *Conn {
+	h.t.Helper()
+	l := h.listen(5)
+	h.send(seg{flags: flagSYN, seq: 0, opts: linuxSYNOpts(1000)})
+	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: tsOpts(1001, 0)})
+	c, err := l.AcceptTCP()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return c
 }

@@ -57,9 +57,7 @@ func TestB10PassiveOpenNoOptions(t *testing.T) {
 func TestB11DataBeforeAccept(t *testing.T) {
 	h := newHarness(t)
 	l := h.listen(5)
-	h.send(seg{flags: flagSYN, seq: 0})
-	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+	h.threeWay(nil)
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("hello")})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 6}) // quick ACK at start
 	for _, si := range h.s.Sockets() {
@@ -74,11 +72,7 @@ func TestB11DataBeforeAccept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 10)
-	n, err := c.Read(buf)
-	if err != nil || string(buf[:n]) != "hello" {
-		t.Fatalf("read %q, %v", buf[:n], err)
-	}
+	wantRead(t, c, "hello")
 }
 
 // B11: with the accept queue full (backlog+1), a new SYN is dropped
@@ -123,9 +117,7 @@ func TestB11AcceptQueueFull(t *testing.T) {
 func TestB12CloseListenerResetsQueue(t *testing.T) {
 	h := newHarness(t)
 	l := h.listen(5)
-	h.send(seg{flags: flagSYN, seq: 0})
-	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+	h.threeWay(nil)
 	l.Close()
 	h.expect(seg{flags: flagRST | flagACK, seq: 1, ack: 1})
 	h.wantState("gone")
@@ -312,11 +304,7 @@ func TestB16SelfConnect(t *testing.T) {
 	if _, err := c.Write([]byte("self")); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 8)
-	n, err := c.Read(buf)
-	if err != nil || string(buf[:n]) != "self" {
-		t.Fatalf("read %q %v", buf[:n], err)
-	}
+	wantRead(t, c, "self")
 	seen = nil
 	c.Close()
 	if len(seen) != 2 || seen[0] != "F." || seen[1] != "." {

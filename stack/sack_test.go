@@ -212,15 +212,8 @@ func TestSACKBlocksRecencyPerBlock(t *testing.T) {
 // tcp_ack: tcp_replace_ts_recent, then tcp_fastretrans_alert).
 func TestFastRetransmitEchoesLatestTSval(t *testing.T) {
 	h := newHarness(t)
-	l := h.listen(5)
-	h.send(seg{flags: flagSYN, seq: 0, opts: linuxSYNOpts(1000)})
-	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: tsOpts(1001, 0)})
-	c, err := l.AcceptTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	const mss = 1448 // 1460 less the timestamp option
+	c := h.tsHandshake() // the peer's TSval is 1001
+	const mss = 1448     // 1460 less the timestamp option
 	c.Write(make([]byte, 6*mss))
 	for k := 0; k < 6; k++ {
 		h.out()

@@ -267,10 +267,7 @@ func TestTCPDeferAcceptWaitsForData(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantOption(t, c, OptDeferAccept, 0)
-	buf := make([]byte, 8)
-	if n, _ := c.Read(buf); string(buf[:n]) != "late" {
-		t.Fatalf("read %q", buf[:n])
-	}
+	wantRead(t, c, "late")
 }
 
 // IP_LOCAL_PORT_RANGE narrows the ephemeral range of bind(port 0) and

@@ -139,11 +139,7 @@ func (h *harness) wantStateOf(e *endpoint, st string) {
 // answered with an ACK; its data is not accepted.
 func TestPAWSDropsOldTimestamp(t *testing.T) {
 	h := newHarness(t)
-	l := h.listen(5)
-	h.send(seg{flags: flagSYN, seq: 0, opts: linuxSYNOpts(1000)})
-	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: tsOpts(1001, 0)})
-	c, _ := l.AcceptTCP()
+	c := h.tsHandshake() // the peer's TSval is 1001
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: tsOpts(500, 0), data: []byte("old")})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
 	h.s.mu.Lock()
