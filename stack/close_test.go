@@ -10,8 +10,7 @@ import (
 // B30, active side: FIN_WAIT_1 -> (ACK) FIN_WAIT_2 -> (FIN, send ACK)
 // TIME_WAIT -> CLOSED after 60 s.
 func TestB30ActiveClose(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.closeToFinWait2(c) // -> FIN|ACK 1 ack 1, <- ACK 1 ack 2
 	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
 	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
@@ -24,8 +23,7 @@ func TestB30ActiveClose(t *testing.T) {
 // pingpong mode), by one timer tick on a connection that has received no
 // data (Linux's ato is still 0).
 func TestB30PassiveClose(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.peerCloses() // <- FIN|ACK 1 ack 1, delayed -> ACK 1 ack 2
 	wantEOF(t, c)
 	c.Close()
@@ -37,8 +35,7 @@ func TestB30PassiveClose(t *testing.T) {
 
 // B30: queued data goes out before the FIN, which rides on the last segment.
 func TestB30FinAfterData(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	c.Write([]byte("bye"))
 	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("bye")})
 	h.send(seg{flags: flagACK, seq: 1, ack: 4})
@@ -50,8 +47,7 @@ func TestB30FinAfterData(t *testing.T) {
 // a request within the ATO: Linux's pingpong mode), the ACK of the peer's
 // FIN waits, so an application that closes at once sends one FIN|ACK.
 func TestB31ThreeWayClose(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("request")})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 8})
 	c.Read(make([]byte, 100))
@@ -67,8 +63,7 @@ func TestB31ThreeWayClose(t *testing.T) {
 
 // B32: close() with unread data sends RST instead of FIN; gone at once.
 func TestB32CloseWithUnreadData(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("unread")})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 7})
 	c.Close()
@@ -81,8 +76,7 @@ func TestB32CloseWithUnreadData(t *testing.T) {
 
 // B32: SO_LINGER 0 is an abortive close too.
 func TestB32LingerZero(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	c.SetLinger(0)
 	c.Close()
 	h.expect(seg{flags: flagRST | flagACK, seq: 1, ack: 1})
@@ -92,8 +86,7 @@ func TestB32LingerZero(t *testing.T) {
 // B33: a close()d socket in FIN_WAIT_2 answers new data with RST
 // (seq = SEG.ACK) and is gone.
 func TestB33DataAfterClose(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.closeToFinWait2(c)
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 2, data: []byte("late")})
 	h.expect(seg{flags: flagRST, seq: 2, ack: 0})
@@ -102,8 +95,7 @@ func TestB33DataAfterClose(t *testing.T) {
 
 // B33 in FIN_WAIT_1: the same.
 func TestB33DataAfterCloseFinWait1(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.closeToFinWait1(c)
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("late")})
 	h.expect(seg{flags: flagRST, seq: 1, ack: 0})
@@ -113,8 +105,7 @@ func TestB33DataAfterCloseFinWait1(t *testing.T) {
 // B34: shutdown(SHUT_WR) sends FIN but keeps receiving; the peer's data
 // after our FIN is delivered.
 func TestB34HalfClose(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	c.CloseWrite()
 	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
 	h.send(seg{flags: flagACK, seq: 1, ack: 2})
@@ -135,8 +126,7 @@ func TestB34HalfClose(t *testing.T) {
 
 // B34: shutdown(SHUT_RD) sends nothing.
 func TestB34ShutRead(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	c.CloseRead()
 	h.expectNone()
 	wantEOF(t, c) // after CloseRead
@@ -145,8 +135,7 @@ func TestB34ShutRead(t *testing.T) {
 // B35: a close()d socket in FIN_WAIT_2 gives up after tcp_fin_timeout,
 // straight to CLOSED, no TIME_WAIT, no segment.
 func TestB35FinWait2Timeout(t *testing.T) {
-	h := newHarness(t, func(o *Options) { o.FinTimeout = 5 * time.Second })
-	c := h.handshake(h.listen(5))
+	h, c := established(t, func(o *Options) { o.FinTimeout = 5 * time.Second })
 	h.closeToFinWait2(c)
 	h.lastsFor(5*time.Second, "FIN-WAIT-2")
 }
@@ -154,8 +143,7 @@ func TestB35FinWait2Timeout(t *testing.T) {
 // B36: simultaneous close: FIN in FIN_WAIT_1 -> CLOSING; the ACK of our
 // FIN -> TIME_WAIT.
 func TestB36SimultaneousClose(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.closeToClosing(c) // -> FIN|ACK 1 ack 1, <- FIN|ACK 1 ack 1, -> ACK 2 ack 2
 	h.send(seg{flags: flagACK, seq: 2, ack: 2})
 	h.wantState("TIME-WAIT")
@@ -164,8 +152,7 @@ func TestB36SimultaneousClose(t *testing.T) {
 // B37: TIME_WAIT answers a retransmitted FIN with an ACK and restarts
 // its timer; a new SYN with a higher sequence number reuses the pair.
 func TestB37TimeWait(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.closeToTimeWait(c) // -> FIN|ACK 1 ack 1, <- FIN|ACK 1 ack 2, -> ACK 2 ack 2
 	h.advance(30 * time.Second)
 	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2}) // our ACK was lost
@@ -181,8 +168,7 @@ func TestB37TimeWait(t *testing.T) {
 // B40: a RST with seq == RCV.NXT resets (ECONNRESET, then EPIPE); in the
 // window but not exact: challenge ACK; outside: dropped.
 func TestB40ResetHandling(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagRST, seq: 1 + 100000000}) // outside the window
 	h.expectNone()
 	h.send(seg{flags: flagRST, seq: 5}) // in the window, not exact
@@ -197,16 +183,14 @@ func TestB40ResetHandling(t *testing.T) {
 
 // B40: the reader sees ECONNRESET.
 func TestB40ResetRead(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagRST | flagACK, seq: 1, ack: 1})
 	wantReadErr(t, c, syscall.ECONNRESET)
 }
 
 // B41: a SYN in a synchronized state gets a challenge ACK, not a reset.
 func TestB41SynInEstablished(t *testing.T) {
-	h := newHarness(t)
-	h.handshake(h.listen(5))
+	h, _ := established(t)
 	h.send(seg{flags: flagSYN, seq: 500})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
 	h.wantState("ESTAB")
@@ -218,8 +202,7 @@ func TestB41SynInEstablished(t *testing.T) {
 // RFC 5961 5.2 (Linux 6.x): an ACK for data never sent gets a challenge
 // ACK and is dropped.
 func TestAckOfUnsentData(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 500, data: []byte("zz")})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
 	h.s.mu.Lock()
@@ -232,8 +215,7 @@ func TestAckOfUnsentData(t *testing.T) {
 
 // Challenge ACKs are rate limited per connection (Linux tcp_oow_rate_limited).
 func TestChallengeACKRateLimit(t *testing.T) {
-	h := newHarness(t)
-	h.handshake(h.listen(5))
+	h, _ := established(t)
 	h.send(seg{flags: flagSYN, seq: 500})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
 	h.send(seg{flags: flagSYN, seq: 500})
@@ -246,8 +228,7 @@ func TestChallengeACKRateLimit(t *testing.T) {
 // B33 without close(): shutdown of both directions also makes new data in
 // FIN_WAIT_2 a reset (Linux checks RCV_SHUTDOWN, which SHUT_RD sets).
 func TestB33ShutdownBoth(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	c.CloseRead()
 	c.CloseWrite()
 	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
@@ -261,8 +242,7 @@ func TestB33ShutdownBoth(t *testing.T) {
 // CLOSE-WAIT: it is ACKed at once (Linux tcp_data_queue, a retransmission),
 // not left to the peer's retries.
 func TestB30RetransmittedFinInCloseWait(t *testing.T) {
-	h := newHarness(t)
-	h.handshake(h.listen(5))
+	h, _ := established(t)
 	h.peerCloses()
 	h.advance(300 * time.Millisecond)
 	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
@@ -274,8 +254,7 @@ func TestB30RetransmittedFinInCloseWait(t *testing.T) {
 // data at RCV.NXT is ignored, no ACK; data that starts before RCV.NXT and
 // runs past it resets the connection, as for a RST in CLOSE-WAIT (EPIPE).
 func TestCloseWaitDataAfterFin(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.peerCloses()
 	h.send(seg{flags: flagACK, seq: 2, ack: 1, n: 10})
 	h.expectNone()
@@ -292,8 +271,7 @@ func TestCloseWaitDataAfterFin(t *testing.T) {
 // B40: in CLOSE-WAIT, CLOSING and LAST-ACK a RST may carry the FIN's own
 // sequence number, RCV.NXT - 1 (Linux tcp_reset_check), and resets.
 func TestB40RSTAtFinSequenceInCloseWait(t *testing.T) {
-	h := newHarness(t)
-	h.handshake(h.listen(5))
+	h, _ := established(t)
 	h.peerCloses()
 	h.send(seg{flags: flagRST, seq: 1})
 	h.expectNone()
@@ -303,8 +281,7 @@ func TestB40RSTAtFinSequenceInCloseWait(t *testing.T) {
 // B37: TIME-WAIT is killed only by a RST exactly at RCV.NXT (Linux
 // tcp_timewait_state_process); one at RCV.NXT - 1 is ignored.
 func TestB37TimeWaitRSTMustBeExact(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.closeToTimeWait(c)
 	h.send(seg{flags: flagRST, seq: 1})
 	h.wantState("TIME-WAIT")
@@ -317,8 +294,7 @@ func TestB37TimeWaitRSTMustBeExact(t *testing.T) {
 // tcp_data_queue -> tcp_fin -> __tcp_ack_snd_check), so the ACK waits and
 // a prompt close sends one FIN|ACK.
 func TestB31DataAndFinInOneSegment(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagACK | flagPSH | flagFIN, seq: 1, ack: 1, data: []byte("response")})
 	h.expectNone()
 	io.ReadAll(c)
@@ -335,8 +311,7 @@ func TestB36ClosingToTimeWaitConsumesSegment(t *testing.T) {
 		{flags: flagFIN | flagACK, seq: 1, ack: 2}, // the peer's FIN again
 		{flags: flagACK, seq: 1, ack: 2, n: 2},     // bytes past its FIN
 	} {
-		h := newHarness(t)
-		c := h.handshake(h.listen(5))
+		h, c := established(t)
 		h.closeToClosing(c)
 		h.send(last)
 		h.expectNone()

@@ -265,6 +265,14 @@ func (h *harness) handshake(l *Listener) *Conn {
 	return c
 }
 
+// established is a new harness holding one ESTABLISHED connection, passively
+// opened on a backlog-5 listener and accepted (see handshake).
+func established(t testing.TB, tweak ...func(*Options)) (*harness, *Conn) {
+	t.Helper()
+	h := newHarness(t, tweak...)
+	return h, h.handshake(h.listen(5))
+}
+
 // state returns the state of the connection to the peer's current port.
 func (h *harness) state() string {
 	for _, si := range h.s.Sockets() {
@@ -317,20 +325,24 @@ func (h *harness) closeToFinWait2(c io.Closer) {
 // peer's FIN and the ACK of ours) -> ACK 2 ack 2; TIME-WAIT.
 func (h *harness) closeToTimeWait(c io.Closer) {
 	h.t.Helper()
-	h.closeToFinWait1(c)
-	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
-	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
-	h.wantState("TIME-WAIT")
+	h.closeThenPeerFIN(c, 2, "TIME-WAIT")
 }
 
 // closeToClosing: close() -> FIN|ACK 1 ack 1; <- FIN|ACK 1 ack 1 (the
 // peer's FIN, ours not yet acked) -> ACK 2 ack 2; CLOSING.
 func (h *harness) closeToClosing(c io.Closer) {
 	h.t.Helper()
+	h.closeThenPeerFIN(c, 1, "CLOSING")
+}
+
+// closeThenPeerFIN: close() -> FIN|ACK 1 ack 1; <- FIN|ACK 1 ack (2 acks
+// our FIN, 1 does not) -> ACK 2 ack 2; then the connection is in st.
+func (h *harness) closeThenPeerFIN(c io.Closer, ack uint32, st string) {
+	h.t.Helper()
 	h.closeToFinWait1(c)
-	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: ack})
 	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
-	h.wantState("CLOSING")
+	h.wantState(st)
 }
 
 // peerCloses: <- FIN|ACK 1 ack 1 -> ACK 1 ack 2, delayed one timer tick

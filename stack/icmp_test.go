@@ -47,8 +47,7 @@ func TestICMPUnreachableFailsConnect(t *testing.T) {
 // why; SO_ERROR reads it earlier, once. An error about a sequence number
 // outside SND.UNA..SND.NXT is ignored.
 func TestICMPUnreachableIsSoftWhenOpen(t *testing.T) {
-	h := newHarness(t, func(o *Options) { o.Retries2 = 2 })
-	c := h.handshake(h.listen(5))
+	h, c := established(t, func(o *Options) { o.Retries2 = 2 })
 	c.Write([]byte("data"))
 	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
 	h.icmpAbout(header.ICMPDestUnreach, 1, 0, 100) // out of window

@@ -339,8 +339,7 @@ func TestBindAddressNoPortDefersThePort(t *testing.T) {
 // and Count 2 the probes go at 2 s and 3 s of silence and the RST at 4 s;
 // out-of-range values are EINVAL in an *OpError.
 func TestConnSetKeepAliveConfig(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	if err := c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Count: 200}); !errors.Is(err, syscall.EINVAL) {
 		t.Fatalf("Count 200: %v, want EINVAL", err)
 	}
@@ -353,8 +352,7 @@ func TestConnSetKeepAliveConfig(t *testing.T) {
 
 // Conn.SetUserTimeout is TCP_USER_TIMEOUT for Go programs.
 func TestConnSetUserTimeout(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	if err := c.SetUserTimeout(-time.Second); !errors.Is(err, syscall.EINVAL) {
 		t.Fatalf("negative: %v, want EINVAL", err)
 	}

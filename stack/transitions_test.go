@@ -116,8 +116,7 @@ func TestTransitionSynRecvClose(t *testing.T) {
 // FIN-WAIT-1 -> TIME-WAIT when one segment carries the peer's FIN and the
 // ACK of ours.
 func TestTransitionFinWait1ToTimeWait(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	c.Close()
 	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
 	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
