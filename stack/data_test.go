@@ -162,13 +162,7 @@ func TestB22ACKRidesOnData(t *testing.T) {
 // B23: keepalive probes after the idle time, at the interval, then
 // ETIMEDOUT and a RST after the probe count.
 func TestB23Keepalive(t *testing.T) {
-	h := newHarness(t, func(o *Options) {
-		o.KeepaliveIdle, o.KeepaliveIntvl, o.KeepaliveProbes = 10*time.Second, 2*time.Second, 3
-	})
-	c := h.handshake(h.listen(5))
-	c.SetKeepAlive(true)
-	h.advance(10 * time.Second)
-	h.expect(seg{flags: flagACK, seq: 0, ack: 1})
+	h, c := keepaliveProbed(t, 3)               // -> the first probe at 10 s
 	h.send(seg{flags: flagACK, seq: 1, ack: 1}) // answered: idle again
 	h.advance(9 * time.Second)
 	h.expectNone()
@@ -179,6 +173,20 @@ func TestB23Keepalive(t *testing.T) {
 	}
 	h.expect(seg{flags: flagRST | flagACK, seq: 1, ack: 1})
 	wantReadErr(t, c, syscall.ETIMEDOUT)
+}
+
+// keepaliveProbed is an established connection with SO_KEEPALIVE on (idle
+// 10 s, interval 2 s, the given probe count), left idle for 10 s: -> the
+// first probe, ACK 0 ack 1 (one below SND.NXT).
+func keepaliveProbed(t *testing.T, probes int) (*harness, *Conn) {
+	t.Helper()
+	h, c := established(t, func(o *Options) {
+		o.KeepaliveIdle, o.KeepaliveIntvl, o.KeepaliveProbes = 10*time.Second, 2*time.Second, probes
+	})
+	c.SetKeepAlive(true)
+	h.advance(10 * time.Second)
+	h.expect(seg{flags: flagACK, seq: 0, ack: 1})
+	return h, c
 }
 
 // The window offered never exceeds the receive buffer, whatever the peer's

@@ -160,13 +160,7 @@ func TestOldDataAlwaysACKed(t *testing.T) {
 
 // An out-of-window segment does not count as a sign of life for keepalive.
 func TestKeepaliveIgnoresOutOfWindow(t *testing.T) {
-	h := newHarness(t, func(o *Options) {
-		o.KeepaliveIdle, o.KeepaliveIntvl, o.KeepaliveProbes = 10*time.Second, 2*time.Second, 1
-	})
-	c := h.handshake(h.listen(5))
-	c.SetKeepAlive(true)
-	h.advance(10 * time.Second)
-	h.expect(seg{flags: flagACK, seq: 0, ack: 1}) // probe 1
+	h, _ := keepaliveProbed(t, 1) // -> probe 1 at 10 s
 	h.advance(time.Second)
 	h.send(seg{flags: flagACK, seq: 1 + 500000000, ack: 1}) // out of window
 	h.link.Outbound()
