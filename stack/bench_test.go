@@ -15,8 +15,7 @@ func (*discardLink) MTU() int                       { return 1500 }
 func (*discardLink) Close() error                   { return nil }
 
 func benchConn(b *testing.B) (*harness, *Conn) {
-	h := newHarness(b)
-	c := h.handshake(h.listen(5))
+	h, c := established(b)
 	h.s.link = &discardLink{}
 	return h, c
 }

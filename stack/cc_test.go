@@ -72,8 +72,7 @@ func TestFastRetransmitSsthresh(t *testing.T) {
 		cc   CongestionControl
 		want uint32
 	}{{CongestionCubic, 7}, {CongestionReno, 5}} {
-		h := newHarness(t, func(o *Options) { o.CongestionControl = tc.cc })
-		c := h.handshake(h.listen(5))
+		h, c := established(t, func(o *Options) { o.CongestionControl = tc.cc })
 		c.Write(make([]byte, 10*smss))
 		for i := 0; i < 10; i++ {
 			h.out()
@@ -95,8 +94,7 @@ func TestFastRetransmitSsthresh(t *testing.T) {
 // tcp_slow_start (no one-SMSS cap per ACK): an ACK for two segments opens
 // room for four.
 func TestSlowStartCountsSegmentsAcked(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	c.Write(make([]byte, 20*smss))
 	for i := 0; i < 10; i++ { // IW10
 		h.out()
@@ -112,8 +110,7 @@ func TestSlowStartCountsSegmentsAcked(t *testing.T) {
 // cwnd does not grow while the application, not cwnd, limits the sender
 // (Linux tcp_is_cwnd_limited, RFC 7661).
 func TestCwndDoesNotGrowWhenAppLimited(t *testing.T) {
-	h := newHarness(t, func(o *Options) { o.CongestionControl = CongestionReno })
-	c := h.handshake(h.listen(5))
+	h, c := established(t, func(o *Options) { o.CongestionControl = CongestionReno })
 	cwnd := func() uint32 {
 		h.s.mu.Lock()
 		defer h.s.mu.Unlock()

@@ -1,7 +1,6 @@
 package stack
 
 import (
-	"errors"
 	"io"
 	"syscall"
 	"testing"
@@ -11,17 +10,12 @@ import (
 // B30, active side: FIN_WAIT_1 -> (ACK) FIN_WAIT_2 -> (FIN, send ACK)
 // TIME_WAIT -> CLOSED after 60 s.
 func TestB30ActiveClose(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
-	h.activeClose(c)
-	h.wantState("FIN-WAIT-1")
-	h.send(seg{flags: flagACK, seq: 1, ack: 2})
-	h.wantState("FIN-WAIT-2")
+	h, c := established(t)
+	h.closeToFinWait2(c) // -> FIN|ACK 1 ack 1, <- ACK 1 ack 2
 	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
 	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
 	h.wantState("TIME-WAIT")
-	h.lastsExactly(60*time.Second, "TIME-WAIT")
-	h.expectNone()
+	h.lastsFor(60*time.Second, "TIME-WAIT")
 }
 
 // B30, passive side: CLOSE_WAIT -> (close) LAST_ACK -> (ACK) CLOSED; the
@@ -29,14 +23,9 @@ func TestB30ActiveClose(t *testing.T) {
 // pingpong mode), by one timer tick on a connection that has received no
 // data (Linux's ato is still 0).
 func TestB30PassiveClose(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
-	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
-	h.expectAt(h.now()+delackNoData, seg{flags: flagACK, seq: 1, ack: 2})
-	h.wantState("CLOSE-WAIT")
-	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("read %v, want EOF", err)
-	}
+	h, c := established(t)
+	h.peerCloses() // <- FIN|ACK 1 ack 1, delayed -> ACK 1 ack 2
+	wantEOF(t, c)
 	c.Close()
 	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
 	h.wantState("LAST-ACK")
@@ -46,8 +35,7 @@ func TestB30PassiveClose(t *testing.T) {
 
 // B30: queued data goes out before the FIN, which rides on the last segment.
 func TestB30FinAfterData(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	c.Write([]byte("bye"))
 	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("bye")})
 	h.send(seg{flags: flagACK, seq: 1, ack: 4})
@@ -59,8 +47,7 @@ func TestB30FinAfterData(t *testing.T) {
 // a request within the ATO: Linux's pingpong mode), the ACK of the peer's
 // FIN waits, so an application that closes at once sends one FIN|ACK.
 func TestB31ThreeWayClose(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("request")})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 8})
 	c.Read(make([]byte, 100))
@@ -68,9 +55,7 @@ func TestB31ThreeWayClose(t *testing.T) {
 	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 8, data: []byte("reply")})
 	h.send(seg{flags: flagFIN | flagACK, seq: 8, ack: 6})
 	h.expectNone()
-	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("read %v, want EOF", err)
-	}
+	wantEOF(t, c)
 	c.Close()
 	h.expect(seg{flags: flagFIN | flagACK, seq: 6, ack: 9})
 	h.expectNone()
@@ -78,8 +63,7 @@ func TestB31ThreeWayClose(t *testing.T) {
 
 // B32: close() with unread data sends RST instead of FIN; gone at once.
 func TestB32CloseWithUnreadData(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("unread")})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 7})
 	c.Close()
@@ -92,8 +76,7 @@ func TestB32CloseWithUnreadData(t *testing.T) {
 
 // B32: SO_LINGER 0 is an abortive close too.
 func TestB32LingerZero(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	c.SetLinger(0)
 	c.Close()
 	h.expect(seg{flags: flagRST | flagACK, seq: 1, ack: 1})
@@ -103,11 +86,8 @@ func TestB32LingerZero(t *testing.T) {
 // B33: a close()d socket in FIN_WAIT_2 answers new data with RST
 // (seq = SEG.ACK) and is gone.
 func TestB33DataAfterClose(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
-	h.activeClose(c)
-	h.send(seg{flags: flagACK, seq: 1, ack: 2})
-	h.wantState("FIN-WAIT-2")
+	h, c := established(t)
+	h.closeToFinWait2(c)
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 2, data: []byte("late")})
 	h.expect(seg{flags: flagRST, seq: 2, ack: 0})
 	h.wantState("gone")
@@ -115,9 +95,8 @@ func TestB33DataAfterClose(t *testing.T) {
 
 // B33 in FIN_WAIT_1: the same.
 func TestB33DataAfterCloseFinWait1(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
-	h.activeClose(c)
+	h, c := established(t)
+	h.closeToFinWait1(c)
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("late")})
 	h.expect(seg{flags: flagRST, seq: 1, ack: 0})
 	h.wantState("gone")
@@ -126,22 +105,15 @@ func TestB33DataAfterCloseFinWait1(t *testing.T) {
 // B34: shutdown(SHUT_WR) sends FIN but keeps receiving; the peer's data
 // after our FIN is delivered.
 func TestB34HalfClose(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	c.CloseWrite()
 	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
 	h.send(seg{flags: flagACK, seq: 1, ack: 2})
 	h.wantState("FIN-WAIT-2")
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 2, data: []byte("more")})
 	h.expect(seg{flags: flagACK, seq: 2, ack: 5})
-	buf := make([]byte, 8)
-	n, err := c.Read(buf)
-	if err != nil || string(buf[:n]) != "more" {
-		t.Fatalf("read %q %v", buf[:n], err)
-	}
-	if _, err := c.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
-		t.Fatalf("write after CloseWrite: %v, want EPIPE", err)
-	}
+	wantRead(t, c, "more")
+	wantWriteErr(t, c, syscall.EPIPE) // after CloseWrite
 	// B35: only shut down, not closed: FIN_WAIT_2 lasts as long as it takes.
 	h.advance(10 * time.Minute)
 	h.wantState("FIN-WAIT-2")
@@ -149,43 +121,30 @@ func TestB34HalfClose(t *testing.T) {
 	h.send(seg{flags: flagFIN | flagACK, seq: 5, ack: 2})
 	h.expect(seg{flags: flagACK, seq: 2, ack: 6})
 	h.wantState("TIME-WAIT")
-	if _, err := c.Read(buf); err != io.EOF {
-		t.Fatalf("read %v, want EOF", err)
-	}
+	wantEOF(t, c)
 }
 
 // B34: shutdown(SHUT_RD) sends nothing.
 func TestB34ShutRead(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	c.CloseRead()
 	h.expectNone()
-	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
-		t.Fatalf("read after CloseRead: %v, want EOF", err)
-	}
+	wantEOF(t, c) // after CloseRead
 }
 
 // B35: a close()d socket in FIN_WAIT_2 gives up after tcp_fin_timeout,
 // straight to CLOSED, no TIME_WAIT, no segment.
 func TestB35FinWait2Timeout(t *testing.T) {
-	h := newHarness(t, func(o *Options) { o.FinTimeout = 5 * time.Second })
-	c := h.handshake(h.listen(5))
-	h.activeClose(c)
-	h.send(seg{flags: flagACK, seq: 1, ack: 2})
-	h.wantState("FIN-WAIT-2")
-	h.lastsExactly(5*time.Second, "FIN-WAIT-2")
-	h.expectNone()
+	h, c := established(t, func(o *Options) { o.FinTimeout = 5 * time.Second })
+	h.closeToFinWait2(c)
+	h.lastsFor(5*time.Second, "FIN-WAIT-2")
 }
 
 // B36: simultaneous close: FIN in FIN_WAIT_1 -> CLOSING; the ACK of our
 // FIN -> TIME_WAIT.
 func TestB36SimultaneousClose(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
-	h.activeClose(c)
-	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
-	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
-	h.wantState("CLOSING")
+	h, c := established(t)
+	h.closeToClosing(c) // -> FIN|ACK 1 ack 1, <- FIN|ACK 1 ack 1, -> ACK 2 ack 2
 	h.send(seg{flags: flagACK, seq: 2, ack: 2})
 	h.wantState("TIME-WAIT")
 }
@@ -193,11 +152,8 @@ func TestB36SimultaneousClose(t *testing.T) {
 // B37: TIME_WAIT answers a retransmitted FIN with an ACK and restarts
 // its timer; a new SYN with a higher sequence number reuses the pair.
 func TestB37TimeWait(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
-	h.activeClose(c)
-	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
-	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
+	h, c := established(t)
+	h.closeToTimeWait(c) // -> FIN|ACK 1 ack 1, <- FIN|ACK 1 ack 2, -> ACK 2 ack 2
 	h.advance(30 * time.Second)
 	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2}) // our ACK was lost
 	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
@@ -212,8 +168,7 @@ func TestB37TimeWait(t *testing.T) {
 // B40: a RST with seq == RCV.NXT resets (ECONNRESET, then EPIPE); in the
 // window but not exact: challenge ACK; outside: dropped.
 func TestB40ResetHandling(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagRST, seq: 1 + 100000000}) // outside the window
 	h.expectNone()
 	h.send(seg{flags: flagRST, seq: 5}) // in the window, not exact
@@ -222,28 +177,20 @@ func TestB40ResetHandling(t *testing.T) {
 	h.send(seg{flags: flagRST, seq: 1})
 	h.expectNone()
 	h.wantState("gone")
-	if _, err := c.Write([]byte("x")); !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatalf("first write: %v, want ECONNRESET", err)
-	}
-	if _, err := c.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
-		t.Fatalf("second write: %v, want EPIPE", err)
-	}
+	wantWriteErr(t, c, syscall.ECONNRESET) // the first write
+	wantWriteErr(t, c, syscall.EPIPE)      // the second
 }
 
 // B40: the reader sees ECONNRESET.
 func TestB40ResetRead(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagRST | flagACK, seq: 1, ack: 1})
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
-		t.Fatalf("read: %v, want ECONNRESET", err)
-	}
+	wantReadErr(t, c, syscall.ECONNRESET)
 }
 
 // B41: a SYN in a synchronized state gets a challenge ACK, not a reset.
 func TestB41SynInEstablished(t *testing.T) {
-	h := newHarness(t)
-	h.handshake(h.listen(5))
+	h, _ := established(t)
 	h.send(seg{flags: flagSYN, seq: 500})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
 	h.wantState("ESTAB")
@@ -255,8 +202,7 @@ func TestB41SynInEstablished(t *testing.T) {
 // RFC 5961 5.2 (Linux 6.x): an ACK for data never sent gets a challenge
 // ACK and is dropped.
 func TestAckOfUnsentData(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 500, data: []byte("zz")})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
 	h.s.mu.Lock()
@@ -269,8 +215,7 @@ func TestAckOfUnsentData(t *testing.T) {
 
 // Challenge ACKs are rate limited per connection (Linux tcp_oow_rate_limited).
 func TestChallengeACKRateLimit(t *testing.T) {
-	h := newHarness(t)
-	h.handshake(h.listen(5))
+	h, _ := established(t)
 	h.send(seg{flags: flagSYN, seq: 500})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
 	h.send(seg{flags: flagSYN, seq: 500})
@@ -283,8 +228,7 @@ func TestChallengeACKRateLimit(t *testing.T) {
 // B33 without close(): shutdown of both directions also makes new data in
 // FIN_WAIT_2 a reset (Linux checks RCV_SHUTDOWN, which SHUT_RD sets).
 func TestB33ShutdownBoth(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	c.CloseRead()
 	c.CloseWrite()
 	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
@@ -298,11 +242,8 @@ func TestB33ShutdownBoth(t *testing.T) {
 // CLOSE-WAIT: it is ACKed at once (Linux tcp_data_queue, a retransmission),
 // not left to the peer's retries.
 func TestB30RetransmittedFinInCloseWait(t *testing.T) {
-	h := newHarness(t)
-	h.handshake(h.listen(5))
-	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
-	h.expectAt(h.now()+delackNoData, seg{flags: flagACK, seq: 1, ack: 2})
-	h.wantState("CLOSE-WAIT")
+	h, _ := established(t)
+	h.peerCloses()
 	h.advance(300 * time.Millisecond)
 	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 2})
@@ -313,10 +254,8 @@ func TestB30RetransmittedFinInCloseWait(t *testing.T) {
 // data at RCV.NXT is ignored, no ACK; data that starts before RCV.NXT and
 // runs past it resets the connection, as for a RST in CLOSE-WAIT (EPIPE).
 func TestCloseWaitDataAfterFin(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
-	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
-	h.expectAt(h.now()+delackNoData, seg{flags: flagACK, seq: 1, ack: 2})
+	h, c := established(t)
+	h.peerCloses()
 	h.send(seg{flags: flagACK, seq: 2, ack: 1, n: 10})
 	h.expectNone()
 	h.wantState("CLOSE-WAIT")
@@ -326,18 +265,14 @@ func TestCloseWaitDataAfterFin(t *testing.T) {
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, n: 10})
 	h.expect(seg{flags: flagRST, seq: 1, ack: 0})
 	h.wantState("gone")
-	if _, err := c.Write([]byte("x")); !errors.Is(err, syscall.EPIPE) {
-		t.Fatalf("write after the reset: %v, want EPIPE", err)
-	}
+	wantWriteErr(t, c, syscall.EPIPE) // after the reset
 }
 
 // B40: in CLOSE-WAIT, CLOSING and LAST-ACK a RST may carry the FIN's own
 // sequence number, RCV.NXT - 1 (Linux tcp_reset_check), and resets.
 func TestB40RSTAtFinSequenceInCloseWait(t *testing.T) {
-	h := newHarness(t)
-	h.handshake(h.listen(5))
-	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
-	h.expectAt(h.now()+delackNoData, seg{flags: flagACK, seq: 1, ack: 2})
+	h, _ := established(t)
+	h.peerCloses()
 	h.send(seg{flags: flagRST, seq: 1})
 	h.expectNone()
 	h.wantState("gone")
@@ -346,13 +281,8 @@ func TestB40RSTAtFinSequenceInCloseWait(t *testing.T) {
 // B37: TIME-WAIT is killed only by a RST exactly at RCV.NXT (Linux
 // tcp_timewait_state_process); one at RCV.NXT - 1 is ignored.
 func TestB37TimeWaitRSTMustBeExact(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
-	c.Close()
-	h.expect(seg{flags: flagACK | flagFIN, seq: 1, ack: 1})
-	h.send(seg{flags: flagACK | flagFIN, seq: 1, ack: 2})
-	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
-	h.wantState("TIME-WAIT")
+	h, c := established(t)
+	h.closeToTimeWait(c)
 	h.send(seg{flags: flagRST, seq: 1})
 	h.wantState("TIME-WAIT")
 	h.send(seg{flags: flagRST, seq: 2})
@@ -364,8 +294,7 @@ func TestB37TimeWaitRSTMustBeExact(t *testing.T) {
 // tcp_data_queue -> tcp_fin -> __tcp_ack_snd_check), so the ACK waits and
 // a prompt close sends one FIN|ACK.
 func TestB31DataAndFinInOneSegment(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagACK | flagPSH | flagFIN, seq: 1, ack: 1, data: []byte("response")})
 	h.expectNone()
 	io.ReadAll(c)
@@ -382,12 +311,8 @@ func TestB36ClosingToTimeWaitConsumesSegment(t *testing.T) {
 		{flags: flagFIN | flagACK, seq: 1, ack: 2}, // the peer's FIN again
 		{flags: flagACK, seq: 1, ack: 2, n: 2},     // bytes past its FIN
 	} {
-		h := newHarness(t)
-		c := h.handshake(h.listen(5))
-		h.activeClose(c)
-		h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
-		h.expect(seg{flags: flagACK, seq: 2, ack: 2})
-		h.wantState("CLOSING")
+		h, c := established(t)
+		h.closeToClosing(c)
 		h.send(last)
 		h.expectNone()
 		h.wantState("TIME-WAIT")
@@ -400,10 +325,7 @@ func TestB36ClosingToTimeWaitConsumesSegment(t *testing.T) {
 func TestB37TimeWaitReuseWithSynQueueFull(t *testing.T) {
 	h := newHarness(t)
 	c := h.handshake(h.listen(2))
-	h.activeClose(c)
-	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
-	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
-	h.wantState("TIME-WAIT")
+	h.closeToTimeWait(c)
 	h.fillSynQueue(2)
 	h.send(seg{flags: flagSYN, seq: 100})
 	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 101})

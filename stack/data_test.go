@@ -1,7 +1,6 @@
 package stack
 
 import (
-	"errors"
 	"io"
 	"syscall"
 	"testing"
@@ -13,34 +12,31 @@ import (
 // B20: out-of-order data is held and ACKed at once (duplicate ACK); when
 // the hole fills, everything is delivered in order and ACKed at once.
 func TestB20OutOfOrderReassembly(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagACK, seq: 4, ack: 1, data: []byte("def")})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, data: []byte("abc")})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 7})
-	h.wantRead(c, "abcdef")
+	wantRead(t, c, "abcdef")
 }
 
 // B20: a duplicate of data already received is ACKed at once and not
 // delivered twice.
 func TestB20DuplicateData(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, data: []byte("abc")})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 4})
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, data: []byte("abc")})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 4})
 	h.send(seg{flags: flagACK, seq: 2, ack: 1, data: []byte("bcdE")})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 6})
-	h.wantRead(c, "abcdE")
+	wantRead(t, c, "abcdE")
 }
 
 // B20: retransmission timeout: initial RTO 1 s, doubling (RFC 6298), the
 // data resent from SND.UNA; ETIMEDOUT after tcp_retries2.
 func TestB20RetransmissionBackoff(t *testing.T) {
-	h := newHarness(t, func(o *Options) { o.Retries2 = 4 })
-	c := h.handshake(h.listen(5)) // an instant handshake: RTO is the 200 ms minimum
+	h, c := established(t, func(o *Options) { o.Retries2 = 4 }) // an instant handshake: RTO is the 200 ms minimum
 	c.Write([]byte("data"))
 	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
 	// Doubling from 200 ms: 0.2, 0.6, 1.4, 3.0, 6.2 s. tcp_retries2=4
@@ -55,16 +51,13 @@ func TestB20RetransmissionBackoff(t *testing.T) {
 	h.advance(2 * time.Millisecond)
 	h.expectNone()
 	h.wantState("gone")
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
-		t.Fatalf("read error %v, want ETIMEDOUT", err)
-	}
+	wantReadErr(t, c, syscall.ETIMEDOUT)
 }
 
 // B20: three duplicate ACKs trigger fast retransmit of the first
 // unacknowledged segment, before any timeout.
 func TestB20FastRetransmit(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	const mss = 1460
 	c.Write(make([]byte, mss*5))
 	for i := 0; i < 5; i++ {
@@ -93,8 +86,7 @@ func TestB20FastRetransmit(t *testing.T) {
 // B21: the advertised window never exceeds free buffer; a zero window is
 // probed with backoff and the transfer resumes when it opens.
 func TestB21ZeroWindowProbe(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: zeroWin}) // window 0
 	c.Write([]byte("x"))
 	h.expectNone()
@@ -113,8 +105,7 @@ func TestB21ZeroWindowProbe(t *testing.T) {
 // B21: our window shrinks as unread data fills the buffer, reaches zero,
 // and an update is sent when the application reads.
 func TestB21ReceiveWindowTracksBuffer(t *testing.T) {
-	h := newHarness(t, func(o *Options) { o.RecvBuffer = 4000; o.WindowScaling = false })
-	c := h.handshake(h.listen(5))
+	h, c := established(t, func(o *Options) { o.RecvBuffer = 4000; o.WindowScaling = false })
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, n: 1000})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 1001, win: 3000})
 	h.send(seg{flags: flagACK, seq: 1001, ack: 1, n: 3000})
@@ -129,8 +120,7 @@ func TestB21ReceiveWindowTracksBuffer(t *testing.T) {
 // B22: quick ACKs at the start, then an ACK for every second full-sized
 // segment, or after the 40 ms delayed-ACK timer.
 func TestB22DelayedACK(t *testing.T) {
-	h := newHarness(t)
-	h.handshake(h.listen(5))
+	h, _ := established(t)
 	seq := uint32(1)
 	for i := 0; i < maxQuickACKs; i++ {
 		h.send(seg{flags: flagACK, seq: seq, ack: 1, n: 536})
@@ -153,8 +143,7 @@ func TestB22DelayedACK(t *testing.T) {
 
 // B22: an ACK rides on outgoing data when it can.
 func TestB22ACKRidesOnData(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	seq := uint32(1)
 	for i := 0; i < maxQuickACKs; i++ {
 		h.send(seg{flags: flagACK, seq: seq, ack: 1, n: 10})
@@ -173,13 +162,7 @@ func TestB22ACKRidesOnData(t *testing.T) {
 // B23: keepalive probes after the idle time, at the interval, then
 // ETIMEDOUT and a RST after the probe count.
 func TestB23Keepalive(t *testing.T) {
-	h := newHarness(t, func(o *Options) {
-		o.KeepaliveIdle, o.KeepaliveIntvl, o.KeepaliveProbes = 10*time.Second, 2*time.Second, 3
-	})
-	c := h.handshake(h.listen(5))
-	c.SetKeepAlive(true)
-	h.advance(10 * time.Second)
-	h.expect(seg{flags: flagACK, seq: 0, ack: 1})
+	h, c := keepaliveProbed(t, 3)               // -> the first probe at 10 s
 	h.send(seg{flags: flagACK, seq: 1, ack: 1}) // answered: idle again
 	h.advance(9 * time.Second)
 	h.expectNone()
@@ -189,9 +172,21 @@ func TestB23Keepalive(t *testing.T) {
 		h.advance(2 * time.Second)
 	}
 	h.expect(seg{flags: flagRST | flagACK, seq: 1, ack: 1})
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
-		t.Fatalf("read error %v, want ETIMEDOUT", err)
-	}
+	wantReadErr(t, c, syscall.ETIMEDOUT)
+}
+
+// keepaliveProbed is an established connection with SO_KEEPALIVE on (idle
+// 10 s, interval 2 s, the given probe count), left idle for 10 s: -> the
+// first probe, ACK 0 ack 1 (one below SND.NXT).
+func keepaliveProbed(t *testing.T, probes int) (*harness, *Conn) {
+	t.Helper()
+	h, c := established(t, func(o *Options) {
+		o.KeepaliveIdle, o.KeepaliveIntvl, o.KeepaliveProbes = 10*time.Second, 2*time.Second, probes
+	})
+	c.SetKeepAlive(true)
+	h.advance(10 * time.Second)
+	h.expect(seg{flags: flagACK, seq: 0, ack: 1})
+	return h, c
 }
 
 // The window offered never exceeds the receive buffer, whatever the peer's
@@ -268,8 +263,7 @@ func TestB21RoundedWindowEdgeIsHonoured(t *testing.T) {
 // B21: probes into a zero window that nobody answers end the connection
 // after tcp_retries2 of them (Linux tcp_probe_timer): ETIMEDOUT, no RST.
 func TestB21UnansweredProbesGiveUp(t *testing.T) {
-	h := newHarness(t, func(o *Options) { o.Retries2 = 3 })
-	c := h.handshake(h.listen(5))
+	h, c := established(t, func(o *Options) { o.Retries2 = 3 })
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: zeroWin})
 	c.Write([]byte("x"))
 	for _, at := range []time.Duration{200 * time.Millisecond, 600 * time.Millisecond, 1400 * time.Millisecond} {
@@ -280,16 +274,13 @@ func TestB21UnansweredProbesGiveUp(t *testing.T) {
 	h.advance(2 * time.Millisecond) // when the fourth probe would go
 	h.expectNone()                  // tcp_write_err sends nothing
 	h.wantState("gone")
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
-		t.Fatalf("read: %v, want ETIMEDOUT", err)
-	}
+	wantReadErr(t, c, syscall.ETIMEDOUT)
 }
 
 // B21: a peer that answers every probe, even with a zero window, keeps the
 // connection open for as long as it likes (RFC 1122 4.2.2.17).
 func TestB21AnsweredProbesGoOn(t *testing.T) {
-	h := newHarness(t, func(o *Options) { o.Retries2 = 3 })
-	c := h.handshake(h.listen(5))
+	h, c := established(t, func(o *Options) { o.Retries2 = 3 })
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: zeroWin})
 	c.Write([]byte("x"))
 	for i := 0; i < 20; i++ {
@@ -306,8 +297,7 @@ func TestB21AnsweredProbesGoOn(t *testing.T) {
 // probe backoff reaches the maximum RTO, answers or not (Linux
 // tcp_orphan_retries: an orphan must not pin its send buffer forever).
 func TestB21OrphanBehindZeroWindowGivesUp(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: zeroWin})
 	c.Write(make([]byte, 1000))
 	c.Close()
@@ -325,8 +315,7 @@ func TestB21OrphanBehindZeroWindowGivesUp(t *testing.T) {
 // (Linux tcp_ack_probe): a lost first segment is resent after the RTO, not
 // after minutes.
 func TestB21BackoffEndsWhenWindowOpens(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: zeroWin})
 	c.Write([]byte("x"))
 	for i := 0; i < 8; i++ {
@@ -350,8 +339,7 @@ func TestB20SsthreshOnRepeatedRTO(t *testing.T) {
 }
 
 func testSsthreshOnRepeatedRTO(t *testing.T, cc CongestionControl) {
-	h := newHarness(t, func(o *Options) { o.CongestionControl = cc })
-	c := h.handshake(h.listen(5))
+	h, c := established(t, func(o *Options) { o.CongestionControl = cc })
 	c.Write(make([]byte, 10*smss))
 	for i := 0; i < 10; i++ {
 		h.out()
@@ -379,8 +367,7 @@ func testSsthreshOnRepeatedRTO(t *testing.T, cc CongestionControl) {
 // RFC 6582 4.2: after a timeout, duplicate ACKs for what the RTO resends
 // do not start a fast retransmit.
 func TestB20NoFastRetransmitAfterRTO(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	c.Write(make([]byte, 4*smss))
 	for i := 0; i < 4; i++ {
 		h.out()
@@ -401,8 +388,7 @@ func TestB20NoFastRetransmitAfterRTO(t *testing.T) {
 // After 2^32 bytes SND.UNA equals the ISS again: that must not look like
 // the ACK of our SYN and shift the send queue by a byte.
 func TestSequenceWrapAtISS(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	data := make([]byte, 3*smss)
 	for i := range data {
 		data[i] = byte(i % 251)
@@ -424,8 +410,7 @@ func TestSequenceWrapAtISS(t *testing.T) {
 // A segment with none of ACK, RST and SYN is dropped unanswered in a
 // synchronized state (Linux SKB_DROP_REASON_TCP_FLAGS), and counted.
 func TestSegmentWithoutACKFlagDropped(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagPSH, seq: 1, data: []byte("hi")})
 	h.expectNone()
 	if h.s.Counter("tcp.drop.no_ack_flag") != 1 {

@@ -571,13 +571,7 @@ func fuzzSeeds() [][]byte {
 	synOpts := make([]byte, 40)
 	synOpts = synOpts[:header.PutSYNOptions(synOpts, 1460, 7, true, true, 100, 0)]
 	mssOnly := []byte{2, 4, 0x05, 0xb4}
-	const (
-		S = header.SYN
-		A = header.ACK
-		F = header.FIN
-		R = header.RST
-		P = header.PSH
-	)
+	const S, A, F, R, P = flagSYN, flagACK, flagFIN, flagRST, flagPSH
 	var seeds [][]byte
 	// Passive open, data, read, FIN both ways.
 	var s []byte

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -52,10 +53,10 @@ func newHarness(t testing.TB, tweak ...func(*Options)) *harness {
 	return &harness{t: t, s: s, link: link, clock: clock, port: 40000}
 }
 
+// seg describes a segment; seq and ack are relative unless raw is set.
 // zeroWin is a window field of 0 in a seg.
 const zeroWin = -1
 
-// seg describes a segment; seq and ack are relative unless raw is set.
 type seg struct {
 	flags uint8
 	seq   uint32
@@ -255,13 +256,21 @@ func (h *harness) listen(backlog int) *Listener {
 // accepted connection (no options: plain 20-byte headers throughout).
 func (h *harness) handshake(l *Listener) *Conn {
 	h.t.Helper()
-	h.passiveOpen()
+	h.threeWay(mssOpt)
 	h.expectNone()
 	c, err := l.AcceptTCP()
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	return c
+}
+
+// established is a new harness holding one ESTABLISHED connection, passively
+// opened on a backlog-5 listener and accepted (see handshake).
+func established(t testing.TB, tweak ...func(*Options)) (*harness, *Conn) {
+	t.Helper()
+	h := newHarness(t, tweak...)
+	return h, h.handshake(h.listen(5))
 }
 
 // state returns the state of the connection to the peer's current port.
@@ -281,39 +290,167 @@ func (h *harness) wantState(st string) {
 	}
 }
 
-// activeClose closes c, a connection that has sent and received nothing,
-// and checks its FIN (B30).
-func (h *harness) activeClose(c io.Closer) {
+// mssOpt is an MSS option of 1460 alone.
+var mssOpt = []byte{2, 4, 0x05, 0xb4}
+
+// threeWay plays the peer's side of a passive open on port 80: SYN (with
+// opts) -> SYN|ACK 0 ack 1 -> ACK 1 ack 1.
+func (h *harness) threeWay(opts []byte) {
+	h.t.Helper()
+	h.send(seg{flags: flagSYN, seq: 0, opts: opts})
+	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+}
+
+// The close helpers start from a fresh ESTABLISHED connection (nothing sent
+// or received since the handshake: both sides at relative sequence 1).
+
+// closeToFinWait1: close() -> FIN|ACK 1 ack 1; FIN-WAIT-1.
+func (h *harness) closeToFinWait1(c io.Closer) {
 	h.t.Helper()
 	c.Close()
 	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.wantState("FIN-WAIT-1")
 }
 
-// lastsExactly checks that the connection stays in state st until d has
-// passed, and is gone then, not a tick later.
-func (h *harness) lastsExactly(d time.Duration, st string) {
+// closeToFinWait2: close() -> FIN|ACK 1 ack 1; <- ACK 1 ack 2; FIN-WAIT-2.
+func (h *harness) closeToFinWait2(c io.Closer) {
+	h.t.Helper()
+	h.closeToFinWait1(c)
+	h.send(seg{flags: flagACK, seq: 1, ack: 2})
+	h.wantState("FIN-WAIT-2")
+}
+
+// closeToTimeWait: close() -> FIN|ACK 1 ack 1; <- FIN|ACK 1 ack 2 (the
+// peer's FIN and the ACK of ours) -> ACK 2 ack 2; TIME-WAIT.
+func (h *harness) closeToTimeWait(c io.Closer) {
+	h.t.Helper()
+	h.closeThenPeerFIN(c, 2, "TIME-WAIT")
+}
+
+// closeToClosing: close() -> FIN|ACK 1 ack 1; <- FIN|ACK 1 ack 1 (the
+// peer's FIN, ours not yet acked) -> ACK 2 ack 2; CLOSING.
+func (h *harness) closeToClosing(c io.Closer) {
+	h.t.Helper()
+	h.closeThenPeerFIN(c, 1, "CLOSING")
+}
+
+// closeThenPeerFIN: close() -> FIN|ACK 1 ack 1; <- FIN|ACK 1 ack (2 acks
+// our FIN, 1 does not) -> ACK 2 ack 2; then the connection is in st.
+func (h *harness) closeThenPeerFIN(c io.Closer, ack uint32, st string) {
+	h.t.Helper()
+	h.closeToFinWait1(c)
+	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: ack})
+	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
+	h.wantState(st)
+}
+
+// peerCloses: <- FIN|ACK 1 ack 1 -> ACK 1 ack 2, delayed one timer tick
+// (pingpong after a FIN, no data received: Linux's ato is 0); CLOSE-WAIT.
+func (h *harness) peerCloses() {
+	h.t.Helper()
+	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
+	h.expectAt(h.now()+delackNoData, seg{flags: flagACK, seq: 1, ack: 2})
+	h.wantState("CLOSE-WAIT")
+}
+
+// lastsFor checks that the connection stays in st for d from now (to the
+// millisecond), then is gone without sending anything.
+func (h *harness) lastsFor(d time.Duration, st string) {
 	h.t.Helper()
 	h.advance(d - time.Millisecond)
 	h.wantState(st)
 	h.advance(time.Millisecond)
 	h.wantState("gone")
+	h.expectNone()
 }
 
-// passiveOpen is the peer's side of a handshake with our listener on port
-// 80, with MSS alone (plain 20-byte headers throughout).
-func (h *harness) passiveOpen() {
-	h.t.Helper()
-	h.send(seg{flags: flagSYN, seq: 0, opts: []byte{2, 4, 0x05, 0xb4}})
-	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+// wantEOF checks that a read returns io.EOF itself.
+func wantEOF(t testing.TB, r io.Reader) {
+	t.Helper()
+	wantErr(t, "read", r.Read, io.EOF)
 }
 
-// wantRead reads once from c and checks it got want.
-func (h *harness) wantRead(c io.Reader, want string) {
-	h.t.Helper()
-	buf := make([]byte, len(want)+16)
-	n, _ := c.Read(buf)
-	if string(buf[:n]) != want {
-		h.t.Fatalf("read %q, want %q", buf[:n], want)
+// wantReadErr checks that a read fails with want.
+func wantReadErr(t testing.TB, r io.Reader, want error) {
+	t.Helper()
+	wantErr(t, "read", r.Read, want)
+}
+
+// wantWriteErr checks that a one-byte write fails with want.
+func wantWriteErr(t testing.TB, w io.Writer, want error) {
+	t.Helper()
+	wantErr(t, "write", w.Write, want)
+}
+
+// wantErr checks that op (a read or write of one byte) fails with want:
+// io.EOF exactly (readers test for it with ==), an errno anywhere in the
+// chain.
+func wantErr(t testing.TB, op string, f func([]byte) (int, error), want error) {
+	t.Helper()
+	_, err := f([]byte("x"))
+	if err != want && (want == io.EOF || !errors.Is(err, want)) {
+		t.Fatalf("%s: %v, want %v", op, err, want)
 	}
+}
+
+// tcpOptions parses the options of a segment the stack sent, failing on
+// malformed ones.
+func tcpOptions(t testing.TB, tcp header.TCP) header.TCPOptions {
+	t.Helper()
+	var o header.TCPOptions
+	if err := header.ParseTCPOptions(tcp.Options(), &o); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// sackBlocks is the SACK blocks a segment we sent carries, in order,
+// relative to the peer's ISN.
+func (h *harness) sackBlocks(tcp header.TCP) [][2]uint32 {
+	h.t.Helper()
+	o := tcpOptions(h.t, tcp)
+	var out [][2]uint32
+	for _, b := range o.SACK[:o.NumSACK] {
+		out = append(out, [2]uint32{b.Start - peerISN, b.End - peerISN})
+	}
+	return out
+}
+
+// expectSACK is expect(want), then checks that the segment carries exactly
+// the SACK blocks given (relative, in order; none for no SACK option).
+func (h *harness) expectSACK(want seg, blocks ...[2]uint32) header.TCP {
+	h.t.Helper()
+	tcp := h.expect(want)
+	if got := h.sackBlocks(tcp); fmt.Sprint(got) != fmt.Sprint(blocks) {
+		h.t.Fatalf("SACK blocks %v, want %v", got, blocks)
+	}
+	return tcp
+}
+
+// wantRead checks that one read returns want, all of it and no more, and
+// no error.
+func wantRead(t testing.TB, r io.Reader, want string) {
+	t.Helper()
+	buf := make([]byte, len(want)+16)
+	n, err := r.Read(buf)
+	if err != nil || string(buf[:n]) != want {
+		t.Fatalf("read %q, %v; want %q", buf[:n], err, want)
+	}
+}
+
+// tsHandshake opens a connection from a Linux client (timestamps from
+// TSval 1000, SACK, window scale) and accepts it: <- SYN TSval 1000 ->
+// SYN|ACK 0 ack 1 <- ACK 1 ack 1 TSval 1001.
+func (h *harness) tsHandshake() *Conn {
+	h.t.Helper()
+	l := h.listen(5)
+	h.send(seg{flags: flagSYN, seq: 0, opts: linuxSYNOpts(1000)})
+	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: tsOpts(1001, 0)})
+	c, err := l.AcceptTCP()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return c
 }

@@ -2,7 +2,6 @@ package stack
 
 import (
 	"encoding/binary"
-	"errors"
 	"net/netip"
 	"syscall"
 	"testing"
@@ -48,8 +47,7 @@ func TestICMPUnreachableFailsConnect(t *testing.T) {
 // why; SO_ERROR reads it earlier, once. An error about a sequence number
 // outside SND.UNA..SND.NXT is ignored.
 func TestICMPUnreachableIsSoftWhenOpen(t *testing.T) {
-	h := newHarness(t, func(o *Options) { o.Retries2 = 2 })
-	c := h.handshake(h.listen(5))
+	h, c := established(t, func(o *Options) { o.Retries2 = 2 })
 	c.Write([]byte("data"))
 	h.expect(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
 	h.icmpAbout(header.ICMPDestUnreach, 1, 0, 100) // out of window
@@ -61,9 +59,7 @@ func TestICMPUnreachableIsSoftWhenOpen(t *testing.T) {
 	h.expectAt(200*time.Millisecond, seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("data")})
 	h.advance(10 * time.Second)
 	h.wantState("gone")
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.EHOSTUNREACH) {
-		t.Fatalf("read after the timeout: %v, want EHOSTUNREACH (not ETIMEDOUT)", err)
-	}
+	wantReadErr(t, c, syscall.EHOSTUNREACH) // after the timeout, not ETIMEDOUT
 }
 
 // Fragmentation needed with next-hop MTU 1200: the MSS drops to 1160 and
@@ -85,8 +81,7 @@ func TestICMPFragNeededLowersMSS(t *testing.T) {
 	h.known = false // a new connection: learn its ISN
 	h.send(seg{flags: flagSYN, seq: 0, opts: []byte{2, 4, 0x05, 0xb4}})
 	synack := h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	var o header.TCPOptions
-	if header.ParseTCPOptions(synack.Options(), &o); o.MSS != 1460 {
+	if o := tcpOptions(t, synack); o.MSS != 1460 {
 		t.Fatalf("the SYN|ACK announces MSS %d, want the link's 1460", o.MSS)
 	}
 	h.send(seg{flags: flagACK, seq: 1, ack: 1})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -13,18 +14,11 @@ import (
 // Two sockets of one stack over the loopback path move 8 MB each way
 // intact, with the real clock and the stack's own goroutines (B20).
 func TestLoopbackBulkBothWays(t *testing.T) {
-	o := DefaultOptions()
-	o.Clock = timers.Real{}
-	s, err := New(NewMemLink(1500), o)
+	s, l, err := listenRealStack(":7")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	s.Start()
-	l, err := s.Listen("tcp", ":7")
-	if err != nil {
-		t.Fatal(err)
-	}
 	go func() {
 		c, err := l.Accept()
 		if err != nil {
@@ -54,4 +48,22 @@ func TestLoopbackBulkBothWays(t *testing.T) {
 		t.Fatalf("echoed %d bytes, content differs", len(got))
 	}
 	c.Close()
+}
+
+// listenRealStack starts a stack on a MemLink with the real clock and its
+// own goroutines, listening on addr; the loopback path joins its sockets.
+func listenRealStack(addr string) (*Stack, net.Listener, error) {
+	o := DefaultOptions()
+	o.Clock = timers.Real{}
+	s, err := New(NewMemLink(1500), o)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.Start()
+	l, err := s.Listen("tcp", addr)
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return s, l, nil
 }

@@ -5,22 +5,13 @@ import (
 	"testing"
 
 	"golang.org/x/net/nettest"
-
-	"ustack/timers"
 )
 
 // golang.org/x/net/nettest's conformance suite for net.Conn, on two
 // ustack sockets connected through the stack's loopback path.
 func TestNetConnConformance(t *testing.T) {
 	nettest.TestConn(t, func() (c1, c2 net.Conn, stop func(), err error) {
-		o := DefaultOptions()
-		o.Clock = timers.Real{}
-		s, err := New(NewMemLink(1500), o)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		s.Start()
-		l, err := s.Listen("tcp", ":0")
+		s, l, err := listenRealStack(":0")
 		if err != nil {
 			return nil, nil, nil, err
 		}

@@ -174,10 +174,7 @@ func TestOffloadedChecksumAccepted(t *testing.T) {
 	h.s.inject(pkt, true)
 	h.advance(delackMin)
 	h.expect(seg{flags: flagACK, seq: 1, ack: 6})
-	buf := make([]byte, 16)
-	if n, _ := c.Read(buf); string(buf[:n]) != "hello" {
-		t.Fatalf("read %q, want hello", buf[:n])
-	}
+	wantRead(t, c, "hello")
 }
 
 // A 64 KB segment from the kernel's TSO is taken whole and ACKed at once:

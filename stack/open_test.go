@@ -20,10 +20,7 @@ func TestB10PassiveOpenMirrorsOptions(t *testing.T) {
 	l := h.listen(5)
 	h.send(seg{flags: flagSYN, seq: 0, opts: linuxSYNOpts(100)})
 	synack := h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1, win: 65535})
-	var o header.TCPOptions
-	if err := header.ParseTCPOptions(synack.Options(), &o); err != nil {
-		t.Fatal(err)
-	}
+	o := tcpOptions(t, synack)
 	if !o.HasMSS || o.MSS != 1460 || !o.SACKPermitted || !o.HasTS || o.TSEcr != 100 || !o.HasWScale {
 		t.Fatalf("SYN|ACK options %+v: want mss 1460, sackOK, TS ecr 100, wscale", o)
 	}
@@ -60,9 +57,7 @@ func TestB10PassiveOpenNoOptions(t *testing.T) {
 func TestB11DataBeforeAccept(t *testing.T) {
 	h := newHarness(t)
 	l := h.listen(5)
-	h.send(seg{flags: flagSYN, seq: 0})
-	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+	h.threeWay(nil)
 	h.send(seg{flags: flagACK | flagPSH, seq: 1, ack: 1, data: []byte("hello")})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 6}) // quick ACK at start
 	for _, si := range h.s.Sockets() {
@@ -77,11 +72,7 @@ func TestB11DataBeforeAccept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 10)
-	n, err := c.Read(buf)
-	if err != nil || string(buf[:n]) != "hello" {
-		t.Fatalf("read %q, %v", buf[:n], err)
-	}
+	wantRead(t, c, "hello")
 }
 
 // B11: with the accept queue full (backlog+1), a new SYN is dropped
@@ -126,9 +117,7 @@ func TestB11AcceptQueueFull(t *testing.T) {
 func TestB12CloseListenerResetsQueue(t *testing.T) {
 	h := newHarness(t)
 	l := h.listen(5)
-	h.send(seg{flags: flagSYN, seq: 0})
-	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	h.send(seg{flags: flagACK, seq: 1, ack: 1})
+	h.threeWay(nil)
 	l.Close()
 	h.expect(seg{flags: flagRST | flagACK, seq: 1, ack: 1})
 	h.wantState("gone")
@@ -182,9 +171,7 @@ func TestB13ActiveOpen(t *testing.T) {
 	h := newHarness(t)
 	ch := h.dial(context.Background())
 	syn := h.activeExpect(seg{flags: flagSYN, seq: 0, ack: 0, raw: false})
-	var o header.TCPOptions
-	header.ParseTCPOptions(syn.Options(), &o)
-	if !o.HasMSS || !o.SACKPermitted || !o.HasTS || !o.HasWScale || len(syn.Options()) != 20 {
+	if o := tcpOptions(t, syn); !o.HasMSS || !o.SACKPermitted || !o.HasTS || !o.HasWScale || len(syn.Options()) != 20 {
 		t.Fatalf("SYN options %+v: want mss,sackOK,TS,nop,wscale", o)
 	}
 	h.activeSend(seg{flags: flagSYN | flagACK, seq: 0, ack: 1, opts: []byte{2, 4, 5, 0xb4}})
@@ -317,11 +304,7 @@ func TestB16SelfConnect(t *testing.T) {
 	if _, err := c.Write([]byte("self")); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 8)
-	n, err := c.Read(buf)
-	if err != nil || string(buf[:n]) != "self" {
-		t.Fatalf("read %q %v", buf[:n], err)
-	}
+	wantRead(t, c, "self")
 	seen = nil
 	c.Close()
 	if len(seen) != 2 || seen[0] != "F." || seen[1] != "." {

@@ -16,8 +16,7 @@ import (
 // An ACK covering our FIN after an RTO (which marked the FIN for sending
 // again) still acks it: FIN_WAIT_2, and no phantom FIN beyond the real one.
 func TestFinAckedAfterRTO(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	c.Write(make([]byte, 3000))
 	c.Close()
 	h.expect(seg{flags: flagACK, seq: 1, ack: 1, n: 1460})
@@ -34,8 +33,7 @@ func TestFinAckedAfterRTO(t *testing.T) {
 // Retransmissions stop at what was sent: with the window full, the fast
 // retransmit holds only sent bytes (an ACK for unsent ones would be refused).
 func TestRetransmitNeverBeyondSent(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: 1000})
 	c.Write(make([]byte, 2000))
 	h.expect(seg{flags: flagACK, seq: 1, ack: 1, n: 1000})
@@ -151,8 +149,7 @@ func TestCloseWakesEveryAccept(t *testing.T) {
 // Old data (ending before RCV.NXT) is ACKed every time: only segments
 // without data are rate limited (Linux tcp_oow_rate_limited).
 func TestOldDataAlwaysACKed(t *testing.T) {
-	h := newHarness(t)
-	h.handshake(h.listen(5))
+	h, _ := established(t)
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, n: 200})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 201})
 	for i := 0; i < 2; i++ {
@@ -163,13 +160,7 @@ func TestOldDataAlwaysACKed(t *testing.T) {
 
 // An out-of-window segment does not count as a sign of life for keepalive.
 func TestKeepaliveIgnoresOutOfWindow(t *testing.T) {
-	h := newHarness(t, func(o *Options) {
-		o.KeepaliveIdle, o.KeepaliveIntvl, o.KeepaliveProbes = 10*time.Second, 2*time.Second, 1
-	})
-	c := h.handshake(h.listen(5))
-	c.SetKeepAlive(true)
-	h.advance(10 * time.Second)
-	h.expect(seg{flags: flagACK, seq: 0, ack: 1}) // probe 1
+	h, _ := keepaliveProbed(t, 1) // -> probe 1 at 10 s
 	h.advance(time.Second)
 	h.send(seg{flags: flagACK, seq: 1 + 500000000, ack: 1}) // out of window
 	h.link.Outbound()

@@ -119,19 +119,10 @@ func TestDSACKForDuplicateData(t *testing.T) {
 	sackHandshake(h)
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, n: 100})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 101})
-	h.send(seg{flags: flagACK, seq: 1, ack: 1, n: 100}) // again
-	tcp := h.expect(seg{flags: flagACK, seq: 1, ack: 101})
-	var o header.TCPOptions
-	header.ParseTCPOptions(tcp.Options(), &o)
-	if o.NumSACK != 1 || o.SACK[0].Start != peerISN+1 || o.SACK[0].End != peerISN+101 {
-		t.Fatalf("ACK of a duplicate: SACK %+v, want D-SACK 1:101", o)
-	}
+	h.send(seg{flags: flagACK, seq: 1, ack: 1, n: 100})                    // again
+	h.expectSACK(seg{flags: flagACK, seq: 1, ack: 101}, [2]uint32{1, 101}) // D-SACK
 	h.send(seg{flags: flagACK, seq: 101, ack: 1, n: 10})
-	tcp = h.expect(seg{flags: flagACK, seq: 1, ack: 111})
-	header.ParseTCPOptions(tcp.Options(), &o)
-	if o.NumSACK != 0 {
-		t.Fatalf("the D-SACK was repeated: %+v", o)
-	}
+	h.expectSACK(seg{flags: flagACK, seq: 1, ack: 111}) // the D-SACK is not repeated
 }
 
 // RFC 2883: an out-of-order duplicate is reported as a D-SACK first, then
@@ -142,12 +133,8 @@ func TestDSACKForOutOfOrderDuplicate(t *testing.T) {
 	h.send(seg{flags: flagACK, seq: 1001, ack: 1, n: 2000})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
 	h.send(seg{flags: flagACK, seq: 1001, ack: 1, n: 1000})
-	tcp := h.expect(seg{flags: flagACK, seq: 1, ack: 1})
-	var o header.TCPOptions
-	header.ParseTCPOptions(tcp.Options(), &o)
-	if o.NumSACK != 2 || o.SACK[0].Start != peerISN+1001 || o.SACK[0].End != peerISN+2001 || o.SACK[1].End != peerISN+3001 {
-		t.Fatalf("SACK %+v, want D-SACK 1001:2001 then 1001:3001", o)
-	}
+	// The D-SACK first, then the block that holds it.
+	h.expectSACK(seg{flags: flagACK, seq: 1, ack: 1}, [2]uint32{1001, 2001}, [2]uint32{1001, 3001})
 }
 
 // A SACK block may reach our FIN's sequence number; going back after an RTO
@@ -182,21 +169,10 @@ func TestSACKBlockCoveringFIN(t *testing.T) {
 func TestSACKBlocksMostRecentFirst(t *testing.T) {
 	h := newHarness(t)
 	sackHandshake(h)
-	blocks := func(tcp header.TCP) [][2]uint32 {
-		var o header.TCPOptions
-		if err := header.ParseTCPOptions(tcp.Options(), &o); err != nil {
-			t.Fatal(err)
-		}
-		var out [][2]uint32
-		for _, b := range o.SACK[:o.NumSACK] {
-			out = append(out, [2]uint32{b.Start - peerISN, b.End - peerISN})
-		}
-		return out
-	}
 	var got [][2]uint32
 	for _, start := range []uint32{segAt(6), segAt(4), segAt(2)} { // a hole before each
 		h.send(seg{flags: flagACK, seq: start, ack: 1, n: smss})
-		got = blocks(h.expect(seg{flags: flagACK, seq: 1, ack: 1}))
+		got = h.sackBlocks(h.expect(seg{flags: flagACK, seq: 1, ack: 1}))
 	}
 	want := [][2]uint32{{segAt(2), segAt(3)}, {segAt(4), segAt(5)}, {segAt(6), segAt(7)}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -204,7 +180,7 @@ func TestSACKBlocksMostRecentFirst(t *testing.T) {
 	}
 	// Segment 5 joins the block of segment 4: that block comes first now.
 	h.send(seg{flags: flagACK, seq: segAt(5), ack: 1, n: smss})
-	got = blocks(h.expect(seg{flags: flagACK, seq: 1, ack: 1}))
+	got = h.sackBlocks(h.expect(seg{flags: flagACK, seq: 1, ack: 1}))
 	want = [][2]uint32{{segAt(4), segAt(7)}, {segAt(2), segAt(3)}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("SACK blocks %v, want %v", got, want)
@@ -222,13 +198,9 @@ func TestSACKBlocksRecencyPerBlock(t *testing.T) {
 		h.send(seg{flags: flagACK, seq: segAt(k), ack: 1, n: smss})
 		last = h.expect(seg{flags: flagACK, seq: 1, ack: 1})
 	}
-	var o header.TCPOptions
-	if err := header.ParseTCPOptions(last.Options(), &o); err != nil {
-		t.Fatal(err)
-	}
 	var got []int
-	for _, b := range o.SACK[:o.NumSACK] {
-		got = append(got, int((b.Start-peerISN-1)/smss+1))
+	for _, b := range h.sackBlocks(last) {
+		got = append(got, int((b[0]-1)/smss+1))
 	}
 	if want := "[2 25 30 20]"; fmt.Sprint(got) != want {
 		t.Fatalf("SACK blocks start at segments %v, want %s (newest first)", got, want)
@@ -240,15 +212,8 @@ func TestSACKBlocksRecencyPerBlock(t *testing.T) {
 // tcp_ack: tcp_replace_ts_recent, then tcp_fastretrans_alert).
 func TestFastRetransmitEchoesLatestTSval(t *testing.T) {
 	h := newHarness(t)
-	l := h.listen(5)
-	h.send(seg{flags: flagSYN, seq: 0, opts: linuxSYNOpts(1000)})
-	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: tsOpts(1001, 0)})
-	c, err := l.AcceptTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	const mss = 1448 // 1460 less the timestamp option
+	c := h.tsHandshake() // the peer's TSval is 1001
+	const mss = 1448     // 1460 less the timestamp option
 	c.Write(make([]byte, 6*mss))
 	for k := 0; k < 6; k++ {
 		h.out()
@@ -257,11 +222,7 @@ func TestFastRetransmitEchoesLatestTSval(t *testing.T) {
 		h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: tsOpts(ts, 0)})
 	}
 	rtx := h.expect(seg{flags: flagACK, seq: 1, ack: 1, n: mss})
-	var o header.TCPOptions
-	if err := header.ParseTCPOptions(rtx.Options(), &o); err != nil {
-		t.Fatal(err)
-	}
-	if o.TSEcr != 1004 {
+	if o := tcpOptions(t, rtx); o.TSEcr != 1004 {
 		t.Fatalf("fast retransmission echoes TSval %d, want 1004 (the third duplicate ACK's)", o.TSEcr)
 	}
 }

@@ -126,7 +126,7 @@ func TestSocketClosing(t *testing.T) {
 	if c.Closing() {
 		t.Fatal("closing while established")
 	}
-	h.activeClose(c)
+	h.closeToFinWait1(c)
 	if !c.Closing() {
 		t.Fatal("not closing in FIN-WAIT-1")
 	}

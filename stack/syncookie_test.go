@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"ustack/hashtable"
-	"ustack/stack/header"
 )
 
 // fillSynQueue sends backlog+1 SYNs from ports 41000... that are never
@@ -23,15 +22,6 @@ func (h *harness) fillSynQueue(backlog int) {
 	h.port, h.known = port, false
 }
 
-func synackOptions(t *testing.T, tcp header.TCP) header.TCPOptions {
-	t.Helper()
-	var o header.TCPOptions
-	if err := header.ParseTCPOptions(tcp.Options(), &o); err != nil {
-		t.Fatal(err)
-	}
-	return o
-}
-
 // B43: with the SYN queue full, a SYN gets a SYN|ACK whose ISN is a cookie
 // and whose TSval carries the peer's window scale and SACK-permitted; no
 // state is kept. The ACK that returns the cookie makes the connection, with
@@ -42,7 +32,7 @@ func TestB43SynCookieWithTimestamps(t *testing.T) {
 	h.fillSynQueue(2)
 	h.send(seg{flags: flagSYN, seq: 0, opts: linuxSYNOpts(100)}) // mss 1460, sackOK, TS, wscale 7
 	synack := h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1, win: 65535})
-	o := synackOptions(t, synack)
+	o := tcpOptions(t, synack)
 	if !o.HasMSS || o.MSS != 1460 || !o.SACKPermitted || !o.HasTS || o.TSEcr != 100 || !o.HasWScale {
 		t.Fatalf("cookie SYN|ACK options %+v: want mss 1460, sackOK, TS ecr 100, wscale", o)
 	}
@@ -91,7 +81,7 @@ func TestB43SynCookieWithoutTimestamps(t *testing.T) {
 	opts := []byte{2, 4, 0x05, 0x78, 1, 3, 3, 7} // mss 1400, nop, wscale 7
 	h.send(seg{flags: flagSYN, seq: 0, opts: opts})
 	synack := h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	if o := synackOptions(t, synack); !o.HasMSS || o.HasWScale || o.SACKPermitted || o.HasTS {
+	if o := tcpOptions(t, synack); !o.HasMSS || o.HasWScale || o.SACKPermitted || o.HasTS {
 		t.Fatalf("cookie SYN|ACK options %+v: want only mss", o)
 	}
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, win: 1000})

@@ -2,13 +2,12 @@ package stack
 
 import (
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"syscall"
 	"testing"
 	"time"
-
-	"ustack/stack/header"
 )
 
 // Per-socket TCP options (tcp(7)), each against the segments it changes.
@@ -34,7 +33,7 @@ func (h *harness) listenSocket(opts map[SockOpt]int) *Socket {
 // acceptSocket completes a passive open (no options) and accepts it.
 func (h *harness) acceptSocket(l *Socket) *Socket {
 	h.t.Helper()
-	h.passiveOpen()
+	h.threeWay(mssOpt)
 	c, err := l.Accept()
 	if err != nil {
 		h.t.Fatal(err)
@@ -53,9 +52,19 @@ func (h *harness) wantTimedOutAt(d time.Duration, c *Socket) {
 	h.advance(2 * time.Millisecond)
 	h.expectNone()
 	h.wantState("gone")
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
-		h.t.Fatalf("read: %v, want ETIMEDOUT", err)
-	}
+	wantReadErr(h.t, c, syscall.ETIMEDOUT)
+}
+
+// expectKeepalivesThenReset checks keepalive at idle 2 s, interval 1 s,
+// count 2 on an idle connection: probes (ACK 0 ack 1, one below SND.NXT)
+// at 2 s and 3 s, no answer, then RST|ACK 1 ack 1 at 4 s, and a read
+// fails with ETIMEDOUT.
+func (h *harness) expectKeepalivesThenReset(c io.Reader) {
+	h.t.Helper()
+	h.expectAt(2*time.Second, seg{flags: flagACK, seq: 0, ack: 1})
+	h.expectAt(3*time.Second, seg{flags: flagACK, seq: 0, ack: 1})
+	h.expectAt(4*time.Second, seg{flags: flagRST | flagACK, seq: 1, ack: 1})
+	wantReadErr(h.t, c, syscall.ETIMEDOUT)
 }
 
 func wantOption(t *testing.T, so *Socket, o SockOpt, want int) {
@@ -83,9 +92,8 @@ func TestTCPMaxSegCapsAnnouncedAndSentMSS(t *testing.T) {
 
 	h.send(seg{flags: flagSYN, seq: 0, opts: []byte{2, 4, 0x05, 0xb4}})
 	synack := h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	var o header.TCPOptions
-	if err := header.ParseTCPOptions(synack.Options(), &o); err != nil || !o.HasMSS || o.MSS != 1100 {
-		t.Fatalf("SYN|ACK MSS option %v %d (%v), want 1100", o.HasMSS, o.MSS, err)
+	if o := tcpOptions(t, synack); !o.HasMSS || o.MSS != 1100 {
+		t.Fatalf("SYN|ACK MSS option %v %d, want 1100", o.HasMSS, o.MSS)
 	}
 	h.send(seg{flags: flagACK, seq: 1, ack: 1})
 	c, err := l.Accept()
@@ -150,7 +158,8 @@ func TestTCPLinger2NegativeResetsOnFINACK(t *testing.T) {
 	c := h.acceptSocket(h.listenSocket(nil))
 	c.SetOption(OptLinger2, -1)
 	wantOption(t, c, OptLinger2, -1)
-	h.activeClose(c)
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
 	h.send(seg{flags: flagACK, seq: 1, ack: 2})
 	h.expect(seg{flags: flagRST, seq: 2, ack: 0, win: 0})
 	h.wantState("gone")
@@ -179,7 +188,8 @@ func TestTCPLinger2SetsFinWait2Time(t *testing.T) {
 	c.SetOption(OptLinger2, 500)
 	wantOption(t, c, OptLinger2, 120)
 	c.SetOption(OptLinger2, 2)
-	h.activeClose(c)
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
 	h.send(seg{flags: flagACK, seq: 1, ack: 2})
 	h.advance(2*time.Second - time.Millisecond)
 	h.wantState("FIN-WAIT-2")
@@ -205,12 +215,7 @@ func TestTCPKeepaliveSocketOptions(t *testing.T) {
 	c.SetOption(OptKeepIntvl, 1)
 	c.SetOption(OptKeepCnt, 2)
 	c.SetOption(OptKeepAlive, 1)
-	h.expectAt(2*time.Second, seg{flags: flagACK, seq: 0, ack: 1})
-	h.expectAt(3*time.Second, seg{flags: flagACK, seq: 0, ack: 1})
-	h.expectAt(4*time.Second, seg{flags: flagRST | flagACK, seq: 1, ack: 1})
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
-		t.Fatalf("read: %v, want ETIMEDOUT", err)
-	}
+	h.expectKeepalivesThenReset(c)
 }
 
 // TCP_SYNCNT replaces tcp_syn_retries for one connect(): with 1 (and the
@@ -262,10 +267,7 @@ func TestTCPDeferAcceptWaitsForData(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantOption(t, c, OptDeferAccept, 0)
-	buf := make([]byte, 8)
-	if n, _ := c.Read(buf); string(buf[:n]) != "late" {
-		t.Fatalf("read %q", buf[:n])
-	}
+	wantRead(t, c, "late")
 }
 
 // IP_LOCAL_PORT_RANGE narrows the ephemeral range of bind(port 0) and
@@ -337,8 +339,7 @@ func TestBindAddressNoPortDefersThePort(t *testing.T) {
 // and Count 2 the probes go at 2 s and 3 s of silence and the RST at 4 s;
 // out-of-range values are EINVAL in an *OpError.
 func TestConnSetKeepAliveConfig(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	if err := c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Count: 200}); !errors.Is(err, syscall.EINVAL) {
 		t.Fatalf("Count 200: %v, want EINVAL", err)
 	}
@@ -346,18 +347,12 @@ func TestConnSetKeepAliveConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Idle rounds up to 2 s, as Go's net package does.
-	h.expectAt(2*time.Second, seg{flags: flagACK, seq: 0, ack: 1})
-	h.expectAt(3*time.Second, seg{flags: flagACK, seq: 0, ack: 1})
-	h.expectAt(4*time.Second, seg{flags: flagRST | flagACK, seq: 1, ack: 1})
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
-		t.Fatalf("read: %v, want ETIMEDOUT", err)
-	}
+	h.expectKeepalivesThenReset(c)
 }
 
 // Conn.SetUserTimeout is TCP_USER_TIMEOUT for Go programs.
 func TestConnSetUserTimeout(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
+	h, c := established(t)
 	if err := c.SetUserTimeout(-time.Second); !errors.Is(err, syscall.EINVAL) {
 		t.Fatalf("negative: %v, want EINVAL", err)
 	}
@@ -369,9 +364,7 @@ func TestConnSetUserTimeout(t *testing.T) {
 	// 500 ms after the first retransmission: the next timer is cut to 700 ms.
 	h.advance(702*time.Millisecond - h.now())
 	h.expectNone()
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ETIMEDOUT) {
-		t.Fatalf("read: %v, want ETIMEDOUT", err)
-	}
+	wantReadErr(t, c, syscall.ETIMEDOUT)
 }
 
 // TCP_CORK holds a partial segment with nothing in flight until the probe

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"ustack/hashtable"
-	"ustack/stack/header"
 )
 
 // The RFC 9293 section 3.3.2 diagram, one test per transition not covered
@@ -117,9 +116,9 @@ func TestTransitionSynRecvClose(t *testing.T) {
 // FIN-WAIT-1 -> TIME-WAIT when one segment carries the peer's FIN and the
 // ACK of ours.
 func TestTransitionFinWait1ToTimeWait(t *testing.T) {
-	h := newHarness(t)
-	c := h.handshake(h.listen(5))
-	h.activeClose(c)
+	h, c := established(t)
+	c.Close()
+	h.expect(seg{flags: flagFIN | flagACK, seq: 1, ack: 1})
 	h.send(seg{flags: flagFIN | flagACK, seq: 1, ack: 2})
 	h.expect(seg{flags: flagACK, seq: 2, ack: 2})
 	h.wantState("TIME-WAIT")
@@ -139,11 +138,7 @@ func (h *harness) wantStateOf(e *endpoint, st string) {
 // answered with an ACK; its data is not accepted.
 func TestPAWSDropsOldTimestamp(t *testing.T) {
 	h := newHarness(t)
-	l := h.listen(5)
-	h.send(seg{flags: flagSYN, seq: 0, opts: linuxSYNOpts(1000)})
-	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
-	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: tsOpts(1001, 0)})
-	c, _ := l.AcceptTCP()
+	c := h.tsHandshake() // the peer's TSval is 1001
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: tsOpts(500, 0), data: []byte("old")})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 1})
 	h.s.mu.Lock()
@@ -154,9 +149,7 @@ func TestPAWSDropsOldTimestamp(t *testing.T) {
 	}
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, opts: tsOpts(1002, 0), data: []byte("new")})
 	tcp := h.expect(seg{flags: flagACK, seq: 1, ack: 4})
-	var o header.TCPOptions
-	header.ParseTCPOptions(tcp.Options(), &o)
-	if !o.HasTS || o.TSEcr != 1002 {
+	if o := tcpOptions(t, tcp); !o.HasTS || o.TSEcr != 1002 {
 		t.Fatalf("ACK echoes TS %+v, want ecr 1002", o)
 	}
 }
@@ -171,18 +164,9 @@ func TestSACKBlocksInACK(t *testing.T) {
 	h.expect(seg{flags: flagSYN | flagACK, seq: 0, ack: 1})
 	h.send(seg{flags: flagACK, seq: 1, ack: 1})
 	h.send(seg{flags: flagACK, seq: 101, ack: 1, n: 100})
-	tcp := h.expect(seg{flags: flagACK, seq: 1, ack: 1})
-	var o header.TCPOptions
-	header.ParseTCPOptions(tcp.Options(), &o)
-	if o.NumSACK != 1 || o.SACK[0].Start != peerISN+101 || o.SACK[0].End != peerISN+201 {
-		t.Fatalf("SACK blocks %+v, want one block 101:201", o)
-	}
+	h.expectSACK(seg{flags: flagACK, seq: 1, ack: 1}, [2]uint32{101, 201})
 	h.send(seg{flags: flagACK, seq: 301, ack: 1, n: 100})
-	tcp = h.expect(seg{flags: flagACK, seq: 1, ack: 1})
-	header.ParseTCPOptions(tcp.Options(), &o)
-	if o.NumSACK != 2 {
-		t.Fatalf("SACK blocks %+v, want two", o)
-	}
+	h.expectSACK(seg{flags: flagACK, seq: 1, ack: 1}, [2]uint32{301, 401}, [2]uint32{101, 201})
 	h.send(seg{flags: flagACK, seq: 1, ack: 1, n: 100})
 	h.expect(seg{flags: flagACK, seq: 1, ack: 201})
 }

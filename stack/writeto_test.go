@@ -86,8 +86,5 @@ func TestWriteToWriterErrorAndConcurrentRead(t *testing.T) {
 	if w.readN != 0 || !errors.Is(w.readErr, os.ErrDeadlineExceeded) {
 		t.Fatalf("Read while the writer held the bytes: %d, %v; want 0 and a deadline error", w.readN, w.readErr)
 	}
-	buf := make([]byte, 16)
-	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "llo" {
-		t.Fatalf("Read after WriteTo: %q, %v; want llo (the writer took he)", buf[:n], err)
-	}
+	wantRead(t, c, "llo") // after WriteTo: the writer took "he"
 }
