@@ -58,13 +58,14 @@ func tcpAddr(a hashtable.Addr, port uint16) *net.TCPAddr {
 	return &net.TCPAddr{IP: append(net.IP(nil), a[:]...), Port: int(port)}
 }
 
-// resolve parses "host:port" for network "tcp", "tcp4" or "tcp6" as Go's
-// net package does: host may be empty (the wildcard: :: for "tcp" on a
+// resolve parses "host:port" for network "tcp", "tcp4", "tcp6" (or the
+// same for "udp") as Go's net package does: host may be empty (the wildcard: :: for "tcp" on a
 // stack with IPv6, both families) or an IP literal of the network's
 // family; names are not resolved (the stack has no DNS).
 func (s *Stack) resolve(network, address string) (netip.AddrPort, error) {
+	proto, family := network[:min(3, len(network))], network[min(3, len(network)):]
 	switch network {
-	case "tcp", "tcp4", "tcp6":
+	case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6":
 	default:
 		return netip.AddrPort{}, net.UnknownNetworkError(network)
 	}
@@ -72,12 +73,12 @@ func (s *Stack) resolve(network, address string) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
-	p, err := net.LookupPort("tcp", port)
+	p, err := net.LookupPort(proto, port)
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
 	a := netip.IPv4Unspecified()
-	if network == "tcp6" || network == "tcp" && s.has6 {
+	if family == "6" || family == "" && s.has6 {
 		a = netip.IPv6Unspecified()
 	}
 	if host != "" {
@@ -85,10 +86,10 @@ func (s *Stack) resolve(network, address string) (netip.AddrPort, error) {
 			return netip.AddrPort{}, &net.AddrError{Err: "not an IP address (ustack resolves no names)", Addr: host}
 		}
 		a = a.WithZone("")
-		if is4 := a.Unmap().Is4(); network == "tcp4" && !is4 || network == "tcp6" && is4 && !a.Is4In6() {
+		if is4 := a.Unmap().Is4(); family == "4" && !is4 || family == "6" && is4 && !a.Is4In6() {
 			return netip.AddrPort{}, &net.AddrError{Err: "address of the wrong family for " + network, Addr: host}
 		}
-		if a.Is4In6() && network != "tcp6" {
+		if a.Is4In6() && family != "6" {
 			a = a.Unmap()
 		}
 	}

@@ -88,6 +88,14 @@ const (
 	cntICMP6Ignored
 	cntICMP6ErrorsSent
 	cntICMPRateLimited
+	cntUDPIn
+	cntUDPOut
+	cntUDPMalformed
+	cntUDPNoChecksum
+	cntUDPChecksum
+	cntUDPNoPort
+	cntUDPRcvBufErrors
+	cntUDPPortUnreachSent
 	numCounters
 )
 
@@ -173,6 +181,14 @@ var counterNames = [numCounters]string{
 	cntICMP6Ignored:        "icmp6.drop.ignored",
 	cntICMP6ErrorsSent:     "icmp6.errors_sent",
 	cntICMPRateLimited:     "icmp.errors_rate_limited",
+	cntUDPIn:               "udp.in",
+	cntUDPOut:              "udp.out",
+	cntUDPMalformed:        "udp.drop.malformed",
+	cntUDPNoChecksum:       "udp.drop.no_checksum_ipv6",
+	cntUDPChecksum:         "udp.drop.checksum",
+	cntUDPNoPort:           "udp.no_port",
+	cntUDPRcvBufErrors:     "udp.drop.rcvbuf_full",
+	cntUDPPortUnreachSent:  "udp.port_unreachable_sent",
 }
 
 // init catches a counter added without a name.

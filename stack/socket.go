@@ -36,6 +36,8 @@ type Socket struct {
 	v6only    bool   // IPV6_V6ONLY: a :: socket takes no IPv4
 	l         *listener
 	e         *endpoint
+	u         *udpSock // a UDP socket's, once bound
+	isUDP     bool
 	ev        waiter // made by Changed, for callers that poll
 	closed    bool
 }
@@ -98,7 +100,9 @@ func (so *Socket) bindLocked(addr netip.AddrPort) error {
 	if err := so.claimPort(a, addr.Port()); err != nil {
 		return err
 	}
-	s.bound[so.owner] = so
+	if !so.isUDP {
+		s.bound[so.owner] = so
+	}
 	return nil
 }
 
@@ -120,17 +124,30 @@ func (so *Socket) claimPort(a hashtable.Addr, port uint16) error {
 	s := so.s
 	owner := s.newOwner()
 	entry := hashtable.BindEntry{Owner: owner, Addr: a, ReuseAddr: so.reuseAddr, V6Only: so.v6only}
+	table := so.ports()
 	if port == 0 {
 		lo, hi := so.portBounds()
 		var err error
-		if port, err = s.bind.EphemeralBindIn(lo, hi, entry); err != nil {
+		if port, err = table.EphemeralBindIn(lo, hi, entry); err != nil {
 			return err
 		}
-	} else if err := s.bind.Bind(entry, port); err != nil {
+	} else if err := table.Bind(entry, port); err != nil {
 		return err
 	}
 	so.owner, so.addr, so.port = owner, a, port
+	if so.isUDP {
+		so.u.local, so.u.port = a, port
+		s.udp[port] = append(s.udp[port], so.u)
+	}
 	return nil
+}
+
+// ports is the bind table of the socket's protocol.
+func (so *Socket) ports() *hashtable.Bind {
+	if so.isUDP {
+		return so.s.bindUDP
+	}
+	return so.s.bind
 }
 
 // portBounds is the ephemeral range for this socket: the stack's, narrowed
@@ -151,6 +168,8 @@ func (so *Socket) listenLocked(backlog int) error {
 		return err
 	}
 	switch {
+	case so.isUDP:
+		return syscall.EOPNOTSUPP // listen(2) on a datagram socket
 	case so.e != nil:
 		return syscall.EINVAL
 	case so.l != nil:
@@ -187,6 +206,9 @@ func (so *Socket) connectLocked(addr netip.AddrPort) error {
 	s := so.s
 	if err := so.usable(); err != 0 {
 		return err
+	}
+	if so.isUDP {
+		return so.udpConnect(addr)
 	}
 	switch {
 	case so.l != nil:
@@ -447,6 +469,8 @@ func (so *Socket) closeLocked() error {
 		so.l.closeLocked(now)
 	case so.e != nil:
 		so.e.closeLocked(now)
+	case so.isUDP:
+		so.udpClose()
 	case so.owner != 0:
 		s.bind.Unbind(so.owner, so.port)
 		delete(s.bound, so.owner)
@@ -494,6 +518,16 @@ func (so *Socket) Events() Events {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var ev Events
+	if so.isUDP {
+		ev = EventOut // a datagram socket can always send
+		if u := so.u; len(u.queue) > 0 || u.softErr != 0 {
+			ev |= EventIn
+		}
+		if so.u.softErr != 0 {
+			ev |= EventErr
+		}
+		return ev
+	}
 	if l := so.l; l != nil {
 		if len(l.acceptQ) > 0 {
 			ev |= EventIn

@@ -268,6 +268,9 @@ func (so *Socket) setOptionLocked(opt SockOpt, val int) error {
 		}
 	case OptRcvBuf:
 		so.opts.rcvBufSize = max(2*val, 2048)
+		if so.u != nil {
+			so.u.limit = so.opts.rcvBufSize // B72: datagrams past it are dropped
+		}
 	case OptSndBuf:
 		so.opts.sndBufSize = max(2*val, 4608)
 	case OptMaxSeg:

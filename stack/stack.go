@@ -87,7 +87,9 @@ type Stack struct {
 
 	est     *hashtable.Established[*endpoint]
 	lis     *hashtable.Listeners[*listener]
-	bind    *hashtable.Bind
+	bind    *hashtable.Bind // TCP's ports
+	bindUDP *hashtable.Bind // UDP's, a separate space
+	udp     map[uint16][]*udpSock
 	nextID  hashtable.OwnerID
 	bound   map[hashtable.OwnerID]*Socket // bound-only sockets, for ss
 	isnSeed maphash.Seed
@@ -166,6 +168,8 @@ func New(link Link, opts Options) (*Stack, error) {
 		est:        hashtable.NewEstablished[*endpoint](),
 		lis:        hashtable.NewListeners[*listener](),
 		bind:       hashtable.NewBind(seed, opts.LocalPortRange[0], opts.LocalPortRange[1]),
+		bindUDP:    hashtable.NewBind(seed, opts.LocalPortRange[0], opts.LocalPortRange[1]),
+		udp:        make(map[uint16][]*udpSock),
 		bound:      make(map[hashtable.OwnerID]*Socket),
 		isnSeed:    maphash.MakeSeed(),
 		cookieSeed: maphash.MakeSeed(),
@@ -178,6 +182,7 @@ func New(link Link, opts Options) (*Stack, error) {
 	}
 	s.mu.s = s
 	s.transports[header.ProtoTCP] = tcpProtocol{s}
+	s.transports[header.ProtoUDP] = udpProtocol{s}
 	s.epoch = s.clock.Now()
 	return s, nil
 }

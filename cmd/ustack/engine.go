@@ -47,6 +47,20 @@ func (e ustackEngine) Bind(addr netip.AddrPort) (io.Closer, error) {
 	return b, nil
 }
 
+// ListenUDP binds a UDP socket (the udp services; ustack's engine only).
+func (e ustackEngine) ListenUDP(addr netip.AddrPort) (net.PacketConn, error) {
+	c, err := e.Stack.ListenUDP(addr)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// udpEngine is an engine that carries UDP.
+type udpEngine interface {
+	ListenUDP(addr netip.AddrPort) (net.PacketConn, error)
+}
+
 var (
 	_ engine = ustackEngine{}
 	_ engine = (*gvisor.Stack)(nil)

@@ -272,19 +272,25 @@ type serveSpec struct {
 func (s serveSpec) String() string { return s.Kind + ":" + strconv.Itoa(int(s.Port)) }
 
 // parseServes parses every --serve value and rejects two services on one
-// port (the second would fail to bind after the first had started).
+// port of one protocol (the second would fail to bind after the first had
+// started); TCP and UDP ports are separate.
 func parseServes(vals []string) ([]serveSpec, error) {
 	var out []serveSpec
-	byPort := map[uint16]string{}
+	type key struct {
+		udp  bool
+		port uint16
+	}
+	byPort := map[key]string{}
 	for _, v := range vals {
 		s, err := parseServe(v)
 		if err != nil {
 			return nil, err
 		}
-		if prev, ok := byPort[s.Port]; ok {
+		k := key{strings.HasPrefix(s.Kind, "udp"), s.Port}
+		if prev, ok := byPort[k]; ok {
 			return nil, fmt.Errorf("--serve %s: port %d is already used by --serve %s", v, s.Port, prev)
 		}
-		byPort[s.Port] = v
+		byPort[k] = v
 		out = append(out, s)
 	}
 	return out, nil

@@ -37,9 +37,43 @@ var services = map[string]startFunc{
 	"noaccept":  startNoAccept,
 	"closer":    startCloser,
 	"halfclose": startHalfClose,
+	"udp-echo":  startUDPEcho,
 }
 
-var serviceOrder = []string{"echo", "discard", "source", "http", "bound", "noaccept", "closer", "halfclose"}
+// startUDPEcho sends each datagram back to its sender (B70's counterpart:
+// a UDP port with a socket).
+func startUDPEcho(env *serviceEnv, addr netip.AddrPort) (io.Closer, error) {
+	ue, ok := env.eng.(udpEngine)
+	if !ok {
+		return nil, fmt.Errorf("udp-echo needs --engine ustack (this engine has no UDP)")
+	}
+	pc, err := ue.ListenUDP(addr)
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				if !errors.Is(err, net.ErrClosed) {
+					env.log.Printf("udp-echo: %v", err)
+				}
+				return
+			}
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+	return closerFunc(func() error {
+		err := pc.Close()
+		<-done
+		return err
+	}), nil
+}
+
+var serviceOrder = []string{"echo", "discard", "source", "http", "bound", "noaccept", "closer", "halfclose", "udp-echo"}
 
 func serviceKindNames() []string { return serviceOrder }
 

@@ -12,6 +12,7 @@ const (
 	ICMPv4MinSize = 8
 	ProtoICMP     = 1
 	ProtoTCP      = 6
+	ProtoUDP      = 17
 )
 
 // IPv4 flag and fragment-offset bits in bytes 6-7 (RFC 791 section 3.1).

@@ -1,0 +1,68 @@
+package integration
+
+import (
+	"errors"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestUDPClients: kernel UDP clients against the daemon (B70): nc -u and a
+// Go socket are echoed by udp-echo over IPv4 and IPv6, and a datagram to a
+// port with no socket comes back as ICMP port unreachable, which a
+// connected kernel socket reads as ECONNREFUSED on its next call.
+func TestUDPClients(t *testing.T) {
+	t.Parallel()
+	needTool(t, "nc")
+	ns := newNS(t)
+	d := startDaemon(t, ns, "--serve", "udp-echo:7", "--serve", "echo:7")
+	for _, addr := range []string{stackIP, stackIP6} {
+		out, errOut, err := runIn(ns, 15*time.Second, "sh", "-c", "printf 'hello over udp\\n' | nc -u -w 1 "+addr+" 7")
+		if err != nil || out != "hello over udp\n" {
+			d.fatalf("nc -u %s 7: %v: %q %s", addr, err, out, errOut)
+		}
+	}
+	err := ns.Do(func() error {
+		c, err := net.Dial("udp4", stackIP+":7")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return err
+		}
+		buf := make([]byte, 16)
+		n, err := c.Read(buf)
+		if err != nil || string(buf[:n]) != "ping" {
+			return errors.Join(errors.New("no echo: "+string(buf[:n])), err)
+		}
+		closed, err := net.Dial("udp4", stackIP+":9")
+		if err != nil {
+			return err
+		}
+		defer closed.Close()
+		closed.SetDeadline(time.Now().Add(5 * time.Second))
+		closed.Write([]byte("anyone?"))
+		_, err = closed.Read(buf)
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return errors.New("read after a datagram to a closed port: " + errString(err) + ", want ECONNREFUSED")
+		}
+		return nil
+	})
+	if err != nil {
+		d.fatalf("%v", err)
+	}
+	if !strings.Contains(d.stderr.String(), "serving udp-echo on") {
+		d.errorf("the daemon did not log udp-echo")
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "no error"
+	}
+	return err.Error()
+}
