@@ -37,6 +37,8 @@
 //	rtt.go       the RTT estimator and RTO
 //	timers.go    the connection's timers
 //	tcperr.go    TCP's response to ICMP errors
+//	udp.go       UDP: demultiplexing, sending, port unreachable, the datagram socket
+//	udpconn.go   net.PacketConn (UDPConn) over the socket core
 //	seqnum.go    sequence-number arithmetic
 //	buffer.go    the byte rings of the send and receive buffers
 //	socket.go    the socket core: Socket
