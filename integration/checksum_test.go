@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"ustack/internal/inetsum"
 	"ustack/netns"
 )
 
@@ -17,20 +18,6 @@ var (
 	kernelAddr = [4]byte{10, 0, 0, 1}
 	stackAddr  = [4]byte{10, 0, 0, 2}
 )
-
-// csum is the Internet checksum of b with an initial sum.
-func csum(b []byte, sum uint32) uint16 {
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
-}
 
 // tcpCsum is the TCP checksum of seg from src to dst (RFC 9293 3.1: over
 // the pseudo-header too).
@@ -44,7 +31,7 @@ func tcpCsum(src, dst [4]byte, seg []byte) uint16 {
 	for i := 0; i < len(pseudo); i += 2 {
 		sum += uint32(binary.BigEndian.Uint16(pseudo[i:]))
 	}
-	return csum(seg, sum)
+	return inetsum.Checksum(seg, sum)
 }
 
 // synSegment is a bare TCP SYN from 10.0.0.1:sport to 10.0.0.2:80 with a
@@ -76,7 +63,7 @@ func ipPacket(tcp []byte, bad bool) []byte {
 	p[9] = unix.IPPROTO_TCP
 	copy(p[12:], kernelAddr[:])
 	copy(p[16:], stackAddr[:])
-	c := csum(p[:20], 0)
+	c := inetsum.Checksum(p[:20], 0)
 	if bad {
 		c ^= 0x5a5a
 	}
@@ -252,14 +239,14 @@ func TestMalformedCounted(t *testing.T) {
 		pkt := ipPacket(payload, false)
 		pkt[9] = proto
 		pkt[10], pkt[11] = 0, 0
-		binary.BigEndian.PutUint16(pkt[10:], csum(pkt[:20], 0))
+		binary.BigEndian.PutUint16(pkt[10:], inetsum.Checksum(pkt[:20], 0))
 		return pkt
 	}
 	fragment := func() []byte {
 		pkt := ipPacket(synSegment(42002, false), false)
 		pkt[6] = 0x20 // MF: the first of several fragments
 		pkt[10], pkt[11] = 0, 0
-		binary.BigEndian.PutUint16(pkt[10:], csum(pkt[:20], 0))
+		binary.BigEndian.PutUint16(pkt[10:], inetsum.Checksum(pkt[:20], 0))
 		return pkt
 	}
 	badOffset := func() []byte {

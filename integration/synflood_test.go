@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"ustack/internal/inetsum"
 )
 
 // spoofedSYN is an IPv4 packet carrying a SYN from src:sport to
@@ -20,7 +22,7 @@ func spoofedSYN(src [4]byte, sport uint16) []byte {
 	p[9] = unix.IPPROTO_TCP
 	copy(p[12:], src[:])
 	copy(p[16:], stackAddr[:])
-	binary.BigEndian.PutUint16(p[10:], csum(p[:20], 0))
+	binary.BigEndian.PutUint16(p[10:], inetsum.Checksum(p[:20], 0))
 	tcp := p[20:]
 	binary.BigEndian.PutUint16(tcp[0:], sport)
 	binary.BigEndian.PutUint16(tcp[2:], 80)

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"ustack/internal/inetsum"
 	"ustack/netns"
 )
 
@@ -192,19 +193,7 @@ func readUntil(t *testing.T, d *Device, match func([]byte) bool) []byte {
 	}
 }
 
-func checksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return ^uint16(s)
-}
+func checksum(b []byte) uint16 { return inetsum.Checksum(b, 0) }
 
 func ipv4(src, dst netip.Addr, proto byte, payload []byte) []byte {
 	p := make([]byte, 20+len(payload))
