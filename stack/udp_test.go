@@ -18,32 +18,36 @@ import (
 // UDP packet in, packet out (B70-B72): the peer is 10.0.0.1 (fd00::1 over
 // IPv6), the stack 10.0.0.2 (fd00::2).
 
-// udp4 is a datagram from the peer's sport to the stack's dport, with its
-// checksum (or none, when zeroSum).
-func udp4(sport, dport uint16, data string, zeroSum bool) []byte {
+// udpBytes builds a UDP header and data from the peer's sport to the
+// stack's dport, with the checksum for pseudo (none when zeroSum).
+func udpBytes(sport, dport uint16, data string, pseudo func(n int) uint32, zeroSum bool) []byte {
 	u := make([]byte, udpHeaderLen+len(data))
 	binary.BigEndian.PutUint16(u[0:], sport)
 	binary.BigEndian.PutUint16(u[2:], dport)
 	binary.BigEndian.PutUint16(u[4:], uint16(len(u)))
 	copy(u[udpHeaderLen:], data)
 	if !zeroSum {
-		header.SetChecksumAt(u, 6, header.PseudoHeaderSum(peerAddr, stackAddr, header.ProtoUDP, len(u)))
+		header.SetChecksumAt(u, 6, pseudo(len(u)))
 	}
+	return u
+}
+
+// udp4 is a datagram over IPv4 from the peer (10.0.0.1).
+func udp4(sport, dport uint16, data string, zeroSum bool) []byte {
+	u := udpBytes(sport, dport, data, func(n int) uint32 {
+		return header.PseudoHeaderSum(peerAddr, stackAddr, header.ProtoUDP, n)
+	}, zeroSum)
 	pkt := make([]byte, header.IPv4MinSize+len(u))
 	header.EncodeIPv4(pkt, header.IPv4Fields{TotalLen: len(pkt), TTL: 64, Protocol: header.ProtoUDP, Src: peerAddr, Dst: stackAddr})
 	copy(pkt[header.IPv4MinSize:], u)
 	return pkt
 }
 
+// udp6 is a datagram over IPv6 from the peer (fd00::1).
 func udp6(sport, dport uint16, data string, zeroSum bool) []byte {
-	u := make([]byte, udpHeaderLen+len(data))
-	binary.BigEndian.PutUint16(u[0:], sport)
-	binary.BigEndian.PutUint16(u[2:], dport)
-	binary.BigEndian.PutUint16(u[4:], uint16(len(u)))
-	copy(u[udpHeaderLen:], data)
-	if !zeroSum {
-		header.SetChecksumAt(u, 6, header.PseudoHeaderSum6(peer6.As16(), stack6.As16(), header.ProtoUDP, len(u)))
-	}
+	u := udpBytes(sport, dport, data, func(n int) uint32 {
+		return header.PseudoHeaderSum6(peer6.As16(), stack6.As16(), header.ProtoUDP, n)
+	}, zeroSum)
 	return pkt6(stack6, header.ProtoUDP, 64, u)
 }
 
