@@ -58,6 +58,16 @@ func TestUDPClients(t *testing.T) {
 	if !strings.Contains(d.stderr.String(), "serving udp-echo on") {
 		d.errorf("the daemon did not log udp-echo")
 	}
+	// ustack ss -u lists the UDP sockets like ss -uan; plain ss keeps to TCP.
+	out, errOut, err := runIn(ns, 10*time.Second, ustackBin, "ss", "-u", "--ctl", d.ctl)
+	if err != nil || !strings.Contains(out, "UNCONN") || !strings.Contains(out, stackIP+":7 ") || !strings.Contains(out, "["+stackIP6+"]:7 ") {
+		d.errorf("ustack ss -u: %v %s\n%s", err, errOut, out)
+	}
+	for _, l := range d.sockets() {
+		if l.State == "UNCONN" && strings.HasSuffix(l.Local, ":7") {
+			d.errorf("plain ustack ss lists a UDP socket: %+v", l)
+		}
+	}
 }
 
 func errString(err error) string {

@@ -45,7 +45,23 @@ func (s *Stack) Sockets() []SocketInfo {
 		}
 		out = append(out, si)
 	}
+	for i := range out {
+		out[i].Proto = "tcp"
+	}
+	for _, list := range s.udp {
+		for _, u := range list {
+			si := SocketInfo{Proto: "udp", State: "UNCONN", RecvQ: u.queued,
+				Local: addrPort(u.local, u.port), Peer: netip.AddrPortFrom(netip.IPv4Unspecified(), 0)}
+			if u.connected {
+				si.State, si.Peer = "ESTAB", u.remote // as ss -uan shows a connected socket
+			}
+			out = append(out, si)
+		}
+	}
 	sort.Slice(out, func(i, j int) bool {
+		if out[i].Proto != out[j].Proto {
+			return out[i].Proto < out[j].Proto
+		}
 		if c := out[i].Local.Compare(out[j].Local); c != 0 {
 			return c < 0
 		}
@@ -77,6 +93,7 @@ func (s *Stack) String() string { return fmt.Sprintf("ustack %v mtu %d", s.opts.
 
 // SocketInfo is one line of `ustack ss`.
 type SocketInfo struct {
+	Proto       string `json:",omitempty"` // "tcp" or "udp" ("" from engines that know only TCP)
 	State       string // ss's names: UNCONN, LISTEN, SYN-SENT, ESTAB, ...
 	RecvQ       int    // bytes received and not yet read (LISTEN: accept queue length)
 	SendQ       int    // bytes not yet acknowledged (LISTEN: backlog)

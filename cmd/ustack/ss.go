@@ -11,15 +11,18 @@ import (
 	"ustack/stack"
 )
 
-// cmdSS is "ustack ss [--ctl PATH] [--stats]": the daemon's sockets like
-// ss -tan, and with --stats its counters after them.
+// cmdSS is "ustack ss [--ctl PATH] [-t] [-u] [--stats]": the daemon's
+// sockets like ss -tan (TCP, the default), ss -uan (-u) or both (-t -u),
+// and with --stats its counters after them.
 func cmdSS(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ustack ss", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	ctl := fs.String("ctl", "", "control socket `PATH` of the daemon (default: the only socket in "+ctlDir+")")
 	stats := fs.Bool("stats", false, "also print the stack's counters")
+	tcp := fs.Bool("t", false, "TCP sockets (the default)")
+	udp := fs.Bool("u", false, "UDP sockets, like ss -uan")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: ustack ss [--ctl PATH] [--stats]\n\nLists the daemon's sockets like ss -tan.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: ustack ss [--ctl PATH] [-t] [-u] [--stats]\n\nLists the daemon's sockets like ss -tan (-u: ss -uan).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -42,7 +45,16 @@ func cmdSS(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ustack ss: %v\n", err)
 		return 1
 	}
-	writeSockets(stdout, resp.Sockets)
+	if !*udp {
+		*tcp = true
+	}
+	var shown []stack.SocketInfo
+	for _, s := range resp.Sockets {
+		if isUDP := s.Proto == "udp"; isUDP && *udp || !isUDP && *tcp {
+			shown = append(shown, s)
+		}
+	}
+	writeSockets(stdout, shown)
 	if *stats {
 		var st ctlResponse
 		if err := ctlCall(path, ctlRequest{Op: "stats"}, &st); err != nil {
