@@ -646,5 +646,12 @@ func fuzzSeeds() [][]byte {
 	seeds = append(seeds, raw6(header.ProtoHopByHop, append([]byte{header.ProtoDstOpts, 0, 1, 4, 0, 0, 0, 0, header.ProtoRouting, 0, 0xc5, 0, 0, 0, 0, 0, header.ProtoICMPv6, 0, 0, 0, 0, 0, 0, 0}, echo6...)))
 	seeds = append(seeds, raw6(header.ProtoFragment, append([]byte{header.ProtoICMPv6, 0, 0, 9, 0, 0, 0, 7}, echo6...)))
 	seeds = append(seeds, raw6(200, make([]byte, 16)))
+	// UDP to a port nobody has (B70), over both families.
+	udp := []byte{0x13, 0x88, 0, 53, 0, 12, 0, 0, 'd', 'n', 's', '?'}
+	dg := make([]byte, header.IPv4MinSize+len(udp))
+	header.EncodeIPv4(dg, header.IPv4Fields{TotalLen: len(dg), TTL: 64, Protocol: header.ProtoUDP, Src: fzPeer, Dst: fzStack})
+	copy(dg[header.IPv4MinSize:], udp)
+	seeds = append(seeds, append([]byte{0, byte(len(dg))}, dg...))
+	seeds = append(seeds, raw6(header.ProtoUDP, udp))
 	return seeds
 }
