@@ -76,3 +76,40 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+// TestNCUDP: ustack nc -u sends each chunk of its input as a datagram from
+// the stack to a kernel UDP socket and prints what comes back, over IPv4
+// and IPv6; to a kernel port with no socket it reports the refusal.
+func TestNCUDP(t *testing.T) {
+	t.Parallel()
+	ns := newNS(t)
+	d := startDaemon(t, ns)
+	for _, addr := range []string{kernelIP, "fd00::1"} {
+		var pc net.PacketConn
+		if err := ns.Do(func() (err error) {
+			pc, err = net.ListenPacket("udp", net.JoinHostPort(addr, "9100"))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				n, from, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				pc.WriteTo(append([]byte("echo "), buf[:n]...), from)
+			}
+		}()
+		out, errOut, code := d.nc("datagram\n", 15*time.Second, "-u", "-q", "1", addr, "9100")
+		pc.Close()
+		if code != 0 || out != "echo datagram\n" {
+			d.fatalf("ustack nc -u %s 9100: exit %d, stdout %q, stderr %q", addr, code, out, errOut)
+		}
+	}
+	_, errOut, code := d.nc("anyone?\n", 15*time.Second, "-u", "-q", "2", kernelIP, "9101")
+	if code != 1 || !strings.Contains(errOut, "refused") {
+		d.errorf("ustack nc -u to a closed kernel port: exit %d, stderr %q; want the refusal", code, errOut)
+	}
+}

@@ -49,6 +49,17 @@ func (s *Stack) DialUDP(laddr, raddr netip.AddrPort) (*UDPConn, error) {
 	return newUDPConn(so), nil
 }
 
+// Connect sets the peer the socket sends to by default and hears only from
+// (connect(2) on a UDP socket); the zero AddrPort dissolves it.
+func (c *UDPConn) Connect(raddr netip.AddrPort) error {
+	return c.so.locked(func() error {
+		if err := c.so.udpConnect(raddr); err != nil {
+			return c.err("connect", net.UDPAddrFromAddrPort(raddr), err)
+		}
+		return nil
+	})
+}
+
 // UDPConn is a UDP socket.
 type UDPConn struct {
 	so   *Socket

@@ -50,6 +50,8 @@ type ncRequest struct {
 	TimeoutMS int64  `json:"timeout_ms,omitempty"`
 	// Scan (nc -z): connect, report, and close at once, sending nothing.
 	Scan bool `json:"scan,omitempty"`
+	// UDP (nc -u): datagrams; each chunk of input is one.
+	UDP bool `json:"udp,omitempty"`
 }
 
 const (
@@ -191,9 +193,70 @@ func ncServe(st *stack.Stack, req ncRequest, ctl net.Conn, r *bufio.Reader) {
 	<-sent
 }
 
+// ncConn is what nc relays: a TCP connection, or a connected UDP socket.
+type ncConn interface {
+	io.ReadWriteCloser
+	CloseWrite() error
+	LocalAddr() net.Addr
+	RemoteAddr() net.Addr
+}
+
+// udpNC is a connected UDP socket as nc relays it: no FIN to send, and the
+// first datagram of a listening nc -u given back to the first read.
+type udpNC struct {
+	*stack.UDPConn
+	first []byte
+}
+
+func (u *udpNC) CloseWrite() error { return nil }
+
+func (u *udpNC) Read(p []byte) (int, error) {
+	if u.first != nil {
+		n := copy(p, u.first)
+		u.first = nil
+		return n, nil
+	}
+	return u.UDPConn.Read(p)
+}
+
+// ncOpenUDP is nc -u: a socket connected to the remote, or (-l) bound and
+// connected to whoever sends the first datagram, as netcat does.
+func ncOpenUDP(ctx context.Context, st *stack.Stack, req ncRequest, local netip.AddrPort, listening func(local string)) (ncConn, error) {
+	if !req.Listen {
+		remote, err := netip.ParseAddrPort(req.Remote)
+		if err != nil {
+			return nil, err
+		}
+		c, err := st.DialUDP(local, remote)
+		if err != nil {
+			return nil, err
+		}
+		return &udpNC{UDPConn: c}, nil
+	}
+	c, err := st.ListenUDP(local)
+	if err != nil {
+		return nil, err
+	}
+	listening(c.LocalAddr().String())
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetReadDeadline(dl)
+	}
+	buf := make([]byte, 65536)
+	n, from, err := c.ReadFromUDPAddrPort(buf)
+	if err == nil {
+		err = c.Connect(from)
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetReadDeadline(time.Time{})
+	return &udpNC{UDPConn: c, first: buf[:n:n]}, nil
+}
+
 // ncOpen connects, or listens (telling listening the local address) and
 // accepts one connection.
-func ncOpen(st *stack.Stack, req ncRequest, listening func(local string)) (*stack.Conn, error) {
+func ncOpen(st *stack.Stack, req ncRequest, listening func(local string)) (ncConn, error) {
 	ctx := context.Background()
 	if req.TimeoutMS > 0 {
 		var cancel context.CancelFunc
@@ -206,6 +269,9 @@ func ncOpen(st *stack.Stack, req ncRequest, listening func(local string)) (*stac
 		if local, err = netip.ParseAddrPort(req.Local); err != nil {
 			return nil, err
 		}
+	}
+	if req.UDP {
+		return ncOpenUDP(ctx, st, req, local, listening)
 	}
 	if req.Listen {
 		ln, err := st.ListenTCP(local, 1)
@@ -234,7 +300,11 @@ func ncOpen(st *stack.Stack, req ncRequest, listening func(local string)) (*stac
 	if err != nil {
 		return nil, err
 	}
-	return st.DialTCP(ctx, local, remote)
+	c, err := st.DialTCP(ctx, local, remote)
+	if err != nil {
+		return nil, err // not a nil *stack.Conn in an interface
+	}
+	return c, nil
 }
 
 // cmdNC is the client: `ustack nc [flags] HOST PORT...` or
@@ -255,9 +325,6 @@ func runNC(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch {
-	case o.UDP:
-		fmt.Fprintln(stderr, "ustack nc: -u: UDP is not supported yet (TCP only)")
-		return 2
 	case o.IPv6 && o.Host != "" && !isIPv6Literal(o.Host):
 		fmt.Fprintf(stderr, "ustack nc: -6: %s is not an IPv6 address (ustack nc resolves no names)\n", o.Host)
 		return 2
@@ -270,7 +337,7 @@ func runNC(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if o.Scan {
 		return ncScan(path, o, stderr)
 	}
-	req := ncRequest{Op: "nc", Listen: o.Listen}
+	req := ncRequest{Op: "nc", Listen: o.Listen, UDP: o.UDP}
 	if o.Listen {
 		host := o.Host
 		switch {

@@ -22,7 +22,7 @@ import (
 )
 
 const ncUsage = `usage: ustack nc [--ctl PATH] [-4dNnvz] [-p LPORT] [-q SECS] [-s LADDR] [-w SECS] HOST PORT...
-       ustack nc [--ctl PATH] [-46dNnv] [-q SECS] -l [-s LADDR] [-p PORT | [LADDR] PORT]`
+       ustack nc [--ctl PATH] [-46dNnuv] [-q SECS] -l [-s LADDR] [-p PORT | [LADDR] PORT]`
 
 const ncHelp = ncUsage + `
 
@@ -39,6 +39,7 @@ netcat-openbsd:
   -p PORT     local port (with -l: the port to listen on)
   -q SECS     after the end of standard input, wait SECS, then quit (implies -N)
   -s ADDR     local address
+  -u          UDP: each chunk of input is a datagram (-l: to the first sender)
   -v          say when the connection is up (or received, with -l)
   -w SECS     give up connecting after SECS (not with -l, as in nc)
   -z          scan: connect to each PORT (N, N-M or a service name), send nothing
@@ -53,7 +54,7 @@ type ncOptions struct {
 	Shutdown  bool          // -N, or -q SECS with SECS >= 0
 	NoStdin   bool          // -d
 	IPv6      bool          // -6: IPv6 only
-	UDP       bool          // -u (not supported)
+	UDP       bool          // -u: datagrams
 	LocalAddr string        // -s; "" for any
 	LocalPort int           // -p; 0 for none
 	Wait      time.Duration // -w; 0 for none. Ignored with -l, as nc ignores it

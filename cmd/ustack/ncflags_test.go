@@ -137,7 +137,7 @@ func TestNCUsageExit(t *testing.T) {
 		{[]string{"-Y", "10.0.0.2", "7"}, 2, []string{"ustack nc: invalid option -- 'Y'\n", "usage: ustack nc"}},
 		{[]string{"-w", "x", "10.0.0.2", "7"}, 2, []string{"timeout invalid: x", "usage: ustack nc"}},
 		{[]string{"10.0.0.2"}, 2, []string{"missing port number", "usage: ustack nc"}},
-		{[]string{"-u", "10.0.0.2", "7"}, 2, []string{"UDP is not supported"}},
+		{[]string{"-6", "10.0.0.2", "7"}, 2, []string{"-6: 10.0.0.2 is not an IPv6 address"}},
 		{[]string{"-h"}, 0, []string{"usage: ustack nc", "-w SECS"}},
 	} {
 		var stdout, stderr bytes.Buffer
