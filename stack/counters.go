@@ -96,6 +96,7 @@ const (
 	cntUDPNoPort
 	cntUDPRcvBufErrors
 	cntUDPPortUnreachSent
+	cntPingOut
 	numCounters
 )
 
@@ -189,6 +190,7 @@ var counterNames = [numCounters]string{
 	cntUDPNoPort:           "udp.no_port",
 	cntUDPRcvBufErrors:     "udp.drop.rcvbuf_full",
 	cntUDPPortUnreachSent:  "udp.port_unreachable_sent",
+	cntPingOut:             "ping.echo_requests_sent",
 }
 
 // init catches a counter added without a name.

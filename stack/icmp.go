@@ -156,6 +156,11 @@ func (s *Stack) icmpInput(now time.Time, ip header.IPv4) {
 	}
 	switch header.ICMPv4(msg).Type() {
 	case header.ICMPEchoRequest:
+	case header.ICMPEchoReply:
+		if !s.pingDeliver(hashtable.AddrFrom4(ip.Src()), msg, false) {
+			s.inc(cntICMPIgnored) // no ping socket has that identifier
+		}
+		return
 	case header.ICMPDestUnreach, header.ICMPTimeExceeded, header.ICMPParamProblem:
 		s.icmpError(now, msg)
 		return

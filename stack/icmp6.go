@@ -56,6 +56,10 @@ func (s *Stack) icmp6Input(now time.Time, ip header.IPv6, src hashtable.Addr, ms
 	switch typ := msg[0]; typ {
 	case header.ICMPv6EchoRequest:
 		s.echoReply6(src, msg)
+	case header.ICMPv6EchoReply:
+		if !s.pingDeliver(src, msg, true) {
+			s.inc(cntICMP6Ignored)
+		}
 	case header.ICMPv6DestUnreach, header.ICMPv6PacketTooBig, header.ICMPv6TimeExceeded, header.ICMPv6ParamProblem:
 		s.icmp6ErrorInput(now, msg)
 	case header.ICMPv6MLDQuery, header.ICMPv6MLDReport, header.ICMPv6MLDDone, header.ICMPv6MLDv2Report,

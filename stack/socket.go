@@ -36,8 +36,10 @@ type Socket struct {
 	v6only    bool   // IPV6_V6ONLY: a :: socket takes no IPv4
 	l         *listener
 	e         *endpoint
-	u         *udpSock // a UDP socket's, once bound
+	u         *udpSock // a UDP (or ping) socket's datagram side
 	isUDP     bool
+	isPing    bool // a ping socket (ping.go): the port is the echo identifier
+	pingV6    bool
 	ev        waiter // made by Changed, for callers that poll
 	closed    bool
 }
@@ -135,7 +137,11 @@ func (so *Socket) claimPort(a hashtable.Addr, port uint16) error {
 		return err
 	}
 	so.owner, so.addr, so.port = owner, a, port
-	if so.isUDP {
+	switch {
+	case so.isPing:
+		so.u.local, so.u.port, so.u.v6 = a, port, so.pingV6
+		s.pings[port] = append(s.pings[port], so.u)
+	case so.isUDP:
 		so.u.local, so.u.port = a, port
 		s.udp[port] = append(s.udp[port], so.u)
 	}
@@ -144,6 +150,9 @@ func (so *Socket) claimPort(a hashtable.Addr, port uint16) error {
 
 // ports is the bind table of the socket's protocol.
 func (so *Socket) ports() *hashtable.Bind {
+	if so.isPing {
+		return so.s.bindPing
+	}
 	if so.isUDP {
 		return so.s.bindUDP
 	}

@@ -87,14 +87,16 @@ type Stack struct {
 
 	transports [256]transport // by IP protocol number
 
-	est     *hashtable.Established[*endpoint]
-	lis     *hashtable.Listeners[*listener]
-	bind    *hashtable.Bind // TCP's ports
-	bindUDP *hashtable.Bind // UDP's, a separate space
-	udp     map[uint16][]*udpSock
-	nextID  hashtable.OwnerID
-	bound   map[hashtable.OwnerID]*Socket // bound-only sockets, for ss
-	isnSeed maphash.Seed
+	est      *hashtable.Established[*endpoint]
+	lis      *hashtable.Listeners[*listener]
+	bind     *hashtable.Bind // TCP's ports
+	bindUDP  *hashtable.Bind // UDP's, a separate space
+	udp      map[uint16][]*udpSock
+	bindPing *hashtable.Bind // ping sockets' echo identifiers
+	pings    map[uint16][]*udpSock
+	nextID   hashtable.OwnerID
+	bound    map[hashtable.OwnerID]*Socket // bound-only sockets, for ss
+	isnSeed  maphash.Seed
 	// cookieSeed keys SYN cookies (B43), apart from the ISNs'.
 	cookieSeed maphash.Seed
 
@@ -172,6 +174,8 @@ func New(link Link, opts Options) (*Stack, error) {
 		bind:       hashtable.NewBind(seed, opts.LocalPortRange[0], opts.LocalPortRange[1]),
 		bindUDP:    hashtable.NewBind(seed, opts.LocalPortRange[0], opts.LocalPortRange[1]),
 		udp:        make(map[uint16][]*udpSock),
+		bindPing:   hashtable.NewBind(seed, 1, 65535),
+		pings:      make(map[uint16][]*udpSock),
 		bound:      make(map[hashtable.OwnerID]*Socket),
 		isnSeed:    maphash.MakeSeed(),
 		cookieSeed: maphash.MakeSeed(),

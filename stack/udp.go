@@ -40,6 +40,7 @@ type udpSock struct {
 	limit     int
 	softErr   syscall.Errno // an ICMP error for a connected socket, reported once
 	rdWait    cond
+	v6        bool // a ping socket's family
 }
 
 // udpDatagram is one received datagram and where it came from.
@@ -303,13 +304,17 @@ func (so *Socket) sendToLocked(p []byte, to netip.AddrPort) (int, error) {
 		to = u.remote
 	}
 	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
-	if to.Port() == 0 {
+	if to.Port() == 0 && !so.isPing {
 		return 0, syscall.EINVAL
 	}
 	if err := so.udpAutobind(); err != nil {
 		return 0, err
 	}
-	if err := so.s.udpSend(u, to, p); err != nil {
+	send := so.s.udpSend
+	if so.isPing {
+		send = func(_ *udpSock, to netip.AddrPort, p []byte) error { return so.s.pingSend(so, to, p) }
+	}
+	if err := send(u, to, p); err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -341,8 +346,12 @@ func (so *Socket) recvFromLocked(p []byte, peek bool) (int, netip.AddrPort, erro
 func (so *Socket) udpClose() {
 	s, u := so.s, so.u
 	if so.owner != 0 {
-		s.bindUDP.Unbind(so.owner, so.port)
-		list := s.udp[so.port]
+		so.ports().Unbind(so.owner, so.port)
+		table := s.udp
+		if so.isPing {
+			table = s.pings
+		}
+		list := table[so.port]
 		for i, x := range list {
 			if x == u {
 				list = append(list[:i], list[i+1:]...)
@@ -350,9 +359,9 @@ func (so *Socket) udpClose() {
 			}
 		}
 		if len(list) == 0 {
-			delete(s.udp, so.port)
+			delete(table, so.port)
 		} else {
-			s.udp[so.port] = list
+			table[so.port] = list
 		}
 	}
 	u.queue, u.queued = nil, 0
