@@ -39,6 +39,7 @@
 //	tcperr.go    TCP's response to ICMP errors
 //	udp.go       UDP: demultiplexing, sending, port unreachable, the datagram socket
 //	udpconn.go   net.PacketConn (UDPConn) over the socket core
+//	ping.go      ping sockets (SOCK_DGRAM, IPPROTO_ICMP and ICMPV6)
 //	seqnum.go    sequence-number arithmetic
 //	buffer.go    the byte rings of the send and receive buffers
 //	socket.go    the socket core: Socket
