@@ -144,20 +144,26 @@ const (
 	icmpMsgsBurst  = 50
 )
 
+// icmpBucket is the token bucket of icmpAllow.
+type icmpBucket struct {
+	tokens int       // errors that may go now
+	at     time.Time // when it was last refilled
+}
+
 // icmpAllow is icmp_global_allow: one token per error sent, refilled at
 // icmpMsgsPerSec up to icmpMsgsBurst. A refusal is counted.
 func (s *Stack) icmpAllow(now time.Time) bool {
-	if s.icmpAt.IsZero() {
-		s.icmpTokens, s.icmpAt = icmpMsgsBurst, now
+	if s.icmpLimit.at.IsZero() {
+		s.icmpLimit.tokens, s.icmpLimit.at = icmpMsgsBurst, now
 	}
-	if refill := int(now.Sub(s.icmpAt) * icmpMsgsPerSec / time.Second); refill > 0 {
-		s.icmpTokens = min(s.icmpTokens+refill, icmpMsgsBurst)
-		s.icmpAt = now
+	if refill := int(now.Sub(s.icmpLimit.at) * icmpMsgsPerSec / time.Second); refill > 0 {
+		s.icmpLimit.tokens = min(s.icmpLimit.tokens+refill, icmpMsgsBurst)
+		s.icmpLimit.at = now
 	}
-	if s.icmpTokens == 0 {
+	if s.icmpLimit.tokens == 0 {
 		s.inc(cntICMPRateLimited)
 		return false
 	}
-	s.icmpTokens--
+	s.icmpLimit.tokens--
 	return true
 }

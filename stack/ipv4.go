@@ -100,9 +100,9 @@ func (s *Stack) linkOutput(pkt []byte, dst hashtable.Addr, gso int) {
 		return
 	}
 	var b []byte
-	free := &s.txFree
+	free := &s.tx.free
 	if len(pkt) > s.mtu {
-		free = &s.txFreeB
+		free = &s.tx.freeB
 	}
 	if n := len(*free); n > 0 {
 		b = (*free)[n-1]
@@ -112,7 +112,7 @@ func (s *Stack) linkOutput(pkt []byte, dst hashtable.Addr, gso int) {
 	} else {
 		b = make([]byte, 0, s.mtu)
 	}
-	s.txq = append(s.txq, txPacket{b: append(b, pkt...), gso: gso})
+	s.tx.q = append(s.tx.q, txPacket{b: append(b, pkt...), gso: gso})
 }
 
 func (s *Stack) loopback(pkt []byte) {

@@ -35,6 +35,14 @@ type OffloadLink interface {
 	GSOMaxSize() int
 }
 
+// txQueue holds the packets for the link while the lock is held; Unlock
+// writes them (see stackLock), one flusher at a time so that order is kept.
+type txQueue struct {
+	q, spare    []txPacket
+	free, freeB [][]byte // MTU-sized and GSO-sized buffers
+	flushing    bool
+}
+
 // txPacket is a packet waiting for the link; gso > 0 is the MSS the link
 // cuts it into (OffloadLink.WriteGSO).
 type txPacket struct {
@@ -60,13 +68,13 @@ func (l *stackLock) Unlock() {
 	for {
 		// Our own packets first (B16): what they make joins the queue.
 		s.drainLoopLocked()
-		if s.flushing || len(s.txq) == 0 {
+		if s.tx.flushing || len(s.tx.q) == 0 {
 			l.mu.Unlock()
 			return
 		}
-		s.flushing = true
-		batch := s.txq
-		s.txq = s.txSpare[:0]
+		s.tx.flushing = true
+		batch := s.tx.q
+		s.tx.q = s.tx.spare[:0]
 		l.mu.Unlock()
 		for _, p := range batch {
 			// A write error (link gone, buffer full) is a lost packet:
@@ -80,16 +88,16 @@ func (l *stackLock) Unlock() {
 		l.mu.Lock()
 		for i, p := range batch {
 			if cap(p.b) > s.mtu {
-				if len(s.txFreeB) < txFreeBMax {
-					s.txFreeB = append(s.txFreeB, p.b[:0])
+				if len(s.tx.freeB) < txFreeBMax {
+					s.tx.freeB = append(s.tx.freeB, p.b[:0])
 				}
-			} else if len(s.txFree) < txFreeMax {
-				s.txFree = append(s.txFree, p.b[:0])
+			} else if len(s.tx.free) < txFreeMax {
+				s.tx.free = append(s.tx.free, p.b[:0])
 			}
 			batch[i] = txPacket{}
 		}
-		s.txSpare = batch[:0]
-		s.flushing = false
+		s.tx.spare = batch[:0]
+		s.tx.flushing = false
 	}
 }
 

@@ -80,11 +80,10 @@ type Stack struct {
 	addr6 hashtable.Addr // our IPv6 address, when has6
 	has6  bool
 
-	icmpTokens int       // ICMP errors we may send now (icmp6.go, icmpAllow)
-	icmpAt     time.Time // when the bucket was last refilled
-	mtu        int
-	epoch      time.Time // origin of TCP timestamps
-	timers     timers.Queue
+	icmpLimit icmpBucket // ICMP errors we may send (icmp6.go, icmpAllow)
+	mtu       int
+	epoch     time.Time // origin of TCP timestamps
+	timers    timers.Queue
 
 	transports [256]transport // by IP protocol number
 
@@ -110,21 +109,15 @@ type Stack struct {
 	txBuf    []byte // scratch for building one outgoing packet
 	ipID     uint16
 
-	// Packets for the link wait here while the lock is held; Unlock writes
-	// them (see stackLock), one flusher at a time so that order is kept.
-	txq      []txPacket
-	txSpare  []txPacket
-	txFree   [][]byte // MTU-sized buffers
-	txFreeB  [][]byte // GSO-sized buffers
-	flushing bool
+	tx txQueue // packets for the link (link.go)
+
+	pmtu map[hashtable.Addr]pmtuEntry // learned path MTUs (icmp.go)
 
 	// The timer loop sleeps until timerAt and is woken only for a timer
 	// due before that. A stopped timer does not wake it: it wakes for
 	// nothing at most once per deadline (Linux leaves a cleared
 	// retransmit timer armed the same way, inet_csk_clear_xmit_timer),
 	// instead of once per ACK that stops the RTO.
-	pmtu map[hashtable.Addr]pmtuEntry // learned path MTUs (icmp.go)
-
 	timerAt   time.Time
 	wake      chan struct{} // timer loop: a timer is due before timerAt
 	done      chan struct{}
