@@ -113,3 +113,25 @@ func TestNCUDP(t *testing.T) {
 		d.errorf("ustack nc -u to a closed kernel port: exit %d, stderr %q; want the refusal", code, errOut)
 	}
 }
+
+// TestDNSDig: dig, the kernel's resolver client, asks the daemon's dns
+// service over both families and reads the stack's own addresses back;
+// another name is NXDOMAIN.
+func TestDNSDig(t *testing.T) {
+	t.Parallel()
+	needTool(t, "dig")
+	ns := newNS(t)
+	d := startDaemon(t, ns, "--serve", "dns:53")
+	for _, server := range []string{stackIP, stackIP6} {
+		for _, q := range []struct{ typ, want string }{{"A", stackIP}, {"AAAA", stackIP6}} {
+			out, errOut, err := runIn(ns, 15*time.Second, "dig", "+short", "+tries=2", "+time=2", "@"+server, "ustack", q.typ)
+			if err != nil || strings.TrimSpace(out) != q.want {
+				d.errorf("dig @%s ustack %s: %v: %q, want %q %s", server, q.typ, err, out, q.want, errOut)
+			}
+		}
+		out, errOut, err := runIn(ns, 15*time.Second, "dig", "+tries=2", "+time=2", "@"+server, "example.com", "A")
+		if err != nil || !strings.Contains(out, "status: NXDOMAIN") || !strings.Contains(out, " aa") {
+			d.errorf("dig @%s example.com: %v: want an authoritative NXDOMAIN:\n%s%s", server, err, out, errOut)
+		}
+	}
+}

@@ -26,6 +26,7 @@ tc          iproute2            test
 nc          netcat-openbsd      demo test
 curl        curl                demo test
 ping        iputils-ping        demo test
+dig         dnsutils            test
 python3     python3             demo
 awk         mawk                demo
 nft         nftables            test
@@ -44,7 +45,8 @@ capsh       libcap2-bin         all
 /etc/ssl/certs/ca-certificates.crt ca-certificates all
 '
 # Why: ip (iproute2) makes every namespace, ss and tc look inside them; nc,
-# curl and ping are the kernel clients of the demo, the lab and the tests;
+# curl and ping are the kernel clients of the demo, the lab and the tests
+# (dig the DNS client of the tests);
 # python3 checks the demo's download; nft drops packets in the tests;
 # tcpdump and tshark read --pcap files and the wire; chromium is the
 # browser test; setpriv runs a client without root's capabilities; gcc

@@ -110,7 +110,7 @@ func TestRunFlagErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--serve", "foo:1"}, `unknown service kind "foo" (want echo, discard, source, http, bound, noaccept, closer, halfclose, udp-echo)`},
+		{[]string{"--serve", "foo:1"}, `unknown service kind "foo" (want echo, discard, source, http, bound, noaccept, closer, halfclose, udp-echo, dns)`},
 		{[]string{"--serve", "echo"}, "want KIND:PORT"},
 		{[]string{"--serve", "echo:0"}, `bad port "0"`},
 		{[]string{"--serve", "echo:65536"}, `bad port "65536"`},

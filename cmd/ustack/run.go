@@ -137,6 +137,7 @@ func (d *daemon) start(cfg *runConfig) error {
 		addrs = append(addrs, cfg.Addr6)
 		d.lg.Printf("ustack run: IPv6: kernel %s, %s %s", cfg.TunAddr6, cfg.Engine, cfg.Addr6)
 	}
+	env.addrs = addrs
 	if d.services, err = startServices(env, addrs, cfg.Serves); err != nil {
 		return err
 	}

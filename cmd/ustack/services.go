@@ -23,6 +23,8 @@ type serviceEnv struct {
 	eng  engine    // the TCP/IP stack: ustack's, or gVisor's with --engine gvisor
 	view stackView // for the http status page; st in production
 	log  *log.Logger
+	// addrs are the stack's own addresses, which the dns service answers with.
+	addrs []netip.Addr
 }
 
 // services maps a --serve kind to its implementation. Each reproduces one
@@ -38,6 +40,7 @@ var services = map[string]startFunc{
 	"closer":    startCloser,
 	"halfclose": startHalfClose,
 	"udp-echo":  startUDPEcho,
+	"dns":       startDNS,
 }
 
 // startUDPEcho sends each datagram back to its sender (B70's counterpart:
@@ -73,7 +76,7 @@ func startUDPEcho(env *serviceEnv, addr netip.AddrPort) (io.Closer, error) {
 	}), nil
 }
 
-var serviceOrder = []string{"echo", "discard", "source", "http", "bound", "noaccept", "closer", "halfclose", "udp-echo"}
+var serviceOrder = []string{"echo", "discard", "source", "http", "bound", "noaccept", "closer", "halfclose", "udp-echo", "dns"}
 
 func serviceKindNames() []string { return serviceOrder }
 
