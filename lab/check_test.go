@@ -267,7 +267,7 @@ func TestExperimentsCoverIDs(t *testing.T) {
 			t.Errorf("Lookup(%q)", e.Name)
 		}
 	}
-	for _, id := range []string{"B01", "B02", "B11", "B14", "B15", "B16", "B17", "B31", "B32", "B33", "B34", "B35", "B36"} {
+	for _, id := range []string{"B01", "B02", "B11", "B14", "B15", "B16", "B17", "B31", "B32", "B33", "B34", "B35", "B36", "B70"} {
 		if !seen[id] {
 			t.Errorf("no experiment for %s", id)
 		}

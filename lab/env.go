@@ -634,13 +634,17 @@ func (u *UConn) Close() error {
 func (u *UConn) Local() netip.AddrPort  { return addrPortOf(u.c.LocalAddr()) }
 func (u *UConn) Remote() netip.AddrPort { return addrPortOf(u.c.RemoteAddr()) }
 
-// addrPortOf is a TCP address as an IPv4 AddrPort.
+// addrPortOf is a TCP or UDP address as an AddrPort, IPv4 unmapped.
 func addrPortOf(a net.Addr) netip.AddrPort {
-	ta, ok := a.(*net.TCPAddr)
-	if !ok {
+	var ap netip.AddrPort
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	default:
 		return netip.AddrPort{}
 	}
-	ap := ta.AddrPort()
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 

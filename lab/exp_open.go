@@ -32,6 +32,7 @@ var experiments = withIPv6([]*Experiment{
 	finWait2Timeout,
 	simultaneousClose,
 	selfClose,
+	udpClosedPort,
 })
 
 // checkRefused is the B01 answer: the first ustack segment after syn is

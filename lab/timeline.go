@@ -235,16 +235,18 @@ const (
 	evSegment = iota
 	evTransition
 	evNote
+	evDatagram
 )
 
 // Event is one line (or block) of the timeline.
 type Event struct {
-	T    time.Duration
-	Kind int
-	Seg  Segment
-	Tr   Transition
-	Who  string // notes: "kernel", "ustack" or "lab"
-	Text string // notes; may span lines (ss tables)
+	T     time.Duration
+	Kind  int
+	Seg   Segment
+	Tr    Transition
+	Dgram Datagram
+	Who   string // notes: "kernel", "ustack" or "lab"
+	Text  string // notes; may span lines (ss tables)
 }
 
 // Timeline records what happened during an experiment: segments from the
@@ -280,18 +282,36 @@ func (tl *Timeline) add(ev Event) {
 	if ev.Kind == evTransition {
 		ev.Tr.T = ev.T
 	}
+	if ev.Kind == evDatagram {
+		ev.Dgram.T = ev.T
+	}
 	tl.events = append(tl.events, ev)
 }
 
 // Packet is the stack's packet observer (stack.Options.Packet). It runs
 // with the stack locked, so it only copies and appends.
 func (tl *Timeline) Packet(out bool, pkt []byte) {
-	s, ok := parseSegment(pkt)
-	if !ok {
+	if s, ok := parseSegment(pkt); ok {
+		s.Out = out
+		tl.add(Event{Kind: evSegment, Seg: s})
 		return
 	}
-	s.Out = out
-	tl.add(Event{Kind: evSegment, Seg: s})
+	if d, ok := parseDatagram(pkt); ok {
+		d.Out = out
+		tl.add(Event{Kind: evDatagram, Dgram: d})
+	}
+}
+
+// Datagrams returns the recorded UDP datagrams and ICMP errors about
+// them, in order.
+func (tl *Timeline) Datagrams() []Datagram {
+	var out []Datagram
+	for _, ev := range tl.Events() {
+		if ev.Kind == evDatagram {
+			out = append(out, ev.Dgram)
+		}
+	}
+	return out
 }
 
 // Note adds a line said by who ("kernel", "ustack", "lab").
@@ -455,6 +475,8 @@ func FormatEvent(ev Event) string {
 		return t + FormatSegment(ev.Seg)
 	case evTransition:
 		return t + FormatTransition(ev.Tr)
+	case evDatagram:
+		return t + FormatDatagram(ev.Dgram)
 	}
 	text := ev.Text
 	if !strings.Contains(text, "\n") && len(text) > noteWidth {
