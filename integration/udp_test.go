@@ -3,6 +3,7 @@ package integration
 import (
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -108,7 +109,35 @@ func TestNCUDP(t *testing.T) {
 			d.fatalf("ustack nc -u %s 9100: exit %d, stdout %q, stderr %q", addr, code, out, errOut)
 		}
 	}
-	_, errOut, code := d.nc("anyone?\n", 15*time.Second, "-u", "-q", "2", kernelIP, "9101")
+	// A datagram past the MTU leaves ustack in IPv4 fragments, which the
+	// kernel puts back together: its socket reads one 3001-byte datagram.
+	var pc net.PacketConn
+	if err := ns.Do(func() (err error) {
+		pc, err = net.ListenPacket("udp", net.JoinHostPort(kernelIP, "9102"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo([]byte(strconv.Itoa(n)+"\n"), from)
+		}
+	}()
+	out, errOut, code := d.nc(strings.Repeat("x", 3000)+"\n", 15*time.Second, "-u", "-q", "1", kernelIP, "9102")
+	pc.Close()
+	if code != 0 || out != "3001\n" {
+		d.errorf("ustack nc -u with a 3001-byte datagram: exit %d, the kernel read %q (want one datagram of 3001), stderr %q", code, out, errOut)
+	}
+	if n := d.counters()["ip.fragments.out"]; n < 3 {
+		d.errorf("ip.fragments.out = %d, want the datagram's 3 fragments", n)
+	}
+
+	_, errOut, code = d.nc("anyone?\n", 15*time.Second, "-u", "-q", "2", kernelIP, "9101")
 	if code != 1 || !strings.Contains(errOut, "refused") {
 		d.errorf("ustack nc -u to a closed kernel port: exit %d, stderr %q; want the refusal", code, errOut)
 	}

@@ -13,6 +13,7 @@ const (
 	cntIPNotIPv4
 	cntIPChecksum
 	cntIPFragmentDropped
+	cntIPFragmentOut
 	cntIPNotForUs
 	cntIPUnknownProto
 	cntICMPIn
@@ -107,6 +108,7 @@ var counterNames = [numCounters]string{
 	cntIPNotIPv4:           "ip.drop.not_ipv4",
 	cntIPChecksum:          "ip.drop.checksum",
 	cntIPFragmentDropped:   "ip.drop.fragment",
+	cntIPFragmentOut:       "ip.fragments.out",
 	cntIPNotForUs:          "ip.drop.not_for_us",
 	cntIPUnknownProto:      "ip.drop.unknown_protocol",
 	cntICMPIn:              "icmp.in",

@@ -89,6 +89,31 @@ func (s *Stack) ipOutput(pkt []byte, dst hashtable.Addr, proto uint8, gso int) {
 	s.linkOutput(pkt, dst, gso)
 }
 
+// maxIPPacket is the largest IP packet: IPv4's total length and IPv6's
+// payload length are 16 bits (no jumbograms, RFC 2675).
+const maxIPPacket = 65535
+
+// ipFragment sends the IPv4 datagram in pkt (its header's room at bytes
+// 0-19) as fragments that fit the link's MTU, DF clear, one ID for all
+// (RFC 791 §3.2, Linux ip_fragment). Each fragment's header is written
+// just before its part of the payload, over bytes the previous fragment
+// has already handed to the link, so nothing is copied twice.
+func (s *Stack) ipFragment(pkt []byte, dst hashtable.Addr, proto uint8) {
+	s.ipID++
+	id := s.ipID
+	payload := len(pkt) - header.IPv4MinSize
+	chunk := (s.mtu - header.IPv4MinSize) &^ 7
+	for off := 0; off < payload; off += chunk {
+		end := min(off+chunk, payload)
+		frag := header.IPv4(pkt[off : header.IPv4MinSize+end])
+		header.EncodeIPv4(frag, header.IPv4Fields{TotalLen: len(frag), ID: id, TTL: 64, Protocol: proto, Src: s.ip4, Dst: dst.As4()})
+		frag.SetFragment(off, end < payload)
+		s.inc(cntIPOut)
+		s.inc(cntIPFragmentOut)
+		s.linkOutput(frag, dst, 0)
+	}
+}
+
 // linkOutput hands a finished IP packet to the link's queue, or back to our
 // own input when it is for our own address (B16). The Packet hook sees it.
 func (s *Stack) linkOutput(pkt []byte, dst hashtable.Addr, gso int) {

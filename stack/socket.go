@@ -46,7 +46,7 @@ type Socket struct {
 
 // NewSocket returns an unbound socket with Linux's defaults (Nagle on).
 func (s *Stack) NewSocket() *Socket {
-	return &Socket{s: s, opts: sockOpts{tcp: tcpOpts{linger: -1}}}
+	return &Socket{s: s, opts: linuxSockOpts}
 }
 
 // newGoSocket is a socket with the defaults of Go's net package

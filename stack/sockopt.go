@@ -16,6 +16,7 @@ type sockOpts struct {
 	rcvBufSize int // SO_RCVBUF; 0: the stack's default
 	sndBufSize int // SO_SNDBUF
 	rcvLowat   int // SO_RCVLOWAT; 0 means 1
+	pmtuDisc   int // IP_MTU_DISCOVER: one of the PMTUDisc values
 	tcp        tcpOpts
 
 	// deferAccept is a listener's TCP_DEFER_ACCEPT as Linux keeps it
@@ -40,8 +41,12 @@ type tcpOpts struct {
 	cork        bool          // TCP_CORK: hold partial segments
 }
 
+// linuxSockOpts are a new socket's options in Linux: lingering off,
+// IP_PMTUDISC_WANT.
+var linuxSockOpts = sockOpts{tcp: tcpOpts{linger: -1}, pmtuDisc: PMTUDiscWant}
+
 // goSockOpts are the defaults of Go's net package: TCP_NODELAY on.
-var goSockOpts = sockOpts{tcp: tcpOpts{nodelay: true, linger: -1}}
+var goSockOpts = sockOpts{tcp: tcpOpts{nodelay: true, linger: -1}, pmtuDisc: PMTUDiscWant}
 
 // SockOpt names a socket option of Socket.SetOption.
 type SockOpt int
@@ -67,6 +72,18 @@ const (
 	OptQuickAck                         // TCP_QUICKACK: 0 delays ACKs (interactive mode), 1 leaves it and sends one owed
 	OptRcvLowat                         // SO_RCVLOWAT: bytes that make the socket readable (poll, blocking reads)
 	OptV6Only                           // IPV6_V6ONLY: 1 keeps a :: socket to IPv6 (set before bind)
+	OptMTUDiscover                      // IP_MTU_DISCOVER: a PMTUDisc value; what a UDP datagram past the MTU gets
+)
+
+// IP_MTU_DISCOVER's values (ip(7)), as Linux numbers them. For UDP on
+// IPv4, DONT and WANT fragment a datagram larger than the MTU (DONT clears
+// DF on every packet, WANT only on fragments); DO and PROBE refuse it with
+// EMSGSIZE. WANT is Linux's default (net.ipv4.ip_no_pmtu_disc = 0).
+const (
+	PMTUDiscDont  = 0 // IP_PMTUDISC_DONT
+	PMTUDiscWant  = 1 // IP_PMTUDISC_WANT
+	PMTUDiscDo    = 2 // IP_PMTUDISC_DO
+	PMTUDiscProbe = 3 // IP_PMTUDISC_PROBE
 )
 
 // Linux's bounds for the TCP options (include/net/tcp.h).
@@ -218,6 +235,8 @@ func (so *Socket) Option(opt SockOpt) (int, error) {
 		return b(so.e == nil || !so.e.rcv.pingpong), nil
 	case OptRcvLowat:
 		return max(so.opts.rcvLowat, 1), nil
+	case OptMTUDiscover:
+		return so.opts.pmtuDisc, nil
 	}
 	return 0, syscall.ENOPROTOOPT
 }
@@ -248,6 +267,13 @@ func (so *Socket) setOptionLocked(opt SockOpt, val int) error {
 			return syscall.EINVAL
 		}
 		so.v6only = val != 0
+		return nil
+	case OptMTUDiscover:
+		// Linux do_ip_setsockopt: IP_PMTUDISC_OMIT (5) is the largest.
+		if val < PMTUDiscDont || val > PMTUDiscProbe {
+			return syscall.EINVAL
+		}
+		so.opts.pmtuDisc = val
 		return nil
 	case OptLocalPortRange:
 		// Linux do_ip_setsockopt: both bounds set and crossed is EINVAL.

@@ -181,9 +181,11 @@ func (s *Stack) icmp6Unreachable(src, dst hashtable.Addr, udp []byte) {
 }
 
 // udpSend sends payload from u to to (B71: with its checksum, on both IP
-// versions). A datagram larger than the link's MTU is EMSGSIZE: ustack does
-// not fragment.
-func (s *Stack) udpSend(u *udpSock, to netip.AddrPort, payload []byte) error {
+// versions). A datagram larger than the link's MTU is fragmented on IPv4
+// unless pmtuDisc forbids it (Linux ip_append_data, ip_fragment), and is
+// EMSGSIZE on IPv6 and with IP_PMTUDISC_DO; one for our own address is not
+// cut, as loopback's MTU is 64 KiB.
+func (s *Stack) udpSend(u *udpSock, to netip.AddrPort, payload []byte, pmtuDisc int) error {
 	dst := hashtable.AddrFrom(to.Addr())
 	if to.Addr().IsUnspecified() {
 		dst = s.ourAddr(dst) // as connect() of INADDR_ANY: ourselves
@@ -197,7 +199,12 @@ func (s *Stack) udpSend(u *udpSock, to netip.AddrPort, payload []byte) error {
 	}
 	hl := netHdrLen(dst)
 	n := udpHeaderLen + len(payload)
-	if hl+n > s.mtu {
+	if hl+n > maxIPPacket {
+		return syscall.EMSGSIZE
+	}
+	ours := dst == s.addr || dst == s.addr6 && s.has6
+	fragment := dst.Is4() && !ours && (pmtuDisc == PMTUDiscDont || hl+n > s.mtu)
+	if hl+n > s.mtu && !ours && (!dst.Is4() || pmtuDisc >= PMTUDiscDo) {
 		return syscall.EMSGSIZE
 	}
 	pkt := s.txBuf[:hl+n]
@@ -211,6 +218,10 @@ func (s *Stack) udpSend(u *udpSock, to netip.AddrPort, payload []byte) error {
 		udp[6], udp[7] = 0xff, 0xff // RFC 768: a sum of 0 is sent as all ones
 	}
 	s.inc(cntUDPOut)
+	if fragment {
+		s.ipFragment(pkt, dst, header.ProtoUDP)
+		return nil
+	}
 	s.netOutput(pkt, dst, header.ProtoUDP, 0)
 	return nil
 }
@@ -241,7 +252,7 @@ func (u *udpSock) recv(p []byte, peek bool) (int, netip.AddrPort, error) {
 // NewUDPSocket returns an unbound UDP socket (socket(AF_INET6, SOCK_DGRAM,
 // 0) with IPV6_V6ONLY off: it speaks both families).
 func (s *Stack) NewUDPSocket() *Socket {
-	return &Socket{s: s, isUDP: true, u: &udpSock{limit: udpRcvBuf}, opts: sockOpts{tcp: tcpOpts{linger: -1}}}
+	return &Socket{s: s, isUDP: true, u: &udpSock{limit: udpRcvBuf}, opts: linuxSockOpts}
 }
 
 // udpAutobind gives an unbound UDP socket an ephemeral port, as the first
@@ -310,11 +321,13 @@ func (so *Socket) sendToLocked(p []byte, to netip.AddrPort) (int, error) {
 	if err := so.udpAutobind(); err != nil {
 		return 0, err
 	}
-	send := so.s.udpSend
+	var err error
 	if so.isPing {
-		send = func(_ *udpSock, to netip.AddrPort, p []byte) error { return so.s.pingSend(so, to, p) }
+		err = so.s.pingSend(so, to, p)
+	} else {
+		err = so.s.udpSend(u, to, p, so.opts.pmtuDisc)
 	}
-	if err := send(u, to, p); err != nil {
+	if err != nil {
 		return 0, err
 	}
 	return len(p), nil

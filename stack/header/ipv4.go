@@ -76,6 +76,19 @@ func (b IPv4) IsFragment() bool {
 	return binary.BigEndian.Uint16(b[6:8])&(ipv4FlagMF|ipv4FragOffset) != 0
 }
 
+// SetFragment makes the packet the fragment at byte offset off (a multiple
+// of 8) of its datagram, more saying that others follow (RFC 791 §3.2):
+// DF clear, MF and the offset set, the header checksum made again.
+func (b IPv4) SetFragment(off int, more bool) {
+	v := uint16(off/8) & ipv4FragOffset
+	if more {
+		v |= ipv4FlagMF
+	}
+	binary.BigEndian.PutUint16(b[6:8], v)
+	b[10], b[11] = 0, 0
+	binary.BigEndian.PutUint16(b[10:12], Checksum(b[:b.HeaderLen()], 0))
+}
+
 // TTL is the Time to Live field.
 func (b IPv4) TTL() uint8 { return b[8] }
 
