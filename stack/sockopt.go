@@ -76,15 +76,25 @@ const (
 )
 
 // IP_MTU_DISCOVER's values (ip(7)), as Linux numbers them. For UDP on
-// IPv4, DONT and WANT fragment a datagram larger than the MTU (DONT clears
-// DF on every packet, WANT only on fragments); DO and PROBE refuse it with
-// EMSGSIZE. WANT is Linux's default (net.ipv4.ip_no_pmtu_disc = 0).
+// IPv4, DONT, WANT and OMIT fragment a datagram larger than the MTU (DONT
+// clears DF on every packet, the others only on fragments); DO, PROBE and
+// INTERFACE refuse it with EMSGSIZE. With one link there is no path MTU
+// apart from the link's, so PROBE and INTERFACE act as DO, OMIT as WANT.
+// WANT is Linux's default (net.ipv4.ip_no_pmtu_disc = 0).
 const (
-	PMTUDiscDont  = 0 // IP_PMTUDISC_DONT
-	PMTUDiscWant  = 1 // IP_PMTUDISC_WANT
-	PMTUDiscDo    = 2 // IP_PMTUDISC_DO
-	PMTUDiscProbe = 3 // IP_PMTUDISC_PROBE
+	PMTUDiscDont      = 0 // IP_PMTUDISC_DONT
+	PMTUDiscWant      = 1 // IP_PMTUDISC_WANT
+	PMTUDiscDo        = 2 // IP_PMTUDISC_DO
+	PMTUDiscProbe     = 3 // IP_PMTUDISC_PROBE
+	PMTUDiscInterface = 4 // IP_PMTUDISC_INTERFACE
+	PMTUDiscOmit      = 5 // IP_PMTUDISC_OMIT
 )
+
+// pmtuDiscFragments reports whether a socket with IP_MTU_DISCOVER v lets
+// IPv4 fragment its datagrams (Linux ip_sk_ignore_df, ip_dont_fragment).
+func pmtuDiscFragments(v int) bool {
+	return v == PMTUDiscDont || v == PMTUDiscWant || v == PMTUDiscOmit
+}
 
 // Linux's bounds for the TCP options (include/net/tcp.h).
 const (
@@ -269,8 +279,8 @@ func (so *Socket) setOptionLocked(opt SockOpt, val int) error {
 		so.v6only = val != 0
 		return nil
 	case OptMTUDiscover:
-		// Linux do_ip_setsockopt: IP_PMTUDISC_OMIT (5) is the largest.
-		if val < PMTUDiscDont || val > PMTUDiscProbe {
+		// Linux do_ip_setsockopt: IP_PMTUDISC_OMIT is the largest.
+		if val < PMTUDiscDont || val > PMTUDiscOmit {
 			return syscall.EINVAL
 		}
 		so.opts.pmtuDisc = val

@@ -183,7 +183,7 @@ func (s *Stack) icmp6Unreachable(src, dst hashtable.Addr, udp []byte) {
 // udpSend sends payload from u to to (B71: with its checksum, on both IP
 // versions). A datagram larger than the link's MTU is fragmented on IPv4
 // unless pmtuDisc forbids it (Linux ip_append_data, ip_fragment), and is
-// EMSGSIZE on IPv6 and with IP_PMTUDISC_DO; one for our own address is not
+// EMSGSIZE on IPv6 and otherwise (IP_PMTUDISC_DO); one for our own address is not
 // cut, as loopback's MTU is 64 KiB.
 func (s *Stack) udpSend(u *udpSock, to netip.AddrPort, payload []byte, pmtuDisc int) error {
 	dst := hashtable.AddrFrom(to.Addr())
@@ -204,7 +204,7 @@ func (s *Stack) udpSend(u *udpSock, to netip.AddrPort, payload []byte, pmtuDisc 
 	}
 	ours := dst == s.addr || dst == s.addr6 && s.has6
 	fragment := dst.Is4() && !ours && (pmtuDisc == PMTUDiscDont || hl+n > s.mtu)
-	if hl+n > s.mtu && !ours && (!dst.Is4() || pmtuDisc >= PMTUDiscDo) {
+	if hl+n > s.mtu && !ours && (!dst.Is4() || !pmtuDiscFragments(pmtuDisc)) {
 		return syscall.EMSGSIZE
 	}
 	pkt := s.txBuf[:hl+n]

@@ -79,8 +79,17 @@ func TestUDPMTUDiscover(t *testing.T) {
 	if v, err := u.Option(OptMTUDiscover); v != PMTUDiscWant || err != nil {
 		t.Errorf("default IP_MTU_DISCOVER %d, %v, want IP_PMTUDISC_WANT", v, err)
 	}
-	if err := u.SetOption(OptMTUDiscover, 4); err != syscall.EINVAL {
-		t.Errorf("IP_MTU_DISCOVER 4: %v, want EINVAL", err)
+	if err := u.SetOption(OptMTUDiscover, 6); err != syscall.EINVAL {
+		t.Errorf("IP_MTU_DISCOVER 6: %v, want EINVAL", err)
+	}
+	// OMIT fragments as WANT does; INTERFACE refuses as DO does.
+	u.SetOption(OptMTUDiscover, PMTUDiscOmit)
+	if _, err := u.SendTo(make([]byte, 1473), peer); err != nil || len(h.link.Outbound()) != 2 {
+		t.Errorf("IP_PMTUDISC_OMIT, 1501 bytes: %v, want two fragments", err)
+	}
+	u.SetOption(OptMTUDiscover, PMTUDiscInterface)
+	if _, err := u.SendTo(make([]byte, 1473), peer); err != syscall.EMSGSIZE {
+		t.Errorf("IP_PMTUDISC_INTERFACE, 1501 bytes: %v, want EMSGSIZE", err)
 	}
 	u.SetOption(OptMTUDiscover, PMTUDiscDo)
 	if _, err := u.SendTo(make([]byte, 1473), peer); err != syscall.EMSGSIZE {
