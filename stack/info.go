@@ -50,7 +50,7 @@ func (s *Stack) Sockets() []SocketInfo {
 	}
 	for _, list := range s.udp {
 		for _, u := range list {
-			si := SocketInfo{Proto: "udp", State: "UNCONN", RecvQ: u.queued,
+			si := SocketInfo{Proto: "udp", State: "UNCONN", RecvQ: u.queue.bytes,
 				Local: addrPort(u.local, u.port), Peer: netip.AddrPortFrom(netip.IPv4Unspecified(), 0)}
 			if u.connected {
 				si.State, si.Peer = "ESTAB", u.remote // as ss -uan shows a connected socket

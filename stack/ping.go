@@ -73,12 +73,11 @@ func (s *Stack) pingDeliver(src hashtable.Addr, msg []byte, v6 bool) bool {
 		if u.v6 != v6 || u.connected && u.remote.Addr() != src.Netip() {
 			continue
 		}
-		if len(u.queue) >= maxUDPQueued || u.queued+len(msg) > u.limit {
+		if !u.queue.fits(len(msg), u.limit) {
 			s.inc(cntUDPRcvBufErrors)
 			return true
 		}
-		u.queue = append(u.queue, udpDatagram{from: netip.AddrPortFrom(src.Netip(), 0), data: append([]byte(nil), msg...)})
-		u.queued += len(msg)
+		u.queue.push(netip.AddrPortFrom(src.Netip(), 0), hashtable.Addr{}, msg)
 		u.rdWait.notify()
 		return true
 	}

@@ -529,7 +529,7 @@ func (so *Socket) Events() Events {
 	var ev Events
 	if so.isUDP {
 		ev = EventOut // a datagram socket can always send
-		if u := so.u; len(u.queue) > 0 || u.softErr != 0 {
+		if u := so.u; u.queue.len() > 0 || u.softErr != 0 {
 			ev |= EventIn
 		}
 		if so.u.softErr != 0 {

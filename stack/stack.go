@@ -38,6 +38,7 @@
 //	timers.go    the connection's timers
 //	tcperr.go    TCP's response to ICMP errors
 //	udp.go       UDP: demultiplexing, sending, port unreachable, the datagram socket
+//	udpqueue.go  a datagram socket's receive queue, which reuses its buffers
 //	udpconn.go   net.PacketConn (UDPConn) over the socket core
 //	ping.go      ping sockets (SOCK_DGRAM, IPPROTO_ICMP and ICMPV6)
 //	seqnum.go    sequence-number arithmetic

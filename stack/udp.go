@@ -35,19 +35,11 @@ type udpSock struct {
 	port      uint16
 	connected bool
 	remote    netip.AddrPort // the peer of a connected socket
-	queue     []udpDatagram
-	queued    int // bytes in queue, counted against limit
-	limit     int
+	queue     dgramQueue
+	limit     int           // SO_RCVBUF: bytes the queue may hold
 	softErr   syscall.Errno // an ICMP error for a connected socket, reported once
 	rdWait    cond
 	v6        bool // a ping socket's family
-}
-
-// udpDatagram is one received datagram and where it came from.
-type udpDatagram struct {
-	from netip.AddrPort
-	to   hashtable.Addr
-	data []byte
 }
 
 // udpProtocol is UDP as a transport under IP.
@@ -85,12 +77,11 @@ func (p udpProtocol) deliver(now time.Time, src, dst hashtable.Addr, b []byte, c
 		return
 	}
 	payload := b[udpHeaderLen:]
-	if len(u.queue) >= maxUDPQueued || u.queued+len(payload) > u.limit {
+	if !u.queue.fits(len(payload), u.limit) {
 		s.inc(cntUDPRcvBufErrors) // Linux UDP_MIB_RCVBUFERRORS
 		return
 	}
-	u.queue = append(u.queue, udpDatagram{from: from, to: dst, data: append([]byte(nil), payload...)})
-	u.queued += len(payload)
+	u.queue.push(from, dst, payload)
 	u.rdWait.notify()
 }
 
@@ -233,20 +224,15 @@ func (u *udpSock) recv(p []byte, peek bool) (int, netip.AddrPort, error) {
 		u.softErr = 0
 		return 0, netip.AddrPort{}, err
 	}
-	if len(u.queue) == 0 {
+	if u.queue.len() == 0 {
 		return 0, netip.AddrPort{}, syscall.EAGAIN
 	}
-	d := u.queue[0]
-	n := copy(p, d.data)
+	d := u.queue.front()
+	n, from := copy(p, d.data), d.from
 	if !peek {
-		u.queue[0] = udpDatagram{}
-		u.queue = u.queue[1:]
-		u.queued -= len(d.data)
-		if len(u.queue) == 0 {
-			u.queue = nil
-		}
+		u.queue.pop()
 	}
-	return n, d.from, nil
+	return n, from, nil
 }
 
 // NewUDPSocket returns an unbound UDP socket (socket(AF_INET6, SOCK_DGRAM,
@@ -377,7 +363,7 @@ func (so *Socket) udpClose() {
 			table[so.port] = list
 		}
 	}
-	u.queue, u.queued = nil, 0
+	u.queue.reset()
 	u.rdWait.notify()
 }
 
