@@ -296,3 +296,55 @@ func stacks() string {
 	buf := make([]byte, 1<<20)
 	return string(buf[:runtime.Stack(buf, true)])
 }
+
+// The deadline rules of x/net/nettest's suite, which is written for
+// streams (EOF on close, bytes reassembled) and so does not run on UDP
+// as a whole: a future deadline ends a blocked read with a timeout error
+// that says so, a deadline moved to now wakes it at once, one in the past
+// fails a write too, and a zero deadline clears them.
+func TestUDPConnDeadlines(t *testing.T) {
+	h := newHarness6(t)
+	pc, err := h.s.ListenPacket("udp", ":5353")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	buf := make([]byte, 64)
+
+	pc.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	_, _, err = pc.ReadFrom(buf)
+	var ne net.Error
+	var oe *net.OpError
+	if !errors.As(err, &ne) || !ne.Timeout() || !errors.As(err, &oe) || oe.Op != "read" || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("ReadFrom past a future deadline: %#v, want a read *net.OpError that times out", err)
+	}
+
+	pc.SetReadDeadline(time.Time{})
+	done := make(chan error, 1)
+	go func() { _, _, err := pc.ReadFrom(buf); done <- err }()
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(stacks(), "(*Socket).waitLocked"); runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatal("ReadFrom never blocked")
+		}
+	}
+	pc.SetReadDeadline(time.Now())
+	if err := <-done; !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a blocked ReadFrom when its deadline moved to now: %v, want os.ErrDeadlineExceeded", err)
+	}
+
+	to := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("10.0.0.1:53"))
+	pc.SetDeadline(time.Now().Add(-time.Second))
+	if _, err := pc.WriteTo([]byte("late"), to); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("WriteTo past its deadline: %v", err)
+	}
+	if len(h.link.Outbound()) != 0 {
+		t.Fatalf("a write past its deadline sent a datagram")
+	}
+	pc.SetDeadline(time.Time{})
+	if _, err := pc.WriteTo([]byte("on time"), to); err != nil {
+		t.Fatalf("WriteTo with the deadline cleared: %v", err)
+	}
+	if len(h.link.Outbound()) != 1 {
+		t.Fatalf("the datagram did not leave")
+	}
+}
