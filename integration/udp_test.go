@@ -145,7 +145,7 @@ func TestNCUDP(t *testing.T) {
 
 // TestDNSDig: dig, the kernel's resolver client, asks the daemon's dns
 // service over both families and reads the stack's own addresses back;
-// another name is NXDOMAIN.
+// a name under ours is NXDOMAIN, and one elsewhere REFUSED.
 func TestDNSDig(t *testing.T) {
 	t.Parallel()
 	needTool(t, "dig")
@@ -158,9 +158,13 @@ func TestDNSDig(t *testing.T) {
 				d.errorf("dig @%s ustack %s: %v: %q, want %q %s", server, q.typ, err, out, q.want, errOut)
 			}
 		}
-		out, errOut, err := runIn(ns, 15*time.Second, "dig", "+tries=2", "+time=2", "@"+server, "example.com", "A")
+		out, errOut, err := runIn(ns, 15*time.Second, "dig", "+tries=2", "+time=2", "@"+server, "www.ustack", "A")
 		if err != nil || !strings.Contains(out, "status: NXDOMAIN") || !strings.Contains(out, " aa") {
-			d.errorf("dig @%s example.com: %v: want an authoritative NXDOMAIN:\n%s%s", server, err, out, errOut)
+			d.errorf("dig @%s www.ustack: %v: want an authoritative NXDOMAIN:\n%s%s", server, err, out, errOut)
+		}
+		out, errOut, err = runIn(ns, 15*time.Second, "dig", "+tries=2", "+time=2", "@"+server, "example.com", "A")
+		if err != nil || !strings.Contains(out, "status: REFUSED") {
+			d.errorf("dig @%s example.com: %v: want REFUSED:\n%s%s", server, err, out, errOut)
 		}
 	}
 }

@@ -24,7 +24,8 @@ const dnsUDPSize = 1232
 
 // startDNS answers A and AAAA queries for dnsNames with the stack's own
 // addresses, authoritatively, so that dig @10.0.0.2 ustack works: NXDOMAIN
-// for any other name, an empty answer for other types of our names,
+// for other names under them, REFUSED for names elsewhere (we are nobody's
+// resolver: RFC 8906 §3.1.4), an empty answer for other types of our names,
 // NOTIMP for opcodes other than QUERY, FORMERR for a query it cannot read
 // past the header. What cannot be read as a header at all is dropped, as
 // a server does not answer noise (RFC 1035 §4.1.1).
@@ -96,11 +97,15 @@ func dnsAnswer(query []byte, addrs []netip.Addr) []byte {
 			}
 		}
 	}
-	rh.Authoritative = true
-	if !dnsOurs(q.Name.String()) {
-		rh.RCode = dnsmessage.RCodeNameError
+	switch dnsZone(q.Name.String()) {
+	case zoneOutside:
+		rh.RCode = dnsmessage.RCodeRefused
+		return dnsReply(rh, &q, nil, edns)
+	case zoneBelow:
+		rh.Authoritative, rh.RCode = true, dnsmessage.RCodeNameError
 		return dnsReply(rh, &q, nil, edns)
 	}
+	rh.Authoritative = true
 	if q.Class != dnsmessage.ClassINET && q.Class != dnsmessage.ClassANY {
 		return dnsReply(rh, &q, nil, edns)
 	}
@@ -114,15 +119,26 @@ func dnsAnswer(query []byte, addrs []netip.Addr) []byte {
 	return dnsReply(rh, &q, answers, edns)
 }
 
-// dnsOurs reports whether name (with its final dot) is one of dnsNames;
-// DNS names compare without regard to ASCII case (RFC 4343).
-func dnsOurs(name string) bool {
+// Where a name is, seen from our zones.
+const (
+	zoneOutside = iota // in nobody's zone of ours
+	zoneBelow          // under one of dnsNames, which has no such child
+	zoneName           // one of dnsNames
+)
+
+// dnsZone places name (with its final dot) against dnsNames; DNS names
+// compare without regard to ASCII case (RFC 4343).
+func dnsZone(name string) int {
+	where := zoneOutside
 	for _, n := range dnsNames {
-		if strings.EqualFold(name, n) {
-			return true
+		switch {
+		case strings.EqualFold(name, n):
+			return zoneName
+		case len(name) > len(n) && name[len(name)-len(n)-1] == '.' && strings.EqualFold(name[len(name)-len(n):], n):
+			where = zoneBelow
 		}
 	}
-	return false
+	return where
 }
 
 // dnsReply encodes a reply: the question echoed, one record per address.

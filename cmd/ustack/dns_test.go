@@ -95,10 +95,25 @@ func TestDNSAnswersOwnNames(t *testing.T) {
 	}
 }
 
-func TestDNSOtherNamesNXDOMAIN(t *testing.T) {
-	m := dnsParse(t, dnsAnswer(dnsQuery(t, 7, "example.com.", dnsmessage.TypeA, false), dnsTestAddrs))
-	if m.Header.RCode != dnsmessage.RCodeNameError || !m.Header.Authoritative || len(m.Answers) != 0 {
-		t.Errorf("example.com: %+v with %d answers, want authoritative NXDOMAIN and none", m.Header, len(m.Answers))
+// A name under ours that is not ours does not exist (authoritatively);
+// one elsewhere is refused, as we are nobody's resolver.
+func TestDNSOtherNames(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want dnsmessage.RCode
+		aa   bool
+	}{
+		{"www.ustack.", dnsmessage.RCodeNameError, true},
+		{"a.b.USTACK.local.", dnsmessage.RCodeNameError, true},
+		{"example.com.", dnsmessage.RCodeRefused, false},
+		{"notustack.", dnsmessage.RCodeRefused, false},
+		{"local.", dnsmessage.RCodeRefused, false},
+		{".", dnsmessage.RCodeRefused, false},
+	} {
+		m := dnsParse(t, dnsAnswer(dnsQuery(t, 7, tc.name, dnsmessage.TypeA, false), dnsTestAddrs))
+		if m.Header.RCode != tc.want || m.Header.Authoritative != tc.aa || len(m.Answers) != 0 || m.Header.ID != 7 {
+			t.Errorf("%s: %+v with %d answers, want %v, authoritative %v, no answers", tc.name, m.Header, len(m.Answers), tc.want, tc.aa)
+		}
 	}
 }
 
