@@ -281,11 +281,7 @@ func TestUDPConnGoAPI(t *testing.T) {
 	pc.SetReadDeadline(time.Time{})
 	done := make(chan error, 1)
 	go func() { _, _, err := pc.ReadFrom(buf); done <- err }()
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(stacks(), "(*Socket).waitLocked"); runtime.Gosched() {
-		if time.Now().After(deadline) {
-			t.Fatal("ReadFrom never blocked")
-		}
-	}
+	waitBlocked(t)
 	pc.Close()
 	if err := <-done; !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("a ReadFrom blocked across Close: %v, want net.ErrClosed", err)
@@ -322,11 +318,7 @@ func TestUDPConnDeadlines(t *testing.T) {
 	pc.SetReadDeadline(time.Time{})
 	done := make(chan error, 1)
 	go func() { _, _, err := pc.ReadFrom(buf); done <- err }()
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(stacks(), "(*Socket).waitLocked"); runtime.Gosched() {
-		if time.Now().After(deadline) {
-			t.Fatal("ReadFrom never blocked")
-		}
-	}
+	waitBlocked(t)
 	pc.SetReadDeadline(time.Now())
 	if err := <-done; !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("a blocked ReadFrom when its deadline moved to now: %v, want os.ErrDeadlineExceeded", err)
@@ -346,5 +338,16 @@ func TestUDPConnDeadlines(t *testing.T) {
 	}
 	if len(h.link.Outbound()) != 1 {
 		t.Fatalf("the datagram did not leave")
+	}
+}
+
+// waitBlocked returns once a goroutine is blocked in the socket core's
+// wait, as a read with nothing queued should be.
+func waitBlocked(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(stacks(), "(*Socket).waitLocked"); runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatal("the read never blocked")
+		}
 	}
 }

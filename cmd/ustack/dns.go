@@ -1,10 +1,7 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"strings"
 
@@ -30,36 +27,7 @@ const dnsUDPSize = 1232
 // past the header. What cannot be read as a header at all is dropped, as
 // a server does not answer noise (RFC 1035 §4.1.1).
 func startDNS(env *serviceEnv, addr netip.AddrPort) (io.Closer, error) {
-	ue, ok := env.eng.(udpEngine)
-	if !ok {
-		return nil, fmt.Errorf("dns needs --engine ustack (this engine has no UDP)")
-	}
-	pc, err := ue.ListenUDP(addr)
-	if err != nil {
-		return nil, err
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 65536)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				if !errors.Is(err, net.ErrClosed) {
-					env.log.Printf("dns: %v", err)
-				}
-				return
-			}
-			if reply := dnsAnswer(buf[:n], env.addrs); reply != nil {
-				pc.WriteTo(reply, from)
-			}
-		}
-	}()
-	return closerFunc(func() error {
-		err := pc.Close()
-		<-done
-		return err
-	}), nil
+	return serveDatagrams(env, addr, "dns", func(q []byte) []byte { return dnsAnswer(q, env.addrs) })
 }
 
 // dnsAnswer builds the reply to one query datagram, or nil to stay silent.

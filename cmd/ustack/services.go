@@ -46,9 +46,15 @@ var services = map[string]startFunc{
 // startUDPEcho sends each datagram back to its sender (B70's counterpart:
 // a UDP port with a socket).
 func startUDPEcho(env *serviceEnv, addr netip.AddrPort) (io.Closer, error) {
+	return serveDatagrams(env, addr, "udp-echo", func(q []byte) []byte { return q })
+}
+
+// serveDatagrams runs a UDP service on addr: each datagram's reply, if
+// answer gives one, goes back to its sender. Close stops it and waits.
+func serveDatagrams(env *serviceEnv, addr netip.AddrPort, name string, answer func([]byte) []byte) (io.Closer, error) {
 	ue, ok := env.eng.(udpEngine)
 	if !ok {
-		return nil, fmt.Errorf("udp-echo needs --engine ustack (this engine has no UDP)")
+		return nil, fmt.Errorf("%s needs --engine ustack (this engine has no UDP)", name)
 	}
 	pc, err := ue.ListenUDP(addr)
 	if err != nil {
@@ -62,11 +68,13 @@ func startUDPEcho(env *serviceEnv, addr netip.AddrPort) (io.Closer, error) {
 			n, from, err := pc.ReadFrom(buf)
 			if err != nil {
 				if !errors.Is(err, net.ErrClosed) {
-					env.log.Printf("udp-echo: %v", err)
+					env.log.Printf("%s: %v", name, err)
 				}
 				return
 			}
-			pc.WriteTo(buf[:n], from)
+			if reply := answer(buf[:n]); reply != nil {
+				pc.WriteTo(reply, from)
+			}
 		}
 	}()
 	return closerFunc(func() error {
