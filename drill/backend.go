@@ -2,22 +2,8 @@ package drill
 
 import (
 	"fmt"
-	"net/netip"
 	"syscall"
 	"time"
-)
-
-// The addresses and ports of packetdrill's implicit state (packetdrill.md
-// §6): the stack under test is 192.168.0.1, the scripted peer 192.0.2.1,
-// bind() takes port 8080 and connect() goes to port 8080.
-var (
-	LocalAddr  = netip.MustParseAddr("192.168.0.1")
-	RemoteAddr = netip.MustParseAddr("192.0.2.1")
-)
-
-const (
-	BindPort    = 8080
-	ConnectPort = 8080
 )
 
 // Backend is one stack under test. The interpreter drives it from a single
@@ -30,9 +16,10 @@ const (
 type Backend interface {
 	// Name is the stack's name on the command line: ustack, gvisor, linux.
 	Name() string
-	// Start brings up a fresh stack configured from p. An *Unsupported error
-	// means the profile asks for something this stack cannot do.
-	Start(p *Profile) error
+	// Start brings up a fresh stack configured from p, with c's addresses
+	// and MTU. An *Unsupported error means the profile asks for something
+	// this stack cannot do.
+	Start(p *Profile, c *Config) error
 	// Close tears the stack down (and everything it created).
 	Close() error
 	// Virtual reports whether the backend's clock is virtual, which makes
@@ -43,7 +30,7 @@ type Backend interface {
 	// Wait lets time pass until until, returning earlier once the stack has
 	// sent a new packet or the blocked call (see Do) has finished.
 	Wait(until time.Duration)
-	// Inject delivers one IPv4 packet to the stack as if the peer sent it.
+	// Inject delivers one IP packet to the stack as if the peer sent it.
 	Inject(pkt []byte) error
 	// Next takes the oldest packet the stack has sent and not yet taken.
 	Next() (Captured, bool)

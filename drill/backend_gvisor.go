@@ -14,6 +14,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/waiter"
@@ -31,14 +32,15 @@ type gvisorNet struct {
 	s       *stack.Stack
 	link    *channel.Endpoint
 	profile *Profile
+	cfg     *Config
 }
 
 // gvisorBuildMu serialises stack construction, which briefly changes
 // GOMAXPROCS (see start).
 var gvisorBuildMu sync.Mutex
 
-func (g *gvisorNet) start(p *Profile) error {
-	g.profile = p
+func (g *gvisorNet) start(p *Profile, c *Config) error {
+	g.profile, g.cfg = p, c
 	g.clock = newVclock()
 	// gVisor's TCP hands inbound segments to a pool of GOMAXPROCS processor
 	// goroutines. With one processor, pausing it (drain) is a complete
@@ -47,31 +49,39 @@ func (g *gvisorNet) start(p *Profile) error {
 	gvisorBuildMu.Lock()
 	prev := runtime.GOMAXPROCS(1)
 	g.s = stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol},
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
 		Clock:              g.clock,
 	})
 	runtime.GOMAXPROCS(prev)
 	gvisorBuildMu.Unlock()
 
-	g.link = channel.New(4096, 1500, "")
+	g.link = channel.New(4096, uint32(c.MTU), "")
 	if err := g.s.CreateNIC(1, g.link); err != nil {
 		return fmt.Errorf("gvisor: CreateNIC: %v", err)
 	}
-	addr := tcpip.ProtocolAddress{
-		Protocol:          ipv4.ProtocolNumber,
-		AddressWithPrefix: tcpip.AddrFrom4(LocalAddr.As4()).WithPrefix(),
+	// No duplicate address detection: ipv6.NewProtocol's zero DAD
+	// configuration sends none, so the address is usable at once.
+	proto, size := ipv4.ProtocolNumber, 4
+	if c.Wire6() {
+		proto, size = ipv6.ProtocolNumber, 16
 	}
+	addr := tcpip.ProtocolAddress{Protocol: proto, AddressWithPrefix: tcpipAddr(c.Local).WithPrefix()}
 	if err := g.s.AddProtocolAddress(1, addr, stack.AddressProperties{}); err != nil {
 		return fmt.Errorf("gvisor: AddProtocolAddress: %v", err)
 	}
-	g.s.SetRouteTable([]tcpip.Route{{Destination: ipv4EmptySubnet(), NIC: 1}})
+	anyNet, _ := tcpip.NewSubnet(tcpip.AddrFromSlice(make([]byte, size)), tcpip.MaskFromBytes(make([]byte, size)))
+	g.s.SetRouteTable([]tcpip.Route{{Destination: anyNet, NIC: 1}})
 	return g.configure(p)
 }
 
-func ipv4EmptySubnet() tcpip.Subnet {
-	s, _ := tcpip.NewSubnet(tcpip.AddrFrom4([4]byte{}), tcpip.MaskFromBytes([]byte{0, 0, 0, 0}))
-	return s
+// tcpipAddr is a as gVisor spells it: 4 bytes for IPv4, 16 for IPv6 and
+// for an IPv4-mapped address (which a dual-stack endpoint takes as IPv4).
+func tcpipAddr(a netip.Addr) tcpip.Address {
+	if a.Is4() {
+		return tcpip.AddrFrom4(a.As4())
+	}
+	return tcpip.AddrFrom16(a.As16())
 }
 
 // configure maps the profile onto gVisor's TCP options. Settings gVisor has
@@ -191,7 +201,11 @@ func (g *gvisorNet) settle() {
 
 func (g *gvisorNet) inject(pkt []byte) {
 	pb := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(append([]byte(nil), pkt...))})
-	g.link.InjectInbound(ipv4.ProtocolNumber, pb)
+	proto := ipv4.ProtocolNumber
+	if len(pkt) > 0 && pkt[0]>>4 == 6 {
+		proto = ipv6.ProtocolNumber
+	}
+	g.link.InjectInbound(proto, pb)
 	pb.DecRef()
 }
 
@@ -230,7 +244,11 @@ func (g *gvisorNet) sysctl(name, value string) error {
 
 func (g *gvisorNet) newSocket() (vsock, error) {
 	wq := &waiter.Queue{}
-	ep, err := g.s.NewEndpoint(tcp.ProtocolNumber, ipv4.ProtocolNumber, wq)
+	proto := ipv4.ProtocolNumber
+	if g.cfg.Domain() == unix.AF_INET6 {
+		proto = ipv6.ProtocolNumber // dual-stack: V6Only is off by default
+	}
+	ep, err := g.s.NewEndpoint(tcp.ProtocolNumber, proto, wq)
 	if err != nil {
 		return nil, gvisorErrno(err)
 	}
@@ -257,7 +275,7 @@ func (s *gvisorSock) keepaliveDefaults() {
 }
 
 func fullAddr(a netip.AddrPort) tcpip.FullAddress {
-	return tcpip.FullAddress{Addr: tcpip.AddrFrom4(a.Addr().As4()), Port: a.Port()}
+	return tcpip.FullAddress{Addr: tcpipAddr(a.Addr()), Port: a.Port()}
 }
 
 func (s *gvisorSock) Bind(a netip.AddrPort) error {

@@ -20,8 +20,9 @@ import (
 )
 
 // NewLinux returns the backend for the Linux kernel: a network namespace
-// made for the run, with a TUN device tun0 at 192.168.0.1/16 and a route to
-// 192.0.2.1 through it. The kernel is the stack under test; the drill plays
+// made for the run, with a TUN device tun0 at the local address
+// (192.168.0.1/16 by default) and a route to the remote one (192.0.2.1/24)
+// through it. The kernel is the stack under test; the drill plays
 // the peer by reading and writing tun0, as packetdrill does. Sockets are
 // real (golang.org/x/sys/unix), created inside the namespace; time is real.
 //
@@ -29,6 +30,7 @@ import (
 func NewLinux() Backend { return &linuxBackend{} }
 
 type linuxBackend struct {
+	cfg   *Config
 	ns    *netns.NS
 	dev   *tun.Device
 	start time.Time
@@ -85,7 +87,8 @@ func (l *linuxBackend) writeSysctl(name, value string) error {
 	})
 }
 
-func (l *linuxBackend) Start(p *Profile) error {
+func (l *linuxBackend) Start(p *Profile, c *Config) error {
+	l.cfg = c
 	if ok, why := LinuxAvailable(); !ok {
 		return unsupported("linux backend not available: %s", why)
 	}
@@ -96,9 +99,12 @@ func (l *linuxBackend) Start(p *Profile) error {
 	l.ns = ns
 	l.fds = map[int]bool{}
 	l.wake = make(chan struct{}, 1)
-	// No IPv6 on tun0: its router solicitations would only be noise.
-	for _, k := range []string{"net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"} {
-		l.writeSysctl(k, "1")
+	// No IPv6 on tun0 unless the script is IPv6: its router
+	// solicitations would only be noise.
+	if !c.Wire6() {
+		for _, k := range []string{"net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"} {
+			l.writeSysctl(k, "1")
+		}
 	}
 	for _, name := range p.Names() {
 		if err := l.writeSysctl(name, p.Get(name)); err != nil {
@@ -116,16 +122,24 @@ func (l *linuxBackend) Start(p *Profile) error {
 			l.Notes = append(l.Notes, fmt.Sprintf("%s=%s not set: %v", name, p.Get(name), err))
 		}
 	}
+	tc := tun.Config{Name: "tun0", MTU: c.MTU}
+	if c.Wire6() {
+		tc.Addr6 = c.LocalPrefixed()
+	} else {
+		tc.Addr = c.LocalPrefixed()
+	}
 	err = ns.Do(func() error {
-		d, err := tun.Open(tun.Config{Name: "tun0", Addr: netip.MustParsePrefix("192.168.0.1/16"), MTU: 1500})
+		d, err := tun.Open(tc)
 		l.dev = d
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("linux: tun0: %w", err)
 	}
-	if _, err := ns.Run("ip", "route", "add", "192.0.2.0/24", "dev", "tun0"); err != nil {
-		return fmt.Errorf("linux: route to 192.0.2.0/24: %w", err)
+	if !c.LocalPrefixed().Masked().Contains(c.Remote) {
+		if _, err := ns.Run("ip", "route", "add", c.RemotePrefix.Masked().String(), "dev", "tun0"); err != nil {
+			return fmt.Errorf("linux: route to %v: %w", c.RemotePrefix.Masked(), err)
+		}
 	}
 	// No fq pacing on tun0 (packetdrill's defaults do the same).
 	if _, err := exec.LookPath("tc"); err == nil {
@@ -252,7 +266,7 @@ func (l *linuxBackend) Do(op *Op) (Result, bool, error) {
 		var fd int
 		err := l.ns.Do(func() error {
 			var err error
-			fd, err = unix.Socket(unix.AF_INET, typ, unix.IPPROTO_TCP)
+			fd, err = unix.Socket(l.cfg.Domain(), typ, unix.IPPROTO_TCP)
 			if err == nil && l.cc != "" {
 				if cerr := unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, l.cc); cerr != nil {
 					// Not built into this kernel: the namespace's default
@@ -414,13 +428,13 @@ func (l *linuxBackend) syscallFunc(op *Op) (func() Result, error) {
 	switch op.Name {
 	case "bind":
 		return func() Result {
-			return simple(unix.Bind(fd, &unix.SockaddrInet4{Port: BindPort, Addr: LocalAddr.As4()}))
+			return simple(unix.Bind(fd, l.sockaddr(l.cfg.BindAddr())))
 		}, nil
 	case "listen":
 		return func() Result { return simple(unix.Listen(fd, op.Backlog)) }, nil
 	case "connect":
 		return func() Result {
-			return simple(unix.Connect(fd, &unix.SockaddrInet4{Port: ConnectPort, Addr: RemoteAddr.As4()}))
+			return simple(unix.Connect(fd, l.sockaddr(l.cfg.ConnectAddr())))
 		}, nil
 	case "accept":
 		return func() Result {
@@ -502,3 +516,11 @@ func (l *linuxBackend) syscallFunc(op *Op) (func() Result, error) {
 }
 
 func (l *linuxBackend) notes() []string { return l.Notes }
+
+// sockaddr is a in the family of the run's sockets.
+func (l *linuxBackend) sockaddr(a netip.AddrPort) unix.Sockaddr {
+	if l.cfg.Domain() == unix.AF_INET {
+		return &unix.SockaddrInet4{Port: int(a.Port()), Addr: a.Addr().As4()}
+	}
+	return &unix.SockaddrInet6{Port: int(a.Port()), Addr: a.Addr().As16()}
+}

@@ -86,7 +86,7 @@ var ustackAbsent = map[string]string{
 	"net.ipv4.tcp_fastopen": "0",
 }
 
-func (u *ustackNet) start(p *Profile) error {
+func (u *ustackNet) start(p *Profile, c *Config) error {
 	for _, name := range p.ExplicitNames() {
 		if off, ok := ustackAbsent[name]; ok && p.Get(name) == off {
 			continue
@@ -99,7 +99,7 @@ func (u *ustackNet) start(p *Profile) error {
 		}
 	}
 	u.clock = timers.NewVirtual(ustackEpoch)
-	link := stack.NewMemLink(1500)
+	link := stack.NewMemLink(c.MTU)
 	// OnWrite runs with the stack's lock held: only copy.
 	link.OnWrite = func(pkt []byte) {
 		u.mu.Lock()
@@ -107,7 +107,13 @@ func (u *ustackNet) start(p *Profile) error {
 		u.mu.Unlock()
 	}
 	o := stack.DefaultOptions()
-	o.Addr = LocalAddr
+	if c.Wire6() {
+		// An IPv4 address all the same: the stack needs one, and no
+		// script's packet goes to it.
+		o.Addr, o.Addr6 = netip.MustParseAddr("192.168.0.1"), c.Local
+	} else {
+		o.Addr, o.Addr6 = c.Local, netip.Addr{}
+	}
 	o.Clock = u.clock
 	for _, name := range p.Names() {
 		if f := ustackSysctls[name]; f != nil {

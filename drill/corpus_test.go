@@ -9,10 +9,12 @@ import (
 )
 
 // TestCorpus runs every script of testdata/ on ustack and gVisor, and on
-// Linux where namespaces and TUN are available (skipped otherwise). A
-// script passes, or carries a `// divergence: STACK: reason` for the stack
-// that differs; a declared divergence that does not occur fails too (the
-// note is stale). ustack must run every script: a SKIP there is a failure.
+// Linux where namespaces and TUN are available (skipped otherwise), in each
+// of packetdrill's three IP versions with run_all.py's options (a script
+// named *-v4.pkt or *-v6.pkt runs only where that rule says). A script
+// passes, or carries a `// divergence: STACK: reason` for the stack that
+// differs; a declared divergence that does not occur fails too (the note
+// is stale). ustack must run every script: a SKIP there is a failure.
 func TestCorpus(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.pkt")
 	if err != nil || len(files) == 0 {
@@ -24,37 +26,47 @@ func TestCorpus(t *testing.T) {
 	} else {
 		t.Logf("linux column skipped: %s", why)
 	}
-	for _, stack := range stacks {
-		t.Run(stack, func(t *testing.T) {
-			for _, f := range files {
-				name := strings.TrimSuffix(filepath.Base(f), ".pkt")
-				t.Run(name, func(t *testing.T) {
-					rep := RunFile(f, stack, Options{Timeout: 30 * time.Second})
-					// Real time on a shared machine: a failure in timing
-					// alone may be the load, so Linux gets three more tries.
-					for try := 1; try < 4 && stack == "linux" && rep.Outcome == Fail && rep.Timing; try++ {
-						t.Logf("timing failure, retrying: %s", rep.Reason)
-						rep = RunFile(f, stack, Options{Timeout: 30 * time.Second})
-					}
-					switch rep.Outcome {
-					case Pass:
-						if rep.Divergence != "" {
-							t.Errorf("passes, but the script declares a divergence for %s (remove the note?): %s", stack, rep.Divergence)
+	for _, v := range IPVersions {
+		t.Run(v.String(), func(t *testing.T) {
+			opts := Options{Timeout: 30 * time.Second, Args: SuiteArgs(v)}
+			for _, stack := range stacks {
+				t.Run(stack, func(t *testing.T) {
+					for _, f := range files {
+						if !RunsIn(f, v) {
+							continue
 						}
-					case Diverged:
-						t.Logf("documented divergence: %s\n%s", rep.Reason, rep.Detail)
-					case Skip:
-						if stack == "ustack" {
-							t.Errorf("SKIP on ustack: %s", rep.Reason)
-						} else {
-							t.Logf("SKIP: %s", rep.Reason)
-						}
-					default:
-						t.Errorf("%s\n%s", rep.Reason, rep.Detail)
+						name := strings.TrimSuffix(filepath.Base(f), ".pkt")
+						t.Run(name, func(t *testing.T) { checkCorpusRun(t, f, stack, opts) })
 					}
 				})
 			}
 		})
+	}
+}
+
+func checkCorpusRun(t *testing.T, f, stack string, opts Options) {
+	rep := RunFile(f, stack, opts)
+	// Real time on a shared machine: a failure in timing alone may be the
+	// load, so Linux gets three more tries.
+	for try := 1; try < 4 && stack == "linux" && rep.Outcome == Fail && rep.Timing; try++ {
+		t.Logf("timing failure, retrying: %s", rep.Reason)
+		rep = RunFile(f, stack, opts)
+	}
+	switch rep.Outcome {
+	case Pass:
+		if rep.Divergence != "" {
+			t.Errorf("passes, but the script declares a divergence for %s (remove the note?): %s", stack, rep.Divergence)
+		}
+	case Diverged:
+		t.Logf("documented divergence: %s\n%s", rep.Reason, rep.Detail)
+	case Skip:
+		if stack == "ustack" {
+			t.Errorf("SKIP on ustack: %s", rep.Reason)
+		} else {
+			t.Logf("SKIP: %s", rep.Reason)
+		}
+	default:
+		t.Errorf("%s\n%s", rep.Reason, rep.Detail)
 	}
 }
 

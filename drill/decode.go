@@ -53,8 +53,8 @@ func (in *interp) decode(ev *Event) (*Op, error) {
 	switch sc.Name {
 	case "socket":
 		if !ellipsis(0) {
-			if d, ok := intArg(0); !ok || d != unix.AF_INET {
-				return nil, unsupported("socket domain %s", sc.Args[0])
+			if d, ok := intArg(0); !ok || d != in.cfg.Domain() {
+				return nil, unsupported("socket domain %s in an %s run", sc.Args[0], in.cfg.IPVersion)
 			}
 		}
 		typ, ok1 := intArg(1)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -99,6 +98,7 @@ type interp struct {
 	nextEphemeral uint16
 	blocked       *blockedCall
 	profile       *Profile
+	cfg           *Config
 }
 
 // outboundWait is how long past its expected time an outbound packet is
@@ -108,62 +108,17 @@ const outboundWait = 2 * time.Second
 // anyHorizon bounds a wait written with `*` on a virtual clock.
 const anyHorizon = time.Hour
 
-func newInterp(ctx context.Context, s *Script, b Backend, profile *Profile, log io.Writer) (*interp, error) {
+func newInterp(ctx context.Context, s *Script, b Backend, profile *Profile, cfg *Config, log io.Writer) *interp {
 	in := &interp{
-		s: s, b: b, ctx: ctx, log: log, profile: profile,
-		tol: 4 * time.Millisecond, tolPct: 12.5,
+		s: s, b: b, ctx: ctx, log: log, profile: profile, cfg: cfg,
+		tol: cfg.Tolerance, tolPct: cfg.TolerancePct, tsTick: cfg.TSTickUsecs, strictSeg: cfg.StrictSegments,
 		fds: map[int]*sock{}, nextEphemeral: 40000,
-	}
-	for _, o := range s.Options {
-		switch o.Name {
-		case "tolerance_usecs":
-			n, err := strconv.Atoi(o.Value)
-			if err != nil || n < 0 {
-				return nil, &Failure{Pos: o.Pos, Msg: fmt.Sprintf("bad --tolerance_usecs=%s", o.Value)}
-			}
-			in.tol = time.Duration(n) * time.Microsecond
-		case "tolerance_percent":
-			f, err := strconv.ParseFloat(o.Value, 64)
-			if err != nil || f < 0 {
-				return nil, &Failure{Pos: o.Pos, Msg: fmt.Sprintf("bad --tolerance_percent=%s", o.Value)}
-			}
-			in.tolPct = f
-		case "tcp_ts_tick_usecs":
-			n, err := strconv.Atoi(o.Value)
-			if err != nil || n < 0 {
-				return nil, &Failure{Pos: o.Pos, Msg: fmt.Sprintf("bad --tcp_ts_tick_usecs=%s", o.Value)}
-			}
-			in.tsTick = int64(n)
-		case "strict_segments":
-			in.strictSeg = true
-		}
 	}
 	if !b.Virtual() {
 		// HZ=250 kernels tick every 4 ms; the Linux selftests use 14 ms.
 		in.minTol = 14 * time.Millisecond
 	}
-	return in, nil
-}
-
-// scriptOptionSupported reports whether drill honours a --option.
-func scriptOptionSupported(o Option) bool {
-	switch o.Name {
-	case "tolerance_usecs", "tolerance_percent", "tcp_ts_tick_usecs", "strict_segments", "verbose":
-		return true
-	case "ip_version":
-		return o.Value == "ipv4"
-	case "local_ip":
-		return o.Value == LocalAddr.String()
-	case "remote_ip":
-		return o.Value == RemoteAddr.String()
-	case "gateway_ip":
-		return o.Value == LocalAddr.String()
-	case "netmask_ip":
-		return o.Value == "255.255.0.0"
-	case "bind_port", "connect_port":
-		return o.Value == "8080"
-	}
-	return false
+	return in
 }
 
 func (in *interp) logf(format string, args ...any) {
@@ -322,7 +277,7 @@ func (in *interp) inbound(ev *Event) error {
 		// that) cannot own a connection either, so drill treats it the
 		// same way (packetdrill would send such a packet with port 0).
 		so = newSock(-1, sockPassivePacketReceived)
-		so.localPort = BindPort
+		so.localPort = in.cfg.BindPort
 		so.remotePort = in.nextEphemeral
 		in.nextEphemeral++
 		in.under = so
@@ -340,11 +295,15 @@ func (in *interp) inbound(ev *Event) error {
 	if ic := pk.ICMP; ic != nil {
 		// The quoted datagram is our segment: from us to the peer, with
 		// the live sequence number.
-		return in.inject(ev, lo, encodeICMPError(ic, netip.AddrPortFrom(LocalAddr, so.localPort), netip.AddrPortFrom(RemoteAddr, so.remotePort), ic.Seq+off))
+		pkt, err := encodeICMPError(ic, netip.AddrPortFrom(in.cfg.Local, so.localPort), netip.AddrPortFrom(in.cfg.Remote, so.remotePort), ic.Seq+off)
+		if err != nil {
+			return in.fail(ev.Pos, "icmp: %v", err)
+		}
+		return in.inject(ev, lo, pkt)
 	}
 	seg := &segment{
-		src:   netip.AddrPortFrom(RemoteAddr, so.remotePort),
-		dst:   netip.AddrPortFrom(LocalAddr, so.localPort),
+		src:   netip.AddrPortFrom(in.cfg.Remote, so.remotePort),
+		dst:   netip.AddrPortFrom(in.cfg.Local, so.localPort),
 		seq:   pk.Seq,
 		ack:   pk.Ack,
 		flags: pk.Flags,
@@ -457,7 +416,7 @@ func (in *interp) outbound(ev *Event) error {
 		actual = agg
 	}
 	mapped := in.toScript(so, actual, pk)
-	ms := matchSegment(pk, mapped, matchOptions{tsTick: in.tsTick, tolerance: int64(in.tolerance(0) / time.Microsecond)})
+	ms := matchSegment(pk, mapped, matchOptions{ipv6: in.cfg.Wire6(), tsTick: in.tsTick, tolerance: int64(in.tolerance(0) / time.Microsecond)})
 	if len(ms) > 0 {
 		var why []string
 		for _, m := range ms {
@@ -521,15 +480,15 @@ func (in *interp) sniff(ev *Event, so *sock, deadline time.Duration) (*segment, 
 // belongs reports whether seg is from the connection under test, learning
 // the local port from the SYN of an active open.
 func (in *interp) belongs(so *sock, seg *segment) bool {
-	if seg.src.Addr() != LocalAddr || seg.dst.Addr() != RemoteAddr {
+	if seg.src.Addr() != in.cfg.Local || seg.dst.Addr() != in.cfg.Remote {
 		return false
 	}
 	if so.localPort != 0 && so.remotePort != 0 {
 		return seg.src.Port() == so.localPort && seg.dst.Port() == so.remotePort
 	}
-	if so.state == sockActiveSynSent && seg.flags&header.SYN != 0 && seg.flags&header.ACK == 0 && seg.dst.Port() == ConnectPort {
+	if so.state == sockActiveSynSent && seg.flags&header.SYN != 0 && seg.flags&header.ACK == 0 && seg.dst.Port() == in.cfg.ConnectPort {
 		so.localPort = seg.src.Port()
-		so.remotePort = ConnectPort
+		so.remotePort = in.cfg.ConnectPort
 		so.liveLocalISN = seg.seq
 		return true
 	}

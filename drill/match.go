@@ -18,6 +18,7 @@ func (m Mismatch) String() string {
 
 // matchOptions says how to compare options beyond kind and length.
 type matchOptions struct {
+	ipv6 bool // the run's packets are IPv6
 	// tsTick, when non-zero, checks TS val: |Δ|·tsTick within tolerance.
 	tsTick    int64 // µs per tick
 	tolerance int64 // µs
@@ -46,10 +47,14 @@ func matchSegment(want *Packet, got *segment, mo matchOptions) []Mismatch {
 	if want.AnyOptions {
 		wantDoff = got.doff
 	}
-	check("ip version", 4, got.ipVersion)
+	version, ihl := 4, header.IPv4MinSize
+	if mo.ipv6 {
+		version, ihl = 6, header.IPv6HeaderSize
+	}
+	check("ip version", version, got.ipVersion)
 	check("ip protocol", header.ProtoTCP, got.proto)
-	check("ip header length", header.IPv4MinSize, got.ihl)
-	check("ip total length", header.IPv4MinSize+wantDoff+want.Len, got.totalLen)
+	check("ip header length", ihl, got.ihl)
+	check("ip total length", ihl+wantDoff+want.Len, got.totalLen)
 	if !got.ipChecksum {
 		ms = append(ms, Mismatch{"ip checksum", "valid", "invalid"})
 	}

@@ -11,7 +11,7 @@ import (
 // seg builds a live segment the way a stack would send it.
 func testSegment(flags uint8, seq, ack uint32, win uint16, n int, opts ...TCPOption) *segment {
 	return &segment{
-		src: netip.AddrPortFrom(LocalAddr, 8080), dst: netip.AddrPortFrom(RemoteAddr, 40000),
+		src: netip.AddrPortFrom(defaultLocal4, 8080), dst: netip.AddrPortFrom(defaultRemote4.Addr(), 40000),
 		seq: seq, ack: ack, flags: flags, win: win, opts: opts, payload: make([]byte, n),
 	}
 }

@@ -34,25 +34,48 @@ type segment struct {
 	payload  []byte
 }
 
-var errNotTCP = errors.New("not an IPv4 TCP packet")
+var errNotTCP = errors.New("not a TCP packet")
 
-// decodeSegment parses an IPv4 packet carrying TCP. Other packets (ICMP,
-// IPv6 router solicitations a kernel sends on tun0) are errNotTCP.
+// decodeSegment parses an IPv4 or IPv6 packet carrying TCP. Other packets
+// (ICMP, the router solicitations and MLD reports a kernel sends on tun0)
+// are errNotTCP. Linux puts no extension header before TCP, so an IPv6
+// packet whose next header is not TCP is not one of ours either.
 func decodeSegment(b []byte) (*segment, error) {
-	if len(b) < header.IPv4MinSize || b[0]>>4 != 4 {
+	if len(b) == 0 {
 		return nil, errNotTCP
 	}
-	ip := header.IPv4(b)
-	s := &segment{ipVersion: 4, ihl: ip.HeaderLen(), totalLen: ip.TotalLen(), proto: ip.Protocol()}
-	if s.proto != header.ProtoTCP {
+	s := &segment{ipVersion: b[0] >> 4}
+	switch s.ipVersion {
+	case 4:
+		if len(b) < header.IPv4MinSize {
+			return nil, errNotTCP
+		}
+		ip := header.IPv4(b)
+		s.ihl, s.totalLen, s.proto = ip.HeaderLen(), ip.TotalLen(), ip.Protocol()
+		if s.proto != header.ProtoTCP {
+			return nil, errNotTCP
+		}
+		if s.ihl < 20 || s.totalLen < s.ihl || s.totalLen > len(b) {
+			return nil, fmt.Errorf("malformed IPv4 header (ihl %d, total length %d, %d bytes)", s.ihl, s.totalLen, len(b))
+		}
+		s.ipChecksum = header.Checksum(b[:s.ihl], 0) == 0
+		s.src = netip.AddrPortFrom(netip.AddrFrom4(ip.Src()), 0)
+		s.dst = netip.AddrPortFrom(netip.AddrFrom4(ip.Dst()), 0)
+	case 6:
+		ip := header.IPv6(b)
+		if err := ip.Validate(); err != nil {
+			return nil, errNotTCP
+		}
+		s.ihl, s.totalLen, s.proto = header.IPv6HeaderSize, header.IPv6HeaderSize+ip.PayloadLen(), ip.NextHeader()
+		if s.proto != header.ProtoTCP {
+			return nil, errNotTCP
+		}
+		s.ipChecksum = true // IPv6 has none
+		s.src = netip.AddrPortFrom(netip.AddrFrom16(ip.Src()), 0)
+		s.dst = netip.AddrPortFrom(netip.AddrFrom16(ip.Dst()), 0)
+	default:
 		return nil, errNotTCP
 	}
-	if s.ihl < 20 || s.totalLen < s.ihl || s.totalLen > len(b) {
-		return nil, fmt.Errorf("malformed IPv4 header (ihl %d, total length %d, %d bytes)", s.ihl, s.totalLen, len(b))
-	}
-	s.ipChecksum = header.Checksum(b[:s.ihl], 0) == 0
-	s.src = netip.AddrPortFrom(netip.AddrFrom4(ip.Src()), 0)
-	s.dst = netip.AddrPortFrom(netip.AddrFrom4(ip.Dst()), 0)
 	t := header.TCP(b[s.ihl:s.totalLen])
 	if err := t.Validate(); err != nil {
 		return nil, err
@@ -159,12 +182,12 @@ func encodeOptions(opts []TCPOption) []byte {
 	return b
 }
 
-// encodeSegment builds an IPv4/TCP packet with valid checksums.
+// encodeSegment builds an IPv4 or IPv6 packet (the family of s's
+// addresses) carrying TCP, with valid checksums.
 func encodeSegment(s *segment) []byte {
 	opts := encodeOptions(s.opts)
-	n := header.IPv4MinSize + header.TCPMinSize + len(opts) + len(s.payload)
-	pkt := make([]byte, n)
-	tcp := pkt[header.IPv4MinSize:]
+	tcpLen := header.TCPMinSize + len(opts) + len(s.payload)
+	pkt, tcp := ipPacket(s.src.Addr(), s.dst.Addr(), header.ProtoTCP, tcpLen)
 	header.EncodeTCP(tcp, header.TCPFields{
 		SrcPort: s.src.Port(), DstPort: s.dst.Port(),
 		Seq: s.seq, Ack: s.ack, Flags: s.flags, Window: s.win, Urgent: s.urg,
@@ -172,23 +195,53 @@ func encodeSegment(s *segment) []byte {
 	tcp[12] |= s.reserved & 0x0f
 	copy(tcp[header.TCPMinSize:], opts)
 	copy(tcp[header.TCPMinSize+len(opts):], s.payload)
-	src, dst := s.src.Addr().As4(), s.dst.Addr().As4()
-	header.SetTCPChecksum(tcp, src, dst)
-	header.EncodeIPv4(pkt, header.IPv4Fields{TotalLen: n, TTL: 64, Protocol: header.ProtoTCP, Src: src, Dst: dst})
+	header.SetChecksumAt(tcp, 16, pseudoSum(s.src.Addr(), s.dst.Addr(), header.ProtoTCP, tcpLen))
 	return pkt
 }
 
-// encodeICMPError builds an ICMP error from the peer's address to us about
-// our segment from local to remote with sequence number seq (the quoted IP
-// header and the first 8 bytes of TCP, RFC 792).
-func encodeICMPError(ic *ICMPSpec, local, remote netip.AddrPort, seq uint32) []byte {
-	orig := make([]byte, header.IPv4MinSize+header.TCPMinSize)
-	header.EncodeIPv4(orig, header.IPv4Fields{TotalLen: len(orig), TTL: 64, Protocol: header.ProtoTCP, Src: local.Addr().As4(), Dst: remote.Addr().As4()})
-	header.EncodeTCP(orig[header.IPv4MinSize:], header.TCPFields{SrcPort: local.Port(), DstPort: remote.Port(), Seq: seq, Flags: header.ACK}, 0)
-	pkt := make([]byte, header.IPv4MinSize+header.ICMPv4MinSize+len(orig))
-	n := header.PutICMPError(pkt[header.IPv4MinSize:], ic.Type, ic.Code, uint32(ic.MTU), orig)
-	header.EncodeIPv4(pkt, header.IPv4Fields{TotalLen: header.IPv4MinSize + n, TTL: 64, Protocol: header.ProtoICMP, Src: remote.Addr().As4(), Dst: local.Addr().As4()})
-	return pkt[:header.IPv4MinSize+n]
+// ipPacket allocates a packet from src to dst with an IP header (TTL or
+// hop limit 64) for n bytes of proto, and returns it and its payload.
+func ipPacket(src, dst netip.Addr, proto uint8, n int) (pkt, payload []byte) {
+	if src.Is4() {
+		pkt = make([]byte, header.IPv4MinSize+n)
+		header.EncodeIPv4(pkt, header.IPv4Fields{TotalLen: len(pkt), TTL: 64, Protocol: proto, Src: src.As4(), Dst: dst.As4()})
+		return pkt, pkt[header.IPv4MinSize:]
+	}
+	pkt = make([]byte, header.IPv6HeaderSize+n)
+	header.EncodeIPv6(pkt, header.IPv6Fields{PayloadLen: n, NextHeader: proto, HopLimit: 64, Src: src.As16(), Dst: dst.As16()})
+	return pkt, pkt[header.IPv6HeaderSize:]
+}
+
+// pseudoSum is the pseudo-header sum of the family of src.
+func pseudoSum(src, dst netip.Addr, proto uint8, n int) uint32 {
+	if src.Is4() {
+		return header.PseudoHeaderSum(src.As4(), dst.As4(), proto, n)
+	}
+	return header.PseudoHeaderSum6(src.As16(), dst.As16(), proto, n)
+}
+
+// encodeICMPError builds an ICMP error (ICMPv6 on IPv6) from the peer's
+// address to us about our segment from local to remote with sequence
+// number seq: the quoted IP header and the first 8 bytes of TCP (RFC 792;
+// RFC 4443 quotes as much as fits, and the same 28 or 48 bytes do).
+func encodeICMPError(ic *ICMPSpec, local, remote netip.AddrPort, seq uint32) ([]byte, error) {
+	typ, code, err := ic.wire(local.Addr().Is6())
+	if err != nil {
+		return nil, err
+	}
+	orig, tcp := ipPacket(local.Addr(), remote.Addr(), header.ProtoTCP, header.TCPMinSize)
+	header.EncodeTCP(tcp, header.TCPFields{SrcPort: local.Port(), DstPort: remote.Port(), Seq: seq, Flags: header.ACK}, 0)
+	if local.Addr().Is4() {
+		pkt, icmp := ipPacket(remote.Addr(), local.Addr(), header.ProtoICMP, header.ICMPv4MinSize+header.IPv4MinSize+8)
+		header.PutICMPError(icmp, typ, code, uint32(ic.MTU), orig)
+		return pkt, nil
+	}
+	pkt, icmp := ipPacket(remote.Addr(), local.Addr(), header.ProtoICMPv6, header.ICMPv6MinSize+len(orig))
+	icmp[0], icmp[1] = typ, code
+	binary.BigEndian.PutUint32(icmp[4:8], uint32(ic.MTU))
+	copy(icmp[header.ICMPv6MinSize:], orig)
+	header.SetICMPv6Checksum(icmp, remote.Addr().As16(), local.Addr().As16())
+	return pkt, nil
 }
 
 // flagString writes flags the way scripts do (S., F., P., R, ., -).

@@ -954,24 +954,21 @@ func fmtSeconds(d time.Duration) string {
 func (p *parser) parseICMP(pos Pos) *ICMPSpec {
 	p.word() // icmp
 	name := p.word()
-	typ, ok := icmpTypes[name]
-	if !ok {
+	if !knownICMPType(name) {
 		p.restOfLine()
 		p.unsupported(pos, "icmp "+name+" packet")
 		return nil
 	}
-	spec := &ICMPSpec{Type: typ}
-	if typ == 3 {
-		code := p.word()
-		c, ok := icmpUnreachCodes[code]
-		if !ok {
-			p.failAt(pos, "expected an unreachable code (port_unreachable, frag_needed, ...), found %q", code)
+	spec := &ICMPSpec{Type: name}
+	if w := p.peekWord(); w != "" && w != "mtu" {
+		spec.Code = p.word()
+		if !knownICMPCode(name, spec.Code) {
+			p.failAt(pos, "expected a code of icmp %s (port_unreachable, frag_needed, ...), found %q", name, spec.Code)
 		}
-		spec.Code = c
 	}
 	if p.peekWord() == "mtu" {
 		p.word()
-		spec.MTU = uint16(p.number("an MTU"))
+		spec.MTU = uint32(p.number("an MTU"))
 	}
 	p.expect("[")
 	spec.Seq = p.u32("the quoted segment's start sequence number")

@@ -198,7 +198,7 @@ func TestParseCleanupCommand(t *testing.T) {
 func TestParseICMP(t *testing.T) {
 	s := mustParse(t, "0 < icmp unreachable frag_needed mtu 1200 [1:1461(1460)]\n")
 	ic := s.Events[0].Packet.ICMP
-	if ic == nil || ic.Type != 3 || ic.Code != 4 || ic.MTU != 1200 || ic.Seq != 1 {
+	if ic == nil || ic.Type != "unreachable" || ic.Code != "frag_needed" || ic.MTU != 1200 || ic.Seq != 1 {
 		t.Fatalf("parsed %+v", ic)
 	}
 	if _, err := Parse("t.pkt", []byte("0 < icmp unreachable frag_needed [1:1461(1000)]\n")); err == nil {

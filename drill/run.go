@@ -65,6 +65,9 @@ type Options struct {
 	// `ustack drill`): the backend is closed all the same, so the Linux
 	// backend's namespace is deleted.
 	Context context.Context
+	// Args are packetdrill's command-line options (--ip_version=ipv6,
+	// --mtu=1520, ...): they override the script's own option lines.
+	Args []Option
 }
 
 // DefaultTimeout is the per-script wall-clock limit.
@@ -103,11 +106,15 @@ func RunScript(s *Script, stackName string, opts Options) Report {
 		rep.Outcome, rep.Reason = Skip, "unsupported feature "+s.Unsupported[0].String()
 		return rep
 	}
-	for _, o := range s.Options {
-		if !scriptOptionSupported(o) {
-			rep.Outcome, rep.Reason = Skip, fmt.Sprintf("unsupported feature option --%s=%s (line %d)", o.Name, o.Value, o.Pos.Line)
-			return rep
-		}
+	cfg, err := ConfigFrom(s.Options, opts.Args)
+	var u *Unsupported
+	switch {
+	case errors.As(err, &u):
+		rep.Outcome, rep.Reason = Skip, "unsupported feature "+u.Feature
+		return rep
+	case err != nil:
+		rep.Outcome, rep.Reason = Fail, err.Error()
+		return rep
 	}
 	profile, events, err := setupProfile(s)
 	if err != nil {
@@ -123,11 +130,10 @@ func RunScript(s *Script, stackName string, opts Options) Report {
 		parent = context.Background()
 	}
 	b := newBackend()
-	err = runOn(parent, s, events, b, profile, timeout, opts.Verbose)
+	err = runOn(parent, s, events, b, profile, cfg, timeout, opts.Verbose)
 	if n, ok := b.(interface{ notes() []string }); ok {
 		rep.Notes = n.notes()
 	}
-	var u *Unsupported
 	var f *Failure
 	switch {
 	case err == nil:
@@ -185,20 +191,16 @@ func setupProfile(s *Script) (*Profile, []*Event, error) {
 // runOn runs events on b within timeout. The interpreter runs on its own
 // goroutine so that a stack that hangs (a Linux call that never returns)
 // is cut off; closing the backend then releases it.
-func runOn(parent context.Context, s *Script, events []*Event, b Backend, p *Profile, timeout time.Duration, verbose io.Writer) (err error) {
+func runOn(parent context.Context, s *Script, events []*Event, b Backend, p *Profile, cfg *Config, timeout time.Duration, verbose io.Writer) (err error) {
 	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
-	if err := b.Start(p); err != nil {
+	if err := b.Start(p, cfg); err != nil {
 		b.Close()
 		return err
 	}
 	sub := *s
 	sub.Events = events
-	in, err := newInterp(ctx, &sub, b, p, verbose)
-	if err != nil {
-		b.Close()
-		return err
-	}
+	in := newInterp(ctx, &sub, b, p, cfg, verbose)
 	done := make(chan error, 1)
 	go func() {
 		defer func() {

@@ -198,27 +198,85 @@ type Packet struct {
 	ICMP *ICMPSpec
 }
 
-// ICMPSpec is an ICMP error line: its type and code, the next-hop MTU
-// (frag_needed), and the sequence number of the quoted segment of ours
-// (relative, like the script's outbound lines).
+// ICMPSpec is an ICMP error line: its type and code as written (the wire
+// numbers depend on the run's IP version, as in packetdrill's
+// icmp_packet.c), the MTU (frag_needed, packet_too_big), and the sequence
+// number of the quoted segment of ours (relative, like the script's
+// outbound lines).
 type ICMPSpec struct {
-	Type, Code uint8
-	MTU        uint16
+	Type, Code string // Code is "" when none is written
+	MTU        uint32
 	Seq        uint32
 }
 
-// icmpTypes and icmpUnreachCodes are packetdrill's names (icmp_packet.c).
-var icmpTypes = map[string]uint8{
-	"unreachable": 3, "time_exceeded": 11, "parameter_problem": 12,
+// icmpType is one ICMP or ICMPv6 type with its named codes.
+type icmpType struct {
+	num   uint8
+	codes map[string]uint8
 }
 
-var icmpUnreachCodes = map[string]uint8{
-	"net_unreachable": 0, "host_unreachable": 1, "protocol_unreachable": 2,
-	"port_unreachable": 3, "frag_needed": 4, "source_route_failed": 5,
-	"net_unknown": 6, "host_unknown": 7, "source_host_isolated": 8,
-	"net_prohibited": 9, "host_prohibited": 10, "net_unreachable_for_tos": 11,
-	"host_unreachable_for_tos": 12, "packet_filtered": 13,
-	"precedence_violation": 14, "precedence_cutoff": 15,
+// packetdrill's names (icmp_packet.c), ICMPv4 and ICMPv6 (RFC 4443).
+var (
+	icmpv4Types = map[string]icmpType{
+		"unreachable": {3, map[string]uint8{
+			"net_unreachable": 0, "host_unreachable": 1, "protocol_unreachable": 2,
+			"port_unreachable": 3, "frag_needed": 4, "source_route_failed": 5,
+			"net_unknown": 6, "host_unknown": 7, "source_host_isolated": 8,
+			"net_prohibited": 9, "host_prohibited": 10, "net_unreachable_for_tos": 11,
+			"host_unreachable_for_tos": 12, "packet_filtered": 13,
+			"precedence_violation": 14, "precedence_cutoff": 15,
+		}},
+		"time_exceeded":     {11, nil},
+		"parameter_problem": {12, nil},
+	}
+	icmpv6Types = map[string]icmpType{
+		"unreachable": {1, map[string]uint8{
+			"net_unreachable": 0, "no_route": 0, "admin_prohibited": 1,
+			"not_neighbour": 2, "address_unreachable": 3, "port_unreachable": 4,
+		}},
+		"packet_too_big":    {2, nil},
+		"time_exceeded":     {3, map[string]uint8{"exceeded_hop_limit": 0, "exceeded_frag_time": 1}},
+		"parameter_problem": {4, map[string]uint8{"header_field": 0, "unknown_next_header": 1, "unknown_option": 2}},
+	}
+)
+
+// knownICMPType reports whether name is an error type of either family.
+func knownICMPType(name string) bool {
+	_, v4 := icmpv4Types[name]
+	_, v6 := icmpv6Types[name]
+	return v4 || v6
+}
+
+// knownICMPCode reports whether code is a code of type typ in either
+// family; which one applies is known only when the script runs.
+func knownICMPCode(typ, code string) bool {
+	_, v4 := icmpv4Types[typ].codes[code]
+	_, v6 := icmpv6Types[typ].codes[code]
+	return v4 || v6
+}
+
+// wire is the type and code on the wire, for ICMPv6 when v6. A name the
+// family does not have is an error, as packetdrill's is.
+func (ic *ICMPSpec) wire(v6 bool) (typ, code uint8, err error) {
+	table, family := icmpv4Types, "ICMPv4"
+	if v6 {
+		table, family = icmpv6Types, "ICMPv6"
+	}
+	t, ok := table[ic.Type]
+	if !ok {
+		return 0, 0, fmt.Errorf("%s has no type %q", family, ic.Type)
+	}
+	if ic.Code != "" {
+		if code, ok = t.codes[ic.Code]; !ok {
+			return 0, 0, fmt.Errorf("%s type %s has no code %q", family, ic.Type, ic.Code)
+		}
+	} else if t.codes != nil {
+		return 0, 0, fmt.Errorf("%s type %s needs a code", family, ic.Type)
+	}
+	if ic.MTU != 0 && !(v6 && t.num == 2 || !v6 && t.num == 3 && code == 4) {
+		return 0, 0, fmt.Errorf("an MTU is only valid for %s", map[bool]string{false: "unreachable frag_needed", true: "packet_too_big"}[v6])
+	}
+	return t.num, code, nil
 }
 
 // OptionKind is a TCP option kind as scripts write it.

@@ -14,8 +14,9 @@ import (
 // sockets are non-blocking; vstack gives them the blocking semantics of
 // Linux system calls.
 type vnet interface {
-	// start creates the stack with the profile at virtual time zero.
-	start(p *Profile) error
+	// start creates the stack with the profile and config at virtual time
+	// zero.
+	start(p *Profile, c *Config) error
 	close()
 	// setClock moves the virtual clock to d since start.
 	setClock(d time.Duration)
@@ -99,6 +100,7 @@ type vsock interface {
 type vstack struct {
 	name string
 	net  vnet
+	cfg  *Config
 
 	now      time.Duration
 	queue    []Captured
@@ -134,7 +136,10 @@ func newVstack(name string, n vnet) *vstack {
 func (v *vstack) Name() string  { return v.name }
 func (v *vstack) Virtual() bool { return true }
 
-func (v *vstack) Start(p *Profile) error { return v.net.start(p) }
+func (v *vstack) Start(p *Profile, c *Config) error {
+	v.cfg = c
+	return v.net.start(p, c)
+}
 
 func (v *vstack) Close() error {
 	for _, s := range v.socks {
@@ -253,11 +258,11 @@ func (v *vstack) call(op *Op) (Result, *pendingCall, error) {
 	so := s.so
 	switch op.Name {
 	case "bind":
-		return v.result(0, so.Bind(netip.AddrPortFrom(LocalAddr, BindPort)))
+		return v.result(0, so.Bind(v.cfg.BindAddr()))
 	case "listen":
 		return v.result(0, so.Listen(op.Backlog))
 	case "connect":
-		err := so.Connect(netip.AddrPortFrom(RemoteAddr, ConnectPort))
+		err := so.Connect(v.cfg.ConnectAddr())
 		if err != unix.EINPROGRESS || s.nonblock {
 			return v.result(0, err)
 		}

@@ -16,21 +16,30 @@ import (
 
 // cmdDrill runs packetdrill-syntax scripts on the named stacks:
 //
-//	ustack drill [--stacks ustack,gvisor,linux] [-v] [--timeout D] FILE...
+//	ustack drill [--stacks ustack,gvisor,linux] [-v] [--timeout D] [packetdrill's options] FILE...
 //
+// packetdrill's own options (--ip_version=ipv6, --mtu=1520, --local_ip,
+// --tolerance_usecs, ...) mean what they mean to packetdrill and override
+// a script's option lines.
 // One line per script and stack (PASS, FAIL: reason, SKIP: unsupported
 // feature, DIVERGES for a documented difference from Linux), the expected
 // and actual packet or result under each failure, then the summary line.
 // Exit status 0 when nothing failed, 1 when something did, 2 on bad usage.
 func cmdDrill(args []string, stdout, stderr io.Writer) int {
+	pdOpts, args := drill.ParseArgs(args)
+	if _, err := drill.ConfigFrom(pdOpts); err != nil {
+		fmt.Fprintf(stderr, "ustack drill: %v\n", err)
+		return 2
+	}
 	fs := flag.NewFlagSet("drill", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	stacks := fs.String("stacks", strings.Join(drill.StackNames, ","), "comma-separated stacks to run on: ustack, gvisor, linux")
 	verbose := fs.Bool("v", false, "trace every event, packet and call")
 	timeout := fs.Duration("timeout", drill.DefaultTimeout, "wall-clock limit per script and stack")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: ustack drill [--stacks ustack,gvisor,linux] [-v] [--timeout D] FILE.pkt...\n\n")
+		fmt.Fprintf(stderr, "Usage: ustack drill [--stacks ustack,gvisor,linux] [-v] [--timeout D] [packetdrill's options] FILE.pkt...\n\n")
 		fs.PrintDefaults()
+		fmt.Fprintf(stderr, "\npacketdrill's options, with packetdrill's meaning:\n  %s\n", strings.Join(drill.OptionNames(), " "))
 	}
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -63,7 +72,7 @@ func cmdDrill(args []string, stdout, stderr io.Writer) int {
 	// closed (the Linux namespace deleted) and no further script starts.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := drill.Options{Timeout: *timeout, Context: ctx}
+	opts := drill.Options{Timeout: *timeout, Context: ctx, Args: pdOpts}
 	var reps []drill.Report
 	for _, path := range fs.Args() {
 		if ctx.Err() != nil {
