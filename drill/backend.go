@@ -69,9 +69,10 @@ type Op struct {
 	FD   int // the live handle the call is on (unused by socket and poll)
 
 	Nonblock bool // socket: SOCK_NONBLOCK
+	Dgram    bool // socket: SOCK_DGRAM (UDP)
 	Backlog  int  // listen
-	Count    int  // read, write, send, recv: bytes
-	Flags    int  // send, recv: MSG_* flags
+	Count    int  // read, write, send, recv, sendto, recvfrom: bytes
+	Flags    int  // send, recv, sendto, recvfrom: MSG_* flags
 	Level    int  // setsockopt, getsockopt
 	OptName  int
 	IntVal   int // setsockopt: the value; fcntl F_SETFL: the flags

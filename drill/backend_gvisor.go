@@ -17,6 +17,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
 
@@ -50,7 +51,7 @@ func (g *gvisorNet) start(p *Profile, c *Config) error {
 	prev := runtime.GOMAXPROCS(1)
 	g.s = stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
-		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol},
 		Clock:              g.clock,
 	})
 	runtime.GOMAXPROCS(prev)
@@ -242,17 +243,24 @@ func (g *gvisorNet) sysctl(name, value string) error {
 	return g.configure(p)
 }
 
-func (g *gvisorNet) newSocket() (vsock, error) {
+func (g *gvisorNet) newSocket(dgram bool) (vsock, error) {
 	wq := &waiter.Queue{}
 	proto := ipv4.ProtocolNumber
 	if g.cfg.Domain() == unix.AF_INET6 {
 		proto = ipv6.ProtocolNumber // dual-stack: V6Only is off by default
 	}
-	ep, err := g.s.NewEndpoint(tcp.ProtocolNumber, proto, wq)
+	transport := tcp.ProtocolNumber
+	if dgram {
+		transport = udp.ProtocolNumber
+	}
+	ep, err := g.s.NewEndpoint(transport, proto, wq)
 	if err != nil {
 		return nil, gvisorErrno(err)
 	}
-	so := &gvisorSock{ep: ep, profile: g.profile}
+	so := &gvisorSock{ep: ep, profile: g.profile, udp: dgram}
+	if dgram {
+		return so, nil
+	}
 	so.keepaliveDefaults()
 	return so, nil
 }
@@ -261,6 +269,7 @@ func (g *gvisorNet) newSocket() (vsock, error) {
 type gvisorSock struct {
 	ep      tcpip.Endpoint
 	profile *Profile
+	udp     bool
 }
 
 // keepaliveDefaults gives the socket the keepalive sysctls: Linux reads
@@ -290,6 +299,9 @@ func (s *gvisorSock) Listen(backlog int) error {
 
 func (s *gvisorSock) Connect(a netip.AddrPort) error {
 	err := s.ep.Connect(fullAddr(a))
+	if s.udp {
+		return errOrNil(err) // a datagram socket only records the peer
+	}
 	if _, started := err.(*tcpip.ErrConnectStarted); started {
 		return unix.EINPROGRESS
 	}
@@ -318,6 +330,9 @@ func (s *gvisorSock) Peek(p []byte) (int, error) { return s.read(p, true) }
 func (s *gvisorSock) Readable(int) bool { return s.Events()&(evIn|evErr|evHup) != 0 }
 
 func (s *gvisorSock) Closing() bool {
+	if s.udp {
+		return false
+	}
 	switch tcp.EndpointState(s.ep.State()) {
 	case tcp.StateFinWait1, tcp.StateClosing, tcp.StateLastAck:
 		return true
@@ -340,6 +355,19 @@ func (s *gvisorSock) read(p []byte, peek bool) (int, error) {
 func (s *gvisorSock) Write(p []byte) (int, error) { return s.write(p, false) }
 
 func (s *gvisorSock) SendMore(p []byte) (int, error) { return s.write(p, true) }
+
+func (s *gvisorSock) SendTo(p []byte, to netip.AddrPort) (int, error) {
+	opts := tcpip.WriteOptions{}
+	if to.IsValid() {
+		fa := fullAddr(to)
+		opts.To = &fa
+	}
+	n, err := s.ep.Write(bytes.NewReader(p), opts)
+	if err != nil {
+		return int(n), gvisorErrno(err)
+	}
+	return int(n), nil
+}
 
 func (s *gvisorSock) write(p []byte, more bool) (int, error) {
 	n, err := s.ep.Write(bytes.NewReader(p), tcpip.WriteOptions{More: more})

@@ -259,15 +259,18 @@ func (l *linuxBackend) Do(op *Op) (Result, bool, error) {
 		return Result{}, false, errors.New("a blocking call is still outstanding")
 	}
 	if op.Name == "socket" {
-		typ := unix.SOCK_STREAM | unix.SOCK_CLOEXEC
+		typ, proto := unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP
+		if op.Dgram {
+			typ, proto = unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP
+		}
 		if op.Nonblock {
 			typ |= unix.SOCK_NONBLOCK
 		}
 		var fd int
 		err := l.ns.Do(func() error {
 			var err error
-			fd, err = unix.Socket(l.cfg.Domain(), typ, unix.IPPROTO_TCP)
-			if err == nil && l.cc != "" {
+			fd, err = unix.Socket(l.cfg.Domain(), typ, proto)
+			if err == nil && l.cc != "" && !op.Dgram {
 				if cerr := unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, l.cc); cerr != nil {
 					// Not built into this kernel: the namespace's default
 					// stays, written down like the refused sysctl.
@@ -320,7 +323,7 @@ func (l *linuxBackend) Do(op *Op) (Result, bool, error) {
 // script's timing would notice on a loaded machine.
 func (l *linuxBackend) mayBlock(op *Op) bool {
 	switch op.Name {
-	case "accept", "connect", "read", "recv", "write", "send":
+	case "accept", "connect", "read", "recv", "write", "send", "recvfrom", "sendto":
 		if op.Flags&unix.MSG_DONTWAIT != 0 {
 			return false
 		}
@@ -449,10 +452,15 @@ func (l *linuxBackend) syscallFunc(op *Op) (func() Result, error) {
 			l.mu.Unlock()
 			return Result{Ret: int64(nfd), Handle: nfd}
 		}, nil
-	case "read", "recv", "write", "send":
+	case "read", "recv", "write", "send", "recvfrom", "sendto":
 		buf := make([]byte, op.Count)
 		return func() Result {
 			switch op.Name {
+			case "recvfrom":
+				n, _, err := unix.Recvfrom(fd, buf, op.Flags)
+				return ret(n, err)
+			case "sendto":
+				return ret(len(buf), unix.Sendto(fd, buf, op.Flags, l.sockaddr(l.cfg.ConnectAddr())))
 			case "read":
 				return ret(unix.Read(fd, buf))
 			case "recv":

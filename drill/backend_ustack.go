@@ -173,7 +173,12 @@ func (u *ustackNet) sysctl(name, value string) error {
 	return nil
 }
 
-func (u *ustackNet) newSocket() (vsock, error) { return &ustackSock{so: u.s.NewSocket()}, nil }
+func (u *ustackNet) newSocket(dgram bool) (vsock, error) {
+	if dgram {
+		return &ustackSock{so: u.s.NewUDPSocket()}, nil
+	}
+	return &ustackSock{so: u.s.NewSocket()}, nil
+}
 
 // ustackSock adapts *stack.Socket to vsock.
 type ustackSock struct{ so *stack.Socket }
@@ -184,6 +189,9 @@ func (s *ustackSock) Connect(a netip.AddrPort) error { return s.so.Connect(a) }
 func (s *ustackSock) Read(p []byte) (int, error)     { return s.so.Read(p) }
 func (s *ustackSock) Write(p []byte) (int, error)    { return s.so.Write(p) }
 func (s *ustackSock) SendMore(p []byte) (int, error) { return s.so.Send(p, unix.MSG_MORE) }
+func (s *ustackSock) SendTo(p []byte, to netip.AddrPort) (int, error) {
+	return s.so.SendTo(p, to)
+}
 func (s *ustackSock) Peek(p []byte) (int, error)     { return s.so.Recv(p, unix.MSG_PEEK) }
 func (s *ustackSock) Closing() bool                  { return s.so.Closing() }
 func (s *ustackSock) Readable(n int) bool            { return s.so.Readable(n) }

@@ -17,6 +17,7 @@ func (in *interp) decode(ev *Event) (*Op, error) {
 		"socket": 3, "bind": 3, "listen": 2, "accept": 3, "connect": 3,
 		"read": 3, "write": 3, "send": 4, "recv": 4, "close": 1, "shutdown": 2,
 		"setsockopt": 5, "getsockopt": 5, "ioctl": 3, "poll": 3,
+		"sendto": 6, "recvfrom": 6,
 	}
 	if n, ok := nargs[sc.Name]; ok && len(sc.Args) != n {
 		return bad("expected %d arguments, found %d", n, len(sc.Args))
@@ -62,8 +63,12 @@ func (in *interp) decode(ev *Event) (*Op, error) {
 		if !ok1 || !ok2 {
 			return bad("expected type and protocol integers")
 		}
-		if typ&^(unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC) != unix.SOCK_STREAM || (proto != unix.IPPROTO_TCP && proto != 0) {
-			return nil, unsupported("socket type %s protocol %s (TCP only)", sc.Args[1], sc.Args[2])
+		switch base := typ &^ (unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC); {
+		case base == unix.SOCK_STREAM && (proto == unix.IPPROTO_TCP || proto == 0):
+		case base == unix.SOCK_DGRAM && (proto == unix.IPPROTO_UDP || proto == 0):
+			op.Dgram = true
+		default:
+			return nil, unsupported("socket type %s protocol %s (TCP and UDP only)", sc.Args[1], sc.Args[2])
 		}
 		op.Nonblock = typ&unix.SOCK_NONBLOCK != 0
 	case "bind", "connect", "accept":
@@ -76,6 +81,18 @@ func (in *interp) decode(ev *Event) (*Op, error) {
 			return bad("expected a backlog integer")
 		}
 		op.Backlog = n
+	case "sendto", "recvfrom":
+		// sendto's address is connect_ip:connect_port; recvfrom's
+		// out-parameters are ignored (run_system_call.c).
+		if !ellipsis(1) || !ellipsis(4) || !ellipsis(5) {
+			return nil, unsupported("%s with a buffer or address other than ...", sc.Name)
+		}
+		n, ok := intArg(2)
+		f, ok2 := intArg(3)
+		if !ok || n < 0 || !ok2 {
+			return bad("expected a byte count and flags")
+		}
+		op.Count, op.Flags = n, f
 	case "read", "write", "send", "recv":
 		if !ellipsis(1) {
 			return nil, unsupported("%s with a buffer other than ...", sc.Name)

@@ -1,8 +1,9 @@
 // Package drill owns ustack's differential conformance runner: it parses
-// scripts in packetdrill's language (the subset TCP tests use, see
-// shared/spec/packetdrill.md), and plays each script against a stack under
-// test — ustack itself, gVisor's netstack, or the Linux kernel — judging every
-// outbound packet and system call result the way packetdrill does.
+// scripts in packetdrill's language (the subset TCP and UDP tests use, see
+// shared/spec/packetdrill.md) in any of its three IP versions (config.go),
+// and plays each script against a stack under test — ustack itself,
+// gVisor's netstack, or the Linux kernel — judging every outbound packet
+// and system call result the way packetdrill does.
 //
 // The pieces, in the order a script flows through them:
 //

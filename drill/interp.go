@@ -52,6 +52,7 @@ const (
 type sock struct {
 	handle int // live handle; -1 for a child not accepted yet
 	state  sockState
+	udp    bool // a SOCK_DGRAM socket: its lines are `udp (N)`
 
 	localPort, remotePort uint16 // live ports (0: not known yet)
 	liveLocalISN          uint32
@@ -269,6 +270,9 @@ func (in *interp) inbound(ev *Event) error {
 	if err := in.checkStart(ev, lo, hi); err != nil {
 		return err
 	}
+	if pk.UDP != nil || in.under != nil && in.under.udp {
+		return in.inboundUDP(ev, lo)
+	}
 	so := in.under
 	if so == nil || so.state == sockListening || so.state == sockNew {
 		// A new connection: the peer's port is fresh, its ISN is the
@@ -339,6 +343,100 @@ func (in *interp) inbound(ev *Event) error {
 	return in.inject(ev, lo, encodeSegment(seg))
 }
 
+// inboundUDP injects a datagram (or an ICMP error about one) for the UDP
+// socket under test: to its local port, from the peer's connect_port once
+// it has connected or sent, else from a fresh port of the peer's
+// (packetdrill's mapping for a socket that has only been bound).
+func (in *interp) inboundUDP(ev *Event, lo time.Duration) error {
+	pk := ev.Packet
+	so := in.under
+	if so == nil || !so.udp {
+		return in.fail(ev.Pos, "a udp line, but the socket under test is not a UDP socket")
+	}
+	if pk.UDP == nil && (pk.ICMP == nil || !pk.ICMP.UDP) {
+		return in.fail(ev.Pos, "the socket under test is a UDP socket: expected a udp line or an icmp line quoting [udp (N)]")
+	}
+	local, remote := so.localPort, so.remotePort
+	if u := pk.UDP; u != nil && u.DstPort != 0 {
+		local = u.DstPort
+	}
+	if local == 0 {
+		return in.fail(ev.Pos, "the UDP socket has no local port yet (bind it, or let it send first)")
+	}
+	if u := pk.UDP; u != nil && u.SrcPort != 0 {
+		remote = u.SrcPort
+	} else if remote == 0 {
+		so.remotePort = in.nextEphemeral
+		in.nextEphemeral++
+		remote = so.remotePort
+	}
+	l, r := netip.AddrPortFrom(in.cfg.Local, local), netip.AddrPortFrom(in.cfg.Remote, remote)
+	if ic := pk.ICMP; ic != nil {
+		pkt, err := encodeICMPError(ic, l, r, 0)
+		if err != nil {
+			return in.fail(ev.Pos, "icmp: %v", err)
+		}
+		return in.inject(ev, lo, pkt)
+	}
+	return in.inject(ev, lo, encodeDatagram(r, l, pk.UDP.Len))
+}
+
+// outboundUDP waits for the datagram the UDP socket under test sends and
+// checks it as packetdrill's verify_udp does: the IP header, the UDP
+// length, and the payload (zeros).
+func (in *interp) outboundUDP(ev *Event, so *sock) error {
+	pk := ev.Packet
+	lo, hi := in.expected(ev)
+	if !so.udp {
+		return in.fail(ev.Pos, "a udp line, but the socket under test is not a UDP socket")
+	}
+	deadline := hi + outboundWait
+	if ev.Time.Kind == TimeAny {
+		deadline = in.b.Now() + anyHorizon
+	}
+	seg, at, err := in.sniff(ev, so, deadline)
+	if err != nil {
+		return err
+	}
+	in.logf("sniff  %s", seg.scriptString())
+	version, ihl := 4, header.IPv4MinSize
+	if in.cfg.Wire6() {
+		version, ihl = 6, header.IPv6HeaderSize
+	}
+	var why []string
+	check := func(field string, w, g int) {
+		if w != g {
+			why = append(why, fmt.Sprintf("%s: expected %d, got %d", field, w, g))
+		}
+	}
+	check("ip version", version, int(seg.ipVersion))
+	check("ip header length", ihl, seg.ihl)
+	check("ip total length", ihl+8+pk.UDP.Len, seg.totalLen)
+	check("udp length", 8+pk.UDP.Len, seg.udpLen)
+	check("payload length", pk.UDP.Len, len(seg.payload))
+	if !seg.ipChecksum {
+		why = append(why, "ip checksum: expected valid, got invalid")
+	}
+	for _, c := range seg.payload {
+		if c != 0 {
+			why = append(why, "payload: expected zeros")
+			break
+		}
+	}
+	detail := sideBySide(fmt.Sprintf("%s %s", timeWindow(lo, hi), pk), fmt.Sprintf("%.6f %s", at.Seconds(), seg.scriptString()))
+	if len(why) > 0 {
+		return &Failure{Pos: ev.Pos, Msg: "outbound packet mismatch: " + strings.Join(why, "; "), Detail: detail}
+	}
+	if ev.Time.Kind != TimeAny {
+		if tol := in.tolerance(lo - in.prevExpected); at < lo-tol || at > hi+tol {
+			return &Failure{Pos: ev.Pos, Timing: true, Detail: detail,
+				Msg: fmt.Sprintf("packet sent at %.6f, expected at %s (tolerance %v)", at.Seconds(), timeWindow(lo, hi), tol)}
+		}
+	}
+	in.finish(ev, lo, at)
+	return nil
+}
+
 // inject hands pkt, the wire form of ev's packet, to the stack, and
 // finishes ev, which was due at lo.
 func (in *interp) inject(ev *Event, lo time.Duration, pkt []byte) error {
@@ -358,6 +456,12 @@ func (in *interp) outbound(ev *Event) error {
 	so := in.under
 	if so == nil {
 		return in.fail(ev.Pos, "outbound packet expected but there is no socket under test")
+	}
+	if pk.UDP != nil || so.udp {
+		if pk.UDP == nil {
+			return in.fail(ev.Pos, "the socket under test is a UDP socket: expected a udp line")
+		}
+		return in.outboundUDP(ev, so)
 	}
 	if pk.Flags&header.SYN != 0 && pk.Flags&header.ACK == 0 && so.state == sockActiveConnecting {
 		so.state = sockActiveSynSent
@@ -480,8 +584,15 @@ func (in *interp) sniff(ev *Event, so *sock, deadline time.Duration) (*segment, 
 // belongs reports whether seg is from the connection under test, learning
 // the local port from the SYN of an active open.
 func (in *interp) belongs(so *sock, seg *segment) bool {
-	if seg.src.Addr() != in.cfg.Local || seg.dst.Addr() != in.cfg.Remote {
+	if seg.src.Addr() != in.cfg.Local || seg.dst.Addr() != in.cfg.Remote || (seg.proto == header.ProtoUDP) != so.udp {
 		return false
+	}
+	if so.udp {
+		// A socket that sent before binding gets its port now.
+		if so.localPort == 0 && so.remotePort != 0 && seg.dst.Port() == so.remotePort {
+			so.localPort = seg.src.Port()
+		}
+		return seg.src.Port() == so.localPort && seg.dst.Port() == so.remotePort
 	}
 	if so.localPort != 0 && so.remotePort != 0 {
 		return seg.src.Port() == so.localPort && seg.dst.Port() == so.remotePort
@@ -545,7 +656,9 @@ func (in *interp) syscall(ev *Event) error {
 		return err
 	}
 	// packetdrill's run_syscall_connect: the socket is connecting from now.
-	if sc.Name == "connect" {
+	if so := in.fds[int(sc.Args[0].Int)]; so != nil && so.udp && (sc.Name == "connect" || sc.Name == "sendto") {
+		so.remotePort = in.cfg.ConnectPort // run_syscall_connect
+	} else if sc.Name == "connect" {
 		if so := in.fds[int(sc.Args[0].Int)]; so != nil && so.state == sockNew {
 			so.state = sockActiveConnecting
 			in.under = so
@@ -705,8 +818,17 @@ func (in *interp) checkResult(ev *Event, op *Op, res Result) error {
 		}
 	case "socket":
 		so := newSock(res.Handle, sockNew)
+		so.udp = op.Dgram
 		in.fds[int(sc.Result)] = so
 		in.under = so
+	case "bind":
+		if so := in.fds[int(sc.Args[0].Int)]; so != nil && so.udp {
+			so.localPort = in.cfg.BindPort
+		}
+	case "sendto":
+		if so := in.fds[int(sc.Args[0].Int)]; so != nil && so.udp {
+			so.remotePort = in.cfg.ConnectPort
+		}
 	case "listen":
 		if so := in.fds[int(sc.Args[0].Int)]; so != nil {
 			so.state = sockListening

@@ -32,6 +32,7 @@ type segment struct {
 	opts     []TCPOption
 	optErr   string
 	payload  []byte
+	udpLen   int // the UDP length field, for a datagram (proto UDP)
 }
 
 var errNotTCP = errors.New("not a TCP packet")
@@ -52,7 +53,7 @@ func decodeSegment(b []byte) (*segment, error) {
 		}
 		ip := header.IPv4(b)
 		s.ihl, s.totalLen, s.proto = ip.HeaderLen(), ip.TotalLen(), ip.Protocol()
-		if s.proto != header.ProtoTCP {
+		if s.proto != header.ProtoTCP && s.proto != header.ProtoUDP {
 			return nil, errNotTCP
 		}
 		if s.ihl < 20 || s.totalLen < s.ihl || s.totalLen > len(b) {
@@ -67,7 +68,7 @@ func decodeSegment(b []byte) (*segment, error) {
 			return nil, errNotTCP
 		}
 		s.ihl, s.totalLen, s.proto = header.IPv6HeaderSize, header.IPv6HeaderSize+ip.PayloadLen(), ip.NextHeader()
-		if s.proto != header.ProtoTCP {
+		if s.proto != header.ProtoTCP && s.proto != header.ProtoUDP {
 			return nil, errNotTCP
 		}
 		s.ipChecksum = true // IPv6 has none
@@ -75,6 +76,17 @@ func decodeSegment(b []byte) (*segment, error) {
 		s.dst = netip.AddrPortFrom(netip.AddrFrom16(ip.Dst()), 0)
 	default:
 		return nil, errNotTCP
+	}
+	if s.proto == header.ProtoUDP {
+		u := b[s.ihl:s.totalLen]
+		if len(u) < 8 || int(binary.BigEndian.Uint16(u[4:])) > len(u) || int(binary.BigEndian.Uint16(u[4:])) < 8 {
+			return nil, fmt.Errorf("malformed UDP header (%d bytes)", len(u))
+		}
+		s.src = netip.AddrPortFrom(s.src.Addr(), binary.BigEndian.Uint16(u[0:]))
+		s.dst = netip.AddrPortFrom(s.dst.Addr(), binary.BigEndian.Uint16(u[2:]))
+		s.udpLen = int(binary.BigEndian.Uint16(u[4:]))
+		s.payload = u[8:s.udpLen]
+		return s, nil
 	}
 	t := header.TCP(b[s.ihl:s.totalLen])
 	if err := t.Validate(); err != nil {
@@ -199,6 +211,20 @@ func encodeSegment(s *segment) []byte {
 	return pkt
 }
 
+// encodeDatagram builds a UDP datagram of n zero bytes from src to dst,
+// with a valid checksum.
+func encodeDatagram(src, dst netip.AddrPort, n int) []byte {
+	pkt, udp := ipPacket(src.Addr(), dst.Addr(), header.ProtoUDP, 8+n)
+	binary.BigEndian.PutUint16(udp[0:], src.Port())
+	binary.BigEndian.PutUint16(udp[2:], dst.Port())
+	binary.BigEndian.PutUint16(udp[4:], uint16(8+n))
+	header.SetChecksumAt(udp, 6, pseudoSum(src.Addr(), dst.Addr(), header.ProtoUDP, 8+n))
+	if udp[6] == 0 && udp[7] == 0 {
+		udp[6], udp[7] = 0xff, 0xff // 0 means "no checksum" (RFC 768)
+	}
+	return pkt
+}
+
 // ipPacket allocates a packet from src to dst with an IP header (TTL or
 // hop limit 64) for n bytes of proto, and returns it and its payload.
 func ipPacket(src, dst netip.Addr, proto uint8, n int) (pkt, payload []byte) {
@@ -229,13 +255,20 @@ func encodeICMPError(ic *ICMPSpec, local, remote netip.AddrPort, seq uint32) ([]
 	if err != nil {
 		return nil, err
 	}
-	orig, tcp := ipPacket(local.Addr(), remote.Addr(), header.ProtoTCP, header.TCPMinSize)
-	header.EncodeTCP(tcp, header.TCPFields{SrcPort: local.Port(), DstPort: remote.Port(), Seq: seq, Flags: header.ACK}, 0)
+	var orig []byte
+	if ic.UDP {
+		orig = encodeDatagram(local, remote, ic.UDPLen)
+	} else {
+		var tcp []byte
+		orig, tcp = ipPacket(local.Addr(), remote.Addr(), header.ProtoTCP, header.TCPMinSize)
+		header.EncodeTCP(tcp, header.TCPFields{SrcPort: local.Port(), DstPort: remote.Port(), Seq: seq, Flags: header.ACK}, 0)
+	}
 	if local.Addr().Is4() {
 		pkt, icmp := ipPacket(remote.Addr(), local.Addr(), header.ProtoICMP, header.ICMPv4MinSize+header.IPv4MinSize+8)
 		header.PutICMPError(icmp, typ, code, uint32(ic.MTU), orig)
 		return pkt, nil
 	}
+	orig = orig[:min(len(orig), header.IPv6MinMTU-header.IPv6HeaderSize-header.ICMPv6MinSize)] // RFC 4443 2.4(c)
 	pkt, icmp := ipPacket(remote.Addr(), local.Addr(), header.ProtoICMPv6, header.ICMPv6MinSize+len(orig))
 	icmp[0], icmp[1] = typ, code
 	binary.BigEndian.PutUint32(icmp[4:8], uint32(ic.MTU))
@@ -284,6 +317,14 @@ func (p *Packet) String() string {
 	} else {
 		b.WriteString("> ")
 	}
+	if u := p.UDP; u != nil {
+		if u.SrcPort != 0 || u.DstPort != 0 {
+			fmt.Fprintf(&b, "udp %d>%d (%d)", u.SrcPort, u.DstPort, u.Len)
+		} else {
+			fmt.Fprintf(&b, "udp (%d)", u.Len)
+		}
+		return b.String()
+	}
 	fmt.Fprintf(&b, "%s %d:%d(%d)", flagString(p.Flags, p.AE), p.Seq, p.Seq+uint32(p.Len), p.Len)
 	if p.Flags&header.ACK != 0 || p.Ack != 0 {
 		fmt.Fprintf(&b, " ack %d", p.Ack)
@@ -306,6 +347,10 @@ func (p *Packet) String() string {
 // scriptString formats a segment already mapped to script space.
 func (s *segment) scriptString() string {
 	var b strings.Builder
+	if s.proto == header.ProtoUDP {
+		fmt.Fprintf(&b, "> udp %d>%d (%d)", s.src.Port(), s.dst.Port(), len(s.payload))
+		return b.String()
+	}
 	fmt.Fprintf(&b, "> %s %d:%d(%d)", flagString(s.flags, s.reserved&1 != 0), s.seq, s.seq+uint32(len(s.payload)), len(s.payload))
 	if s.flags&header.ACK != 0 || s.ack != 0 {
 		fmt.Fprintf(&b, " ack %d", s.ack)

@@ -38,7 +38,7 @@ var supportedSyscalls = map[string]bool{
 	"socket": true, "bind": true, "listen": true, "accept": true,
 	"connect": true, "read": true, "write": true, "send": true, "recv": true,
 	"close": true, "shutdown": true, "setsockopt": true, "getsockopt": true,
-	"fcntl": true, "ioctl": true, "poll": true,
+	"fcntl": true, "ioctl": true, "poll": true, "sendto": true, "recvfrom": true,
 }
 
 // Parse parses a script held in src; path is used in messages only.
@@ -620,7 +620,11 @@ func (p *parser) parsePacket() *Packet {
 		}
 		return nil
 	}
-	if w := p.peekWord(); w == "icmp" || w == "udp" || w == "ipv4" || w == "ipv6" || w == "gre" || w == "mpls" {
+	if p.peekWord() == "udp" {
+		pk.UDP = p.parseUDP()
+		return pk
+	}
+	if w := p.peekWord(); w == "icmp" || w == "ipv4" || w == "ipv6" || w == "gre" || w == "mpls" {
 		p.restOfLine()
 		p.unsupported(pos, w+" packet")
 		return nil
@@ -948,6 +952,22 @@ func fmtSeconds(d time.Duration) string {
 	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
 }
 
+// parseUDP parses `udp [SRC>DST] (N)` (packetdrill's udp_packet_spec).
+func (p *parser) parseUDP() *UDPSpec {
+	p.word() // udp
+	spec := &UDPSpec{}
+	p.skipSpace()
+	if p.peek() != '(' {
+		spec.SrcPort = uint16(p.numberAtMost(p.pos(), 0xffff, "a source port", "src port"))
+		p.expect(">")
+		spec.DstPort = uint16(p.numberAtMost(p.pos(), 0xffff, "a destination port", "dst port"))
+	}
+	p.expect("(")
+	spec.Len = int(p.numberAtMost(p.pos(), 0xffff-8, "the UDP payload length", "UDP payload size"))
+	p.expect(")")
+	return spec
+}
+
 // parseICMP parses the rest of `< icmp TYPE [CODE] [mtu N] [start:end(len)]`:
 // an ICMP error about our segment that starts at start. Types and codes
 // outside packetdrill's TCP-related set are unsupported features.
@@ -971,6 +991,14 @@ func (p *parser) parseICMP(pos Pos) *ICMPSpec {
 		spec.MTU = uint32(p.number("an MTU"))
 	}
 	p.expect("[")
+	if p.peekWord() == "udp" {
+		p.word()
+		p.expect("(")
+		spec.UDP, spec.UDPLen = true, int(p.numberAtMost(p.pos(), 0xffff-8, "the quoted datagram's length", "UDP payload size"))
+		p.expect(")")
+		p.expect("]")
+		return spec
+	}
 	spec.Seq = p.u32("the quoted segment's start sequence number")
 	p.expect(":")
 	end := p.u32("the quoted segment's end sequence number")

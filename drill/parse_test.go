@@ -208,3 +208,21 @@ func TestParseICMP(t *testing.T) {
 		t.Fatal("an unknown unreachable code parsed")
 	}
 }
+
+// UDP lines: a datagram with its length and optional ports, and an ICMP
+// error quoting one of ours.
+func TestParseUDP(t *testing.T) {
+	s := mustParse(t, "0 < udp (100)\n+0 > udp 2000>8080 (7)\n+0 < icmp unreachable port_unreachable [udp (100)]\n")
+	if u := s.Events[0].Packet.UDP; u == nil || u.Len != 100 || u.SrcPort != 0 {
+		t.Errorf("udp (100): %+v", u)
+	}
+	if u := s.Events[1].Packet.UDP; u == nil || u.Len != 7 || u.SrcPort != 2000 || u.DstPort != 8080 || s.Events[1].Packet.Dir != Outbound {
+		t.Errorf("udp 2000>8080 (7): %+v", u)
+	}
+	if ic := s.Events[2].Packet.ICMP; ic == nil || !ic.UDP || ic.UDPLen != 100 || ic.Code != "port_unreachable" {
+		t.Errorf("icmp quoting udp: %+v", ic)
+	}
+	if _, err := Parse("t.pkt", []byte("0 < udp (70000)\n")); err == nil {
+		t.Error("a 70000-byte UDP payload parsed")
+	}
+}

@@ -196,6 +196,16 @@ type Packet struct {
 	// segment it quotes (`< icmp unreachable frag_needed mtu 1200
 	// [1:1461(1460)]`); the TCP fields above are unused.
 	ICMP *ICMPSpec
+	// UDP, when set, makes this a UDP datagram line (`< udp (100)`, with
+	// optional ports `udp 2000>8080 (100)`); the TCP fields are unused.
+	UDP *UDPSpec
+}
+
+// UDPSpec is a UDP datagram line: the payload length and, when written,
+// the ports (0: the connection's own, as packetdrill maps them).
+type UDPSpec struct {
+	Len              int
+	SrcPort, DstPort uint16
 }
 
 // ICMPSpec is an ICMP error line: its type and code as written (the wire
@@ -207,6 +217,10 @@ type ICMPSpec struct {
 	Type, Code string // Code is "" when none is written
 	MTU        uint32
 	Seq        uint32
+	// UDP is set for an error quoting a datagram of ours (`[udp (N)]`),
+	// of UDPLen payload bytes, instead of a TCP segment.
+	UDP    bool
+	UDPLen int
 }
 
 // icmpType is one ICMP or ICMPv6 type with its named codes.

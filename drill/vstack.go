@@ -28,7 +28,8 @@ type vnet interface {
 	// drain returns the packets the stack sent since the last drain, after
 	// letting any asynchronous processing finish.
 	drain() [][]byte
-	newSocket() (vsock, error)
+	// newSocket makes a TCP socket, or a UDP one when dgram.
+	newSocket(dgram bool) (vsock, error)
 	sysctl(name, value string) error
 }
 
@@ -74,6 +75,8 @@ type vsock interface {
 	Write(p []byte) (int, error)
 	// SendMore is Write with MSG_MORE.
 	SendMore(p []byte) (int, error)
+	// SendTo sends one datagram to to (a UDP socket).
+	SendTo(p []byte, to netip.AddrPort) (int, error)
 	// Peek is Read with MSG_PEEK.
 	Peek(p []byte) (int, error)
 	// Closing is FIN-WAIT-1, CLOSING or LAST-ACK, also after Close.
@@ -117,6 +120,7 @@ type vstack struct {
 type vsocket struct {
 	so       vsock
 	nonblock bool
+	dgram    bool // UDP: a read takes one datagram
 }
 
 // pendingCall is a blocked call: retry is tried again after every change in
@@ -239,13 +243,13 @@ func (v *vstack) Do(op *Op) (Result, bool, error) {
 // call performs op; for a call that blocks it returns the pending call.
 func (v *vstack) call(op *Op) (Result, *pendingCall, error) {
 	if op.Name == "socket" {
-		so, err := v.net.newSocket()
+		so, err := v.net.newSocket(op.Dgram)
 		if err != nil {
 			return Result{}, nil, err
 		}
 		h := v.next
 		v.next++
-		v.socks[h] = &vsocket{so: so, nonblock: op.Nonblock}
+		v.socks[h] = &vsocket{so: so, nonblock: op.Nonblock, dgram: op.Dgram}
 		return Result{Ret: int64(h), Handle: h}, nil, nil
 	}
 	if op.Name == "poll" {
@@ -290,7 +294,13 @@ func (v *vstack) call(op *Op) (Result, *pendingCall, error) {
 			return Result{Ret: int64(h), Handle: h}, true
 		}
 		return v.tryOrBlock(s, try)
-	case "read", "recv":
+	case "read", "recv", "recvfrom":
+		if s.dgram {
+			return v.recvDatagram(s, op)
+		}
+		if op.Name == "recvfrom" {
+			return Result{}, nil, unsupported("recvfrom on a TCP socket")
+		}
 		if op.Flags&^(unix.MSG_DONTWAIT|unix.MSG_PEEK|unix.MSG_WAITALL) != 0 {
 			return Result{}, nil, unsupported("%s flags %#x", op.Name, op.Flags)
 		}
@@ -343,7 +353,15 @@ func (v *vstack) call(op *Op) (Result, *pendingCall, error) {
 			return r, nil, nil
 		}
 		return v.tryOrBlock(s, try)
+	case "sendto":
+		if !s.dgram {
+			return Result{}, nil, unsupported("sendto on a TCP socket")
+		}
+		return v.sendDatagram(s, op, v.cfg.ConnectAddr())
 	case "write", "send":
+		if s.dgram {
+			return v.sendDatagram(s, op, netip.AddrPort{})
+		}
 		if op.Flags&^(unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL|unix.MSG_MORE) != 0 {
 			return Result{}, nil, unsupported("%s flags %#x", op.Name, op.Flags)
 		}
@@ -443,6 +461,48 @@ func (v *vstack) call(op *Op) (Result, *pendingCall, error) {
 		return Result{}, nil, unsupported("ioctl request %#x", op.Cmd)
 	}
 	return Result{}, nil, unsupported("syscall %s()", op.Name)
+}
+
+// recvDatagram is read, recv or recvfrom on a UDP socket: one datagram
+// (the rest of a longer one is lost, as Linux's udp_recvmsg does), or a
+// pending ICMP error; a blocking socket waits for one.
+func (v *vstack) recvDatagram(s *vsocket, op *Op) (Result, *pendingCall, error) {
+	if op.Flags&^(unix.MSG_DONTWAIT|unix.MSG_PEEK) != 0 {
+		return Result{}, nil, unsupported("%s flags %#x on a UDP socket", op.Name, op.Flags)
+	}
+	buf := make([]byte, op.Count)
+	read := s.so.Read
+	if op.Flags&unix.MSG_PEEK != 0 {
+		read = s.so.Peek
+	}
+	try := func() (Result, bool) {
+		n, err := read(buf)
+		switch {
+		case err == unix.EAGAIN:
+			return errnoResult(unix.EAGAIN), false
+		case err != nil:
+			return v.errResult(err), true
+		}
+		return Result{Ret: int64(n)}, true
+	}
+	if op.Flags&unix.MSG_DONTWAIT != 0 {
+		r, _ := try()
+		return r, nil, nil
+	}
+	return v.tryOrBlock(s, try)
+}
+
+// sendDatagram is write, send or sendto on a UDP socket: one datagram of
+// zeros, to to (the zero AddrPort: the connected peer).
+func (v *vstack) sendDatagram(s *vsocket, op *Op, to netip.AddrPort) (Result, *pendingCall, error) {
+	if op.Flags&^(unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL) != 0 {
+		return Result{}, nil, unsupported("%s flags %#x on a UDP socket", op.Name, op.Flags)
+	}
+	n, err := s.so.SendTo(make([]byte, op.Count), to)
+	if err != nil {
+		return v.errResultOrUnsupported(err)
+	}
+	return Result{Ret: int64(n)}, nil, nil
 }
 
 // tryOrBlock runs try once; on a blocking socket a call that would block

@@ -323,6 +323,11 @@ func (so *Socket) Recv(p []byte, flags int) (int, error) {
 	s := so.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if so.isUDP {
+		// recv(2) on a datagram socket: one datagram, sender dropped.
+		n, _, err := so.recvFromLocked(p, flags&syscall.MSG_PEEK != 0)
+		return n, err
+	}
 	n, err := so.recvLocked(p, flags&syscall.MSG_PEEK != 0)
 	if err == io.EOF {
 		return 0, nil
@@ -375,6 +380,12 @@ func (so *Socket) Send(p []byte, flags int) (int, error) {
 	s := so.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if so.isUDP {
+		if flags&syscall.MSG_MORE != 0 {
+			return 0, syscall.EOPNOTSUPP // no UDP corking (UDP_CORK) here
+		}
+		return so.sendToLocked(p, netip.AddrPort{}) // to the connected peer
+	}
 	return so.sendLocked(p, flags&syscall.MSG_MORE != 0)
 }
 

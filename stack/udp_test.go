@@ -351,3 +351,39 @@ func waitBlocked(t *testing.T) {
 		}
 	}
 }
+
+// read(2) and write(2) on a UDP socket, as the drill and a C program use
+// them: write sends one datagram to the connected peer (EDESTADDRREQ
+// before connect), read takes one datagram and cuts what does not fit.
+func TestUDPReadWrite(t *testing.T) {
+	h := newHarness6(t)
+	so := udpSocket(t, h, 7)
+	if _, err := so.Write([]byte("x")); err != syscall.EDESTADDRREQ {
+		t.Fatalf("write before connect: %v, want EDESTADDRREQ", err)
+	}
+	if err := so.Connect(netip.AddrPortFrom(netip.AddrFrom4(peerAddr), 5000)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := so.Write([]byte("hello")); n != 5 || err != nil {
+		t.Fatalf("write: %d, %v", n, err)
+	}
+	if out := h.link.Outbound(); len(out) != 1 || string(header.IPv4(out[0]).Payload()[8:]) != "hello" {
+		t.Fatalf("sent %q", out)
+	}
+	if _, err := so.Send([]byte("x"), syscall.MSG_MORE); err != syscall.EOPNOTSUPP {
+		t.Fatalf("MSG_MORE: %v, want EOPNOTSUPP", err)
+	}
+	h.s.Inject(udp4(5000, 7, "first", false))
+	h.s.Inject(udp4(5000, 7, "second", false))
+	buf := make([]byte, 3)
+	if n, err := so.Read(buf); n != 3 || err != nil || string(buf) != "fir" {
+		t.Fatalf("read: %q, %v", buf[:n], err)
+	}
+	buf = make([]byte, 64)
+	if n, err := so.Read(buf); err != nil || string(buf[:n]) != "second" {
+		t.Fatalf("second read: %q, %v (the cut datagram's rest must be gone)", buf[:n], err)
+	}
+	if _, err := so.Read(buf); err != syscall.EAGAIN {
+		t.Fatalf("empty: %v, want EAGAIN", err)
+	}
+}
