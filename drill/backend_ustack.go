@@ -192,13 +192,13 @@ func (s *ustackSock) SendMore(p []byte) (int, error) { return s.so.Send(p, unix.
 func (s *ustackSock) SendTo(p []byte, to netip.AddrPort) (int, error) {
 	return s.so.SendTo(p, to)
 }
-func (s *ustackSock) Peek(p []byte) (int, error)     { return s.so.Recv(p, unix.MSG_PEEK) }
-func (s *ustackSock) Closing() bool                  { return s.so.Closing() }
-func (s *ustackSock) Readable(n int) bool            { return s.so.Readable(n) }
-func (s *ustackSock) Shutdown(how int) error         { return s.so.Shutdown(how) }
-func (s *ustackSock) Close() error                   { return s.so.Close() }
-func (s *ustackSock) SockError() syscall.Errno       { return s.so.SockError() }
-func (s *ustackSock) InQ() int                       { return s.so.InQ() }
+func (s *ustackSock) Peek(p []byte) (int, error) { return s.so.Recv(p, unix.MSG_PEEK) }
+func (s *ustackSock) Closing() bool              { return s.so.Closing() }
+func (s *ustackSock) Readable(n int) bool        { return s.so.Readable(n) }
+func (s *ustackSock) Shutdown(how int) error     { return s.so.Shutdown(how) }
+func (s *ustackSock) Close() error               { return s.so.Close() }
+func (s *ustackSock) SockError() syscall.Errno   { return s.so.SockError() }
+func (s *ustackSock) InQ() int                   { return s.so.InQ() }
 
 func (s *ustackSock) Accept() (vsock, error) {
 	c, err := s.so.Accept()
