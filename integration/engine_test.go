@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ func TestEngineGVisor(t *testing.T) {
 	needTool(t, "curl")
 	needTool(t, "ping")
 	ns := newNS(t)
-	d := startDaemon(t, ns, "--engine", "gvisor", "--serve", "http:80", "--serve", "echo:7", "--serve", "bound:9")
+	d := startDaemon(t, ns, "--engine", "gvisor", "--serve", "http:80", "--serve", "echo:7", "--serve", "bound:9", "--serve", "udp-echo:7")
 
 	if out, errOut, err := runIn(ns, 15*time.Second, "ping", "-c", "2", "-W", "2", stackIP); err != nil {
 		d.fatalf("ping %s: %v: %s%s", stackIP, err, out, errOut)
@@ -62,6 +63,31 @@ func TestEngineGVisor(t *testing.T) {
 	echoed, err := io.ReadAll(c) // ends at echo's FIN
 	if err != nil || !bytes.Equal(echoed, msg) {
 		d.fatalf("echo: %d of %d bytes back, then %v", len(echoed), len(msg), err)
+	}
+
+	// UDP through gVisor's engine too (the bench compares the two on it),
+	// on both families.
+	for _, addr := range []string{stackIP, "[" + stackIP6 + "]"} {
+		err := ns.Do(func() error {
+			u, err := net.Dial("udp", addr+":7")
+			if err != nil {
+				return err
+			}
+			defer u.Close()
+			u.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := u.Write([]byte("gvisor udp")); err != nil {
+				return err
+			}
+			buf := make([]byte, 64)
+			n, err := u.Read(buf)
+			if err != nil || string(buf[:n]) != "gvisor udp" {
+				return fmt.Errorf("echo %q, %v", buf[:n], err)
+			}
+			return nil
+		})
+		if err != nil {
+			d.errorf("udp-echo at %s:7: %v", addr, err)
+		}
 	}
 
 	if _, err := dialKernel(ns, stackIP+":9", 10*time.Second); err == nil || !strings.Contains(err.Error(), "refused") {

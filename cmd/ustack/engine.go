@@ -47,7 +47,7 @@ func (e ustackEngine) Bind(addr netip.AddrPort) (io.Closer, error) {
 	return b, nil
 }
 
-// ListenUDP binds a UDP socket (the udp services; ustack's engine only).
+// ListenUDP binds a UDP socket (the udp services).
 func (e ustackEngine) ListenUDP(addr netip.AddrPort) (net.PacketConn, error) {
 	c, err := e.Stack.ListenUDP(addr)
 	if err != nil {
@@ -62,8 +62,10 @@ type udpEngine interface {
 }
 
 var (
-	_ engine = ustackEngine{}
-	_ engine = (*gvisor.Stack)(nil)
+	_ engine    = ustackEngine{}
+	_ engine    = (*gvisor.Stack)(nil)
+	_ udpEngine = (*gvisor.Stack)(nil)
+	_ udpEngine = ustackEngine{}
 )
 
 // startEngine creates the engine cfg.Engine names on link and starts it.

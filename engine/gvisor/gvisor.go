@@ -30,6 +30,7 @@ import (
 	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
 	"ustack/stack"
@@ -83,7 +84,7 @@ func New(link stack.Link, opts Options) (*Stack, error) {
 	}
 	s := gstack.New(gstack.Options{
 		NetworkProtocols:   []gstack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
-		TransportProtocols: []gstack.TransportProtocolFactory{tcp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
+		TransportProtocols: []gstack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 	})
 	fail := func(format string, args ...any) (*Stack, error) {
 		s.Close()
@@ -297,6 +298,17 @@ func (st *Stack) ListenTCP(addr netip.AddrPort, backlog int) (net.Listener, erro
 		return nil, opError("listen", addr, err)
 	}
 	return gonet.NewTCPListener(st.s, &wq, ep), nil
+}
+
+// ListenUDP binds a UDP endpoint on addr and returns it as a
+// *gonet.UDPConn, for the udp-echo and dns services.
+func (st *Stack) ListenUDP(addr netip.AddrPort) (net.PacketConn, error) {
+	laddr := fullAddr(addr)
+	c, err := gonet.DialUDP(st.s, &laddr, nil, netProto(addr))
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: "udp", Addr: net.UDPAddrFromAddrPort(addr), Err: err}
+	}
+	return c, nil
 }
 
 // boundEP is a TCP endpoint after bind() and before listen(): SYNs to it
