@@ -65,6 +65,14 @@ func runKernelServer(addr string) int {
 			go serve(ln, s.handle)
 		}
 	}
+	// udp-echo, on the IPv4 address.
+	uc, err := net.ListenPacket("udp4", net.JoinHostPort(addr, strconv.Itoa(portEcho)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kernel server:", err)
+		return 1
+	}
+	go kUDPEcho(uc)
+	defer uc.Close()
 	hln, err := net.Listen("tcp4", net.JoinHostPort(addr, strconv.Itoa(portHTTP)))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kernel server:", err)
@@ -97,6 +105,18 @@ func kEcho(c net.Conn) {
 	defer c.Close()
 	if _, err := io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{c}); err == nil {
 		c.(*net.TCPConn).CloseWrite()
+	}
+}
+
+// kUDPEcho is the daemon's udp-echo: each datagram back to its sender.
+func kUDPEcho(c net.PacketConn) {
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		c.WriteTo(buf[:n], from)
 	}
 }
 

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -30,6 +32,7 @@ var tests = []test{
 	{"upload6", stream(serverAddr6, "upload6", upload)},
 	{"download6", stream(serverAddr6, "download6", download)},
 	{"rr", runRR},
+	{"udp", runUDP},
 	{"connrate", runConnRate},
 	{"http", runHTTP},
 	{"scale", runScale},
@@ -50,6 +53,9 @@ var metrics = []metric{
 	{"rr_tps", "request/response 1 byte, 1 conn", "trans/s", true, 0},
 	{"rr_p50_us", "request/response p50 latency", "µs", false, 1},
 	{"rr_p99_us", "request/response p99 latency", "µs", false, 1},
+	{"udp_pps", "UDP echo 1400 B, 32 in flight", "dgram/s", true, 0},
+	{"udp_gbps", "UDP echo 1400 B, payload each way", "Gbit/s", true, 2},
+	{"udp64_pps", "UDP echo 64 B, 32 in flight", "dgram/s", true, 0},
 	{"conn_rate", "connect+1 req+close, 4 clients", "conn/s", true, 0},
 	{"http_rps", "HTTP wrk 64 conns GET /bytes?n=64", "req/s", true, 0},
 	{"http_p99_ms", "HTTP wrk p99 latency", "ms", false, 2},
@@ -208,6 +214,73 @@ func runRR(ctx context.Context, cfg *config, t *target, s *server) (sample, []st
 		"rr_p99_us": pct(0.99),
 	}, nil, nil
 }
+
+// runUDP sends datagrams to udp-echo from a connected kernel UDP socket,
+// keeping udpWindow of them in flight, for cfg.short with 1400-byte
+// datagrams and again with 64-byte ones, and counts the echoes. A datagram
+// lost either way is given up after udpLossWait and replaced, so a loss
+// costs time but never stalls the window.
+func runUDP(ctx context.Context, cfg *config, t *target, s *server) (sample, []string, error) {
+	out := sample{}
+	for _, size := range []int{1400, 64} {
+		var got, lost int
+		var el time.Duration
+		err := t.clientNS.Do(func() error {
+			c, err := net.Dial("udp4", net.JoinHostPort(serverIPs, strconv.Itoa(portEcho)))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			msg, buf := make([]byte, size), make([]byte, 2048)
+			inFlight := 0
+			start := time.Now()
+			end := start.Add(cfg.short)
+			for ctx.Err() == nil && time.Now().Before(end) {
+				for ; inFlight < udpWindow; inFlight++ {
+					if _, err := c.Write(msg); err != nil {
+						return fmt.Errorf("after %d echoes: %w", got, err)
+					}
+				}
+				c.SetReadDeadline(time.Now().Add(udpLossWait))
+				n, err := c.Read(buf)
+				switch {
+				case errors.Is(err, os.ErrDeadlineExceeded):
+					lost += inFlight
+					inFlight = 0
+				case err != nil:
+					return fmt.Errorf("after %d echoes: %w", got, err)
+				case n != size:
+					return fmt.Errorf("a %d-byte echo of a %d-byte datagram", n, size)
+				default:
+					got++
+					inFlight--
+				}
+			}
+			el = time.Since(start)
+			return nil
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("%d-byte datagrams: %w", size, err)
+		}
+		if got == 0 {
+			return nil, nil, fmt.Errorf("no %d-byte datagram came back (%d given up)", size, lost)
+		}
+		pps := float64(got) / el.Seconds()
+		if size == 64 {
+			out["udp64_pps"] = pps
+		} else {
+			out["udp_pps"], out["udp_gbps"] = pps, pps*float64(size)*8/1e9
+		}
+	}
+	return out, nil, nil
+}
+
+// udpWindow is how many datagrams runUDP keeps in flight, and udpLossWait
+// how long it waits for one before counting the window lost.
+const (
+	udpWindow   = 32
+	udpLossWait = 100 * time.Millisecond
+)
 
 // runConnRate has cfg.clients (4) client threads each connect to echo, send a byte, read
 // it back and close, over and over for cfg.short.

@@ -219,7 +219,8 @@ func daemonTarget(name, bin, dir string, ns *netns.NS, procs int) *target {
 			"--tun", "tunb0", "--tun-addr", "10.0.0.1/24", "--addr", serverIPs,
 			"--ctl", filepath.Join(dir, name+".sock"),
 			"--serve", "echo:" + strconv.Itoa(portEcho), "--serve", "discard:" + strconv.Itoa(portDiscard),
-			"--serve", "source:" + strconv.Itoa(portSource), "--serve", "http:" + strconv.Itoa(portHTTP)}
+			"--serve", "source:" + strconv.Itoa(portSource), "--serve", "http:" + strconv.Itoa(portHTTP),
+			"--serve", "udp-echo:" + strconv.Itoa(portEcho)}
 		if cpuprofile != "" {
 			args = append(args, "--cpuprofile", cpuprofile)
 		}
