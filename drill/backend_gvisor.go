@@ -430,6 +430,10 @@ func (s *gvisorSock) SetOption(level, name, val int) error {
 		so.SetSendBufferSize(int64(val)*2, true)
 	case level == unix.SOL_TCP && name == unix.TCP_NODELAY:
 		so.SetDelayOption(val == 0)
+	case level == unix.SOL_IP && name == unix.IP_RECVERR:
+		so.SetIPv4RecvError(val != 0)
+	case level == unix.SOL_IPV6 && name == unix.IPV6_RECVERR:
+		so.SetIPv6RecvError(val != 0)
 	// The range checks are the sentry's (setSockOptTCP): netstack itself
 	// takes any value.
 	case level == unix.SOL_TCP && name == unix.TCP_KEEPIDLE:
@@ -494,6 +498,10 @@ func (s *gvisorSock) GetLinger() (bool, int, error) {
 
 func (s *gvisorSock) GetOption(level, name int) (int, error) {
 	switch {
+	case level == unix.SOL_IP && name == unix.IP_RECVERR:
+		return boolInt(s.ep.SocketOptions().GetIPv4RecvError()), nil
+	case level == unix.SOL_IPV6 && name == unix.IPV6_RECVERR:
+		return boolInt(s.ep.SocketOptions().GetIPv6RecvError()), nil
 	case level == unix.SOL_TCP && name == unix.TCP_MAXSEG:
 		return s.intOpt(tcpip.MaxSegOption)
 	case level == unix.SOL_SOCKET && name == unix.SO_SNDBUF:

@@ -251,6 +251,8 @@ func ustackOpt(level, name int) (stack.SockOpt, bool) {
 		return stack.OptBindAddressNoPort, true
 	case level == unix.SOL_IP && name == unix.IP_LOCAL_PORT_RANGE:
 		return stack.OptLocalPortRange, true
+	case level == unix.SOL_IP && name == unix.IP_RECVERR, level == unix.SOL_IPV6 && name == unix.IPV6_RECVERR:
+		return stack.OptRecvErr, true
 	}
 	return 0, false
 }
@@ -258,7 +260,7 @@ func ustackOpt(level, name int) (stack.SockOpt, bool) {
 func (s *ustackSock) SetOption(level, name, val int) error {
 	opt, ok := ustackOpt(level, name)
 	if !ok {
-		return unsupported("setsockopt level %d option %d on ustack (its Socket API has SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF, SO_SNDBUF, SO_RCVLOWAT and TCP_NODELAY, TCP_MAXSEG, TCP_USER_TIMEOUT, TCP_LINGER2, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT, TCP_DEFER_ACCEPT, TCP_CORK, TCP_QUICKACK and IP_BIND_ADDRESS_NO_PORT, IP_LOCAL_PORT_RANGE)", level, name)
+		return unsupported("setsockopt level %d option %d on ustack (its Socket API has SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF, SO_SNDBUF, SO_RCVLOWAT and TCP_NODELAY, TCP_MAXSEG, TCP_USER_TIMEOUT, TCP_LINGER2, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT, TCP_DEFER_ACCEPT, TCP_CORK, TCP_QUICKACK and IP_BIND_ADDRESS_NO_PORT, IP_LOCAL_PORT_RANGE, IP_RECVERR, IPV6_RECVERR)", level, name)
 	}
 	return s.so.SetOption(opt, val)
 }
@@ -277,7 +279,7 @@ func (s *ustackSock) GetLinger() (bool, int, error) {
 func (s *ustackSock) GetOption(level, name int) (int, error) {
 	opt, ok := ustackOpt(level, name)
 	if !ok {
-		return 0, unsupported("getsockopt level %d option %d on ustack (its Socket API has SO_ERROR, SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF, SO_SNDBUF, SO_RCVLOWAT and TCP_NODELAY, TCP_MAXSEG, TCP_USER_TIMEOUT, TCP_LINGER2, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT, TCP_DEFER_ACCEPT, TCP_CORK, TCP_QUICKACK and IP_BIND_ADDRESS_NO_PORT, IP_LOCAL_PORT_RANGE)", level, name)
+		return 0, unsupported("getsockopt level %d option %d on ustack (its Socket API has SO_ERROR, SO_REUSEADDR, SO_KEEPALIVE, SO_LINGER, SO_RCVBUF, SO_SNDBUF, SO_RCVLOWAT and TCP_NODELAY, TCP_MAXSEG, TCP_USER_TIMEOUT, TCP_LINGER2, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_SYNCNT, TCP_DEFER_ACCEPT, TCP_CORK, TCP_QUICKACK and IP_BIND_ADDRESS_NO_PORT, IP_LOCAL_PORT_RANGE, IP_RECVERR, IPV6_RECVERR)", level, name)
 	}
 	return s.so.Option(opt)
 }

@@ -24,6 +24,9 @@ var symbols = map[string]int64{
 	"SOL_SOCKET":    unix.SOL_SOCKET,
 	"SOL_TCP":       unix.SOL_TCP,
 	"SOL_IP":        unix.SOL_IP,
+	"SOL_IPV6":      unix.SOL_IPV6,
+	"IP_RECVERR":    unix.IP_RECVERR,
+	"IPV6_RECVERR":  unix.IPV6_RECVERR,
 
 	"SO_REUSEADDR":       unix.SO_REUSEADDR,
 	"SO_REUSEPORT":       unix.SO_REUSEPORT,

@@ -74,6 +74,12 @@ type netError struct {
 	mtu        int           // with fragNeeded: the next-hop MTU
 	unreach    bool          // the network or host is unreachable (RFC 6069)
 	fatal      bool          // it ends a half-open connection (tcp_req_err)
+
+	// The message itself, for IP_RECVERR's error queue.
+	icmp6     bool
+	typ, code uint8
+	info      uint32         // the 4 bytes after the checksum (the MTU)
+	offender  hashtable.Addr // who sent the ICMP error
 }
 
 // icmp4Error reads an ICMPv4 error (RFC 792, RFC 1122 3.2.2).
@@ -95,7 +101,7 @@ func icmp4Error(typ, code uint8, mtu int) netError {
 // icmpError handles an ICMPv4 error message msg (type, code, the 4 bytes
 // after the checksum, then the offending datagram's IP header and at least
 // 8 bytes of its payload): the transport that sent the datagram gets it.
-func (s *Stack) icmpError(now time.Time, msg []byte) {
+func (s *Stack) icmpError(now time.Time, from hashtable.Addr, msg []byte) {
 	inner := header.IPv4(msg[header.ICMPv4MinSize:])
 	if len(inner) < header.IPv4MinSize || inner.HeaderLen() < header.IPv4MinSize || len(inner) < inner.HeaderLen()+8 {
 		s.inc(cntICMPIgnored)
@@ -107,6 +113,7 @@ func (s *Stack) icmpError(now time.Time, msg []byte) {
 		return
 	}
 	ne := icmp4Error(msg[0], msg[1], int(binary.BigEndian.Uint16(msg[6:8])))
+	ne.typ, ne.code, ne.info, ne.offender = msg[0], msg[1], binary.BigEndian.Uint32(msg[4:8]), from
 	t.deliverError(now, hashtable.AddrFrom4(inner.Src()), hashtable.AddrFrom4(inner.Dst()), inner[inner.HeaderLen():], ne)
 }
 
@@ -162,7 +169,7 @@ func (s *Stack) icmpInput(now time.Time, ip header.IPv4) {
 		}
 		return
 	case header.ICMPDestUnreach, header.ICMPTimeExceeded, header.ICMPParamProblem:
-		s.icmpError(now, msg)
+		s.icmpError(now, hashtable.AddrFrom4(ip.Src()), msg)
 		return
 	default:
 		s.inc(cntICMPIgnored)

@@ -61,7 +61,7 @@ func (s *Stack) icmp6Input(now time.Time, ip header.IPv6, src hashtable.Addr, ms
 			s.inc(cntICMP6Ignored)
 		}
 	case header.ICMPv6DestUnreach, header.ICMPv6PacketTooBig, header.ICMPv6TimeExceeded, header.ICMPv6ParamProblem:
-		s.icmp6ErrorInput(now, msg)
+		s.icmp6ErrorInput(now, src, msg)
 	case header.ICMPv6MLDQuery, header.ICMPv6MLDReport, header.ICMPv6MLDDone, header.ICMPv6MLDv2Report,
 		header.ICMPv6RouterSolicit, header.ICMPv6RouterAdvert, header.ICMPv6NeighborSolicit,
 		header.ICMPv6NeighborAdvert, header.ICMPv6Redirect:
@@ -91,7 +91,7 @@ func (s *Stack) echoReply6(src hashtable.Addr, msg []byte) {
 // icmp6ErrorInput hands an ICMPv6 error (type, code, 4 bytes of MTU or
 // pointer, then as much of the offending packet as fits) to the transport
 // that sent that packet.
-func (s *Stack) icmp6ErrorInput(now time.Time, msg []byte) {
+func (s *Stack) icmp6ErrorInput(now time.Time, from hashtable.Addr, msg []byte) {
 	inner := header.IPv6(msg[header.ICMPv6MinSize:])
 	if len(inner) < header.IPv6HeaderSize || inner[0]>>4 != 6 {
 		s.inc(cntICMP6Ignored)
@@ -110,6 +110,7 @@ func (s *Stack) icmp6ErrorInput(now time.Time, msg []byte) {
 		return
 	}
 	ne := icmp6Error(msg[0], msg[1], int(binary.BigEndian.Uint32(msg[4:8])))
+	ne.icmp6, ne.typ, ne.code, ne.info, ne.offender = true, msg[0], msg[1], binary.BigEndian.Uint32(msg[4:8]), from
 	if ne.fragNeeded && ne.mtu < header.IPv6MinMTU {
 		ne.mtu = header.IPv6MinMTU // RFC 8201 4: never below 1280
 	}

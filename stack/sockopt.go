@@ -73,6 +73,7 @@ const (
 	OptRcvLowat                         // SO_RCVLOWAT: bytes that make the socket readable (poll, blocking reads)
 	OptV6Only                           // IPV6_V6ONLY: 1 keeps a :: socket to IPv6 (set before bind)
 	OptMTUDiscover                      // IP_MTU_DISCOVER: a PMTUDisc value; what a UDP datagram past the MTU gets
+	OptRecvErr                          // IP_RECVERR, IPV6_RECVERR: 1 queues ICMP errors for RecvErr (UDP), unconnected sockets too
 )
 
 // IP_MTU_DISCOVER's values (ip(7)), as Linux numbers them. For UDP on
@@ -187,6 +188,8 @@ func (so *Socket) Option(opt SockOpt) (int, error) {
 		return b(so.noPort), nil
 	case OptV6Only:
 		return b(so.v6only), nil
+	case OptRecvErr:
+		return b(so.u != nil && so.u.recvErr), nil
 	case OptLocalPortRange:
 		return int(so.portRange), nil
 	case OptNoDelay:
@@ -277,6 +280,15 @@ func (so *Socket) setOptionLocked(opt SockOpt, val int) error {
 			return syscall.EINVAL
 		}
 		so.v6only = val != 0
+		return nil
+	case OptRecvErr:
+		if so.u == nil {
+			return syscall.ENOPROTOOPT // only datagram sockets here
+		}
+		so.u.recvErr = val != 0
+		if !so.u.recvErr {
+			so.u.errQueue = nil // ip_sock_set_recverr purges the queue
+		}
 		return nil
 	case OptMTUDiscover:
 		// Linux do_ip_setsockopt: IP_PMTUDISC_OMIT is the largest.

@@ -36,8 +36,10 @@ type udpSock struct {
 	connected bool
 	remote    netip.AddrPort // the peer of a connected socket
 	queue     dgramQueue
-	limit     int           // SO_RCVBUF: bytes the queue may hold
-	softErr   syscall.Errno // an ICMP error for a connected socket, reported once
+	limit     int               // SO_RCVBUF: bytes the queue may hold
+	softErr   syscall.Errno     // an ICMP error for a connected socket, reported once
+	recvErr   bool              // IP_RECVERR: errors queued, and reported unconnected too
+	errQueue  []SockExtendedErr // IP_RECVERR's queue, oldest first, at most maxErrQueue
 	rdWait    cond
 	v6        bool // a ping socket's family
 }
@@ -86,22 +88,91 @@ func (p udpProtocol) deliver(now time.Time, src, dst hashtable.Addr, b []byte, c
 }
 
 // deliverError reports an ICMP error about a datagram we sent from src to
-// dst to the socket that sent it, if it is connected to dst (Linux's
-// __udp4_lib_err: unconnected sockets see none without IP_RECVERR).
+// dst to the socket that sent it (Linux's __udp4_lib_err): a socket
+// connected to dst takes it as its pending error; one with IP_RECVERR,
+// connected or not, also queues it for RecvErr. Other sockets see none.
 func (p udpProtocol) deliverError(now time.Time, src, dst hashtable.Addr, quoted []byte, ne netError) {
 	s := p.s
 	sport, dport := binary.BigEndian.Uint16(quoted[0:2]), binary.BigEndian.Uint16(quoted[2:4])
 	to := netip.AddrPortFrom(dst.Netip(), dport)
 	for _, u := range s.udp[sport] {
-		if u.connected && u.remote == to && (u.local.IsUnspecified() || u.local == src) {
-			if ne.errno != 0 && !ne.fragNeeded {
-				u.softErr = ne.errno
-				u.rdWait.notify()
-			}
+		if !(u.local.IsUnspecified() || u.local == src) || u.connected && u.remote != to {
+			continue
+		}
+		switch {
+		case ne.errno == 0:
+		case u.recvErr:
+			u.queueError(ne, to)
+			u.softErr = ne.errno
+			u.rdWait.notify()
+			return
+		case u.connected && !ne.fragNeeded:
+			u.softErr = ne.errno
+			u.rdWait.notify()
 			return
 		}
+		break
 	}
 	s.inc(cntICMPIgnored)
+}
+
+// maxErrQueue bounds IP_RECVERR's queue; Linux bounds it by SO_RCVBUF
+// (sock_queue_err_skb), and a newer error past it is dropped as there.
+const maxErrQueue = 64
+
+// SockExtendedErr is one entry of a socket's error queue (IP_RECVERR,
+// IPV6_RECVERR): Linux's struct sock_extended_err with the two addresses
+// recvmsg(MSG_ERRQUEUE) gives beside it.
+type SockExtendedErr struct {
+	Errno      syscall.Errno
+	Origin     uint8 // SO_EE_ORIGIN_ICMP (2) or SO_EE_ORIGIN_ICMP6 (3)
+	Type, Code uint8
+	Info       uint32         // the next-hop MTU of a "fragmentation needed" or Packet Too Big, else 0
+	Offender   netip.Addr     // SO_EE_OFFENDER: who sent the ICMP error
+	Dest       netip.AddrPort // msg_name: where the failed datagram was going
+}
+
+// Linux's ee_origin values (linux/errqueue.h).
+const (
+	SOEEOriginICMP  = 2
+	SOEEOriginICMP6 = 3
+)
+
+func (u *udpSock) queueError(ne netError, to netip.AddrPort) {
+	if len(u.errQueue) >= maxErrQueue {
+		return
+	}
+	e := SockExtendedErr{Errno: ne.errno, Origin: SOEEOriginICMP, Type: ne.typ, Code: ne.code, Offender: ne.offender.Netip(), Dest: to}
+	if ne.icmp6 {
+		e.Origin = SOEEOriginICMP6
+	}
+	if ne.fragNeeded {
+		e.Info = uint32(ne.mtu)
+	}
+	u.errQueue = append(u.errQueue, e)
+}
+
+// RecvErr is recvmsg(MSG_ERRQUEUE): the oldest queued error, or EAGAIN.
+// The pending error becomes the next queued one's, or none, as
+// sock_dequeue_err_skb leaves sk_err.
+func (so *Socket) RecvErr() (SockExtendedErr, error) {
+	s := so.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if so.closed {
+		return SockExtendedErr{}, syscall.EBADF
+	}
+	if !so.isUDP || len(so.u.errQueue) == 0 {
+		return SockExtendedErr{}, syscall.EAGAIN
+	}
+	u := so.u
+	e := u.errQueue[0]
+	u.errQueue = u.errQueue[1:]
+	u.softErr = 0
+	if len(u.errQueue) > 0 {
+		u.softErr = u.errQueue[0].Errno
+	}
+	return e, nil
 }
 
 // udpLookup finds the socket for a datagram to dst:port from from, as
@@ -290,7 +361,7 @@ func (so *Socket) sendToLocked(p []byte, to netip.AddrPort) (int, error) {
 		return 0, syscall.EOPNOTSUPP
 	}
 	u := so.u
-	if err := u.softErr; err != 0 && u.connected {
+	if err := u.softErr; err != 0 && (u.connected || u.recvErr) {
 		u.softErr = 0
 		return 0, err // the ICMP error, on the next call (B70)
 	}

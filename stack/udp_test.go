@@ -387,3 +387,53 @@ func TestUDPReadWrite(t *testing.T) {
 		t.Fatalf("empty: %v, want EAGAIN", err)
 	}
 }
+
+// IP_RECVERR: an unconnected socket that asks for errors gets them, both
+// as the pending error of its next call and in its error queue with the
+// ICMP message, its sender and the failed datagram's destination; reading
+// the queue clears the pending error. Turning it off empties the queue.
+func TestUDPRecvErr(t *testing.T) {
+	h := newHarness6(t)
+	u := udpSocket(t, h, 6001)
+	if err := u.SetOption(OptRecvErr, 1); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := u.Option(OptRecvErr); v != 1 || err != nil {
+		t.Fatalf("IP_RECVERR reads %d, %v", v, err)
+	}
+	if _, err := u.RecvErr(); err != syscall.EAGAIN {
+		t.Fatalf("empty error queue: %v, want EAGAIN", err)
+	}
+	peer := netip.AddrPortFrom(netip.AddrFrom4(peerAddr), 53)
+	u.SendTo([]byte("query"), peer)
+	h.s.Inject(icmpErrorAbout(3, 3, h.link.Outbound()[0]))
+	if _, err := u.SendTo([]byte("query"), peer); err != syscall.ECONNREFUSED {
+		t.Fatalf("the next sendto: %v, want ECONNREFUSED (sk_err first)", err)
+	}
+	u.SendTo([]byte("query"), peer)
+	h.s.Inject(icmpErrorAbout(11, 0, h.link.Outbound()[0])) // time exceeded
+	buf := make([]byte, 64)
+	if _, _, err := u.RecvFrom(buf, 0); err != syscall.EHOSTUNREACH {
+		t.Fatalf("recvfrom: %v, want the latest error, EHOSTUNREACH", err)
+	}
+	e, err := u.RecvErr()
+	want := SockExtendedErr{Errno: syscall.ECONNREFUSED, Origin: SOEEOriginICMP, Type: 3, Code: 3, Offender: netip.AddrFrom4(peerAddr), Dest: peer}
+	if err != nil || e != want {
+		t.Fatalf("first queued error %+v, %v; want %+v", e, err, want)
+	}
+	if _, _, err := u.RecvFrom(buf, 0); err != syscall.EHOSTUNREACH {
+		t.Fatalf("after one dequeue the pending error is the next one's: %v", err)
+	}
+	if e, err := u.RecvErr(); err != nil || e.Type != 11 || e.Errno != syscall.EHOSTUNREACH {
+		t.Fatalf("second queued error %+v, %v", e, err)
+	}
+	if _, _, err := u.RecvFrom(buf, 0); err != syscall.EAGAIN {
+		t.Fatalf("queue drained: %v, want EAGAIN", err)
+	}
+	u.SendTo([]byte("query"), peer)
+	h.s.Inject(icmpErrorAbout(3, 3, h.link.Outbound()[0]))
+	u.SetOption(OptRecvErr, 0)
+	if _, err := u.RecvErr(); err != syscall.EAGAIN {
+		t.Fatalf("IP_RECVERR off keeps a queued error: %v", err)
+	}
+}
