@@ -656,10 +656,11 @@ func (in *interp) syscall(ev *Event) error {
 		return err
 	}
 	// packetdrill's run_syscall_connect: the socket is connecting from now.
-	if so := in.fds[int(sc.Args[0].Int)]; so != nil && so.udp && (sc.Name == "connect" || sc.Name == "sendto") {
-		so.remotePort = in.cfg.ConnectPort // run_syscall_connect
-	} else if sc.Name == "connect" {
-		if so := in.fds[int(sc.Args[0].Int)]; so != nil && so.state == sockNew {
+	// For UDP, connect() and sendto() alike set the peer to connect_port.
+	if sc.Name == "connect" || sc.Name == "sendto" {
+		if so := in.fds[int(sc.Args[0].Int)]; so != nil && so.udp {
+			so.remotePort = in.cfg.ConnectPort
+		} else if so != nil && so.state == sockNew && sc.Name == "connect" {
 			so.state = sockActiveConnecting
 			in.under = so
 		}
@@ -824,10 +825,6 @@ func (in *interp) checkResult(ev *Event, op *Op, res Result) error {
 	case "bind":
 		if so := in.fds[int(sc.Args[0].Int)]; so != nil && so.udp {
 			so.localPort = in.cfg.BindPort
-		}
-	case "sendto":
-		if so := in.fds[int(sc.Args[0].Int)]; so != nil && so.udp {
-			so.remotePort = in.cfg.ConnectPort
 		}
 	case "listen":
 		if so := in.fds[int(sc.Args[0].Int)]; so != nil {

@@ -14,8 +14,8 @@ import (
 // TCPOption.Value holds the kind byte.
 const OptUnknown OptionKind = 100
 
-// segment is a decoded IPv4/TCP packet, the form both directions are
-// compared and printed in.
+// segment is a decoded TCP (or UDP) packet over IPv4 or IPv6, the form
+// both directions are compared and printed in.
 type segment struct {
 	ipVersion  uint8
 	ihl        int // bytes
@@ -35,12 +35,13 @@ type segment struct {
 	udpLen   int // the UDP length field, for a datagram (proto UDP)
 }
 
-var errNotTCP = errors.New("not a TCP packet")
+var errNotTCP = errors.New("not a TCP or UDP packet")
 
-// decodeSegment parses an IPv4 or IPv6 packet carrying TCP. Other packets
-// (ICMP, the router solicitations and MLD reports a kernel sends on tun0)
-// are errNotTCP. Linux puts no extension header before TCP, so an IPv6
-// packet whose next header is not TCP is not one of ours either.
+// decodeSegment parses an IPv4 or IPv6 packet carrying TCP or UDP (a
+// datagram: ports, udpLen and payload only). Other packets (ICMP, the
+// router solicitations and MLD reports a kernel sends on tun0) are
+// errNotTCP. Linux puts no extension header before TCP or UDP, so an IPv6
+// packet whose next header is neither is not one of ours either.
 func decodeSegment(b []byte) (*segment, error) {
 	if len(b) == 0 {
 		return nil, errNotTCP
