@@ -37,7 +37,7 @@ type udpSock struct {
 	remote    netip.AddrPort // the peer of a connected socket
 	queue     dgramQueue
 	limit     int               // SO_RCVBUF: bytes the queue may hold
-	softErr   syscall.Errno     // an ICMP error for a connected socket, reported once
+	softErr   syscall.Errno     // an ICMP error for a connected socket (or any with IP_RECVERR), reported once
 	recvErr   bool              // IP_RECVERR: errors queued, and reported unconnected too
 	errQueue  []SockExtendedErr // IP_RECVERR's queue, oldest first, at most maxErrQueue
 	rdWait    cond
