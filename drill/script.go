@@ -1,6 +1,7 @@
 package drill
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -287,8 +288,12 @@ func (ic *ICMPSpec) wire(v6 bool) (typ, code uint8, err error) {
 	} else if t.codes != nil {
 		return 0, 0, fmt.Errorf("%s type %s needs a code", family, ic.Type)
 	}
-	if ic.MTU != 0 && !(v6 && t.num == 2 || !v6 && t.num == 3 && code == 4) {
-		return 0, 0, fmt.Errorf("an MTU is only valid for %s", map[bool]string{false: "unreachable frag_needed", true: "packet_too_big"}[v6])
+	switch {
+	case ic.MTU == 0:
+	case v6 && t.num != 2:
+		return 0, 0, errors.New("an MTU is only valid for packet_too_big")
+	case !v6 && (t.num != 3 || code != 4):
+		return 0, 0, errors.New("an MTU is only valid for unreachable frag_needed")
 	}
 	return t.num, code, nil
 }

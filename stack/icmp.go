@@ -78,7 +78,6 @@ type netError struct {
 	// The message itself, for IP_RECVERR's error queue.
 	icmp6     bool
 	typ, code uint8
-	info      uint32         // the 4 bytes after the checksum (the MTU)
 	offender  hashtable.Addr // who sent the ICMP error
 }
 
@@ -113,7 +112,7 @@ func (s *Stack) icmpError(now time.Time, from hashtable.Addr, msg []byte) {
 		return
 	}
 	ne := icmp4Error(msg[0], msg[1], int(binary.BigEndian.Uint16(msg[6:8])))
-	ne.typ, ne.code, ne.info, ne.offender = msg[0], msg[1], binary.BigEndian.Uint32(msg[4:8]), from
+	ne.typ, ne.code, ne.offender = msg[0], msg[1], from
 	t.deliverError(now, hashtable.AddrFrom4(inner.Src()), hashtable.AddrFrom4(inner.Dst()), inner[inner.HeaderLen():], ne)
 }
 

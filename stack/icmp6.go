@@ -110,7 +110,7 @@ func (s *Stack) icmp6ErrorInput(now time.Time, from hashtable.Addr, msg []byte) 
 		return
 	}
 	ne := icmp6Error(msg[0], msg[1], int(binary.BigEndian.Uint32(msg[4:8])))
-	ne.icmp6, ne.typ, ne.code, ne.info, ne.offender = true, msg[0], msg[1], binary.BigEndian.Uint32(msg[4:8]), from
+	ne.icmp6, ne.typ, ne.code, ne.offender = true, msg[0], msg[1], from
 	if ne.fragNeeded && ne.mtu < header.IPv6MinMTU {
 		ne.mtu = header.IPv6MinMTU // RFC 8201 4: never below 1280
 	}

@@ -95,25 +95,31 @@ func (p udpProtocol) deliverError(now time.Time, src, dst hashtable.Addr, quoted
 	s := p.s
 	sport, dport := binary.BigEndian.Uint16(quoted[0:2]), binary.BigEndian.Uint16(quoted[2:4])
 	to := netip.AddrPortFrom(dst.Netip(), dport)
-	for _, u := range s.udp[sport] {
-		if !(u.local.IsUnspecified() || u.local == src) || u.connected && u.remote != to {
-			continue
-		}
-		switch {
-		case ne.errno == 0:
-		case u.recvErr:
-			u.queueError(ne, to)
-			u.softErr = ne.errno
-			u.rdWait.notify()
-			return
-		case u.connected && !ne.fragNeeded:
-			u.softErr = ne.errno
-			u.rdWait.notify()
-			return
-		}
-		break
+	u := s.udpSender(src, sport, to)
+	switch {
+	case u == nil || ne.errno == 0:
+		s.inc(cntICMPIgnored)
+	case u.recvErr:
+		u.queueError(ne, to)
+		u.softErr = ne.errno
+		u.rdWait.notify()
+	case u.connected && !ne.fragNeeded:
+		u.softErr = ne.errno
+		u.rdWait.notify()
+	default:
+		s.inc(cntICMPIgnored)
 	}
-	s.inc(cntICMPIgnored)
+}
+
+// udpSender is the socket that sent a datagram from src:port to to: bound
+// to port on src (or a wildcard), and connected to to if connected at all.
+func (s *Stack) udpSender(src hashtable.Addr, port uint16, to netip.AddrPort) *udpSock {
+	for _, u := range s.udp[port] {
+		if (u.local.IsUnspecified() || u.local == src) && (!u.connected || u.remote == to) {
+			return u
+		}
+	}
+	return nil
 }
 
 // maxErrQueue bounds IP_RECVERR's queue; Linux bounds it by SO_RCVBUF
