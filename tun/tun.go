@@ -311,6 +311,9 @@ func (d *Device) configure(addr, addr6 netip.Prefix) error {
 	if err := unix.IoctlIfreq(d.ctl, unix.SIOCSIFFLAGS, ifr); err != nil {
 		return d.ioctlError("bringing up", err)
 	}
+	if addr6.IsValid() {
+		return d.waitUsable6(addr6.Addr())
+	}
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -243,6 +244,49 @@ func TestOpenConfigures(t *testing.T) {
 	route := mustRun(t, ns, "ip", "-4", "route", "show", "dev", "tun0")
 	if !strings.Contains(route, "10.0.0.0/24") {
 		t.Errorf("no subnet route: %s", route)
+	}
+}
+
+// An IPv6 address is usable as soon as Open returns: not tentative (for
+// a moment after the device comes up the kernel holds it so, and a socket
+// dialing the stack's side would pick ::1 as its source), so a kernel
+// socket that dials the stack gets it as its source. The race is short;
+// the test opens the device many times.
+func TestOpenIPv6AddressUsable(t *testing.T) {
+	ns := newNS(t)
+	mustRun(t, ns, "ip", "link", "set", "lo", "up")
+	kernel := netip.MustParseAddr("fd00::1")
+	for i := range 40 {
+		d, err := open(t, ns, Config{Name: "tun0", Addr6: netip.PrefixFrom(kernel, 64)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		flags, err := inNSMake(t, ns, func() (uint64, error) {
+			return d.addrFlags6(fmt.Sprintf("%032x", kernel.As16()))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if flags&ifaTentative != 0 {
+			t.Fatalf("open %d: fd00::1 is tentative (flags %#x) after Open", i, flags)
+		}
+		local, err := inNSMake(t, ns, func() (netip.AddrPort, error) {
+			c, err := net.Dial("udp6", "[fd00::2]:9")
+			if err != nil {
+				return netip.AddrPort{}, err
+			}
+			defer c.Close()
+			return c.LocalAddr().(*net.UDPAddr).AddrPort(), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if local.Addr() != kernel {
+			t.Fatalf("open %d: a socket dialing fd00::2 got source %s; want fd00::1", i, local.Addr())
+		}
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
