@@ -7,7 +7,13 @@ require (
 	golang.org/x/sys v0.49.0
 )
 
-require golang.org/x/net v0.62.0
+require (
+	golang.org/x/crypto v0.58.0
+	golang.org/x/net v0.62.0
+	golang.zx2c4.com/wireguard v0.0.0-20260522210424-ecfc5a8d5446
+)
+
+require golang.zx2c4.com/wintun v0.0.0-20230126152724-0fa3db229ce2 // indirect
 
 require (
 	github.com/google/btree v1.1.2 // indirect

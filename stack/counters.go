@@ -98,6 +98,8 @@ const (
 	cntUDPRcvBufErrors
 	cntUDPPortUnreachSent
 	cntPingOut
+	cntLinkTxQueueFull
+	cntLinkShortBuffer
 	numCounters
 )
 
@@ -193,6 +195,8 @@ var counterNames = [numCounters]string{
 	cntUDPRcvBufErrors:     "udp.drop.rcvbuf_full",
 	cntUDPPortUnreachSent:  "udp.port_unreachable_sent",
 	cntPingOut:             "ping.echo_requests_sent",
+	cntLinkTxQueueFull:     "link.drop.tx_queue_full",
+	cntLinkShortBuffer:     "link.drop.short_buffer",
 }
 
 // init catches a counter added without a name.

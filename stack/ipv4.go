@@ -124,6 +124,10 @@ func (s *Stack) linkOutput(pkt []byte, dst hashtable.Addr, gso int) {
 		s.loopback(pkt)
 		return
 	}
+	if s.batch != nil && len(s.tx.q) >= BatchQueueLen {
+		s.inc(cntLinkTxQueueFull) // the embedder is not reading
+		return
+	}
 	var b []byte
 	free := &s.tx.free
 	if len(pkt) > s.mtu {

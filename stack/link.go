@@ -68,6 +68,14 @@ func (l *stackLock) Unlock() {
 	for {
 		// Our own packets first (B16): what they make joins the queue.
 		s.drainLoopLocked()
+		if s.batch != nil {
+			// The embedder takes the queue itself (BatchLink.Read).
+			if len(s.tx.q) > 0 {
+				s.batch.signal()
+			}
+			l.mu.Unlock()
+			return
+		}
 		if s.tx.flushing || len(s.tx.q) == 0 {
 			l.mu.Unlock()
 			return

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"encoding/binary"
+	"net"
 	"net/netip"
 	"syscall"
 
@@ -82,4 +83,46 @@ func (s *Stack) pingDeliver(src hashtable.Addr, msg []byte, v6 bool) bool {
 		return true
 	}
 	return false
+}
+
+// ListenPing opens a ping socket on laddr (the family's wildcard when
+// unspecified or invalid: IPv4), as a UDPConn whose datagrams are echo
+// requests out and echo replies in; the addresses' ports are 0.
+func (s *Stack) ListenPing(laddr netip.Addr) (*UDPConn, error) {
+	return s.DialPing(laddr, netip.Addr{})
+}
+
+// DialPing is ListenPing connected to raddr: Write sends there and Read
+// hears only its replies. The family is raddr's, or laddr's.
+func (s *Stack) DialPing(laddr, raddr netip.Addr) (*UDPConn, error) {
+	v6 := laddr.Is6() && !laddr.Is4In6() || raddr.Is6() && !raddr.Is4In6()
+	so := s.NewPingSocket(v6)
+	fail := func(op string, err error) (*UDPConn, error) {
+		so.Close()
+		e := opError(op, nil, pingAddr(raddr), err).(*net.OpError)
+		e.Net = "ip4:icmp"
+		if v6 {
+			e.Net = "ip6:ipv6-icmp"
+		}
+		return nil, e
+	}
+	if laddr.IsValid() {
+		if err := so.Bind(netip.AddrPortFrom(laddr, 0)); err != nil {
+			return fail("listen", err)
+		}
+	}
+	if raddr.IsValid() {
+		if err := so.locked(func() error { return so.udpConnect(netip.AddrPortFrom(raddr, 0)) }); err != nil {
+			return fail("dial", err)
+		}
+	}
+	return newUDPConn(so), nil
+}
+
+// pingAddr is a as the peer named in an error, or nil.
+func pingAddr(a netip.Addr) net.Addr {
+	if !a.IsValid() {
+		return nil
+	}
+	return &net.IPAddr{IP: a.AsSlice()}
 }

@@ -75,6 +75,7 @@ type Stack struct {
 	opts  Options
 	link  Link
 	gso   OffloadLink // link, when it offloads segmentation; else nil
+	batch *BatchLink  // link, when the embedder reads and writes it (batch.go)
 	clock timers.Clock
 	addr  hashtable.Addr // our IPv4 address
 	ip4   [4]byte        // the same, for IPv4 headers
@@ -181,6 +182,12 @@ func New(link Link, opts Options) (*Stack, error) {
 	if g, ok := link.(OffloadLink); ok && g.GSOMaxSize() > mtu {
 		s.gso = g
 	}
+	if b, ok := link.(*BatchLink); ok {
+		if b.s != nil {
+			return nil, errors.New("stack: this BatchLink is under another stack already")
+		}
+		b.s, s.batch = s, b
+	}
 	s.mu.s = s
 	s.transports[header.ProtoTCP] = tcpProtocol{s}
 	s.transports[header.ProtoUDP] = udpProtocol{s}
@@ -191,12 +198,14 @@ func New(link Link, opts Options) (*Stack, error) {
 // Addr is the stack's own address.
 func (s *Stack) Addr() netip.Addr { return s.opts.Addr }
 
-// Start begins reading packets from the link and, unless the clock is
-// virtual, running timers in real time.
+// Start begins reading packets from the link (a BatchLink is written to
+// instead) and, unless the clock is virtual, running timers in real time.
 func (s *Stack) Start() error {
 	s.startOnce.Do(func() {
-		s.loopsWG.Add(1)
-		go s.readLoop()
+		if s.batch == nil {
+			s.loopsWG.Add(1)
+			go s.readLoop()
+		}
 		if _, virtual := s.clock.(*timers.Virtual); !virtual {
 			s.loopsWG.Add(1)
 			go s.timerLoop()

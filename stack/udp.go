@@ -336,7 +336,7 @@ func (so *Socket) udpConnect(addr netip.AddrPort) error {
 		u.connected, u.remote = false, netip.AddrPort{}
 		return nil
 	}
-	if addr.Port() == 0 {
+	if addr.Port() == 0 && !so.isPing { // a ping socket's peer has no port
 		return syscall.EINVAL
 	}
 	if err := so.udpAutobind(); err != nil {

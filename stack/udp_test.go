@@ -343,9 +343,12 @@ func TestUDPConnDeadlines(t *testing.T) {
 
 // waitBlocked returns once a goroutine is blocked in the socket core's
 // wait, as a read with nothing queued should be.
-func waitBlocked(t *testing.T) {
+func waitBlocked(t *testing.T) { waitBlockedIn(t, "(*Socket).waitLocked") }
+
+// waitBlockedIn waits until some goroutine's stack shows fn.
+func waitBlockedIn(t *testing.T, fn string) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(stacks(), "(*Socket).waitLocked"); runtime.Gosched() {
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(stacks(), fn); runtime.Gosched() {
 		if time.Now().After(deadline) {
 			t.Fatal("the read never blocked")
 		}
