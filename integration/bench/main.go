@@ -76,7 +76,7 @@ func main() {
 	flag.IntVar(&cfg.conns, "conns", 10000, "idle connections the scale test opens")
 	flag.IntVar(&cfg.clients, "clients", 4, "parallel clients of the connection-rate test")
 	flag.StringVar(&columns, "engines", "ustack,gvisor,kernel", "columns to measure: ustack, gvisor, kernel (the veth ceiling)")
-	flag.StringVar(&testsF, "tests", "upload,download,upload6,download6,rr,udp,connrate,http,scale", "measurements to run")
+	flag.StringVar(&testsF, "tests", "upload,download,upload6,download6,rr,udp,connrate,http,scale,wg", "measurements to run")
 	flag.StringVar(&cfg.json, "json", "bench-results.json", "write the results as JSON to `FILE` (\"\" for none)")
 	flag.IntVar(&cfg.procs, "procs", 0, "pass --procs `N` to both daemons (0: their default)")
 	flag.StringVar(&cfg.bin, "bin", "", "use this ustack binary instead of building one")
@@ -363,6 +363,9 @@ func (e errStart) Unwrap() error { return e.error }
 
 // runOne starts a fresh server, runs one measurement, and stops the server.
 func runOne(ctx context.Context, cfg *config, tst test, t *target, cpuprofile string) (sample, []string, error) {
+	if tst.inProcess {
+		return tst.run(ctx, cfg, t, nil)
+	}
 	s, err := t.start(ctx, cpuprofile)
 	if err != nil {
 		return nil, nil, errStart{fmt.Errorf("starting %s: %w", t.name, err)}
@@ -392,7 +395,7 @@ func profiles(ctx context.Context, cfg *config, targets []*target) error {
 			continue
 		}
 		for _, tst := range tests {
-			if !slices.Contains(cfg.tests, tst.name) || tst.name == "scale" {
+			if !slices.Contains(cfg.tests, tst.name) || tst.name == "scale" || tst.inProcess {
 				continue
 			}
 			path, _ := filepath.Abs(filepath.Join(cfg.profile, t.name+"-"+tst.name+".pprof"))
@@ -412,6 +415,7 @@ func testOf(key string) string {
 		{"upload6", "upload6"}, {"download6", "download6"},
 		{"upload", "upload"}, {"download", "download"}, {"rr_", "rr"},
 		{"udp", "udp"}, {"conn_", "connrate"}, {"http_", "http"}, {"scale_", "scale"},
+		{"wg_", "wg"},
 	} {
 		if strings.HasPrefix(key, p.prefix) {
 			return p.test

@@ -24,18 +24,21 @@ type sample map[string]float64
 type test struct {
 	name string
 	run  func(ctx context.Context, cfg *config, t *target, s *server) (sample, []string, error)
+	// inProcess: the test runs its stacks in this process (s is nil).
+	inProcess bool
 }
 
 var tests = []test{
-	{"upload", stream(serverAddr, "upload", upload)},
-	{"download", stream(serverAddr, "download", download)},
-	{"upload6", stream(serverAddr6, "upload6", upload)},
-	{"download6", stream(serverAddr6, "download6", download)},
-	{"rr", runRR},
-	{"udp", runUDP},
-	{"connrate", runConnRate},
-	{"http", runHTTP},
-	{"scale", runScale},
+	{"upload", stream(serverAddr, "upload", upload), false},
+	{"download", stream(serverAddr, "download", download), false},
+	{"upload6", stream(serverAddr6, "upload6", upload), false},
+	{"download6", stream(serverAddr6, "download6", download), false},
+	{"rr", runRR, false},
+	{"udp", runUDP, false},
+	{"connrate", runConnRate, false},
+	{"http", runHTTP, false},
+	{"scale", runScale, false},
+	{"wg", runWG, true},
 }
 
 // metric is one row of the table.
@@ -63,6 +66,8 @@ var metrics = []metric{
 	{"scale_kib_per_conn", "memory per idle connection (VmRSS)", "KiB", false, 2},
 	{"upload_cpu_s_per_gb", "server CPU per GB, upload", "CPU-s/GB", false, 2},
 	{"download_cpu_s_per_gb", "server CPU per GB, download", "CPU-s/GB", false, 2},
+	{"wg_up_gbps", "wireguard-go pair: embedded stack → gVisor peer", "Gbit/s", true, 2},
+	{"wg_down_gbps", "wireguard-go pair: gVisor peer → embedded stack", "Gbit/s", true, 2},
 }
 
 // dialInAt connects from the target's client namespace to an address of

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -20,13 +19,11 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/curve25519"
 	"golang.org/x/net/dns/dnsmessage"
-	"golang.zx2c4.com/wireguard/conn/bindtest"
-	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 	gvnetstack "golang.zx2c4.com/wireguard/tun/netstack"
 
+	"ustack/internal/wgpair"
 	"ustack/tun/netstack"
 )
 
@@ -67,35 +64,6 @@ func listenTCP(t testing.TB, n any, port int) net.Listener {
 	return ln
 }
 
-// wgPair connects two tunnel devices with WireGuard over channel binds.
-func wgPair(t testing.TB, a, b tun.Device) {
-	t.Helper()
-	var priv [2][32]byte
-	var pub [2][]byte
-	for i := range priv {
-		rand.Read(priv[i][:])
-		p, err := curve25519.X25519(priv[i][:], curve25519.Basepoint)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pub[i] = p
-	}
-	binds := bindtest.NewChannelBinds()
-	for i, tdev := range []tun.Device{a, b} {
-		dev := device.NewDevice(tdev, binds[i], device.NewLogger(device.LogLevelError, fmt.Sprintf("wg%d: ", i)))
-		// The peer's endpoint is this bind's target: bindtest sends there.
-		cfg := fmt.Sprintf("private_key=%s\nlisten_port=0\nreplace_peers=true\npublic_key=%s\nallowed_ip=0.0.0.0/0\nallowed_ip=::/0\nendpoint=127.0.0.1:%d\npersistent_keepalive_interval=0\n",
-			hex.EncodeToString(priv[i][:]), hex.EncodeToString(pub[1-i]), i+1)
-		if err := dev.IpcSet(cfg); err != nil {
-			t.Fatalf("IpcSet %d: %v", i, err)
-		}
-		if err := dev.Up(); err != nil {
-			t.Fatalf("Up %d: %v", i, err)
-		}
-		t.Cleanup(dev.Close)
-	}
-}
-
 // pair is ustack's netstack and gVisor's joined by WireGuard; each names
 // the other as its DNS server.
 func pair(t testing.TB) (*netstack.Net, *gvnetstack.Net) {
@@ -108,7 +76,11 @@ func pair(t testing.TB) (*netstack.Net, *gvnetstack.Net) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wgPair(t, ourDev, theirDev)
+	stop, err := wgpair.Join(ourDev, theirDev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
 	return ours, theirs
 }
 
