@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"time"
 )
 
 // BatchLink is the link for an embedder that moves the packets itself: a
@@ -12,7 +13,9 @@ import (
 // a batch per call, in the shape of wireguard-go's tun.Device.
 //
 // Nothing is copied on the way in: Write hands each packet to IP input
-// where it lies, under one lock per batch. On the way out a packet waits
+// where it lies, under one lock per batch. A flow's in-order segments in
+// one batch are ACKed once at its end (up to every 64 KB), as Linux ACKs
+// the one packet GRO makes of them. On the way out a packet waits
 // in the stack's transmit queue and Read copies it once, into the caller's
 // buffer. The queue is bounded: while the embedder does not read, packets
 // past BatchQueueLen are dropped and counted (link.drop.tx_queue_full), as a
@@ -72,7 +75,14 @@ func (l *BatchLink) Write(bufs [][]byte, offset int) (int, error) {
 	if s.closed {
 		return 0, net.ErrClosed
 	}
-	now := s.clock.Now()
+	s.inputBatchLocked(s.clock.Now(), bufs, offset)
+	return len(bufs), nil
+}
+
+// inputBatchLocked is IP input for each bufs[i][offset:], then the ACKs
+// the batch owes (rcv.go, scheduleACK).
+func (s *Stack) inputBatchLocked(now time.Time, bufs [][]byte, offset int) {
+	s.batching = true
 	for _, b := range bufs {
 		if offset > len(b) {
 			continue
@@ -83,8 +93,20 @@ func (l *BatchLink) Write(bufs [][]byte, offset int) (int, error) {
 		}
 		s.netInput(now, pkt, false)
 	}
-	return len(bufs), nil
+	s.batching = false
+	for i, e := range s.batchACKs {
+		e.rcv.ackBatch = false
+		if e.rcv.ackPending && !e.gone {
+			e.sendACK(now)
+		}
+		s.batchACKs[i] = nil
+	}
+	s.batchACKs = s.batchACKs[:0]
 }
+
+// groMax is the most a GRO packet holds (GRO_LEGACY_MAX_SIZE): a batch's
+// in-order data is ACKed at least this often.
+const groMax = 65536
 
 // Read waits for the stack to send something, then copies up to len(bufs)
 // waiting packets, each into bufs[i][offset:], setting sizes[i]; it

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"testing"
@@ -197,4 +198,59 @@ func TestBatchLinkDoesNotAllocate(t *testing.T) {
 	if a := testing.AllocsPerRun(200, step); a != 0 {
 		t.Errorf("%.1f allocations per datagram in and out, want 0", a)
 	}
+}
+
+// sendBatch gives the stack sgs as one BatchLink.Write batch would.
+func (h *harness) sendBatch(sgs ...seg) {
+	h.t.Helper()
+	bufs := make([][]byte, len(sgs))
+	for i, sg := range sgs {
+		bufs[i] = h.build(sg)
+	}
+	h.s.mu.Lock()
+	h.s.inputBatchLocked(h.clock.Now(), bufs, 0)
+	h.s.mu.Unlock()
+}
+
+// fullSegments are n in-order segments of 1460 bytes from peer byte 1.
+func fullSegments(n int) []seg {
+	sgs := make([]seg, n)
+	for i := range sgs {
+		sgs[i] = seg{flags: flagACK, seq: 1 + uint32(i)*1460, ack: 1, n: 1460}
+	}
+	return sgs
+}
+
+// A batch's in-order segments are one GRO packet to Linux: one ACK for
+// all of them, at the end, quick-ACK mode or not.
+func TestBatchOneACKPerBatch(t *testing.T) {
+	h, c := established(t)
+	h.sendBatch(fullSegments(10)...)
+	h.expect(seg{flags: flagACK, seq: 1, ack: 1 + 10*1460})
+	h.expectNone()
+	buf := make([]byte, 20000)
+	if n, err := io.ReadFull(c, buf[:10*1460]); n != 10*1460 || err != nil {
+		t.Fatalf("read %d, %v", n, err)
+	}
+}
+
+// A batch holding more than a GRO packet's 64 KB is ACKed at least that
+// often: 60 segments, an ACK after the 45th (65,700 bytes), one at the end.
+func TestBatchACKsEvery64KB(t *testing.T) {
+	h, _ := established(t)
+	h.sendBatch(fullSegments(60)...)
+	h.expect(seg{flags: flagACK, seq: 1, ack: 1 + 45*1460})
+	h.expect(seg{flags: flagACK, seq: 1, ack: 1 + 60*1460})
+	h.expectNone()
+}
+
+// An out-of-order segment in a batch is ACKed at once, as ever (RFC 5681
+// 4.2): the duplicate ACK is not held for the batch.
+func TestBatchOutOfOrderACKedAtOnce(t *testing.T) {
+	h, _ := established(t)
+	sgs := fullSegments(4)
+	h.sendBatch(sgs[0], sgs[2], sgs[3])
+	h.expect(seg{flags: flagACK, seq: 1, ack: 1 + 1460}) // the dup ACK for segment 3
+	h.expect(seg{flags: flagACK, seq: 1, ack: 1 + 1460}) // and for segment 4
+	h.expectNone()
 }

@@ -45,6 +45,7 @@ type receiver struct {
 	lastData    time.Time // when in-order data last arrived
 	ackPending  bool      // an ACK is owed: delayed-ACK timer armed
 	ackNow      bool      // an ACK is owed at the end of this input step
+	ackBatch    bool      // in Stack.batchACKs: owed at the end of the batch
 	unacked     int       // bytes received since our last ACK
 	lastAckSent seqnum
 }
@@ -193,10 +194,23 @@ func (e *endpoint) maybeConsumeFin(now time.Time, sg *segment) {
 // and for every second full-sized segment; otherwise after the delayed-ACK
 // timer, unless data leaving first carries the ACK.
 func (e *endpoint) scheduleACK(now time.Time, immediate bool) {
+	quick := e.rcv.quickACKs > 0 && !e.rcv.pingpong
 	switch {
 	case immediate:
 		e.rcv.ackNow = true
-	case e.rcv.quickACKs > 0 && !e.rcv.pingpong:
+	case (quick || e.rcv.unacked > e.rcv.mss) && e.s.batching && e.rcv.unacked < groMax:
+		// Within one batch from the embedder, the flow's in-order
+		// segments are one GRO packet to Linux (dev_gro_receive): one
+		// ACK, when the batch is done (Stack.inputBatchLocked).
+		if !e.rcv.ackBatch {
+			if quick {
+				e.rcv.quickACKs--
+			}
+			e.rcv.ackBatch = true
+			e.s.batchACKs = append(e.s.batchACKs, e)
+		}
+		e.rcv.ackPending = true
+	case quick:
 		e.rcv.quickACKs--
 		e.rcv.ackNow = true
 	case e.rcv.unacked > e.rcv.mss:

@@ -112,6 +112,10 @@ type Stack struct {
 	ipID     uint16
 
 	tx txQueue // packets for the link (link.go)
+	// While a BatchLink.Write batch is processed (batching), connections
+	// owing an ACK for two or more segments wait in batchACKs (rcv.go).
+	batching  bool
+	batchACKs []*endpoint
 
 	pmtu map[hashtable.Addr]pmtuEntry // learned path MTUs (icmp.go)
 

@@ -414,3 +414,33 @@ func TestCreateNetTUNAddresses(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDownload streams from the gVisor peer to ustack through the
+// tunnel (b.N × 128 KiB), for profiling the receive side.
+func BenchmarkDownload(b *testing.B) {
+	ours, theirs := pair(b)
+	ln := listenTCP(b, ours, 9000)
+	go func() {
+		c, err := theirs.DialContext(context.Background(), "tcp", "10.9.0.1:9000")
+		if err != nil {
+			return
+		}
+		buf := make([]byte, 128<<10)
+		for range b.N {
+			if _, err := c.Write(buf); err != nil {
+				break
+			}
+		}
+		c.Close()
+	}()
+	c, err := ln.Accept()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	b.SetBytes(128 << 10)
+	n, _ := io.Copy(io.Discard, c)
+	if n != int64(b.N)*128<<10 {
+		b.Fatalf("received %d bytes, want %d", n, int64(b.N)*128<<10)
+	}
+}
