@@ -182,6 +182,6 @@ func (s *Stack) icmpInput(now time.Time, ip header.IPv4) {
 	pkt := s.txBuf[:n]
 	copy(pkt[header.IPv4MinSize:], msg)
 	header.MakeEchoReply(pkt[header.IPv4MinSize:])
-	s.ipOutput(pkt, hashtable.AddrFrom4(ip.Src()), header.ProtoICMP, 0)
+	s.ipOutput(pkt, hashtable.AddrFrom4(ip.Dst()), hashtable.AddrFrom4(ip.Src()), header.ProtoICMP, 0)
 	s.inc(cntICMPEchoReplies)
 }

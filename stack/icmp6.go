@@ -84,7 +84,7 @@ func (s *Stack) echoReply6(src hashtable.Addr, msg []byte) {
 	copy(reply, msg)
 	reply[0], reply[1] = header.ICMPv6EchoReply, 0
 	header.SetICMPv6Checksum(reply, s.addr6, src)
-	s.ip6Output(pkt, src, header.ProtoICMPv6, 0)
+	s.ip6Output(pkt, s.addr6, src, header.ProtoICMPv6, 0)
 	s.inc(cntICMP6EchoReplies)
 }
 
@@ -135,7 +135,7 @@ func (s *Stack) paramProblem(now time.Time, pkt []byte, code uint8, ptr int) {
 	copy(msg[header.ICMPv6MinSize:], pkt[:quote])
 	header.SetICMPv6Checksum(msg, s.addr6, src)
 	s.inc(cntICMP6ErrorsSent)
-	s.ip6Output(out, src, header.ProtoICMPv6, 0)
+	s.ip6Output(out, s.addr6, src, header.ProtoICMPv6, 0)
 }
 
 // Linux's defaults for ICMP errors sent: net.ipv4.icmp_msgs_per_sec and

@@ -70,7 +70,7 @@ func (s *Stack) ipInput(now time.Time, pkt []byte, csumOK bool) {
 // ipOutput fills in the IPv4 header of pkt (whose payload starts at byte 20)
 // and sends it: to the link, or back into our own input for our own address.
 // gso > 0 marks a TCP packet the link cuts into segments of gso bytes.
-func (s *Stack) ipOutput(pkt []byte, dst hashtable.Addr, proto uint8, gso int) {
+func (s *Stack) ipOutput(pkt []byte, src, dst hashtable.Addr, proto uint8, gso int) {
 	s.ipID++
 	header.EncodeIPv4(pkt, header.IPv4Fields{
 		TotalLen: len(pkt),
@@ -78,7 +78,7 @@ func (s *Stack) ipOutput(pkt []byte, dst hashtable.Addr, proto uint8, gso int) {
 		DF:       true,
 		TTL:      64,
 		Protocol: proto,
-		Src:      s.ip4,
+		Src:      src.As4(),
 		Dst:      dst.As4(),
 	})
 	s.inc(cntIPOut)
@@ -98,7 +98,7 @@ const maxIPPacket = 65535
 // (RFC 791 §3.2, Linux ip_fragment). Each fragment's header is written
 // just before its part of the payload, over bytes the previous fragment
 // has already handed to the link, so nothing is copied twice.
-func (s *Stack) ipFragment(pkt []byte, dst hashtable.Addr, proto uint8) {
+func (s *Stack) ipFragment(pkt []byte, src, dst hashtable.Addr, proto uint8) {
 	s.ipID++
 	id := s.ipID
 	payload := len(pkt) - header.IPv4MinSize
@@ -106,7 +106,7 @@ func (s *Stack) ipFragment(pkt []byte, dst hashtable.Addr, proto uint8) {
 	for off := 0; off < payload; off += chunk {
 		end := min(off+chunk, payload)
 		frag := header.IPv4(pkt[off : header.IPv4MinSize+end])
-		header.EncodeIPv4(frag, header.IPv4Fields{TotalLen: len(frag), ID: id, TTL: 64, Protocol: proto, Src: s.ip4, Dst: dst.As4()})
+		header.EncodeIPv4(frag, header.IPv4Fields{TotalLen: len(frag), ID: id, TTL: 64, Protocol: proto, Src: src.As4(), Dst: dst.As4()})
 		frag.SetFragment(off, end < payload)
 		s.inc(cntIPOut)
 		s.inc(cntIPFragmentOut)

@@ -91,12 +91,12 @@ func (s *Stack) ip6Input(now time.Time, pkt []byte, csumOK bool) {
 
 // ip6Output fills in the IPv6 header of pkt (whose payload starts at byte
 // 40) and sends it, as ipOutput does for IPv4.
-func (s *Stack) ip6Output(pkt []byte, dst hashtable.Addr, proto uint8, gso int) {
+func (s *Stack) ip6Output(pkt []byte, src, dst hashtable.Addr, proto uint8, gso int) {
 	header.EncodeIPv6(pkt, header.IPv6Fields{
 		PayloadLen: len(pkt) - header.IPv6HeaderSize,
 		NextHeader: proto,
 		HopLimit:   64, // ipv6.conf.default.hop_limit
-		Src:        s.addr6,
+		Src:        src,
 		Dst:        dst,
 	})
 	s.inc(cntIP6Out)
@@ -113,12 +113,12 @@ func netHdrLen(a hashtable.Addr) int {
 
 // netOutput sends pkt, whose IP header (netHdrLen(dst) bytes) is still to
 // be written, with the IP version dst calls for.
-func (s *Stack) netOutput(pkt []byte, dst hashtable.Addr, proto uint8, gso int) {
+func (s *Stack) netOutput(pkt []byte, src, dst hashtable.Addr, proto uint8, gso int) {
 	if dst.Is4() {
-		s.ipOutput(pkt, dst, proto, gso)
+		s.ipOutput(pkt, src, dst, proto, gso)
 		return
 	}
-	s.ip6Output(pkt, dst, proto, gso)
+	s.ip6Output(pkt, src, dst, proto, gso)
 }
 
 // pseudoSum is the transport checksum's pseudo-header sum for a packet of

@@ -362,5 +362,5 @@ func (s *Stack) sendTCP(seg []byte, optLen int, f header.TCPFields, src, dst has
 	if f.Flags&flagRST != 0 {
 		s.inc(cntTCPResetsSent)
 	}
-	s.netOutput(s.txBuf[:netHdrLen(dst)+len(seg)], dst, header.ProtoTCP, gso)
+	s.netOutput(s.txBuf[:netHdrLen(dst)+len(seg)], src, dst, header.ProtoTCP, gso)
 }

@@ -56,11 +56,11 @@ func (s *Stack) pingSend(so *Socket, to netip.AddrPort, msg []byte) error {
 	binary.BigEndian.PutUint16(m[4:6], so.port) // the identifier is the socket's
 	if so.pingV6 {
 		header.SetICMPv6Checksum(m, s.addr6, dst)
-		s.ip6Output(pkt, dst, header.ProtoICMPv6, 0)
+		s.ip6Output(pkt, s.addr6, dst, header.ProtoICMPv6, 0)
 	} else {
 		m[2], m[3] = 0, 0
 		binary.BigEndian.PutUint16(m[2:4], header.Checksum(m, 0))
-		s.ipOutput(pkt, dst, header.ProtoICMP, 0)
+		s.ipOutput(pkt, s.addr, dst, header.ProtoICMP, 0)
 	}
 	s.inc(cntPingOut)
 	return nil

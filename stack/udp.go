@@ -230,7 +230,7 @@ func (s *Stack) portUnreachable(now time.Time, src, dst hashtable.Addr, udp []by
 	pkt := s.txBuf[:header.IPv4MinSize+header.ICMPv4MinSize+len(orig)]
 	n := header.PutICMPError(pkt[header.IPv4MinSize:], header.ICMPDestUnreach, icmpPortUnreach, 0, orig)
 	s.inc(cntUDPPortUnreachSent)
-	s.ipOutput(pkt[:header.IPv4MinSize+n], src, header.ProtoICMP, 0)
+	s.ipOutput(pkt[:header.IPv4MinSize+n], s.addr, src, header.ProtoICMP, 0)
 }
 
 // icmp6Unreachable is portUnreachable over IPv6 (RFC 4443 3.1, code 4).
@@ -245,7 +245,7 @@ func (s *Stack) icmp6Unreachable(src, dst hashtable.Addr, udp []byte) {
 	copy(msg[header.ICMPv6MinSize+header.IPv6HeaderSize:], udp[:quote])
 	header.SetICMPv6Checksum(msg, s.addr6, src)
 	s.inc(cntUDPPortUnreachSent)
-	s.ip6Output(pkt, src, header.ProtoICMPv6, 0)
+	s.ip6Output(pkt, s.addr6, src, header.ProtoICMPv6, 0)
 }
 
 // udpSend sends payload from u to to (B71: with its checksum, on both IP
@@ -287,10 +287,10 @@ func (s *Stack) udpSend(u *udpSock, to netip.AddrPort, payload []byte, pmtuDisc 
 	}
 	s.inc(cntUDPOut)
 	if fragment {
-		s.ipFragment(pkt, dst, header.ProtoUDP)
+		s.ipFragment(pkt, src, dst, header.ProtoUDP)
 		return nil
 	}
-	s.netOutput(pkt, dst, header.ProtoUDP, 0)
+	s.netOutput(pkt, src, dst, header.ProtoUDP, 0)
 	return nil
 }
 
