@@ -73,14 +73,21 @@ func (l *listener) synInput(now time.Time, sg *segment, isn seqnum, useISN bool)
 	if !useISN {
 		isn = s.isn(now, sg.tuple())
 	}
+	l.openChild(now, sg, isn)
+}
+
+// openChild makes the child that sg asks for, in SYN-RECV, and answers
+// with SYN|ACK; nil when its 4-tuple is taken.
+func (l *listener) openChild(now time.Time, sg *segment, isn seqnum) *endpoint {
 	e := l.newChild(now, sg, isn)
-	if !s.est.Insert(e.id, e) {
-		return
+	if !l.s.est.Insert(e.id, e) {
+		return nil
 	}
 	l.synQ[e] = struct{}{}
-	s.inc(cntTCPPassiveOpens)
+	l.s.inc(cntTCPPassiveOpens)
 	e.setState(stateSynRecv, "SYN", sg)
 	e.sendSYN(now, true)
+	return e
 }
 
 // newChild makes the endpoint a SYN to the listener asks for, not yet in any

@@ -109,6 +109,7 @@ func (e *endpoint) destroy() {
 	if l := e.parent; l != nil {
 		delete(l.synQ, e)
 		l.removeFromAcceptQ(e)
+		l.notify() // a forwarded child's Accept waits for its fate
 	}
 	s.timers.Stop(&e.rtxTimer)
 	s.timers.Stop(&e.delackTimer)

@@ -68,6 +68,7 @@ type seg struct {
 	raw   bool
 	port  uint16 // inbound source port override
 	dport uint16 // destination port; default 80
+	to    [4]byte // destination address; default the stack's
 }
 
 func (sg seg) payload() []byte {
@@ -122,8 +123,12 @@ func (h *harness) build(sg seg) []byte {
 	header.EncodeTCP(tcp, header.TCPFields{SrcPort: port, DstPort: dport, Seq: seq, Ack: ack, Flags: sg.flags, Window: uint16(win)}, olen)
 	copy(tcp[20:], sg.opts)
 	copy(tcp[20+olen:], p)
-	header.SetTCPChecksum(tcp, peerAddr, stackAddr)
-	header.EncodeIPv4(pkt, header.IPv4Fields{TotalLen: len(pkt), TTL: 64, Protocol: header.ProtoTCP, Src: peerAddr, Dst: stackAddr})
+	dst := stackAddr
+	if sg.to != [4]byte{} {
+		dst = sg.to
+	}
+	header.SetTCPChecksum(tcp, peerAddr, dst)
+	header.EncodeIPv4(pkt, header.IPv4Fields{TotalLen: len(pkt), TTL: 64, Protocol: header.ProtoTCP, Src: peerAddr, Dst: dst})
 	return pkt
 }
 

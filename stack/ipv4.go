@@ -48,9 +48,14 @@ func (s *Stack) ipInput(now time.Time, pkt []byte, csumOK bool) {
 		}
 		return
 	}
-	if ip.Dst() != s.ip4 {
-		s.inc(cntIPNotForUs)
-		return
+	if d := ip.Dst(); d != s.ip4 {
+		// Promiscuous: any unicast address (not 0/8, multicast or
+		// broadcast) is taken, for the forwarders.
+		if !s.opts.Promiscuous || d[0] == 0 || d[0] >= 224 {
+			s.inc(cntIPNotForUs)
+			return
+		}
+		s.inc(cntIPForeign)
 	}
 	if ip.IsFragment() {
 		// We do not reassemble; kernels set DF on TCP, so these are rare.
@@ -114,13 +119,17 @@ func (s *Stack) ipFragment(pkt []byte, src, dst hashtable.Addr, proto uint8) {
 	}
 }
 
+// isLocal reports whether a is one of the stack's own addresses; with
+// Options.Promiscuous others come in too, for the forwarders only.
+func (s *Stack) isLocal(a hashtable.Addr) bool { return a == s.addr || a == s.addr6 && s.has6 }
+
 // linkOutput hands a finished IP packet to the link's queue, or back to our
 // own input when it is for our own address (B16). The Packet hook sees it.
 func (s *Stack) linkOutput(pkt []byte, dst hashtable.Addr, gso int) {
 	if s.opts.Packet != nil {
 		s.opts.Packet(true, pkt)
 	}
-	if dst == s.addr || dst == s.addr6 && s.has6 {
+	if s.isLocal(dst) {
 		s.loopback(pkt)
 		return
 	}

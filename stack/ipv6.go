@@ -38,12 +38,15 @@ func (s *Stack) ip6Input(now time.Time, pkt []byte, csumOK bool) {
 		// on a point-to-point link need no answer from us (B61).
 		s.inc(cntIP6Multicast)
 		return
-	case dst != s.addr6:
+	case dst != s.addr6 && (!s.opts.Promiscuous || dst == hashtable.Any6):
 		s.inc(cntIPNotForUs)
 		return
 	case ip.HopLimit() == 0:
 		s.inc(cntIP6HopLimitZero)
 		return
+	}
+	if dst != s.addr6 {
+		s.inc(cntIPForeign)
 	}
 	src := hashtable.Addr(ip.Src())
 	if src[0] == 0xff || src == hashtable.Any6 {

@@ -53,6 +53,14 @@ type Options struct {
 	// default, as Linux.
 	CongestionControl CongestionControl
 
+	// Promiscuous takes packets to any address, not only the stack's own,
+	// for a forwarder (SetTCPForwarder) to terminate as the address the
+	// client dialled: a transparent proxy's mode (Linux IP_TRANSPARENT).
+	Promiscuous bool
+	// ForwardTimeout is how long a forwarded SYN waits for its handler's
+	// decision before it is answered with RST.
+	ForwardTimeout time.Duration
+
 	// Packet, when set, sees every packet in (out=false) and out (out=true),
 	// including the loopback path. pkt is only valid during the call.
 	Packet func(out bool, pkt []byte)
@@ -84,5 +92,6 @@ func DefaultOptions() Options {
 		WindowScaling:     true,
 		DSACK:             true,
 		TailLossProbes:    true,
+		ForwardTimeout:    30 * time.Second,
 	}
 }

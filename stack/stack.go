@@ -117,6 +117,8 @@ type Stack struct {
 	batching  bool
 	batchACKs []*endpoint
 
+	fwdTCP *tcpForwarder // SetTCPForwarder (forward.go)
+
 	pmtu map[hashtable.Addr]pmtuEntry // learned path MTUs (icmp.go)
 
 	// The timer loop sleeps until timerAt and is woken only for a timer

@@ -193,10 +193,13 @@ func (s *Stack) tcpInput(now time.Time, src, dst hashtable.Addr, b []byte, csumO
 		e.process(now, &sg)
 		return
 	}
-	if l, ok := s.listenerFor(dst, sg.dstPort); ok {
+	if l, ok := s.listenerFor(dst, sg.dstPort); ok && s.isLocal(dst) {
 		if l.process(now, &sg) == vReset {
 			s.sendResetFor(&sg)
 		}
+		return
+	}
+	if s.forwardTCP(now, &sg) {
 		return
 	}
 	s.inc(cntTCPNoSocket)

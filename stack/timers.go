@@ -96,7 +96,7 @@ func (e *endpoint) onRetransmitTimer(now time.Time) {
 		}
 		limit = max(limit, deferAccept)
 		if e.retries >= limit && (!e.deferAcked || e.retries >= deferAccept) {
-			e.close("SYN|ACK retransmissions exhausted", nil, 0)
+			e.close("SYN|ACK retransmissions exhausted", nil, syscall.ETIMEDOUT)
 			return
 		}
 		if !e.deferAcked || e.retries >= deferAccept-1 {

@@ -72,7 +72,10 @@ func (p udpProtocol) deliver(now time.Time, src, dst hashtable.Addr, b []byte, c
 	}
 	sport, dport := binary.BigEndian.Uint16(b[0:2]), binary.BigEndian.Uint16(b[2:4])
 	from := netip.AddrPortFrom(src.Netip(), sport)
-	u := s.udpLookup(dst, dport, from)
+	var u *udpSock
+	if s.isLocal(dst) { // sockets are bound to our addresses only
+		u = s.udpLookup(dst, dport, from)
+	}
 	if u == nil {
 		s.inc(cntUDPNoPort)
 		s.portUnreachable(now, src, dst, b)
@@ -218,34 +221,39 @@ func (s *Stack) portUnreachable(now time.Time, src, dst hashtable.Addr, udp []by
 	if src.IsUnspecified() || !s.icmpAllow(now) {
 		return
 	}
+	code := uint8(icmpPortUnreach)
 	if !src.Is4() {
-		s.icmp6Unreachable(src, dst, udp)
-		return
+		code = 4 // RFC 4443 3.1
 	}
-	// The original datagram: its IPv4 header as it was, then the UDP
-	// header and as much data as RFC 792 asks (8 bytes: the header).
-	orig := make([]byte, header.IPv4MinSize+min(len(udp), udpHeaderLen))
-	header.EncodeIPv4(orig, header.IPv4Fields{TotalLen: header.IPv4MinSize + len(udp), TTL: 64, Protocol: header.ProtoUDP, Src: src.As4(), Dst: dst.As4()})
-	copy(orig[header.IPv4MinSize:], udp)
-	pkt := s.txBuf[:header.IPv4MinSize+header.ICMPv4MinSize+len(orig)]
-	n := header.PutICMPError(pkt[header.IPv4MinSize:], header.ICMPDestUnreach, icmpPortUnreach, 0, orig)
 	s.inc(cntUDPPortUnreachSent)
-	s.ipOutput(pkt[:header.IPv4MinSize+n], s.addr, src, header.ProtoICMP, 0)
+	s.destUnreachable(src, dst, header.ProtoUDP, code, udp)
 }
 
-// icmp6Unreachable is portUnreachable over IPv6 (RFC 4443 3.1, code 4).
-func (s *Stack) icmp6Unreachable(src, dst hashtable.Addr, udp []byte) {
-	quote := min(len(udp), header.IPv6MinMTU-2*header.IPv6HeaderSize-header.ICMPv6MinSize)
-	n := header.IPv6HeaderSize + header.ICMPv6MinSize + header.IPv6HeaderSize + quote
-	pkt := s.txBuf[:n]
-	msg := pkt[header.IPv6HeaderSize:]
-	clear(msg[:header.ICMPv6MinSize])
-	msg[0], msg[1] = header.ICMPv6DestUnreach, 4
-	header.EncodeIPv6(msg[header.ICMPv6MinSize:], header.IPv6Fields{PayloadLen: len(udp), NextHeader: header.ProtoUDP, HopLimit: 64, Src: src, Dst: dst})
-	copy(msg[header.ICMPv6MinSize+header.IPv6HeaderSize:], udp[:quote])
-	header.SetICMPv6Checksum(msg, s.addr6, src)
-	s.inc(cntUDPPortUnreachSent)
-	s.ip6Output(pkt, s.addr6, src, header.ProtoICMPv6, 0)
+// destUnreachable sends src, from our address, ICMP (or ICMPv6)
+// destination unreachable with code, about its packet to dst whose
+// transport header and data start with segment: the quote is rebuilt
+// from them (RFC 792: the IP header and at least 8 bytes; RFC 4443 3.1:
+// as much as fits in 1280 bytes).
+func (s *Stack) destUnreachable(src, dst hashtable.Addr, proto, code uint8, segment []byte) {
+	if !src.Is4() {
+		quote := min(len(segment), header.IPv6MinMTU-2*header.IPv6HeaderSize-header.ICMPv6MinSize)
+		n := header.IPv6HeaderSize + header.ICMPv6MinSize + header.IPv6HeaderSize + quote
+		pkt := s.txBuf[:n]
+		msg := pkt[header.IPv6HeaderSize:]
+		clear(msg[:header.ICMPv6MinSize])
+		msg[0], msg[1] = header.ICMPv6DestUnreach, code
+		header.EncodeIPv6(msg[header.ICMPv6MinSize:], header.IPv6Fields{PayloadLen: len(segment), NextHeader: proto, HopLimit: 64, Src: src, Dst: dst})
+		copy(msg[header.ICMPv6MinSize+header.IPv6HeaderSize:], segment[:quote])
+		header.SetICMPv6Checksum(msg, s.addr6, src)
+		s.ip6Output(pkt, s.addr6, src, header.ProtoICMPv6, 0)
+		return
+	}
+	orig := make([]byte, header.IPv4MinSize+min(len(segment), 8))
+	header.EncodeIPv4(orig, header.IPv4Fields{TotalLen: header.IPv4MinSize + len(segment), TTL: 64, Protocol: proto, Src: src.As4(), Dst: dst.As4()})
+	copy(orig[header.IPv4MinSize:], segment)
+	pkt := s.txBuf[:header.IPv4MinSize+header.ICMPv4MinSize+len(orig)]
+	n := header.PutICMPError(pkt[header.IPv4MinSize:], header.ICMPDestUnreach, code, 0, orig)
+	s.ipOutput(pkt[:header.IPv4MinSize+n], s.addr, src, header.ProtoICMP, 0)
 }
 
 // udpSend sends payload from u to to (B71: with its checksum, on both IP
@@ -270,7 +278,7 @@ func (s *Stack) udpSend(u *udpSock, to netip.AddrPort, payload []byte, pmtuDisc 
 	if hl+n > maxIPPacket {
 		return syscall.EMSGSIZE
 	}
-	ours := dst == s.addr || dst == s.addr6 && s.has6
+	ours := s.isLocal(dst)
 	fragment := dst.Is4() && !ours && (pmtuDisc == PMTUDiscDont || hl+n > s.mtu)
 	if hl+n > s.mtu && !ours && (!dst.Is4() || !pmtuDiscFragments(pmtuDisc)) {
 		return syscall.EMSGSIZE

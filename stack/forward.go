@@ -1,0 +1,216 @@
+package stack
+
+import (
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"ustack/hashtable"
+	"ustack/stack/header"
+	"ustack/timers"
+)
+
+// Forwarding: connections to addresses and ports that no socket of ours
+// has, handed to the embedder (a proxy, a VPN's relay) to decide before
+// anything is answered, as gVisor's tcp.NewForwarder does, with what its
+// users ask for besides: a decision that may come late, a bound on the
+// requests waiting for one with every SYN past it counted, and a timeout.
+// With Options.Promiscuous the stack takes packets to any address, and a
+// forwarded connection's local address is the one the client dialled.
+
+// TCPRequest is a SYN that no listener took, waiting for the forwarder's
+// handler to Accept, Reject, RejectWith or Drop it. Each of those may be
+// called once; after the first, or after the request expired or the
+// client reset it, they fail with EINVAL (Accept) or do nothing.
+type TCPRequest struct {
+	s     *Stack
+	syn   segment // the client's SYN, without its payload
+	done  bool    // decided, expired or reset
+	timer timers.Timer
+}
+
+// tcpForwarder is the stack's forwarding state (SetTCPForwarder).
+type tcpForwarder struct {
+	handler    func(*TCPRequest)
+	maxPending int
+	pending    map[hashtable.FourTuple]*TCPRequest
+}
+
+// SetTCPForwarder hands every SYN that no listener takes (to any address
+// with Options.Promiscuous, else to ours) to handler, each in a goroutine
+// of its own, instead of answering RST. At most maxPending requests wait
+// for a decision at a time: SYNs past that are dropped and counted
+// (tcp.forward.pending_full), and the client's retransmission tries again.
+// A request left undecided for Options.ForwardTimeout is answered with RST
+// (tcp.forward.timeouts). A nil handler ends forwarding; the requests still
+// waiting are answered with RST.
+func (s *Stack) SetTCPForwarder(maxPending int, handler func(*TCPRequest)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.fwdTCP; old != nil {
+		for _, r := range old.pending {
+			r.finishLocked()
+			s.sendResetFor(&r.syn)
+		}
+	}
+	s.fwdTCP = nil
+	if handler != nil {
+		s.fwdTCP = &tcpForwarder{handler: handler, maxPending: max(maxPending, 1), pending: make(map[hashtable.FourTuple]*TCPRequest)}
+	}
+}
+
+// forwardTCP offers sg, which no socket took, to the forwarder; it reports
+// whether the forwarder took it (so no RST is due).
+func (s *Stack) forwardTCP(now time.Time, sg *segment) bool {
+	f := s.fwdTCP
+	if f == nil {
+		return false
+	}
+	if r, ok := f.pending[sg.tuple()]; ok {
+		switch {
+		case sg.has(flagRST):
+			// The client gave up: nothing to accept any more.
+			r.finishLocked()
+			s.inc(cntTCPForwardReset)
+		case sg.has(flagSYN) && !sg.has(flagACK) && sg.seq == r.syn.seq:
+			s.inc(cntTCPForwardDupSYN) // a retransmission: still deciding
+		}
+		return true
+	}
+	if !sg.has(flagSYN) || sg.has(flagACK) || sg.has(flagRST) || sg.has(flagFIN) {
+		return false // only a SYN opens; the rest gets the usual RST
+	}
+	if len(f.pending) >= f.maxPending {
+		s.inc(cntTCPForwardPendingFull)
+		return true
+	}
+	r := &TCPRequest{s: s, syn: *sg}
+	r.syn.payload = nil
+	r.timer.Init(r.expire)
+	f.pending[sg.tuple()] = r
+	s.schedule(&r.timer, now.Add(s.opts.ForwardTimeout))
+	s.inc(cntTCPForwardRequests)
+	go f.handler(r)
+	return true
+}
+
+// Src is the client's address and port.
+func (r *TCPRequest) Src() netip.AddrPort { return addrPort(r.syn.src, r.syn.srcPort) }
+
+// Dst is the address and port the client connects to: the accepted
+// connection's LocalAddr.
+func (r *TCPRequest) Dst() netip.AddrPort { return addrPort(r.syn.dst, r.syn.dstPort) }
+
+// finishLocked ends the request's wait: no decision is taken after it.
+func (r *TCPRequest) finishLocked() bool {
+	if r.done {
+		return false
+	}
+	r.done = true
+	r.s.timers.Stop(&r.timer)
+	if f := r.s.fwdTCP; f != nil && f.pending[r.syn.tuple()] == r {
+		delete(f.pending, r.syn.tuple())
+	}
+	return true
+}
+
+// expire answers a request nobody decided in time with RST.
+func (r *TCPRequest) expire(time.Time) {
+	if r.finishLocked() {
+		r.s.inc(cntTCPForwardTimeouts)
+		r.s.sendResetFor(&r.syn)
+	}
+}
+
+// Accept answers the SYN with SYN|ACK and waits for the handshake to
+// complete, as a listener would; it fails with ETIMEDOUT when the client
+// never completes it and ECONNRESET when it resets. Its Conn's LocalAddr
+// is Dst.
+func (r *TCPRequest) Accept() (*Conn, error) {
+	s := r.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fail := func(err error) (*Conn, error) {
+		return nil, opError("accept", tcpAddr(r.syn.dst, r.syn.dstPort), tcpAddr(r.syn.src, r.syn.srcPort), err)
+	}
+	if s.closed {
+		return fail(net.ErrClosed)
+	}
+	if !r.finishLocked() {
+		return fail(syscall.EINVAL)
+	}
+	now := s.clock.Now()
+	// The child's parent is a listener of its own, in no table: the
+	// handshake runs as for any passive open (B10), and only this call
+	// takes what it accepts.
+	l := &listener{s: s, addr: r.syn.dst, port: r.syn.dstPort, synQ: make(map[*endpoint]struct{}), child: goSockOpts}
+	child := l.openChild(now, &r.syn, s.isn(now, r.syn.tuple()))
+	if child == nil {
+		return fail(syscall.EADDRINUSE)
+	}
+	s.inc(cntTCPForwardAccepted)
+	for len(l.acceptQ) == 0 {
+		if child.gone {
+			// Its SYN|ACKs went unanswered (ETIMEDOUT), or a RST came.
+			if child.hardErr == syscall.ETIMEDOUT {
+				return fail(syscall.ETIMEDOUT)
+			}
+			return fail(syscall.ECONNRESET)
+		}
+		ch := l.wait.wait()
+		s.mu.Unlock()
+		<-ch
+		s.mu.Lock()
+	}
+	e := l.acceptQ[0]
+	l.acceptQ = nil
+	e.parent = nil
+	so := &Socket{s: s, opts: l.child, e: e, addr: e.id.LocalAddr, port: e.id.LocalPort}
+	return newConn(so), nil
+}
+
+// Reject answers the SYN with RST|ACK, as a closed port does: the client
+// sees ECONNREFUSED.
+func (r *TCPRequest) Reject() {
+	s := r.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed && r.finishLocked() {
+		s.inc(cntTCPForwardRejected)
+		s.sendResetFor(&r.syn)
+	}
+}
+
+// RejectWith answers the SYN with ICMP destination unreachable (ICMPv6
+// for IPv6) of the given code, from the stack's own address, as a router
+// on the way would: for example 1 (host unreachable) or 13
+// (administratively prohibited) on IPv4, 1 (administratively prohibited)
+// or 3 (address unreachable) on IPv6. A Linux client's connect fails with
+// the matching errno (EHOSTUNREACH, ENETUNREACH...) after its retries.
+func (r *TCPRequest) RejectWith(code uint8) {
+	s := r.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || !r.finishLocked() {
+		return
+	}
+	if !r.syn.src.Is4() && !s.has6 {
+		return
+	}
+	s.inc(cntTCPForwardRejected)
+	var seg [header.TCPMinSize]byte
+	header.EncodeTCP(seg[:], header.TCPFields{SrcPort: r.syn.srcPort, DstPort: r.syn.dstPort, Seq: uint32(r.syn.seq), Flags: flagSYN, Window: r.syn.wnd}, 0)
+	s.destUnreachable(r.syn.src, r.syn.dst, header.ProtoTCP, code, seg[:])
+}
+
+// Drop answers nothing: the client retransmits its SYN, which comes to
+// the handler again as a new request.
+func (r *TCPRequest) Drop() {
+	s := r.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.finishLocked() {
+		s.inc(cntTCPForwardDropped)
+	}
+}
