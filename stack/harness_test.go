@@ -66,8 +66,8 @@ type seg struct {
 	n     int    // payload length, when data is nil (zero bytes)
 	opts  []byte // inbound raw options
 	raw   bool
-	port  uint16 // inbound source port override
-	dport uint16 // destination port; default 80
+	port  uint16  // inbound source port override
+	dport uint16  // destination port; default 80
 	to    [4]byte // destination address; default the stack's
 }
 
