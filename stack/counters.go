@@ -109,6 +109,9 @@ const (
 	cntTCPForwardDupSYN
 	cntTCPForwardPendingFull
 	cntIPForeign
+	cntUDPForwardFlows
+	cntUDPForwardEvicted
+	cntUDPForwardIdle
 	numCounters
 )
 
@@ -215,6 +218,9 @@ var counterNames = [numCounters]string{
 	cntTCPForwardDupSYN:      "tcp.forward.syn_retransmits",
 	cntTCPForwardPendingFull: "tcp.forward.drop.pending_full",
 	cntIPForeign:             "ip.in.promiscuous",
+	cntUDPForwardFlows:       "udp.forward.flows",
+	cntUDPForwardEvicted:     "udp.forward.evicted",
+	cntUDPForwardIdle:        "udp.forward.idle_expired",
 }
 
 // init catches a counter added without a name.

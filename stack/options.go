@@ -60,6 +60,9 @@ type Options struct {
 	// ForwardTimeout is how long a forwarded SYN waits for its handler's
 	// decision before it is answered with RST.
 	ForwardTimeout time.Duration
+	// UDPFlowTimeout ends a forwarded UDP flow idle this long (RFC 4787
+	// REQ-5: at least 2 minutes, 5 recommended).
+	UDPFlowTimeout time.Duration
 
 	// Packet, when set, sees every packet in (out=false) and out (out=true),
 	// including the loopback path. pkt is only valid during the call.
@@ -93,5 +96,6 @@ func DefaultOptions() Options {
 		DSACK:             true,
 		TailLossProbes:    true,
 		ForwardTimeout:    30 * time.Second,
+		UDPFlowTimeout:    5 * time.Minute,
 	}
 }

@@ -118,6 +118,7 @@ type Stack struct {
 	batchACKs []*endpoint
 
 	fwdTCP *tcpForwarder // SetTCPForwarder (forward.go)
+	fwdUDP *udpForwarder // SetUDPForwarder (forwardudp.go)
 
 	pmtu map[hashtable.Addr]pmtuEntry // learned path MTUs (icmp.go)
 

@@ -76,6 +76,9 @@ func (p udpProtocol) deliver(now time.Time, src, dst hashtable.Addr, b []byte, c
 	if s.isLocal(dst) { // sockets are bound to our addresses only
 		u = s.udpLookup(dst, dport, from)
 	}
+	if u == nil && s.forwardUDP(now, src, sport, dst, dport, b[udpHeaderLen:]) {
+		return
+	}
 	if u == nil {
 		s.inc(cntUDPNoPort)
 		s.portUnreachable(now, src, dst, b)
@@ -261,7 +264,7 @@ func (s *Stack) destUnreachable(src, dst hashtable.Addr, proto, code uint8, segm
 // unless pmtuDisc forbids it (Linux ip_append_data, ip_fragment), and is
 // EMSGSIZE on IPv6 and otherwise (IP_PMTUDISC_DO); one for our own address is not
 // cut, as loopback's MTU is 64 KiB.
-func (s *Stack) udpSend(u *udpSock, to netip.AddrPort, payload []byte, pmtuDisc int) error {
+func (s *Stack) udpSend(local hashtable.Addr, port uint16, to netip.AddrPort, payload []byte, pmtuDisc int) error {
 	dst := hashtable.AddrFrom(to.Addr())
 	if to.Addr().IsUnspecified() {
 		dst = s.ourAddr(dst) // as connect() of INADDR_ANY: ourselves
@@ -269,7 +272,7 @@ func (s *Stack) udpSend(u *udpSock, to netip.AddrPort, payload []byte, pmtuDisc 
 	if !dst.Is4() && !s.has6 {
 		return syscall.ENETUNREACH
 	}
-	src := u.local
+	src := local
 	if src.IsUnspecified() {
 		src = s.ourAddr(dst)
 	}
@@ -285,7 +288,7 @@ func (s *Stack) udpSend(u *udpSock, to netip.AddrPort, payload []byte, pmtuDisc 
 	}
 	pkt := s.txBuf[:hl+n]
 	udp := pkt[hl:]
-	binary.BigEndian.PutUint16(udp[0:2], u.port)
+	binary.BigEndian.PutUint16(udp[0:2], port)
 	binary.BigEndian.PutUint16(udp[2:4], to.Port())
 	binary.BigEndian.PutUint16(udp[4:6], uint16(n))
 	copy(udp[udpHeaderLen:], payload)
@@ -396,7 +399,7 @@ func (so *Socket) sendToLocked(p []byte, to netip.AddrPort) (int, error) {
 	if so.isPing {
 		err = so.s.pingSend(so, to, p)
 	} else {
-		err = so.s.udpSend(u, to, p, so.opts.pmtuDisc)
+		err = so.s.udpSend(u.local, u.port, to, p, so.opts.pmtuDisc)
 	}
 	if err != nil {
 		return 0, err

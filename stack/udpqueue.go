@@ -8,9 +8,10 @@ import (
 
 // udpDatagram is one received datagram and where it came from.
 type udpDatagram struct {
-	from netip.AddrPort
-	to   hashtable.Addr
-	data []byte
+	from   netip.AddrPort
+	to     hashtable.Addr
+	toPort uint16 // for a forwarded flow (forwardudp.go)
+	data   []byte
 }
 
 // dgramQueue is a datagram socket's receive queue. It reuses what it
@@ -41,6 +42,11 @@ func (q *dgramQueue) fits(n, limit int) bool {
 
 // push queues a copy of payload.
 func (q *dgramQueue) push(from netip.AddrPort, to hashtable.Addr, payload []byte) {
+	q.pushTo(from, to, 0, payload)
+}
+
+// pushTo is push keeping the destination port too.
+func (q *dgramQueue) pushTo(from netip.AddrPort, to hashtable.Addr, toPort uint16, payload []byte) {
 	if q.head > 0 && len(q.items) == cap(q.items) {
 		n := copy(q.items, q.items[q.head:])
 		clear(q.items[n:])
@@ -53,7 +59,7 @@ func (q *dgramQueue) push(from netip.AddrPort, to hashtable.Addr, payload []byte
 		buf = make([]byte, len(payload), max(len(payload), dgramBufSize))
 	}
 	copy(buf, payload)
-	q.items = append(q.items, udpDatagram{from: from, to: to, data: buf})
+	q.items = append(q.items, udpDatagram{from: from, to: to, toPort: toPort, data: buf})
 	q.bytes += len(payload)
 }
 
