@@ -13,11 +13,11 @@ import (
 	gvnetstack "golang.zx2c4.com/wireguard/tun/netstack"
 
 	"ustack/internal/wgpair"
-	"ustack/tun/netstack"
+	"ustack/netstack"
 )
 
 // The wireguard-go pair: in this process, an embedded stack (ustack's
-// tun/netstack for the ustack column, wireguard-go's own gVisor netstack
+// netstack for the ustack column, wireguard-go's own gVisor netstack
 // for the gvisor column) joined by WireGuard over channel binds to a peer
 // that is always wireguard-go's gVisor netstack, one TCP stream each way
 // for cfg.stream. Encryption costs the same in both columns; the

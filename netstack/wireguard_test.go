@@ -24,7 +24,7 @@ import (
 	gvnetstack "golang.zx2c4.com/wireguard/tun/netstack"
 
 	"ustack/internal/wgpair"
-	"ustack/tun/netstack"
+	"ustack/netstack"
 )
 
 // Two wireguard-go devices joined by bindtest's channel binds, as
