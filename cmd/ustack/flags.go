@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"strconv"
@@ -43,6 +44,12 @@ type runConfig struct {
 	CPUProfile string
 	// Procs is GOMAXPROCS for the daemon (0: Go's default, one per CPU).
 	Procs int
+	// Forward relays what arrives for other addresses (--forward): "" off,
+	// "direct", or a SOCKS5 proxy's host:port (ForwardSOCKS).
+	Forward      string
+	ForwardSOCKS string
+	ForwardDev   string // --forward-dev: the device direct relaying leaves by
+	ForwardMark  int    // --forward-mark: SO_MARK on the relay's sockets
 
 	FinTimeout        time.Duration
 	TimeWait          time.Duration
@@ -92,6 +99,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.BoolVar(&cfg.Trace, "trace", false, "log every TCP state transition to stderr")
 	fs.BoolVar(&cfg.Offload, "offload", true, "TSO and checksum offload on the TUN device, up to 64 KB per read or write (not with --impair)")
 	fs.IntVar(&cfg.Procs, "procs", 0, "run Go code on at most `N` CPUs at once (GOMAXPROCS; 0: all CPUs)")
+	fs.StringVar(&cfg.Forward, "forward", "", "relay every TCP connection and UDP flow for another address to its real destination: `MODE` direct (the host's sockets) or socks5://HOST:PORT")
+	fs.StringVar(&cfg.ForwardDev, "forward-dev", "", "with --forward direct, leave by `DEVICE` (SO_BINDTODEVICE; default: the default route's device)")
+	fs.IntVar(&cfg.ForwardMark, "forward-mark", 0, "with --forward direct, mark the relay's sockets with `N` (SO_MARK) for a policy-routing rule")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the daemon to `FILE` (for go tool pprof) until it exits")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: ustack run [flags]\n\nRuns the stack on a TUN device and serves built-in services until SIGINT or SIGTERM.\n\nFlags:\n")
@@ -186,6 +196,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	default:
 		return nil, fmt.Errorf("--engine %q: want ustack or gvisor", cfg.Engine)
 	}
+	if err := cfg.checkForward(); err != nil {
+		return nil, err
+	}
 	offloadSet := false
 	fs.Visit(func(f *flag.Flag) { offloadSet = offloadSet || f.Name == "offload" })
 	if cfg.Offload && cfg.Impair != nil {
@@ -198,6 +211,35 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	return &cfg, nil
 }
 
+// checkForward validates --forward and the flags that go with it.
+func (cfg *runConfig) checkForward() error {
+	switch {
+	case cfg.Forward == "":
+		if cfg.ForwardDev != "" || cfg.ForwardMark != 0 {
+			return errors.New("--forward-dev and --forward-mark go with --forward direct")
+		}
+		return nil
+	case cfg.Engine != "ustack":
+		return fmt.Errorf("--forward: not with --engine %s (ustack's forwarders relay)", cfg.Engine)
+	case cfg.Forward == "direct":
+	case strings.HasPrefix(cfg.Forward, "socks5://"):
+		hp := strings.TrimPrefix(cfg.Forward, "socks5://")
+		if _, port, err := net.SplitHostPort(hp); err != nil || port == "" {
+			return fmt.Errorf("--forward %s: want socks5://HOST:PORT", cfg.Forward)
+		}
+		if cfg.ForwardDev != "" || cfg.ForwardMark != 0 {
+			return errors.New("--forward-dev and --forward-mark go with --forward direct")
+		}
+		cfg.ForwardSOCKS = hp
+	default:
+		return fmt.Errorf("--forward %q: want direct or socks5://HOST:PORT", cfg.Forward)
+	}
+	if cfg.ForwardMark < 0 {
+		return fmt.Errorf("--forward-mark %d: want a positive mark", cfg.ForwardMark)
+	}
+	return nil
+}
+
 // stackOptions turns the configuration into the stack's options, starting
 // from Linux's defaults.
 func (cfg *runConfig) stackOptions() stack.Options {
@@ -208,6 +250,7 @@ func (cfg *runConfig) stackOptions() stack.Options {
 	o.TimeWait = cfg.TimeWait
 	o.SynRetries = cfg.SynRetries
 	o.SynLinearTimeouts = cfg.SynLinearTimeouts
+	o.Promiscuous = cfg.Forward != "" // every address is the relay's to take
 	return o
 }
 

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"ustack/impair"
+	"ustack/relay"
 	"ustack/stack"
 	"ustack/tun"
 )
@@ -52,6 +53,7 @@ type daemon struct {
 	st       *stack.Stack // nil with --engine gvisor
 	eng      engine       // st, or gVisor's netstack
 	services []io.Closer
+	relay    *relay.Relay // --forward
 	ctl      *ctlServer
 }
 
@@ -141,6 +143,11 @@ func (d *daemon) start(cfg *runConfig) error {
 	if d.services, err = startServices(env, addrs, cfg.Serves); err != nil {
 		return err
 	}
+	if cfg.Forward != "" {
+		if err := d.startRelay(cfg); err != nil {
+			return err
+		}
+	}
 	ops := ctlOps(d.eng)
 	if d.st != nil {
 		ops["nc"] = ncOp(d.st)
@@ -169,6 +176,9 @@ func (d *daemon) start(cfg *runConfig) error {
 // capture (after the stack, so it holds the final resets), and the control
 // socket.
 func (d *daemon) close() {
+	if d.relay != nil {
+		d.relay.Close()
+	}
 	closeServices(d.services)
 	if d.eng != nil {
 		d.eng.Close()
@@ -192,4 +202,39 @@ func (d *daemon) close() {
 	if d.ctl != nil {
 		d.ctl.Close()
 	}
+}
+
+// startRelay makes the stack take every address and relays what comes for
+// them (--forward): through the host's sockets, kept off the TUN device by
+// --forward-dev (by default the default route's device) or
+// --forward-mark, or through a SOCKS5 proxy.
+func (d *daemon) startRelay(cfg *runConfig) error {
+	var up relay.Upstream
+	what := "SOCKS5 proxy " + cfg.ForwardSOCKS
+	if cfg.ForwardSOCKS != "" {
+		up = relay.SOCKS5{Addr: cfg.ForwardSOCKS}
+	} else {
+		dev := cfg.ForwardDev
+		if dev == "" && cfg.ForwardMark == 0 {
+			var err error
+			if dev, err = relay.DefaultRouteDevice(cfg.Tun); err != nil {
+				return fmt.Errorf("--forward direct: %w", err)
+			}
+		}
+		direct, err := relay.NewDirect(dev, cfg.ForwardMark)
+		if err != nil {
+			return fmt.Errorf("--forward: %w", err)
+		}
+		up = direct
+		what = "the host's sockets"
+		if dev != "" {
+			what += " on " + dev
+		}
+		if cfg.ForwardMark != 0 {
+			what += fmt.Sprintf(" (mark %#x)", cfg.ForwardMark)
+		}
+	}
+	d.relay = relay.Start(d.st, up, relay.Options{Log: d.lg})
+	d.lg.Printf("ustack run: forwarding every other address's TCP and UDP through %s", what)
+	return nil
 }
