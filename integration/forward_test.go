@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -31,9 +32,27 @@ const (
 	vethB     = "vfb" // the server's, 10.97.0.2
 )
 
-// forwardPair makes the two namespaces, the veth between them and the
-// server's address, and starts the relaying daemon with extra flags.
+// forwardPair is forwardNamespaces with the daemon relaying directly
+// (extra flags added) and the client's routes to the far subnet.
 func forwardPair(t *testing.T, extra ...string) (client, server *netns.NS, d *daemon) {
+	client, server = forwardNamespaces(t)
+	d = startDaemon(t, client, append([]string{"--forward", "direct", "--forward-dev", vethA}, extra...)...)
+	// Clients reach the subnet through the stack; the relay's sockets,
+	// bound to the veth, take the route beside it.
+	for _, args := range []string{
+		"route add 203.0.113.0/24 dev tun0",
+		"route add 203.0.113.0/24 via 10.97.0.2 dev " + vethA + " metric 50",
+	} {
+		if out, err := client.Run("ip", strings.Fields(args)...); err != nil {
+			t.Fatalf("ip %s: %v %s", args, err, out)
+		}
+	}
+	return client, server, d
+}
+
+// forwardNamespaces makes the client and server namespaces, the veth
+// between them and the server's address.
+func forwardNamespaces(t *testing.T) (client, server *netns.NS) {
 	client, server = newNS(t), newNS(t)
 	for _, st := range []struct {
 		ns   *netns.NS
@@ -51,18 +70,7 @@ func forwardPair(t *testing.T, extra ...string) (client, server *netns.NS, d *da
 			t.Fatalf("ip %s: %v %s", st.args, err, out)
 		}
 	}
-	d = startDaemon(t, client, append([]string{"--forward", "direct", "--forward-dev", vethA}, extra...)...)
-	// Clients reach the subnet through the stack; the relay's sockets,
-	// bound to the veth, take the route beside it.
-	for _, args := range []string{
-		"route add 203.0.113.0/24 dev tun0",
-		"route add 203.0.113.0/24 via 10.97.0.2 dev " + vethA + " metric 50",
-	} {
-		if out, err := client.Run("ip", strings.Fields(args)...); err != nil {
-			t.Fatalf("ip %s: %v %s", args, err, out)
-		}
-	}
-	return client, server, d
+	return client, server
 }
 
 // listenIn opens a kernel listener inside ns.
@@ -218,5 +226,177 @@ func TestForwardUDPDirect(t *testing.T) {
 	}
 	if st := d.counters(); st["udp.forward.flows"] < 2 {
 		t.Errorf("udp.forward.flows = %d, want at least 2", st["udp.forward.flows"])
+	}
+}
+
+// socksServer is a minimal SOCKS5 proxy (RFC 1928: no authentication,
+// CONNECT and UDP ASSOCIATE with IPv4 addresses) inside ns at addr, for
+// the relay to go through.
+func socksServer(t *testing.T, ns *netns.NS, addr string) {
+	ln := listenIn(t, ns, "tcp4", addr)
+	reply := func(c net.Conn, rep byte, bound *net.UDPAddr) {
+		b := []byte{5, rep, 0, 1, 0, 0, 0, 0, 0, 0}
+		if bound != nil {
+			copy(b[4:8], bound.IP.To4())
+			binary.BigEndian.PutUint16(b[8:], uint16(bound.Port))
+		}
+		c.Write(b)
+	}
+	serve := func(c net.Conn) {
+		defer c.Close()
+		var b [262]byte
+		if _, err := io.ReadFull(c, b[:2]); err != nil || b[0] != 5 {
+			return
+		}
+		io.ReadFull(c, b[:b[1]])
+		c.Write([]byte{5, 0})
+		if _, err := io.ReadFull(c, b[:10]); err != nil || b[3] != 1 {
+			return
+		}
+		dst := &net.TCPAddr{IP: net.IP(b[4:8]).To4(), Port: int(binary.BigEndian.Uint16(b[8:10]))}
+		switch b[1] {
+		case 1: // CONNECT, from the proxy's namespace
+			var up net.Conn
+			err := ns.Do(func() error {
+				var err error
+				up, err = net.DialTimeout("tcp4", dst.String(), 5*time.Second)
+				return err
+			})
+			if err != nil {
+				rep := byte(1)
+				if errors.Is(err, syscall.ECONNREFUSED) {
+					rep = 5
+				}
+				reply(c, rep, nil)
+				return
+			}
+			defer up.Close()
+			reply(c, 0, nil)
+			go func() { io.Copy(up, c); up.(*net.TCPConn).CloseWrite() }()
+			io.Copy(c, up)
+		case 3: // UDP ASSOCIATE: one relay socket while c lasts
+			var pc net.PacketConn
+			ns.Do(func() error {
+				var err error
+				pc, err = net.ListenPacket("udp4", "10.97.0.2:0")
+				return err
+			})
+			defer pc.Close()
+			reply(c, 0, pc.LocalAddr().(*net.UDPAddr))
+			var client net.Addr
+			go func() {
+				buf := make([]byte, 2000)
+				for {
+					n, from, err := pc.ReadFrom(buf)
+					if err != nil {
+						return
+					}
+					fa := from.(*net.UDPAddr)
+					if fa.IP.Equal(net.ParseIP("10.97.0.1")) { // from the client: unwrap
+						client = from
+						if n < 10 || buf[3] != 1 {
+							continue
+						}
+						to := &net.UDPAddr{IP: net.IP(buf[4:8]).To4(), Port: int(binary.BigEndian.Uint16(buf[8:10]))}
+						pc.WriteTo(buf[10:n], to)
+						continue
+					}
+					if client == nil { // from a destination: wrap
+						continue
+					}
+					hdr := []byte{0, 0, 0, 1, 0, 0, 0, 0, 0, 0}
+					copy(hdr[4:8], fa.IP.To4())
+					binary.BigEndian.PutUint16(hdr[8:], uint16(fa.Port))
+					pc.WriteTo(append(hdr, buf[:n]...), client)
+				}
+			}()
+			io.Copy(io.Discard, c)
+		default:
+			reply(c, 7, nil)
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+}
+
+// --forward socks5://: the same relaying through a SOCKS5 proxy in the
+// server's namespace; the proxy's refusal reaches the client as
+// ECONNREFUSED, and UDP goes by UDP ASSOCIATE.
+func TestForwardSOCKS5(t *testing.T) {
+	client, server := forwardNamespaces(t)
+	socksServer(t, server, "10.97.0.2:1080")
+	echo := listenIn(t, server, "tcp4", farServer+":8082")
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	var pc net.PacketConn
+	server.Do(func() error {
+		var err error
+		pc, err = net.ListenPacket("udp4", farServer+":5353")
+		return err
+	})
+	defer pc.Close()
+	go func() {
+		buf := make([]byte, 2000)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(append([]byte("echo: "), buf[:n]...), from)
+		}
+	}()
+	startDaemon(t, client, "--forward", "socks5://10.97.0.2:1080")
+	if out, err := client.Run("ip", "route", "add", "203.0.113.0/24", "dev", "tun0"); err != nil {
+		t.Fatalf("ip route: %v %s", err, out)
+	}
+
+	c, err := dialKernel(client, farServer+":8082", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("through socks"))
+	c.CloseWrite()
+	got, err := io.ReadAll(c)
+	c.Close()
+	if string(got) != "through socks" {
+		t.Errorf("echo through the proxy: %q (%v)", got, err)
+	}
+	if _, err := dialKernel(client, farServer+":9", 10*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("a port the proxy cannot reach: %v, want ECONNREFUSED", err)
+	}
+
+	var uc net.Conn
+	client.Do(func() error {
+		var err error
+		uc, err = net.Dial("udp4", farServer+":5353")
+		return err
+	})
+	defer uc.Close()
+	buf := make([]byte, 100)
+	var n int
+	for try := 0; try < 3; try++ {
+		uc.Write([]byte("dgram"))
+		uc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if n, err = uc.Read(buf); err == nil {
+			break
+		}
+	}
+	if string(buf[:n]) != "echo: dgram" {
+		t.Errorf("UDP through the proxy: %q (%v)", buf[:n], err)
 	}
 }
