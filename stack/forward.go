@@ -55,9 +55,26 @@ func (s *Stack) SetTCPForwarder(maxPending int, handler func(*TCPRequest)) {
 		}
 	}
 	s.fwdTCP = nil
-	if handler != nil {
+	if handler != nil && !s.closed {
 		s.fwdTCP = &tcpForwarder{handler: handler, maxPending: max(maxPending, 1), pending: make(map[hashtable.FourTuple]*TCPRequest)}
 	}
+}
+
+// closeForwardersLocked ends forwarding as the stack closes: waiting
+// requests are answered with RST, flows end with net.ErrClosed.
+func (s *Stack) closeForwardersLocked() {
+	if f := s.fwdTCP; f != nil {
+		for _, r := range f.pending {
+			r.finishLocked()
+			s.sendResetFor(&r.syn)
+		}
+	}
+	if f := s.fwdUDP; f != nil {
+		for f.lru.head != nil {
+			f.lru.head.endLocked(net.ErrClosed)
+		}
+	}
+	s.fwdTCP, s.fwdUDP = nil, nil
 }
 
 // forwardTCP offers sg, which no socket took, to the forwarder; it reports

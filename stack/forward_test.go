@@ -292,3 +292,29 @@ func TestForwardRemoved(t *testing.T) {
 	h.send(farSYN())
 	h.expect(seg{flags: flagRST | flagACK, seq: 0, ack: peerISN + 1, raw: true, dport: 443})
 }
+
+// Closing the stack answers waiting requests with RST and ends UDP flows;
+// decisions and forwarders after that fail quietly, without a panic.
+func TestForwardersOnClosedStack(t *testing.T) {
+	h, reqs := forwarding(t, 8)
+	flows := make(chan *UDPFlow, 1)
+	h.s.SetUDPForwarder(UDPConnected, 8, func(f *UDPFlow) { flows <- f })
+	h.send(farSYN())
+	r := request(t, reqs)
+	h.s.Inject(udpTo(farAddr, 5000, 53, "q"))
+	f := <-flows
+	h.s.Close()
+	h.expect(seg{flags: flagRST | flagACK, seq: 0, ack: peerISN + 1, raw: true, dport: 443})
+	if _, err := r.Accept(); err == nil {
+		t.Error("Accept on a closed stack succeeded")
+	}
+	r.Reject()
+	r.RejectWith(1)
+	r.Drop()
+	if _, _, err := f.ReadFromUDPAddrPort(make([]byte, 10)); err == nil {
+		t.Error("a flow of a closed stack still reads")
+	}
+	h.s.SetTCPForwarder(8, func(*TCPRequest) {})
+	h.s.SetUDPForwarder(UDPConnected, 8, nil)
+	h.expectNone()
+}

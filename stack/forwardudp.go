@@ -117,7 +117,7 @@ func (s *Stack) SetUDPForwarder(mode UDPForwardMode, maxFlows int, handler func(
 		}
 	}
 	s.fwdUDP = nil
-	if handler != nil {
+	if handler != nil && !s.closed {
 		s.fwdUDP = &udpForwarder{mode: mode, maxFlows: max(maxFlows, 1), handler: handler, flows: make(map[flowKey]*UDPFlow)}
 	}
 }

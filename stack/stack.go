@@ -241,6 +241,7 @@ func (s *Stack) Close() error {
 		}
 		e.close("stack closed", nil, errConnAborted)
 	}
+	s.closeForwardersLocked()
 	s.mu.Unlock()
 	close(s.done)
 	err := s.link.Close()
