@@ -15,6 +15,7 @@
 //
 //	link.go      the Link interfaces; packets written after the lock is released
 //	memlink.go   an in-memory Link for tests and the drill
+//	batch.go     BatchLink: a Link the embedder writes packets into and reads from
 //	ipv4.go      IPv4 input and output, transports by protocol number, loopback
 //	ipv6.go      IPv6 input (extension headers, parameter problems) and output
 //	icmp.go      ICMPv4: echo, errors read for the transport, path MTUs
@@ -41,6 +42,8 @@
 //	udpqueue.go  a datagram socket's receive queue, which reuses its buffers
 //	udpconn.go   net.PacketConn (UDPConn) over the socket core
 //	ping.go      ping sockets (SOCK_DGRAM, IPPROTO_ICMP and ICMPV6)
+//	forward.go   the TCP forwarder: SYNs no listener takes, decided by the embedder
+//	forwardudp.go the UDP forwarder: flows no socket takes, as packet conns
 //	seqnum.go    sequence-number arithmetic
 //	buffer.go    the byte rings of the send and receive buffers
 //	socket.go    the socket core: Socket
