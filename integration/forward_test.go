@@ -400,3 +400,24 @@ func TestForwardSOCKS5(t *testing.T) {
 		t.Errorf("UDP through the proxy: %q (%v)", buf[:n], err)
 	}
 }
+
+// Pings through the relay are real: an address that answers does, one
+// that does not stays silent; --forward-local-ping answers them all.
+func TestForwardPing(t *testing.T) {
+	ping := needTool(t, "ping")
+	client, _, _ := forwardPair(t)
+	if out, stderr, err := runIn(client, 15*time.Second, ping, "-c", "1", "-W", "3", farServer); err != nil {
+		t.Errorf("ping %s (it exists): %v\n%s%s", farServer, err, out, stderr)
+	}
+	if out, _, err := runIn(client, 15*time.Second, ping, "-c", "1", "-W", "2", "203.0.113.99"); err == nil {
+		t.Errorf("ping 203.0.113.99 (nobody has it) was answered:\n%s", out)
+	}
+}
+
+func TestForwardLocalPing(t *testing.T) {
+	ping := needTool(t, "ping")
+	client, _, _ := forwardPair(t, "--forward-local-ping")
+	if out, stderr, err := runIn(client, 15*time.Second, ping, "-c", "1", "-W", "3", "203.0.113.99"); err != nil {
+		t.Errorf("ping 203.0.113.99 with --forward-local-ping: %v\n%s%s", err, out, stderr)
+	}
+}

@@ -3,6 +3,8 @@ package relay
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -91,4 +94,65 @@ func DefaultRouteDevice(exclude string) (string, error) {
 		return "", err
 	}
 	return "", errors.New("relay: no IPv4 default route outside the TUN device to send the relayed traffic through (name a device or a mark)")
+}
+
+// Echo pings dst from the host through a raw ICMP socket kept off the TUN
+// device like the others, and reports whether dst answered before ctx
+// ended: what the relay's echo forwarder needs to answer for real.
+func (d Direct) Echo(ctx context.Context, dst netip.Addr, data []byte) (bool, error) {
+	network, typ, want := "ip4:icmp", byte(8), byte(0)
+	if dst.Is6() && !dst.Is4In6() {
+		network, typ, want = "ip6:ipv6-icmp", 128, 129
+	}
+	lc := net.ListenConfig{Control: d.control}
+	c, err := lc.ListenPacket(ctx, network, "")
+	if err != nil {
+		return false, err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	var idb [2]byte
+	rand.Read(idb[:])
+	id := binary.BigEndian.Uint16(idb[:])
+	msg := append([]byte{typ, 0, 0, 0, idb[0], idb[1], 0, 1}, data...)
+	if typ == 8 { // ICMPv6's checksum is the kernel's (RFC 3542 3.1)
+		binary.BigEndian.PutUint16(msg[2:], inetChecksum(msg))
+	}
+	to := &net.IPAddr{IP: dst.Unmap().AsSlice()}
+	if _, err := c.WriteTo(msg, to); err != nil {
+		return false, err
+	}
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return false, nil // no answer: none to give
+			}
+			return false, err
+		}
+		m := buf[:n]
+		if len(m) >= 8 && m[0] == want && binary.BigEndian.Uint16(m[4:]) == id && from.(*net.IPAddr).IP.Equal(to.IP) {
+			return true, nil
+		}
+	}
+}
+
+// inetChecksum is the Internet checksum of b (RFC 1071).
+func inetChecksum(b []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return ^uint16(sum)
 }

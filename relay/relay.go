@@ -32,17 +32,28 @@ type Upstream interface {
 	ListenUDP(ctx context.Context, v6 bool) (net.PacketConn, error)
 }
 
+// Pinger is an Upstream that can ping: Echo reports whether dst answered
+// an echo request carrying data before ctx ended.
+type Pinger interface {
+	Echo(ctx context.Context, dst netip.Addr, data []byte) (bool, error)
+}
+
 // Options bound what the relay holds.
 type Options struct {
+	// LocalPing answers pings to every address from the stack itself
+	// instead of pinging the destination (what an Upstream that cannot
+	// ping, SOCKS5, always does).
+	LocalPing bool
 	MaxPending  int           // SYNs waiting for an upstream connection (stack's maxPending)
 	MaxFlows    int           // live UDP flows
 	DialTimeout time.Duration // for each upstream connection
+	EchoTimeout time.Duration // how long a forwarded ping waits for its answer
 	Log         *log.Logger   // nil: silent
 }
 
 // DefaultOptions are the relay's defaults.
 func DefaultOptions() Options {
-	return Options{MaxPending: 1024, MaxFlows: 4096, DialTimeout: 10 * time.Second}
+	return Options{MaxPending: 1024, MaxFlows: 4096, DialTimeout: 10 * time.Second, EchoTimeout: 3 * time.Second}
 }
 
 // Relay is the relaying of one stack's forwarded traffic.
@@ -73,17 +84,37 @@ func Start(s *stack.Stack, up Upstream, opts Options) *Relay {
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = def.DialTimeout
 	}
+	if opts.EchoTimeout <= 0 {
+		opts.EchoTimeout = def.EchoTimeout
+	}
 	r := &Relay{s: s, up: up, opts: opts, open: make(map[io.Closer]struct{})}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	s.SetTCPForwarder(opts.MaxPending, r.tcp)
 	s.SetUDPForwarder(stack.UDPEndpointIndependent, opts.MaxFlows, r.udp)
+	if p, ok := up.(Pinger); ok && !opts.LocalPing {
+		s.SetEchoForwarder(opts.MaxPending, func(req *stack.EchoRequest) { r.echo(p, req) })
+	}
 	return r
+}
+
+// echo answers a ping only when its destination answers the relay's.
+func (r *Relay) echo(p Pinger, req *stack.EchoRequest) {
+	ctx, cancel := context.WithTimeout(r.ctx, r.opts.EchoTimeout)
+	defer cancel()
+	ok, err := p.Echo(ctx, req.Dst(), req.Data())
+	if err != nil {
+		r.logf("ping %v: %v", req.Dst(), err)
+	}
+	if ok {
+		req.Reply()
+	}
 }
 
 // Close stops forwarding, closes everything relayed and waits for it.
 func (r *Relay) Close() error {
 	r.s.SetTCPForwarder(0, nil)
 	r.s.SetUDPForwarder(stack.UDPEndpointIndependent, 0, nil)
+	r.s.SetEchoForwarder(0, nil)
 	r.cancel()
 	r.mu.Lock()
 	r.closed = true

@@ -74,7 +74,7 @@ func (s *Stack) closeForwardersLocked() {
 			f.lru.head.endLocked(net.ErrClosed)
 		}
 	}
-	s.fwdTCP, s.fwdUDP = nil, nil
+	s.fwdTCP, s.fwdUDP, s.fwdEcho = nil, nil, nil
 }
 
 // forwardTCP offers sg, which no socket took, to the forwarder; it reports

@@ -162,6 +162,9 @@ func (s *Stack) icmpInput(now time.Time, ip header.IPv4) {
 	}
 	switch header.ICMPv4(msg).Type() {
 	case header.ICMPEchoRequest:
+		if dst := hashtable.AddrFrom4(ip.Dst()); dst != s.addr && s.forwardEcho(hashtable.AddrFrom4(ip.Src()), dst, msg) {
+			return
+		}
 	case header.ICMPEchoReply:
 		if !s.pingDeliver(hashtable.AddrFrom4(ip.Src()), msg, false) {
 			s.inc(cntICMPIgnored) // no ping socket has that identifier

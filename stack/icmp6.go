@@ -49,13 +49,17 @@ func icmp6Error(typ, code uint8, mtu int) netError {
 // icmp6Input takes an ICMPv6 message msg of packet ip from src to us.
 func (s *Stack) icmp6Input(now time.Time, ip header.IPv6, src hashtable.Addr, msg []byte) {
 	s.inc(cntICMP6In)
-	if !header.ICMPv6ChecksumValid(src, s.addr6, msg) {
+	dst := hashtable.Addr(ip.Dst())
+	if !header.ICMPv6ChecksumValid(src, dst, msg) {
 		s.inc(cntICMP6Malformed)
 		return
 	}
 	switch typ := msg[0]; typ {
 	case header.ICMPv6EchoRequest:
-		s.echoReply6(src, msg)
+		if dst != s.addr6 && s.forwardEcho(src, dst, msg) {
+			return
+		}
+		s.echoReply6(dst, src, msg)
 	case header.ICMPv6EchoReply:
 		if !s.pingDeliver(src, msg, true) {
 			s.inc(cntICMP6Ignored)
@@ -71,9 +75,10 @@ func (s *Stack) icmp6Input(now time.Time, ip header.IPv6, src hashtable.Addr, ms
 	}
 }
 
-// echoReply6 answers an echo request (RFC 4443 4.2) with its identifier,
-// sequence number and data (B62).
-func (s *Stack) echoReply6(src hashtable.Addr, msg []byte) {
+// echoReply6 answers an echo request to dst (ours, or any address when
+// promiscuous) from src (RFC 4443 4.2) with its identifier, sequence
+// number and data (B62).
+func (s *Stack) echoReply6(dst, src hashtable.Addr, msg []byte) {
 	n := header.IPv6HeaderSize + len(msg)
 	if n > s.mtu {
 		s.inc(cntICMP6Malformed)
@@ -83,8 +88,8 @@ func (s *Stack) echoReply6(src hashtable.Addr, msg []byte) {
 	reply := pkt[header.IPv6HeaderSize:]
 	copy(reply, msg)
 	reply[0], reply[1] = header.ICMPv6EchoReply, 0
-	header.SetICMPv6Checksum(reply, s.addr6, src)
-	s.ip6Output(pkt, s.addr6, src, header.ProtoICMPv6, 0)
+	header.SetICMPv6Checksum(reply, dst, src)
+	s.ip6Output(pkt, dst, src, header.ProtoICMPv6, 0)
 	s.inc(cntICMP6EchoReplies)
 }
 

@@ -44,6 +44,7 @@
 //	ping.go      ping sockets (SOCK_DGRAM, IPPROTO_ICMP and ICMPV6)
 //	forward.go   the TCP forwarder: SYNs no listener takes, decided by the embedder
 //	forwardudp.go the UDP forwarder: flows no socket takes, as packet conns
+//	forwardecho.go the echo forwarder: pings to other addresses, answered for real
 //	seqnum.go    sequence-number arithmetic
 //	buffer.go    the byte rings of the send and receive buffers
 //	socket.go    the socket core: Socket
@@ -120,8 +121,9 @@ type Stack struct {
 	batching  bool
 	batchACKs []*endpoint
 
-	fwdTCP *tcpForwarder // SetTCPForwarder (forward.go)
-	fwdUDP *udpForwarder // SetUDPForwarder (forwardudp.go)
+	fwdTCP  *tcpForwarder  // SetTCPForwarder (forward.go)
+	fwdUDP  *udpForwarder  // SetUDPForwarder (forwardudp.go)
+	fwdEcho *echoForwarder // SetEchoForwarder (forwardecho.go)
 
 	pmtu map[hashtable.Addr]pmtuEntry // learned path MTUs (icmp.go)
 

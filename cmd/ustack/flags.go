@@ -50,6 +50,9 @@ type runConfig struct {
 	ForwardSOCKS string
 	ForwardDev   string // --forward-dev: the device direct relaying leaves by
 	ForwardMark  int    // --forward-mark: SO_MARK on the relay's sockets
+	// ForwardLocalPing answers pings to every address from the stack
+	// instead of pinging the real destination (--forward-local-ping).
+	ForwardLocalPing bool
 
 	FinTimeout        time.Duration
 	TimeWait          time.Duration
@@ -101,6 +104,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.IntVar(&cfg.Procs, "procs", 0, "run Go code on at most `N` CPUs at once (GOMAXPROCS; 0: all CPUs)")
 	fs.StringVar(&cfg.Forward, "forward", "", "relay every TCP connection and UDP flow for another address to its real destination: `MODE` direct (the host's sockets) or socks5://HOST:PORT")
 	fs.StringVar(&cfg.ForwardDev, "forward-dev", "", "with --forward direct, leave by `DEVICE` (SO_BINDTODEVICE; default: the default route's device)")
+	fs.BoolVar(&cfg.ForwardLocalPing, "forward-local-ping", false, "with --forward, answer pings to every address from the stack instead of passing on only the real destination's answers")
 	fs.IntVar(&cfg.ForwardMark, "forward-mark", 0, "with --forward direct, mark the relay's sockets with `N` (SO_MARK) for a policy-routing rule")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the daemon to `FILE` (for go tool pprof) until it exits")
 	fs.Usage = func() {
@@ -215,8 +219,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 func (cfg *runConfig) checkForward() error {
 	switch {
 	case cfg.Forward == "":
-		if cfg.ForwardDev != "" || cfg.ForwardMark != 0 {
-			return errors.New("--forward-dev and --forward-mark go with --forward direct")
+		if cfg.ForwardDev != "" || cfg.ForwardMark != 0 || cfg.ForwardLocalPing {
+			return errors.New("--forward-dev, --forward-mark and --forward-local-ping go with --forward")
 		}
 		return nil
 	case cfg.Engine != "ustack":

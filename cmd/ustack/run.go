@@ -234,7 +234,7 @@ func (d *daemon) startRelay(cfg *runConfig) error {
 			what += fmt.Sprintf(" (mark %#x)", cfg.ForwardMark)
 		}
 	}
-	d.relay = relay.Start(d.st, up, relay.Options{Log: d.lg})
+	d.relay = relay.Start(d.st, up, relay.Options{Log: d.lg, LocalPing: cfg.ForwardLocalPing})
 	d.lg.Printf("ustack run: forwarding every other address's TCP and UDP through %s", what)
 	return nil
 }
