@@ -43,7 +43,7 @@ type Options struct {
 	// LocalPing answers pings to every address from the stack itself
 	// instead of pinging the destination (what an Upstream that cannot
 	// ping, SOCKS5, always does).
-	LocalPing bool
+	LocalPing   bool
 	MaxPending  int           // SYNs waiting for an upstream connection (stack's maxPending)
 	MaxFlows    int           // live UDP flows
 	DialTimeout time.Duration // for each upstream connection
