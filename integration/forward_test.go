@@ -421,3 +421,23 @@ func TestForwardLocalPing(t *testing.T) {
 		t.Errorf("ping 203.0.113.99 with --forward-local-ping: %v\n%s%s", err, out, stderr)
 	}
 }
+
+// --engine gvisor --forward relays through gVisor's own forwarders (the
+// bench's comparison): curl arrives at the original destination and a
+// closed far port is refused.
+func TestForwardGVisorEngine(t *testing.T) {
+	client, server, _ := forwardPair(t, "--engine", "gvisor")
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "at %s", r.Context().Value(http.LocalAddrContextKey).(net.Addr))
+	})}
+	go srv.Serve(listenIn(t, server, "tcp4", farServer+":8080"))
+	defer srv.Close()
+	curl := needTool(t, "curl")
+	out, stderr, err := runIn(client, 20*time.Second, curl, "-sS", "--max-time", "10", "http://"+farServer+":8080/")
+	if err != nil || out != "at "+farServer+":8080" {
+		t.Errorf("curl through gVisor's forwarder: %q %v %s", out, err, stderr)
+	}
+	if _, err := dialKernel(client, farServer+":9", 10*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("a closed far port through gVisor's forwarder: %v, want ECONNREFUSED", err)
+	}
+}

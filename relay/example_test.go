@@ -52,7 +52,7 @@ func Example() {
 	defer client.Close()
 	defer proxy.Close()
 
-	r := relay.Start(proxy, pretendInternet{}, relay.DefaultOptions())
+	r := relay.Start(relay.Ustack(proxy), pretendInternet{}, relay.DefaultOptions())
 	defer r.Close()
 
 	c, err := client.Dial("tcp", "192.0.2.44:80")

@@ -21,6 +21,87 @@ import (
 	"ustack/stack"
 )
 
+// Stack is a stack whose forwarders the relay takes over: ustack's
+// (Ustack) or gVisor's netstack (package engine/gvisor), so both can be
+// measured relaying. A nil handler removes the forwarder.
+type Stack interface {
+	ForwardTCP(maxPending int, handler func(TCPRequest))
+	ForwardUDP(maxFlows int, handler func(UDPFlow))
+}
+
+// EchoStack is a Stack that forwards pings too.
+type EchoStack interface {
+	ForwardEcho(maxPending int, handler func(EchoRequest))
+}
+
+// TCPRequest is a forwarded connection waiting for its decision
+// (stack.TCPRequest).
+type TCPRequest interface {
+	Src() netip.AddrPort
+	Dst() netip.AddrPort
+	Accept() (net.Conn, error)
+	Reject()
+	RejectWith(code uint8)
+}
+
+// UDPFlow is a forwarded flow (stack.UDPFlow): the client's datagrams
+// with their destinations, and answers from a named address.
+type UDPFlow interface {
+	Client() netip.AddrPort
+	ReadFromUDPAddrPort(p []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(p []byte, from netip.AddrPort) (int, error)
+	Close() error
+}
+
+// EchoRequest is a forwarded ping (stack.EchoRequest).
+type EchoRequest interface {
+	Dst() netip.Addr
+	Data() []byte
+	Reply()
+}
+
+// Ustack is ustack's stack as a relay.Stack; its UDP flows are
+// endpoint-independent (RFC 4787 REQ-1): one upstream socket per client
+// port, whatever the destinations.
+func Ustack(s *stack.Stack) Stack { return ustackStack{s} }
+
+type ustackStack struct{ s *stack.Stack }
+
+// ustackRequest gives stack.TCPRequest's Accept a net.Conn.
+type ustackRequest struct{ *stack.TCPRequest }
+
+func (r ustackRequest) Accept() (net.Conn, error) {
+	c, err := r.TCPRequest.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (u ustackStack) ForwardTCP(maxPending int, handler func(TCPRequest)) {
+	if handler == nil {
+		u.s.SetTCPForwarder(0, nil)
+		return
+	}
+	u.s.SetTCPForwarder(maxPending, func(r *stack.TCPRequest) { handler(ustackRequest{r}) })
+}
+
+func (u ustackStack) ForwardUDP(maxFlows int, handler func(UDPFlow)) {
+	if handler == nil {
+		u.s.SetUDPForwarder(stack.UDPEndpointIndependent, 0, nil)
+		return
+	}
+	u.s.SetUDPForwarder(stack.UDPEndpointIndependent, maxFlows, func(f *stack.UDPFlow) { handler(f) })
+}
+
+func (u ustackStack) ForwardEcho(maxPending int, handler func(EchoRequest)) {
+	if handler == nil {
+		u.s.SetEchoForwarder(0, nil)
+		return
+	}
+	u.s.SetEchoForwarder(maxPending, func(r *stack.EchoRequest) { handler(r) })
+}
+
 // Upstream is where the relay opens the far side of what it carries.
 type Upstream interface {
 	// DialTCP connects to dst.
@@ -58,7 +139,7 @@ func DefaultOptions() Options {
 
 // Relay is the relaying of one stack's forwarded traffic.
 type Relay struct {
-	s      *stack.Stack
+	s      Stack
 	up     Upstream
 	opts   Options
 	ctx    context.Context
@@ -70,10 +151,9 @@ type Relay struct {
 	wg     sync.WaitGroup
 }
 
-// Start installs the relay as s's TCP and UDP forwarders. UDP flows are
-// endpoint-independent (RFC 4787 REQ-1): one upstream socket per client
-// port, whatever the destinations.
-func Start(s *stack.Stack, up Upstream, opts Options) *Relay {
+// Start installs the relay as s's TCP and UDP forwarders (and its echo
+// forwarder, when both s and up can ping).
+func Start(s Stack, up Upstream, opts Options) *Relay {
 	def := DefaultOptions()
 	if opts.MaxPending <= 0 {
 		opts.MaxPending = def.MaxPending
@@ -89,16 +169,17 @@ func Start(s *stack.Stack, up Upstream, opts Options) *Relay {
 	}
 	r := &Relay{s: s, up: up, opts: opts, open: make(map[io.Closer]struct{})}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	s.SetTCPForwarder(opts.MaxPending, r.tcp)
-	s.SetUDPForwarder(stack.UDPEndpointIndependent, opts.MaxFlows, r.udp)
-	if p, ok := up.(Pinger); ok && !opts.LocalPing {
-		s.SetEchoForwarder(opts.MaxPending, func(req *stack.EchoRequest) { r.echo(p, req) })
+	s.ForwardTCP(opts.MaxPending, r.tcp)
+	s.ForwardUDP(opts.MaxFlows, r.udp)
+	p, canPing := up.(Pinger)
+	if es, ok := s.(EchoStack); ok && canPing && !opts.LocalPing {
+		es.ForwardEcho(opts.MaxPending, func(req EchoRequest) { r.echo(p, req) })
 	}
 	return r
 }
 
 // echo answers a ping only when its destination answers the relay's.
-func (r *Relay) echo(p Pinger, req *stack.EchoRequest) {
+func (r *Relay) echo(p Pinger, req EchoRequest) {
 	ctx, cancel := context.WithTimeout(r.ctx, r.opts.EchoTimeout)
 	defer cancel()
 	ok, err := p.Echo(ctx, req.Dst(), req.Data())
@@ -112,9 +193,11 @@ func (r *Relay) echo(p Pinger, req *stack.EchoRequest) {
 
 // Close stops forwarding, closes everything relayed and waits for it.
 func (r *Relay) Close() error {
-	r.s.SetTCPForwarder(0, nil)
-	r.s.SetUDPForwarder(stack.UDPEndpointIndependent, 0, nil)
-	r.s.SetEchoForwarder(0, nil)
+	r.s.ForwardTCP(0, nil)
+	r.s.ForwardUDP(0, nil)
+	if es, ok := r.s.(EchoStack); ok {
+		es.ForwardEcho(0, nil)
+	}
 	r.cancel()
 	r.mu.Lock()
 	r.closed = true
@@ -157,7 +240,7 @@ func (r *Relay) untrack(cs ...io.Closer) {
 }
 
 // tcp relays one forwarded connection: upstream first, then the client.
-func (r *Relay) tcp(req *stack.TCPRequest) {
+func (r *Relay) tcp(req TCPRequest) {
 	ctx, cancel := context.WithTimeout(r.ctx, r.opts.DialTimeout)
 	up, err := r.up.DialTCP(ctx, req.Dst())
 	cancel()
@@ -184,7 +267,7 @@ func (r *Relay) tcp(req *stack.TCPRequest) {
 // refuse tells the client what the upstream dial met: RST for a refusal
 // (and what has no better answer), ICMP unreachable when there was no
 // way there, as a router would send.
-func refuse(req *stack.TCPRequest, err error) {
+func refuse(req TCPRequest, err error) {
 	v6 := req.Dst().Addr().Is6() && !req.Dst().Addr().Is4In6()
 	switch {
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.ETIMEDOUT):
@@ -227,7 +310,7 @@ func splice(a, b net.Conn) {
 const udpBuf = 65535
 
 // udp relays one client flow through one upstream socket.
-func (r *Relay) udp(f *stack.UDPFlow) {
+func (r *Relay) udp(f UDPFlow) {
 	v6 := f.Client().Addr().Is6() && !f.Client().Addr().Is4In6()
 	pc, err := r.up.ListenUDP(r.ctx, v6)
 	if err != nil {

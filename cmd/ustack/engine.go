@@ -77,6 +77,7 @@ func (d *daemon) startEngine(cfg *runConfig, link stack.Link, opts stack.Options
 		g, err := gvisor.New(link, gvisor.Options{
 			Addr: opts.Addr, Addr6: opts.Addr6, Packet: opts.Packet,
 			FinTimeout: opts.FinTimeout, TimeWait: opts.TimeWait, SynRetries: opts.SynRetries,
+			Promiscuous: opts.Promiscuous,
 		})
 		if err != nil {
 			return fmt.Errorf("creating the gVisor stack: %w", err)

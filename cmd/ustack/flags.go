@@ -223,8 +223,6 @@ func (cfg *runConfig) checkForward() error {
 			return errors.New("--forward-dev, --forward-mark and --forward-local-ping go with --forward")
 		}
 		return nil
-	case cfg.Engine != "ustack":
-		return fmt.Errorf("--forward: not with --engine %s (ustack's forwarders relay)", cfg.Engine)
 	case cfg.Forward == "direct":
 	case strings.HasPrefix(cfg.Forward, "socks5://"):
 		hp := strings.TrimPrefix(cfg.Forward, "socks5://")

@@ -189,3 +189,37 @@ func TestCmdRunExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// --forward takes direct or a SOCKS5 proxy, makes the stack promiscuous,
+// and refuses the flags that go with it alone.
+func TestRunFlagForward(t *testing.T) {
+	for _, c := range []struct {
+		args    []string
+		socks   string
+		wantErr string
+	}{
+		{args: []string{"--forward", "direct", "--forward-dev", "eth0"}},
+		{args: []string{"--forward", "direct", "--forward-mark", "0x55"}},
+		{args: []string{"--forward", "socks5://10.1.1.1:1080"}, socks: "10.1.1.1:1080"},
+		{args: []string{"--forward", "direct", "--engine", "gvisor"}},
+		{args: []string{"--forward", "socks5://nohost"}, wantErr: "want socks5://HOST:PORT"},
+		{args: []string{"--forward", "http://x:1"}, wantErr: "want direct or socks5"},
+		{args: []string{"--forward-dev", "eth0"}, wantErr: "go with --forward"},
+		{args: []string{"--forward", "socks5://a:1", "--forward-mark", "3"}, wantErr: "go with --forward direct"},
+	} {
+		cfg, err := parseRunFlags(c.args, &bytes.Buffer{})
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%v: %v, want an error with %q", c.args, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%v: %v", c.args, err)
+			continue
+		}
+		if cfg.ForwardSOCKS != c.socks || !cfg.stackOptions().Promiscuous {
+			t.Errorf("%v: socks %q, promiscuous %v", c.args, cfg.ForwardSOCKS, cfg.stackOptions().Promiscuous)
+		}
+	}
+}

@@ -234,7 +234,16 @@ func (d *daemon) startRelay(cfg *runConfig) error {
 			what += fmt.Sprintf(" (mark %#x)", cfg.ForwardMark)
 		}
 	}
-	d.relay = relay.Start(d.st, up, relay.Options{Log: d.lg, LocalPing: cfg.ForwardLocalPing})
+	var fwd relay.Stack
+	switch eng := d.eng.(type) {
+	case ustackEngine:
+		fwd = relay.Ustack(eng.Stack)
+	case relay.Stack:
+		fwd = eng // gVisor's netstack, with its forwarders
+	default:
+		return fmt.Errorf("--forward: --engine %s cannot forward", cfg.Engine)
+	}
+	d.relay = relay.Start(fwd, up, relay.Options{Log: d.lg, LocalPing: cfg.ForwardLocalPing})
 	d.lg.Printf("ustack run: forwarding every other address's TCP and UDP through %s", what)
 	return nil
 }

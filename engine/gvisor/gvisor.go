@@ -58,6 +58,9 @@ type Options struct {
 	FinTimeout time.Duration
 	TimeWait   time.Duration
 	SynRetries int
+	// Promiscuous takes packets to any address and sends from any
+	// (gVisor's promiscuous mode and spoofing), for the forwarders.
+	Promiscuous bool
 }
 
 // Stack is a gVisor netstack on a Link, with the subset of *stack.Stack's
@@ -152,6 +155,14 @@ func New(link stack.Link, opts Options) (*Stack, error) {
 		routes = append(routes, tcpip.Route{Destination: any6, NIC: nicID})
 	}
 	s.SetRouteTable(routes)
+	if opts.Promiscuous {
+		if err := s.SetPromiscuousMode(nicID, true); err != nil {
+			return fail("SetPromiscuousMode: %v", err)
+		}
+		if err := s.SetSpoofing(nicID, true); err != nil {
+			return fail("SetSpoofing: %v", err)
+		}
+	}
 
 	st := &Stack{s: s, ep: ep, link: link, addr: opts.Addr, addr6: opts.Addr6, bound: map[*boundEP]struct{}{}, readDone: make(chan struct{})}
 	go st.readLoop()
