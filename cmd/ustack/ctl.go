@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -28,6 +29,7 @@ import (
 //
 //	{"op":"ss"}     -> {"sockets":[{"State":"LISTEN","RecvQ":0,...},...]}
 //	{"op":"stats"}  -> {"counters":[{"Name":"...","Value":1},...]}
+//	{"op":"runtime"} -> the same shape: the daemon's goroutines and heap
 //
 // An op that needs the connection itself afterwards (a byte stream for nc)
 // calls ctlSession.Hijack after its reply.
@@ -59,7 +61,7 @@ type ctlOp func(s *ctlSession) (any, error)
 // readOnlyOps are the ops every local user may call. An op missing here is
 // refused to callers other than root and the daemon's user: a new op is
 // privileged unless it is added to this list.
-var readOnlyOps = map[string]bool{"ss": true, "stats": true}
+var readOnlyOps = map[string]bool{"ss": true, "stats": true, "runtime": true}
 
 // opActions says what a privileged op does, for its refusal ("only root
 // may ..."); ops not listed are named.
@@ -94,6 +96,11 @@ func ctlOps(view stackView) map[string]ctlOp {
 			return struct {
 				Counters []stack.Counter `json:"counters"`
 			}{orEmpty(view.Counters())}, nil
+		},
+		"runtime": func(*ctlSession) (any, error) {
+			return struct {
+				Counters []stack.Counter `json:"counters"`
+			}{runtimeCounters()}, nil
 		},
 	}
 }
@@ -376,4 +383,15 @@ func ctlCall(path string, req any, resp *ctlResponse) error {
 		return errors.New(resp.Error)
 	}
 	return nil
+}
+
+// runtimeCounters are the daemon's own costs, for the bench's memory and
+// goroutines per connection.
+func runtimeCounters() []stack.Counter {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return []stack.Counter{
+		{Name: "runtime.goroutines", Value: uint64(runtime.NumGoroutine())},
+		{Name: "runtime.heap_inuse_bytes", Value: m.HeapInuse},
+	}
 }

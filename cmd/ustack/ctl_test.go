@@ -66,8 +66,15 @@ func TestCtlRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(r.Counters, sampleCounters) {
 		t.Errorf("stats: got %+v", r.Counters)
 	}
+	r = ctlResponse{}
+	if err := ctlCall(path, ctlRequest{Op: "runtime"}, &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Counters) != 2 || r.Counters[0].Name != "runtime.goroutines" || r.Counters[0].Value == 0 {
+		t.Errorf("runtime: got %+v", r.Counters)
+	}
 	err := ctlCall(path, ctlRequest{Op: "reboot"}, &r)
-	if err == nil || !strings.Contains(err.Error(), `unknown op "reboot" (want ss, stats)`) {
+	if err == nil || !strings.Contains(err.Error(), `unknown op "reboot" (want runtime, ss, stats)`) {
 		t.Errorf("unknown op: %v", err)
 	}
 }
