@@ -290,7 +290,7 @@ type halfCloser interface{ CloseWrite() error }
 // direction is passed on as a half-close, so a client's shutdown(SHUT_WR)
 // reaches the server as its FIN.
 func splice(a, b net.Conn) {
-	done := make(chan struct{}, 2)
+	done := make(chan struct{})
 	pipe := func(dst, src net.Conn) {
 		io.Copy(dst, src)
 		if hc, ok := dst.(halfCloser); ok {
@@ -298,11 +298,9 @@ func splice(a, b net.Conn) {
 		} else {
 			dst.Close()
 		}
-		done <- struct{}{}
 	}
-	go pipe(a, b)
-	go pipe(b, a)
-	<-done
+	go func() { pipe(a, b); close(done) }()
+	pipe(b, a) // the caller's goroutine carries the other way
 	<-done
 }
 

@@ -76,7 +76,7 @@ func main() {
 	flag.IntVar(&cfg.conns, "conns", 10000, "idle connections the scale test opens")
 	flag.IntVar(&cfg.clients, "clients", 4, "parallel clients of the connection-rate test")
 	flag.StringVar(&columns, "engines", "ustack,gvisor,kernel", "columns to measure: ustack, gvisor, kernel (the veth ceiling)")
-	flag.StringVar(&testsF, "tests", "upload,download,upload6,download6,rr,udp,connrate,http,scale,wg", "measurements to run")
+	flag.StringVar(&testsF, "tests", "upload,download,upload6,download6,rr,udp,connrate,http,scale,wg,fwdup,fwddown,fwdconn,fwdscale", "measurements to run")
 	flag.StringVar(&cfg.json, "json", "bench-results.json", "write the results as JSON to `FILE` (\"\" for none)")
 	flag.IntVar(&cfg.procs, "procs", 0, "pass --procs `N` to both daemons (0: their default)")
 	flag.StringVar(&cfg.bin, "bin", "", "use this ustack binary instead of building one")
@@ -210,9 +210,20 @@ func run(ctx context.Context, cfg *config) error {
 		if err := clientSysctls(ns); err != nil {
 			return err
 		}
+		var fwd *fwdSetup
+		if slices.ContainsFunc(cfg.tests, func(n string) bool { return strings.HasPrefix(n, "fwd") }) {
+			if fwd, err = setupForward(ctx, self, dir, newNS); err != nil {
+				return err
+			}
+			defer fwd.far.stop()
+		}
 		for _, name := range []string{"ustack", "gvisor"} {
 			if slices.Contains(cfg.columns, name) {
-				targets = append(targets, daemonTarget(name, bin, dir, ns, cfg.procs))
+				t := daemonTarget(name, bin, dir, ns, cfg.procs)
+				if fwd != nil {
+					t.fwd = fwdTarget(name, bin, dir, fwd, cfg.procs)
+				}
+				targets = append(targets, t)
 			}
 		}
 	}
@@ -366,6 +377,12 @@ func runOne(ctx context.Context, cfg *config, tst test, t *target, cpuprofile st
 	if tst.inProcess {
 		return tst.run(ctx, cfg, t, nil)
 	}
+	if strings.HasPrefix(tst.name, "fwd") {
+		if t.fwd == nil {
+			return nil, nil, errSkip{"the kernel column has no forwarder to relay through"}
+		}
+		t = t.fwd
+	}
 	s, err := t.start(ctx, cpuprofile)
 	if err != nil {
 		return nil, nil, errStart{fmt.Errorf("starting %s: %w", t.name, err)}
@@ -415,7 +432,8 @@ func testOf(key string) string {
 		{"upload6", "upload6"}, {"download6", "download6"},
 		{"upload", "upload"}, {"download", "download"}, {"rr_", "rr"},
 		{"udp", "udp"}, {"conn_", "connrate"}, {"http_", "http"}, {"scale_", "scale"},
-		{"wg_", "wg"},
+		{"wg_", "wg"}, {"fwd_upload", "fwdup"}, {"fwd_download", "fwddown"},
+		{"fwd_conn_", "fwdconn"}, {"fwd_scale_", "fwdscale"},
 	} {
 		if strings.HasPrefix(key, p.prefix) {
 			return p.test

@@ -39,6 +39,10 @@ var tests = []test{
 	{"http", runHTTP, false},
 	{"scale", runScale, false},
 	{"wg", runWG, true},
+	{"fwdup", forwarded(stream(farAddr, "upload", upload)), false},
+	{"fwddown", forwarded(stream(farAddr, "download", download)), false},
+	{"fwdconn", forwarded(runConnRate), false},
+	{"fwdscale", forwarded(runScale), false},
 }
 
 // metric is one row of the table.
@@ -66,6 +70,11 @@ var metrics = []metric{
 	{"scale_kib_per_conn", "memory per idle connection (VmRSS)", "KiB", false, 2},
 	{"upload_cpu_s_per_gb", "server CPU per GB, upload", "CPU-s/GB", false, 2},
 	{"download_cpu_s_per_gb", "server CPU per GB, download", "CPU-s/GB", false, 2},
+	{"fwd_upload_gbps", "relayed upload (kernel → forwarder → far discard)", "Gbit/s", true, 2},
+	{"fwd_download_gbps", "relayed download (far source → forwarder → kernel)", "Gbit/s", true, 2},
+	{"fwd_conn_rate", "connect+1 req+close through the forwarder", "conn/s", true, 0},
+	{"fwd_scale_kib_per_conn", "memory per idle forwarded connection", "KiB", false, 2},
+	{"fwd_scale_goroutines_per_conn", "goroutines per idle forwarded connection", "", false, 2},
 	{"wg_up_gbps", "wireguard-go pair: embedded stack → gVisor peer", "Gbit/s", true, 2},
 	{"wg_down_gbps", "wireguard-go pair: gVisor peer → embedded stack", "Gbit/s", true, 2},
 }
@@ -307,7 +316,7 @@ func runConnRate(ctx context.Context, cfg *config, t *target, s *server) (sample
 				b := []byte{'x'}
 				for time.Now().Before(end) && ctx.Err() == nil {
 					err := func() error {
-						c, err := dial(serverIP, portEcho)
+						c, err := dial(t.ip, portEcho)
 						if err != nil {
 							return err
 						}
@@ -408,6 +417,10 @@ func runScale(ctx context.Context, cfg *config, t *target, s *server) (sample, [
 	if err != nil {
 		return nil, nil, err
 	}
+	gBefore, err := s.goroutines()
+	if err != nil {
+		return nil, nil, err
+	}
 	per := (cfg.conns + workers - 1) / workers
 	socks := make([][]sock, workers)
 	errs := make([]error, workers)
@@ -425,7 +438,7 @@ func runScale(ctx context.Context, cfg *config, t *target, s *server) (sample, [
 					if ctx.Err() != nil || time.Now().After(deadline) {
 						return fmt.Errorf("gave up after %d connections", i)
 					}
-					c, err := dial(serverIP, portEcho)
+					c, err := dial(t.ip, portEcho)
 					if err != nil {
 						return fmt.Errorf("connection %d: %w", i, err)
 					}
@@ -466,12 +479,20 @@ func runScale(ctx context.Context, cfg *config, t *target, s *server) (sample, [
 	if err != nil {
 		return nil, nil, err
 	}
-	return sample{
+	smp := sample{
 		"scale_open_s":       el.Seconds(),
 		"scale_kib_per_conn": float64(after-before) / float64(cfg.conns) / 1024,
 		"scale_rss_before":   float64(before),
 		"scale_rss_after":    float64(after),
-	}, nil, nil
+	}
+	if gBefore >= 0 {
+		gAfter, err := s.goroutines()
+		if err != nil {
+			return nil, nil, err
+		}
+		smp["scale_goroutines_per_conn"] = float64(gAfter-gBefore) / float64(cfg.conns)
+	}
+	return smp, nil, nil
 }
 
 // errSkip marks a measurement that cannot run here, with the reason.

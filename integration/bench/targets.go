@@ -37,7 +37,11 @@ var (
 type target struct {
 	name     string // ustack, gvisor, kernel
 	clientNS *netns.NS
+	ip       [4]byte // the server's address, as the clients dial it
 	start    func(ctx context.Context, cpuprofile string) (*server, error)
+	// fwd is the same engine relaying (forward.go), for the forwarding
+	// rows; nil: it has no forwarder.
+	fwd *target
 }
 
 // server is a running daemon (or the kernel ceiling's server process).
@@ -47,6 +51,7 @@ type server struct {
 	pid  int
 	log  string // its stderr (and stdout) file
 	done chan error
+	ctl  string // a daemon's control socket ("" for the kernel's server)
 }
 
 // startProcess starts cmd, whose pid must be the server's own (ip netns exec
@@ -213,7 +218,7 @@ func clientSysctls(ns *netns.NS) error {
 // clients being the kernel on the other side of the device.
 func daemonTarget(name, bin, dir string, ns *netns.NS, procs int) *target {
 	n := 0
-	return &target{name: name, clientNS: ns, start: func(ctx context.Context, cpuprofile string) (*server, error) {
+	return &target{name: name, clientNS: ns, ip: serverIP, start: func(ctx context.Context, cpuprofile string) (*server, error) {
 		n++
 		args := []string{"netns", "exec", ns.Name, bin, "run", "--engine", name,
 			"--tun", "tunb0", "--tun-addr", "10.0.0.1/24", "--addr", serverIPs,
@@ -227,7 +232,11 @@ func daemonTarget(name, bin, dir string, ns *netns.NS, procs int) *target {
 		if procs > 0 {
 			args = append(args, "--procs", strconv.Itoa(procs))
 		}
-		return startReady(ctx, ns, name, exec.Command("ip", args...), dir, n)
+		s, err := startReady(ctx, ns, name, exec.Command("ip", args...), dir, n)
+		if s != nil {
+			s.ctl = filepath.Join(dir, name+".sock")
+		}
+		return s, err
 	}}
 }
 
@@ -236,7 +245,7 @@ func daemonTarget(name, bin, dir string, ns *netns.NS, procs int) *target {
 // with -kernel-server.
 func kernelTarget(self, dir string, cli, srv *netns.NS) *target {
 	n := 0
-	return &target{name: "kernel", clientNS: cli, start: func(ctx context.Context, _ string) (*server, error) {
+	return &target{name: "kernel", clientNS: cli, ip: serverIP, start: func(ctx context.Context, _ string) (*server, error) {
 		n++
 		cmd := exec.Command("ip", "netns", "exec", srv.Name, self, "-kernel-server", serverIPs)
 		return startReady(ctx, cli, "kernel", cmd, dir, n)
