@@ -28,6 +28,10 @@ type TCPRequest struct {
 	syn   segment // the client's SYN, without its payload
 	done  bool    // decided, expired or reset
 	timer timers.Timer
+	// est is the connection a SYN cookie's ACK completed already (the
+	// table was full when the SYN came), waiting in its parent's accept
+	// queue for the decision.
+	est *endpoint
 }
 
 // tcpForwarder is the stack's forwarding state (SetTCPForwarder).
@@ -35,13 +39,21 @@ type tcpForwarder struct {
 	handler    func(*TCPRequest)
 	maxPending int
 	pending    map[hashtable.FourTuple]*TCPRequest
+	// lastOverflow is when a SYN last found the table full and got a
+	// cookie: ACKs without a connection are checked as cookies for a
+	// while after (cookieWindow).
+	lastOverflow time.Time
 }
 
 // SetTCPForwarder hands every SYN that no listener takes (to any address
 // with Options.Promiscuous, else to ours) to handler, each in a goroutine
 // of its own, instead of answering RST. At most maxPending requests wait
-// for a decision at a time: SYNs past that are dropped and counted
-// (tcp.forward.pending_full), and the client's retransmission tries again.
+// for a decision at a time. A SYN past that is answered with a SYN cookie
+// (B43, as a listener's full SYN queue is, unless Options.SynCookies is
+// off) and its handshake completes before the handler is asked, which
+// then decides about an open connection (as many again may wait so);
+// without cookies it is dropped and counted (tcp.forward.drop.pending_full)
+// and the client's retransmission tries again.
 // A request left undecided for Options.ForwardTimeout is answered with RST
 // (tcp.forward.timeouts). A nil handler ends forwarding; the requests still
 // waiting are answered with RST.
@@ -49,9 +61,10 @@ func (s *Stack) SetTCPForwarder(maxPending int, handler func(*TCPRequest)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old := s.fwdTCP; old != nil {
+		now := s.clock.Now()
 		for _, r := range old.pending {
 			r.finishLocked()
-			s.sendResetFor(&r.syn)
+			r.resetLocked(now)
 		}
 	}
 	s.fwdTCP = nil
@@ -64,9 +77,10 @@ func (s *Stack) SetTCPForwarder(maxPending int, handler func(*TCPRequest)) {
 // requests are answered with RST, flows end with net.ErrClosed.
 func (s *Stack) closeForwardersLocked() {
 	if f := s.fwdTCP; f != nil {
+		now := s.clock.Now()
 		for _, r := range f.pending {
 			r.finishLocked()
-			s.sendResetFor(&r.syn)
+			r.resetLocked(now)
 		}
 	}
 	if f := s.fwdUDP; f != nil {
@@ -95,21 +109,79 @@ func (s *Stack) forwardTCP(now time.Time, sg *segment) bool {
 		}
 		return true
 	}
+	if sg.has(flagACK) && !sg.has(flagSYN) && !sg.has(flagRST) {
+		return s.forwardCookieACK(now, f, sg)
+	}
 	if !sg.has(flagSYN) || sg.has(flagACK) || sg.has(flagRST) || sg.has(flagFIN) {
 		return false // only a SYN opens; the rest gets the usual RST
 	}
 	if len(f.pending) >= f.maxPending {
-		s.inc(cntTCPForwardPendingFull)
+		if s.opts.SynCookies == SynCookiesOff {
+			s.inc(cntTCPForwardPendingFull)
+			return true
+		}
+		f.lastOverflow = now
+		forwardParent(s, sg).sendCookie(now, sg)
 		return true
 	}
-	r := &TCPRequest{s: s, syn: *sg}
+	s.offerLocked(now, f, &TCPRequest{s: s, syn: *sg})
+	return true
+}
+
+// offerLocked registers r and hands it to the handler.
+func (s *Stack) offerLocked(now time.Time, f *tcpForwarder, r *TCPRequest) {
 	r.syn.payload = nil
 	r.timer.Init(r.expire)
-	f.pending[sg.tuple()] = r
+	f.pending[r.syn.tuple()] = r
 	s.schedule(&r.timer, now.Add(s.opts.ForwardTimeout))
 	s.inc(cntTCPForwardRequests)
 	go f.handler(r)
+}
+
+// forwardParent is the listener of a forwarded connection: in no table,
+// at the address the client dialled, holding just that one connection.
+func forwardParent(s *Stack, sg *segment) *listener {
+	return &listener{s: s, addr: sg.dst, port: sg.dstPort, synQ: make(map[*endpoint]struct{}), child: goSockOpts}
+}
+
+// forwardCookieACK checks an ACK without a connection against the cookies
+// the forwarder sent; a valid one completes the handshake and the open
+// connection goes to the handler. It reports whether it was one.
+func (s *Stack) forwardCookieACK(now time.Time, f *tcpForwarder, sg *segment) bool {
+	if f.lastOverflow.IsZero() || now.Sub(f.lastOverflow) > cookieWindow {
+		return false
+	}
+	l := forwardParent(s, sg)
+	l.lastOverflow = f.lastOverflow
+	if !l.cookieACK(now, sg) {
+		return false
+	}
+	if len(l.acceptQ) != 1 {
+		return true // the ACK did not complete it (cookieACK said why)
+	}
+	e := l.acceptQ[0]
+	if len(f.pending) >= 2*f.maxPending {
+		s.inc(cntTCPForwardPendingFull)
+		e.sendRST(now)
+		e.close("forwarder full: RST sent", nil, 0)
+		return true
+	}
+	syn := segment{src: sg.src, dst: sg.dst, srcPort: sg.srcPort, dstPort: sg.dstPort, seq: e.rcv.irs, flags: flagSYN}
+	s.offerLocked(now, f, &TCPRequest{s: s, syn: syn, est: e})
 	return true
+}
+
+// resetLocked refuses the request with RST: to the SYN, or on the
+// connection a cookie opened.
+func (r *TCPRequest) resetLocked(now time.Time) {
+	if e := r.est; e != nil {
+		if !e.gone {
+			e.sendRST(now)
+			e.close("forwarder refused: RST sent", nil, 0)
+		}
+		return
+	}
+	r.s.sendResetFor(&r.syn)
 }
 
 // Src is the client's address and port.
@@ -133,10 +205,10 @@ func (r *TCPRequest) finishLocked() bool {
 }
 
 // expire answers a request nobody decided in time with RST.
-func (r *TCPRequest) expire(time.Time) {
+func (r *TCPRequest) expire(now time.Time) {
 	if r.finishLocked() {
 		r.s.inc(cntTCPForwardTimeouts)
-		r.s.sendResetFor(&r.syn)
+		r.resetLocked(now)
 	}
 }
 
@@ -157,11 +229,21 @@ func (r *TCPRequest) Accept() (*Conn, error) {
 	if !r.finishLocked() {
 		return fail(syscall.EINVAL)
 	}
+	if e := r.est; e != nil {
+		// A cookie's handshake is done: the connection is open already.
+		if e.gone {
+			return fail(syscall.ECONNRESET)
+		}
+		s.inc(cntTCPForwardAccepted)
+		e.parent.acceptQ = nil
+		e.parent = nil
+		return newConn(&Socket{s: s, opts: goSockOpts, e: e, addr: e.id.LocalAddr, port: e.id.LocalPort}), nil
+	}
 	now := s.clock.Now()
 	// The child's parent is a listener of its own, in no table: the
 	// handshake runs as for any passive open (B10), and only this call
 	// takes what it accepts.
-	l := &listener{s: s, addr: r.syn.dst, port: r.syn.dstPort, synQ: make(map[*endpoint]struct{}), child: goSockOpts}
+	l := forwardParent(s, &r.syn)
 	child := l.openChild(now, &r.syn, s.isn(now, r.syn.tuple()))
 	if child == nil {
 		return fail(syscall.EADDRINUSE)
@@ -195,7 +277,7 @@ func (r *TCPRequest) Reject() {
 	defer s.mu.Unlock()
 	if !s.closed && r.finishLocked() {
 		s.inc(cntTCPForwardRejected)
-		s.sendResetFor(&r.syn)
+		r.resetLocked(s.clock.Now())
 	}
 }
 
@@ -212,10 +294,14 @@ func (r *TCPRequest) RejectWith(code uint8) {
 	if s.closed || !r.finishLocked() {
 		return
 	}
+	s.inc(cntTCPForwardRejected)
+	if r.est != nil {
+		r.resetLocked(s.clock.Now()) // too late for ICMP: the connection is open
+		return
+	}
 	if !r.syn.src.Is4() && !s.has6 {
 		return
 	}
-	s.inc(cntTCPForwardRejected)
 	var seg [header.TCPMinSize]byte
 	header.EncodeTCP(seg[:], header.TCPFields{SrcPort: r.syn.srcPort, DstPort: r.syn.dstPort, Seq: uint32(r.syn.seq), Flags: flagSYN, Window: r.syn.wnd}, 0)
 	s.destUnreachable(r.syn.src, r.syn.dst, header.ProtoTCP, code, seg[:])
@@ -229,5 +315,8 @@ func (r *TCPRequest) Drop() {
 	defer s.mu.Unlock()
 	if r.finishLocked() {
 		s.inc(cntTCPForwardDropped)
+		if e := r.est; e != nil && !e.gone {
+			e.close("forwarder dropped", nil, 0) // silently: the client's next segment meets RST
+		}
 	}
 }

@@ -177,10 +177,11 @@ func TestForwardDrop(t *testing.T) {
 	h.expect(seg{flags: flagRST | flagACK, seq: 0, ack: peerISN + 1, raw: true, dport: 443})
 }
 
-// Requests waiting for a decision are bounded: a SYN past the bound is
-// dropped and counted; the pending SYN's retransmission is absorbed.
+// Requests waiting for a decision are bounded: without SYN cookies a SYN
+// past the bound is dropped and counted; the pending SYN's retransmission
+// is absorbed.
 func TestForwardPendingBound(t *testing.T) {
-	h, reqs := forwarding(t, 2)
+	h, reqs := forwarding(t, 2, func(o *Options) { o.SynCookies = SynCookiesOff })
 	for _, port := range []uint16{40001, 40002, 40003} {
 		sg := farSYN()
 		sg.port = port
@@ -317,4 +318,93 @@ func TestForwardersOnClosedStack(t *testing.T) {
 	h.s.SetTCPForwarder(8, func(*TCPRequest) {})
 	h.s.SetUDPForwarder(UDPConnected, 8, nil)
 	h.expectNone()
+}
+
+// With SYN cookies (the default), a SYN past the bound gets a cookie
+// SYN|ACK and nothing is kept; the cookie's ACK completes the handshake
+// and the handler decides about the open connection: Accept returns it
+// at once.
+func TestForwardSYNCookieWhenFull(t *testing.T) {
+	h, reqs := forwarding(t, 1)
+	h.send(farSYN())
+	first := request(t, reqs)
+	sg := farSYN()
+	sg.port = 40002
+	h.send(sg)
+	tcp := h.out()
+	if tcp.Flags() != flagSYN|flagACK || tcp.Ack() != peerISN+1 || tcp.DstPort() != 40002 {
+		t.Fatalf("got %s, want a cookie SYN|ACK to port 40002", describe(tcp, 0, 0))
+	}
+	iss := tcp.Seq()
+	noRequest(t, reqs)
+	if got := h.s.Counter("tcp.syncookies_sent"); got != 1 {
+		t.Errorf("tcp.syncookies_sent = %d", got)
+	}
+	h.send(seg{flags: flagACK, seq: peerISN + 1, ack: iss + 1, raw: true, port: 40002, to: farAddr, dport: 443})
+	r := request(t, reqs)
+	if r.Src().Port() != 40002 || r.Dst() != netip.MustParseAddrPort("93.184.216.34:443") {
+		t.Fatalf("request from %v to %v", r.Src(), r.Dst())
+	}
+	c, err := r.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LocalAddr().String() != "93.184.216.34:443" {
+		t.Errorf("LocalAddr %v", c.LocalAddr())
+	}
+	h.expectNone()
+	c.Write([]byte("hi"))
+	tcp = h.out()
+	if tcp.Seq() != iss+1 || string(tcp.Payload()) != "hi" || tcp.DstPort() != 40002 {
+		t.Errorf("data %s %q", describe(tcp, iss, peerISN), tcp.Payload())
+	}
+	first.Drop()
+}
+
+// A SYN flood at the forwarder: the pending table stays at its bound and
+// every SYN past it gets a cookie and leaves no state behind.
+func TestForwardSYNFlood(t *testing.T) {
+	h, reqs := forwarding(t, 8)
+	const n = 2000
+	for i := range n {
+		sg := farSYN()
+		sg.port = uint16(10000 + i)
+		h.send(sg)
+	}
+	for range 8 {
+		request(t, reqs)
+	}
+	noRequest(t, reqs)
+	if got := h.s.Counter("tcp.syncookies_sent"); got != n-8 {
+		t.Errorf("tcp.syncookies_sent = %d, want %d", got, n-8)
+	}
+	if got := len(h.s.Sockets()); got != 0 {
+		t.Errorf("%d sockets after the flood, want none", got)
+	}
+	h.s.mu.Lock()
+	pending := len(h.s.fwdTCP.pending)
+	h.s.mu.Unlock()
+	if pending != 8 {
+		t.Errorf("%d pending requests, want the bound, 8", pending)
+	}
+}
+
+// A request a cookie opened, refused: the open connection is reset.
+func TestForwardSYNCookieRejected(t *testing.T) {
+	h, reqs := forwarding(t, 1)
+	h.send(farSYN())
+	request(t, reqs)
+	sg := farSYN()
+	sg.port = 40002
+	h.send(sg)
+	iss := h.out().Seq()
+	h.send(seg{flags: flagACK, seq: peerISN + 1, ack: iss + 1, raw: true, port: 40002, to: farAddr, dport: 443})
+	request(t, reqs).RejectWith(1)
+	tcp := h.out()
+	if tcp.Flags()&flagRST == 0 || tcp.Seq() != iss+1 || tcp.DstPort() != 40002 {
+		t.Fatalf("got %s, want RST at %d", describe(tcp, 0, 0), iss+1)
+	}
+	if got := len(h.s.Sockets()); got != 0 {
+		t.Errorf("%d sockets left", got)
+	}
 }
