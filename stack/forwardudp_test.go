@@ -205,3 +205,37 @@ func TestUDPForwardClose(t *testing.T) {
 		t.Errorf("udp.port_unreachable_sent = %d, want 1", got)
 	}
 }
+
+// Thousands of flows against a bounded table: it holds maxFlows, the
+// oldest are evicted and counted, and every flow still open reads.
+func TestUDPForwardManyFlows(t *testing.T) {
+	const n = 5000
+	h := newHarness(t, func(o *Options) { o.Promiscuous = true })
+	flows := make(chan *UDPFlow, n)
+	h.s.SetUDPForwarder(UDPConnected, 1000, func(f *UDPFlow) { flows <- f })
+	for i := range n {
+		h.s.Inject(udpTo(farAddr, uint16(10000+i), 53, "q"))
+	}
+	if got := h.s.Counter("udp.forward.evicted"); got != n-1000 {
+		t.Errorf("udp.forward.evicted = %d, want %d", got, n-1000)
+	}
+	h.s.mu.Lock()
+	live := len(h.s.fwdUDP.flows)
+	h.s.mu.Unlock()
+	if live != 1000 {
+		t.Errorf("%d live flows, want 1000", live)
+	}
+	open := 0
+	for range n {
+		f := nextFlow(t, flows)
+		f.SetReadDeadline(time.Now().Add(time.Second))
+		if _, _, err := f.ReadFromUDPAddrPort(make([]byte, 10)); err == nil {
+			open++
+		} else if !errors.Is(err, ErrFlowExpired) {
+			t.Fatalf("flow %v: %v", f.Client(), err)
+		}
+	}
+	if open != 1000 {
+		t.Errorf("%d flows read their datagram, want the 1000 live ones", open)
+	}
+}
