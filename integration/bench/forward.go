@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -10,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"ustack/netns"
 )
@@ -62,6 +65,7 @@ func setupForward(ctx context.Context, self, dir string, newNS func(string) (*ne
 		{srv, []string{"addr", "add", farIPs + "/32", "dev", "lo"}},
 		// The kernel server listens on the IPv6 rows' address too.
 		{srv, []string{"-6", "addr", "add", serverAddr6.String() + "/128", "dev", "lo", "nodad"}},
+		{srv, []string{"route", "add", "blackhole", "198.18.0.99/32"}},
 		// The relay's sockets, bound to vfc, take this route; the
 		// clients take the one into the TUN, added with each daemon.
 		{cli, []string{"route", "add", "198.18.0.0/24", "via", "10.98.0.2", "dev", "vfc", "metric", "50"}},
@@ -167,4 +171,65 @@ func (s *server) goroutines() (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no runtime.goroutines from %s (%s)", s.ctl, r.Error)
+}
+
+// blackholed is a far address whose packets the server namespace drops
+// silently: the relay's upstream dial hangs, so a connection to it stays
+// half-open, waiting for the forwarder's decision.
+var blackholed = [4]byte{198, 18, 0, 99}
+
+// runFwdPending opens connections to a black-holed far address without
+// waiting for them (non-blocking connect): each one is a forwarded SYN
+// whose upstream dial hangs. What the daemon holds for each is the cost of
+// a half-open forwarded connection. At most 1000, under the relay's bound
+// of pending requests.
+func runFwdPending(ctx context.Context, cfg *config, t *target, s *server) (sample, []string, error) {
+	n := min(cfg.conns, 1000)
+	before, err := s.rss()
+	if err != nil {
+		return nil, nil, err
+	}
+	gBefore, err := s.goroutines()
+	if err != nil {
+		return nil, nil, err
+	}
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	err = t.clientNS.Do(func() error {
+		sa := &unix.SockaddrInet4{Port: portEcho, Addr: blackholed}
+		for range n {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			fds = append(fds, fd)
+			if err := unix.Connect(fd, sa); err != nil && !errors.Is(err, unix.EINPROGRESS) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	// Every SYN in, every upstream dial started; well before the relay's
+	// 10 s dial timeout.
+	time.Sleep(2 * time.Second)
+	after, err := s.rss()
+	if err != nil {
+		return nil, nil, err
+	}
+	smp := sample{"pending_kib_per_conn": float64(after-before) / float64(n) / 1024}
+	if gBefore >= 0 {
+		gAfter, err := s.goroutines()
+		if err != nil {
+			return nil, nil, err
+		}
+		smp["pending_goroutines_per_conn"] = float64(gAfter-gBefore) / float64(n)
+	}
+	return smp, nil, nil
 }

@@ -76,7 +76,7 @@ func main() {
 	flag.IntVar(&cfg.conns, "conns", 10000, "idle connections the scale test opens")
 	flag.IntVar(&cfg.clients, "clients", 4, "parallel clients of the connection-rate test")
 	flag.StringVar(&columns, "engines", "ustack,gvisor,kernel", "columns to measure: ustack, gvisor, kernel (the veth ceiling)")
-	flag.StringVar(&testsF, "tests", "upload,download,upload6,download6,rr,udp,connrate,http,scale,wg,fwdup,fwddown,fwdconn,fwdscale", "measurements to run")
+	flag.StringVar(&testsF, "tests", "upload,download,upload6,download6,rr,udp,connrate,http,scale,wg,fwdup,fwddown,fwdconn,fwdscale,fwdpending", "measurements to run")
 	flag.StringVar(&cfg.json, "json", "bench-results.json", "write the results as JSON to `FILE` (\"\" for none)")
 	flag.IntVar(&cfg.procs, "procs", 0, "pass --procs `N` to both daemons (0: their default)")
 	flag.StringVar(&cfg.bin, "bin", "", "use this ustack binary instead of building one")
@@ -433,7 +433,7 @@ func testOf(key string) string {
 		{"upload", "upload"}, {"download", "download"}, {"rr_", "rr"},
 		{"udp", "udp"}, {"conn_", "connrate"}, {"http_", "http"}, {"scale_", "scale"},
 		{"wg_", "wg"}, {"fwd_upload", "fwdup"}, {"fwd_download", "fwddown"},
-		{"fwd_conn_", "fwdconn"}, {"fwd_scale_", "fwdscale"},
+		{"fwd_conn_", "fwdconn"}, {"fwd_scale_", "fwdscale"}, {"fwd_pending_", "fwdpending"},
 	} {
 		if strings.HasPrefix(key, p.prefix) {
 			return p.test

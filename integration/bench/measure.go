@@ -43,6 +43,7 @@ var tests = []test{
 	{"fwddown", forwarded(stream(farAddr, "download", download)), false},
 	{"fwdconn", forwarded(runConnRate), false},
 	{"fwdscale", forwarded(runScale), false},
+	{"fwdpending", forwarded(runFwdPending), false},
 }
 
 // metric is one row of the table.
@@ -75,6 +76,8 @@ var metrics = []metric{
 	{"fwd_conn_rate", "connect+1 req+close through the forwarder", "conn/s", true, 0},
 	{"fwd_scale_kib_per_conn", "memory per idle forwarded connection", "KiB", false, 2},
 	{"fwd_scale_goroutines_per_conn", "goroutines per idle forwarded connection", "", false, 2},
+	{"fwd_pending_kib_per_conn", "memory per half-open forwarded connection", "KiB", false, 2},
+	{"fwd_pending_goroutines_per_conn", "goroutines per half-open forwarded connection", "", false, 2},
 	{"wg_up_gbps", "wireguard-go pair: embedded stack → gVisor peer", "Gbit/s", true, 2},
 	{"wg_down_gbps", "wireguard-go pair: gVisor peer → embedded stack", "Gbit/s", true, 2},
 }
