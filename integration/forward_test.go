@@ -88,6 +88,70 @@ func listenIn(t *testing.T, ns *netns.NS, network, addr string) net.Listener {
 	return ln
 }
 
+// udpEchoIn answers each datagram to addr inside ns with "echo from
+// SENDER: " and the datagram.
+func udpEchoIn(t *testing.T, ns *netns.NS, addr string) {
+	t.Helper()
+	var pc net.PacketConn
+	if err := ns.Do(func() error {
+		var err error
+		pc, err = net.ListenPacket("udp4", addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 2000)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(append([]byte("echo from "+from.(*net.UDPAddr).IP.String()+": "), buf[:n]...), from)
+		}
+	}()
+}
+
+// tcpEchoIn echoes every connection to addr inside ns.
+func tcpEchoIn(t *testing.T, ns *netns.NS, addr string) {
+	ln := listenIn(t, ns, "tcp4", addr)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+}
+
+// udpRoundTrip sends msg from a kernel UDP socket in ns to addr and
+// returns the answer, trying three times (the first datagram may meet a
+// relay still opening its flow).
+func udpRoundTrip(t *testing.T, ns *netns.NS, addr, msg string) string {
+	t.Helper()
+	var c net.Conn
+	if err := ns.Do(func() error {
+		var err error
+		c, err = net.Dial("udp4", addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 2000)
+	for try := 0; try < 3; try++ {
+		c.Write([]byte(msg))
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if n, err := c.Read(buf); err == nil {
+			return string(buf[:n])
+		}
+	}
+	return ""
+}
+
 // TCP through the relay: curl's request arrives at the server addressed
 // to 203.0.113.10:8080 from the relay's veth address; a bulk upload with
 // a half-close arrives whole (the server answers its hash after the
@@ -146,15 +210,7 @@ func TestForwardTCPDirect(t *testing.T) {
 	}
 
 	nc := needTool(t, "nc")
-	echo := listenIn(t, server, "tcp4", farServer+":8082")
-	go func() {
-		c, err := echo.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		io.Copy(c, c)
-	}()
+	tcpEchoIn(t, server, farServer+":8082")
 	cmd := client.Command(nc, "-N", "-w", "5", farServer, "8082")
 	cmd.Stdin = strings.NewReader("through the relay\n")
 	var o bytes.Buffer
@@ -173,46 +229,9 @@ func TestForwardTCPDirect(t *testing.T) {
 // address the client sent to; nc -u carries a datagram too.
 func TestForwardUDPDirect(t *testing.T) {
 	client, server, d := forwardPair(t)
-	var pc net.PacketConn
-	if err := server.Do(func() error {
-		var err error
-		pc, err = net.ListenPacket("udp4", farServer+":5353")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	go func() {
-		buf := make([]byte, 2000)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(append([]byte("echo from "+from.(*net.UDPAddr).IP.String()+": "), buf[:n]...), from)
-		}
-	}()
-	var c net.Conn
-	if err := client.Do(func() error {
-		var err error
-		c, err = net.Dial("udp4", farServer+":5353")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	buf := make([]byte, 2000)
-	var n int
-	var err error
-	for try := 0; try < 3; try++ {
-		c.Write([]byte("hello"))
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		if n, err = c.Read(buf); err == nil {
-			break
-		}
-	}
-	if want := "echo from 10.97.0.1: hello"; string(buf[:n]) != want {
-		t.Fatalf("reply %q (%v), want %q", buf[:n], err, want)
+	udpEchoIn(t, server, farServer+":5353")
+	if got, want := udpRoundTrip(t, client, farServer+":5353", "hello"), "echo from 10.97.0.1: hello"; got != want {
+		t.Fatalf("reply %q, want %q", got, want)
 	}
 
 	nc := needTool(t, "nc")
@@ -332,33 +351,8 @@ func socksServer(t *testing.T, ns *netns.NS, addr string) {
 func TestForwardSOCKS5(t *testing.T) {
 	client, server := forwardNamespaces(t)
 	socksServer(t, server, "10.97.0.2:1080")
-	echo := listenIn(t, server, "tcp4", farServer+":8082")
-	go func() {
-		for {
-			c, err := echo.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
-	var pc net.PacketConn
-	server.Do(func() error {
-		var err error
-		pc, err = net.ListenPacket("udp4", farServer+":5353")
-		return err
-	})
-	defer pc.Close()
-	go func() {
-		buf := make([]byte, 2000)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(append([]byte("echo: "), buf[:n]...), from)
-		}
-	}()
+	tcpEchoIn(t, server, farServer+":8082")
+	udpEchoIn(t, server, farServer+":5353")
 	startDaemon(t, client, "--forward", "socks5://10.97.0.2:1080")
 	if out, err := client.Run("ip", "route", "add", "203.0.113.0/24", "dev", "tun0"); err != nil {
 		t.Fatalf("ip route: %v %s", err, out)
@@ -380,24 +374,9 @@ func TestForwardSOCKS5(t *testing.T) {
 		t.Errorf("a port the proxy cannot reach: %v, want ECONNREFUSED", err)
 	}
 
-	var uc net.Conn
-	client.Do(func() error {
-		var err error
-		uc, err = net.Dial("udp4", farServer+":5353")
-		return err
-	})
-	defer uc.Close()
-	buf := make([]byte, 100)
-	var n int
-	for try := 0; try < 3; try++ {
-		uc.Write([]byte("dgram"))
-		uc.SetReadDeadline(time.Now().Add(2 * time.Second))
-		if n, err = uc.Read(buf); err == nil {
-			break
-		}
-	}
-	if string(buf[:n]) != "echo: dgram" {
-		t.Errorf("UDP through the proxy: %q (%v)", buf[:n], err)
+	// The proxy's relay socket sends from 10.97.0.2.
+	if got, want := udpRoundTrip(t, client, farServer+":5353", "dgram"), "echo from 10.97.0.2: dgram"; got != want {
+		t.Errorf("UDP through the proxy: %q, want %q", got, want)
 	}
 }
 

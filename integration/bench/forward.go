@@ -185,11 +185,7 @@ var blackholed = [4]byte{198, 18, 0, 99}
 // of pending requests.
 func runFwdPending(ctx context.Context, cfg *config, t *target, s *server) (sample, []string, error) {
 	n := min(cfg.conns, 1000)
-	before, err := s.rss()
-	if err != nil {
-		return nil, nil, err
-	}
-	gBefore, err := s.goroutines()
+	before, err := s.costs()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -219,17 +215,33 @@ func runFwdPending(ctx context.Context, cfg *config, t *target, s *server) (samp
 	// Every SYN in, every upstream dial started; well before the relay's
 	// 10 s dial timeout.
 	time.Sleep(2 * time.Second)
-	after, err := s.rss()
+	after, err := s.costs()
 	if err != nil {
 		return nil, nil, err
 	}
-	smp := sample{"pending_kib_per_conn": float64(after-before) / float64(n) / 1024}
-	if gBefore >= 0 {
-		gAfter, err := s.goroutines()
-		if err != nil {
-			return nil, nil, err
-		}
-		smp["pending_goroutines_per_conn"] = float64(gAfter-gBefore) / float64(n)
-	}
+	smp := sample{}
+	after.perConn(before, n, "pending_", smp)
 	return smp, nil, nil
+}
+
+// cost is what the server holds: resident memory, and goroutines (-1 when
+// it cannot say).
+type cost struct{ rss, goroutines int64 }
+
+func (s *server) costs() (cost, error) {
+	rss, err := s.rss()
+	if err != nil {
+		return cost{}, err
+	}
+	g, err := s.goroutines()
+	return cost{rss, g}, err
+}
+
+// perConn records into smp what each of n connections added since
+// before: prefix+"kib_per_conn" and, when known, prefix+"goroutines_per_conn".
+func (after cost) perConn(before cost, n int, prefix string, smp sample) {
+	smp[prefix+"kib_per_conn"] = float64(after.rss-before.rss) / float64(n) / 1024
+	if before.goroutines >= 0 {
+		smp[prefix+"goroutines_per_conn"] = float64(after.goroutines-before.goroutines) / float64(n)
+	}
 }

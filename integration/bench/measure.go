@@ -416,11 +416,7 @@ func parseWrkDuration(s string) (float64, bool) {
 // how long that took and how much the server's resident memory grew.
 func runScale(ctx context.Context, cfg *config, t *target, s *server) (sample, []string, error) {
 	const workers = 8
-	before, err := s.rss()
-	if err != nil {
-		return nil, nil, err
-	}
-	gBefore, err := s.goroutines()
+	before, err := s.costs()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -478,23 +474,16 @@ func runScale(ctx context.Context, cfg *config, t *target, s *server) (sample, [
 	if err := s.exited(); err != nil {
 		return nil, nil, err
 	}
-	after, err := s.rss()
+	after, err := s.costs()
 	if err != nil {
 		return nil, nil, err
 	}
 	smp := sample{
-		"scale_open_s":       el.Seconds(),
-		"scale_kib_per_conn": float64(after-before) / float64(cfg.conns) / 1024,
-		"scale_rss_before":   float64(before),
-		"scale_rss_after":    float64(after),
+		"scale_open_s":     el.Seconds(),
+		"scale_rss_before": float64(before.rss),
+		"scale_rss_after":  float64(after.rss),
 	}
-	if gBefore >= 0 {
-		gAfter, err := s.goroutines()
-		if err != nil {
-			return nil, nil, err
-		}
-		smp["scale_goroutines_per_conn"] = float64(gAfter-gBefore) / float64(cfg.conns)
-	}
+	after.perConn(before, cfg.conns, "scale_", smp)
 	return smp, nil, nil
 }
 
