@@ -46,7 +46,7 @@ type tcpForwarder struct {
 }
 
 // SetTCPForwarder hands every SYN that no listener takes (to any address
-// with Options.Promiscuous, else to ours) to handler, each in a goroutine
+// but the stack's own with Options.Promiscuous, else to its own) to handler, each in a goroutine
 // of its own, instead of answering RST. At most maxPending requests wait
 // for a decision at a time. A SYN past that is answered with a SYN cookie
 // (B43, as a listener's full SYN queue is, unless Options.SynCookies is
@@ -91,11 +91,16 @@ func (s *Stack) closeForwardersLocked() {
 	s.fwdTCP, s.fwdUDP, s.fwdEcho = nil, nil, nil
 }
 
+// forwards reports whether the forwarders take traffic to dst: with
+// Options.Promiscuous every address but the stack's own (whose closed
+// ports answer as ever, B01), without it the stack's own.
+func (s *Stack) forwards(dst hashtable.Addr) bool { return s.opts.Promiscuous != s.isLocal(dst) }
+
 // forwardTCP offers sg, which no socket took, to the forwarder; it reports
 // whether the forwarder took it (so no RST is due).
 func (s *Stack) forwardTCP(now time.Time, sg *segment) bool {
 	f := s.fwdTCP
-	if f == nil {
+	if f == nil || !s.forwards(sg.dst) {
 		return false
 	}
 	if r, ok := f.pending[sg.tuple()]; ok {

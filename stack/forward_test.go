@@ -280,6 +280,20 @@ func TestForwardOwnAddressOnly(t *testing.T) {
 	noRequest(t, reqs)
 }
 
+// With Promiscuous, the stack's own address is not forwarded: its closed
+// ports answer RST (B01) and port unreachable as ever.
+func TestForwardSkipsOwnAddressWhenPromiscuous(t *testing.T) {
+	h, reqs := forwarding(t, 8)
+	h.s.SetUDPForwarder(UDPConnected, 8, func(*UDPFlow) { t.Error("a flow to our own address was forwarded") })
+	h.send(seg{flags: flagSYN, seq: 0, opts: mssOpt, dport: 8080})
+	h.expect(seg{flags: flagRST | flagACK, seq: 0, ack: peerISN + 1, raw: true, dport: 8080})
+	noRequest(t, reqs)
+	h.s.Inject(udpTo(stackAddr, 5000, 53, "q"))
+	if got := h.s.Counter("udp.port_unreachable_sent"); got != 1 {
+		t.Errorf("udp.port_unreachable_sent = %d, want 1", got)
+	}
+}
+
 // Removing the forwarder answers the waiting requests with RST.
 func TestForwardRemoved(t *testing.T) {
 	h, reqs := forwarding(t, 8)

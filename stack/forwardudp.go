@@ -103,7 +103,8 @@ type UDPFlow struct {
 }
 
 // SetUDPForwarder hands each new flow of datagrams that no socket takes
-// (to any address with Options.Promiscuous, else to ours) to handler, in
+// (to any address but the stack's own with Options.Promiscuous, else to
+// its own) to handler, in
 // a goroutine of its own, instead of answering ICMP port unreachable. At
 // most maxFlows flows live at once: a new flow past that evicts the least
 // recently active one (udp.forward.evicted). A nil handler ends
@@ -126,7 +127,7 @@ func (s *Stack) SetUDPForwarder(mode UDPForwardMode, maxFlows int, handler func(
 // reports whether the forwarder took it.
 func (s *Stack) forwardUDP(now time.Time, src hashtable.Addr, sport uint16, dst hashtable.Addr, dport uint16, payload []byte) bool {
 	f := s.fwdUDP
-	if f == nil {
+	if f == nil || !s.forwards(dst) {
 		return false
 	}
 	key := flowKey{client: src, cport: sport}

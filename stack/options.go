@@ -54,8 +54,10 @@ type Options struct {
 	CongestionControl CongestionControl
 
 	// Promiscuous takes packets to any address, not only the stack's own,
-	// for a forwarder (SetTCPForwarder) to terminate as the address the
-	// client dialled: a transparent proxy's mode (Linux IP_TRANSPARENT).
+	// for the forwarders (SetTCPForwarder, SetUDPForwarder,
+	// SetEchoForwarder) to terminate as the address the client dialled: a
+	// transparent proxy's mode (Linux IP_TRANSPARENT). The stack's own
+	// addresses then answer as without forwarders.
 	Promiscuous bool
 	// ForwardTimeout is how long a forwarded SYN waits for its handler's
 	// decision before it is answered with RST.
