@@ -11,7 +11,7 @@
 // are net.Conn, net.Listener and net.PacketConn as gVisor's gonet types
 // are; errors are *net.OpError with the errno inside.
 //
-// The stack holds one IPv4 address and, optionally, one IPv6 address.
+// The stack holds at most one address per family.
 package netstack
 
 import (
@@ -45,9 +45,9 @@ type device struct {
 	once   sync.Once
 }
 
-// CreateNetTUN creates a stack with localAddresses (one IPv4 address, and
-// one IPv6 address if any) behind a device of the given MTU; LookupHost
-// asks dnsServers, through the stack.
+// CreateNetTUN creates a stack with localAddresses (an IPv4 address, an
+// IPv6 address, or one of each) behind a device of the given MTU;
+// LookupHost asks dnsServers, through the stack.
 func CreateNetTUN(localAddresses, dnsServers []netip.Addr, mtu int) (tun.Device, *Net, error) {
 	opts := stack.DefaultOptions()
 	var v4, v6 netip.Addr
@@ -62,8 +62,8 @@ func CreateNetTUN(localAddresses, dnsServers []netip.Addr, mtu int) (tun.Device,
 		}
 		*dup = a
 	}
-	if !v4.IsValid() {
-		return nil, nil, errors.New("netstack: no IPv4 address among the local addresses (ustack needs one; IPv6 is optional)")
+	if !v4.IsValid() && !v6.IsValid() {
+		return nil, nil, errors.New("netstack: no local address")
 	}
 	opts.Addr, opts.Addr6 = v4, v6
 	link := stack.NewBatchLink(mtu)
@@ -76,7 +76,7 @@ func CreateNetTUN(localAddresses, dnsServers []netip.Addr, mtu int) (tun.Device,
 	}
 	dev := &device{link: link, s: s, mtu: mtu, events: make(chan tun.Event, 10)}
 	dev.events <- tun.EventUp
-	n := &Net{s: s, dnsServers: append([]netip.Addr(nil), dnsServers...), hasV4: true, hasV6: v6.IsValid()}
+	n := &Net{s: s, dnsServers: append([]netip.Addr(nil), dnsServers...), hasV4: v4.IsValid(), hasV6: v6.IsValid()}
 	return dev, n, nil
 }
 

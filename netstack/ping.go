@@ -55,6 +55,9 @@ func (n *Net) DialPingAddr(laddr, raddr netip.Addr) (*PingConn, error) {
 func (n *Net) ListenPingAddr(laddr netip.Addr) (*PingConn, error) {
 	if !laddr.IsValid() {
 		laddr = netip.IPv4Unspecified()
+		if !n.hasV4 {
+			laddr = netip.IPv6Unspecified()
+		}
 	}
 	return n.DialPingAddr(laddr, netip.Addr{})
 }

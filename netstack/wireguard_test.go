@@ -406,7 +406,7 @@ func TestCloseDevice(t *testing.T) {
 func TestCreateNetTUNAddresses(t *testing.T) {
 	for _, addrs := range [][]netip.Addr{
 		{ourV4, theirV4},
-		{ourV6},
+		{ourV6, theirV6},
 		nil,
 	} {
 		if _, _, err := netstack.CreateNetTUN(addrs, nil, mtu); err == nil {
@@ -442,5 +442,34 @@ func BenchmarkDownload(b *testing.B) {
 	n, _ := io.Copy(io.Discard, c)
 	if n != int64(b.N)*128<<10 {
 		b.Fatalf("received %d bytes, want %d", n, int64(b.N)*128<<10)
+	}
+}
+
+// An IPv6-only tunnel, as some wireguard-go configurations are: HTTP both
+// ways over IPv6, and IPv4 unreachable.
+func TestIPv6OnlyOverWireGuard(t *testing.T) {
+	ourDev, ours, err := netstack.CreateNetTUN([]netip.Addr{ourV6}, nil, mtu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirDev, theirs, err := gvnetstack.CreateNetTUN([]netip.Addr{theirV6}, nil, mtu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, err := wgpair.Join(ourDev, theirDev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	serveHTTP(t, listenTCP(t, ours, 80), "ustack")
+	serveHTTP(t, listenTCP(t, theirs, 80), "gvisor")
+	if got := get(t, theirs, "http://[fd09::1]/"); !strings.HasPrefix(got, "ustack answers / from [fd09::2]:") {
+		t.Errorf("GET from gVisor: %q", got)
+	}
+	if got := get(t, ours, "http://[fd09::2]/"); !strings.HasPrefix(got, "gvisor answers / from [fd09::1]:") {
+		t.Errorf("GET from ustack: %q", got)
+	}
+	if _, err := ours.DialContext(context.Background(), "tcp", "10.9.0.2:80"); !errors.Is(err, syscall.ENETUNREACH) {
+		t.Errorf("IPv4 from an IPv6-only stack: %v, want ENETUNREACH", err)
 	}
 }

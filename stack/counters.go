@@ -114,6 +114,7 @@ const (
 	cntUDPForwardIdle
 	cntICMPForwardRequests
 	cntICMPForwardPendingFull
+	cntIPNoAddress
 	numCounters
 )
 
@@ -225,6 +226,7 @@ var counterNames = [numCounters]string{
 	cntUDPForwardIdle:         "udp.forward.idle_expired",
 	cntICMPForwardRequests:    "icmp.forward.requests",
 	cntICMPForwardPendingFull: "icmp.forward.drop.pending_full",
+	cntIPNoAddress:            "ip.drop.no_ipv4_address",
 }
 
 // init catches a counter added without a name.

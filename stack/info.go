@@ -89,7 +89,15 @@ func (s *Stack) listenersLocked() []*listener {
 }
 
 // String describes the stack for logs.
-func (s *Stack) String() string { return fmt.Sprintf("ustack %v mtu %d", s.opts.Addr, s.mtu) }
+func (s *Stack) String() string {
+	switch {
+	case !s.has4:
+		return fmt.Sprintf("ustack %v mtu %d", s.opts.Addr6, s.mtu)
+	case s.has6:
+		return fmt.Sprintf("ustack %v %v mtu %d", s.opts.Addr, s.opts.Addr6, s.mtu)
+	}
+	return fmt.Sprintf("ustack %v mtu %d", s.opts.Addr, s.mtu)
+}
 
 // SocketInfo is one line of `ustack ss`.
 type SocketInfo struct {

@@ -36,6 +36,10 @@ func (s *Stack) netInput(now time.Time, pkt []byte, csumOK bool) {
 // demultiplexing. Every drop is counted.
 func (s *Stack) ipInput(now time.Time, pkt []byte, csumOK bool) {
 	s.inc(cntIPIn)
+	if !s.has4 {
+		s.inc(cntIPNoAddress) // an IPv6-only stack
+		return
+	}
 	ip := header.IPv4(pkt)
 	if err := ip.Validate(); err != nil {
 		switch {
@@ -121,7 +125,9 @@ func (s *Stack) ipFragment(pkt []byte, src, dst hashtable.Addr, proto uint8) {
 
 // isLocal reports whether a is one of the stack's own addresses; with
 // Options.Promiscuous others come in too, for the forwarders only.
-func (s *Stack) isLocal(a hashtable.Addr) bool { return a == s.addr || a == s.addr6 && s.has6 }
+func (s *Stack) isLocal(a hashtable.Addr) bool {
+	return a == s.addr && s.has4 || a == s.addr6 && s.has6
+}
 
 // linkOutput hands a finished IP packet to the link's queue, or back to our
 // own input when it is for our own address (B16). The Packet hook sees it.

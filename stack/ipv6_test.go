@@ -303,3 +303,26 @@ func TestIPv6GoAPI(t *testing.T) {
 		t.Fatalf("Dial(tcp6) sent %x to port %d", tcp.Flags(), tcp.DstPort())
 	}
 }
+
+// An IPv6-only stack (Options.Addr zero): IPv4 is dropped and counted,
+// IPv4 destinations are unreachable, IPv6 serves as ever.
+func TestIPv6OnlyStack(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.Addr, o.Addr6 = netip.Addr{}, stack6 })
+	h.s.Inject(echoTo(stackAddr, 1, 1, "v4?"))
+	h.wantCounter("ip.drop.no_ipv4_address", 1)
+	h.expectNone()
+	h.s.Inject(pkt6(stack6, header.ProtoICMPv6, 64, echoRequest6(7, 3, "v6")))
+	if m := h.out6(header.ProtoICMPv6).Payload(); m[0] != header.ICMPv6EchoReply {
+		t.Fatalf("reply %x", m)
+	}
+	if _, err := h.s.DialUDP(netip.AddrPort{}, netip.MustParseAddrPort("10.0.0.1:53")); !errors.Is(err, syscall.ENETUNREACH) {
+		t.Errorf("UDP to IPv4: %v, want ENETUNREACH", err)
+	}
+	so := h.s.NewSocket()
+	if err := so.Connect(netip.MustParseAddrPort("10.0.0.1:80")); !errors.Is(err, syscall.ENETUNREACH) {
+		t.Errorf("TCP to IPv4: %v, want ENETUNREACH", err)
+	}
+	if _, err := New(NewMemLink(1500), Options{}); err == nil {
+		t.Error("a stack with no address at all was made")
+	}
+}

@@ -43,7 +43,7 @@ func (s *Stack) pingSend(so *Socket, to netip.AddrPort, msg []byte) error {
 		return syscall.EINVAL // ping_common_sendmsg: only echo requests
 	case dst.Is4() == so.pingV6:
 		return syscall.EAFNOSUPPORT
-	case !dst.Is4() && !s.has6:
+	case !dst.Is4() && !s.has6, dst.Is4() && !s.has4:
 		return syscall.ENETUNREACH
 	}
 	hl := netHdrLen(dst)

@@ -67,7 +67,7 @@ func (s *Stack) localAddr(a netip.Addr) (hashtable.Addr, error) {
 		return hashtable.Any4, nil
 	case a.IsUnspecified():
 		return hashtable.Any6, nil // both families, unless IPV6_V6ONLY
-	case a.Unmap() == s.opts.Addr:
+	case s.has4 && a.Unmap() == s.opts.Addr:
 		return s.addr, nil
 	case s.has6 && a == s.opts.Addr6:
 		return s.addr6, nil
@@ -232,7 +232,7 @@ func (so *Socket) connectLocked(addr netip.AddrPort) error {
 		// Linux connects INADDR_ANY (and ::) to the host itself
 		// (ip_route_connect, ip6_datagram_connect's "any: loopback").
 		self := s.opts.Addr
-		if !addr.Addr().Is4() && s.has6 {
+		if !addr.Addr().Is4() && s.has6 || !s.has4 {
 			self = s.opts.Addr6
 		}
 		addr = netip.AddrPortFrom(self, addr.Port())
@@ -243,6 +243,8 @@ func (so *Socket) connectLocked(addr netip.AddrPort) error {
 		return syscall.EINVAL
 	case !ra.Is4() && !s.has6:
 		return syscall.ENETUNREACH // no IPv6 route
+	case ra.Is4() && !s.has4:
+		return syscall.ENETUNREACH // no IPv4 route
 	case ra.Is4() && so.v6only:
 		return syscall.ENETUNREACH // tcp_v6_connect: a v4-mapped peer on a v6-only socket
 	}

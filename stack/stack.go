@@ -83,6 +83,7 @@ type Stack struct {
 	clock timers.Clock
 	addr  hashtable.Addr // our IPv4 address
 	ip4   [4]byte        // the same, for IPv4 headers
+	has4  bool           // false: an IPv6-only stack (Options.Addr zero)
 	addr6 hashtable.Addr // our IPv6 address, when has6
 	has6  bool
 
@@ -142,8 +143,8 @@ type Stack struct {
 
 // New creates a stack over link. It does not read from the link until Start.
 func New(link Link, opts Options) (*Stack, error) {
-	if !opts.Addr.Is4() {
-		return nil, fmt.Errorf("stack: address %v is not IPv4", opts.Addr)
+	if a := opts.Addr; a.IsValid() && !a.Is4() || !a.IsValid() && !opts.Addr6.IsValid() {
+		return nil, fmt.Errorf("stack: address %v: want an IPv4 Addr, an IPv6 Addr6, or both", opts.Addr)
 	}
 	if a := opts.Addr6; a.IsValid() && (!a.Is6() || a.Is4In6() || a.IsUnspecified() || a.IsMulticast()) {
 		return nil, fmt.Errorf("stack: Addr6 %v is not a unicast IPv6 address", a)
@@ -173,7 +174,7 @@ func New(link Link, opts Options) (*Stack, error) {
 		link:       link,
 		clock:      opts.Clock,
 		addr:       hashtable.AddrFrom(opts.Addr),
-		ip4:        opts.Addr.As4(),
+		has4:       opts.Addr.IsValid(),
 		addr6:      hashtable.AddrFrom(opts.Addr6),
 		has6:       opts.Addr6.IsValid(),
 		mtu:        mtu,
@@ -190,6 +191,9 @@ func New(link Link, opts Options) (*Stack, error) {
 		txBuf:      make([]byte, 65536),
 		wake:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
+	}
+	if s.has4 {
+		s.ip4 = opts.Addr.As4()
 	}
 	if g, ok := link.(OffloadLink); ok && g.GSOMaxSize() > mtu {
 		s.gso = g

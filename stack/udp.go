@@ -269,7 +269,7 @@ func (s *Stack) udpSend(local hashtable.Addr, port uint16, to netip.AddrPort, pa
 	if to.Addr().IsUnspecified() {
 		dst = s.ourAddr(dst) // as connect() of INADDR_ANY: ourselves
 	}
-	if !dst.Is4() && !s.has6 {
+	if !dst.Is4() && !s.has6 || dst.Is4() && !s.has4 {
 		return syscall.ENETUNREACH
 	}
 	src := local
@@ -354,6 +354,9 @@ func (so *Socket) udpConnect(addr netip.AddrPort) error {
 		return err
 	}
 	a := addr.Addr().Unmap()
+	if a.Is4() && !so.s.has4 || !a.Is4() && !so.s.has6 {
+		return syscall.ENETUNREACH // ip4_datagram_connect: no route
+	}
 	if a.IsUnspecified() {
 		a = so.s.ourAddr(hashtable.AddrFrom(a)).Netip()
 	}
