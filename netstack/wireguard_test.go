@@ -65,14 +65,19 @@ func listenTCP(t testing.TB, n any, port int) net.Listener {
 }
 
 // pair is ustack's netstack and gVisor's joined by WireGuard; each names
-// the other as its DNS server.
+// the other's IPv4 address as its DNS server.
 func pair(t testing.TB) (*netstack.Net, *gvnetstack.Net) {
+	return pairWith(t, []netip.Addr{ourV4, ourV6}, []netip.Addr{theirV4, theirV6})
+}
+
+// pairWith is pair with the two sides' local addresses given.
+func pairWith(t testing.TB, ourAddrs, theirAddrs []netip.Addr) (*netstack.Net, *gvnetstack.Net) {
 	t.Helper()
-	ourDev, ours, err := netstack.CreateNetTUN([]netip.Addr{ourV4, ourV6}, []netip.Addr{theirV4}, mtu)
+	ourDev, ours, err := netstack.CreateNetTUN(ourAddrs, []netip.Addr{theirV4}, mtu)
 	if err != nil {
 		t.Fatal(err)
 	}
-	theirDev, theirs, err := gvnetstack.CreateNetTUN([]netip.Addr{theirV4, theirV6}, []netip.Addr{ourV4}, mtu)
+	theirDev, theirs, err := gvnetstack.CreateNetTUN(theirAddrs, []netip.Addr{ourV4}, mtu)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -448,19 +453,7 @@ func BenchmarkDownload(b *testing.B) {
 // An IPv6-only tunnel, as some wireguard-go configurations are: HTTP both
 // ways over IPv6, and IPv4 unreachable.
 func TestIPv6OnlyOverWireGuard(t *testing.T) {
-	ourDev, ours, err := netstack.CreateNetTUN([]netip.Addr{ourV6}, nil, mtu)
-	if err != nil {
-		t.Fatal(err)
-	}
-	theirDev, theirs, err := gvnetstack.CreateNetTUN([]netip.Addr{theirV6}, nil, mtu)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop, err := wgpair.Join(ourDev, theirDev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
+	ours, theirs := pairWith(t, []netip.Addr{ourV6}, []netip.Addr{theirV6})
 	serveHTTP(t, listenTCP(t, ours, 80), "ustack")
 	serveHTTP(t, listenTCP(t, theirs, 80), "gvisor")
 	if got := get(t, theirs, "http://[fd09::1]/"); !strings.HasPrefix(got, "ustack answers / from [fd09::2]:") {
